@@ -1,0 +1,80 @@
+// wpckpt: incremental checkpoint/restore of Linux processes.
+#include <CLI/CLI.hpp>
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cli/commands.hpp"
+#include "cli/output.hpp"
+#include "lib/base/feature.hpp"
+#include "lib/base/log.hpp"
+
+namespace {
+
+void apply_verbosity(int verbose, bool quiet) {
+  using wpckpt::log::Level;
+  if (quiet) {
+    wpckpt::log::set_level(Level::Error);
+    return;
+  }
+  if (verbose >= 3) wpckpt::log::set_level(Level::Trace);
+  else if (verbose == 2) wpckpt::log::set_level(Level::Debug);
+  else if (verbose == 1) wpckpt::log::set_level(Level::Info);
+}
+
+// --disable-feature is passed on through the environment so that helper
+// processes (the agent, restorers) see the same switches.
+void apply_disabled_features(const std::vector<std::string>& keys) {
+  if (keys.empty()) return;
+  std::string list;
+  if (const char* old = std::getenv(wpckpt::kDisableFeaturesEnv)) list = old;
+  for (const std::string& k : keys) {
+    if (!list.empty()) list += ',';
+    list += k;
+  }
+  setenv(wpckpt::kDisableFeaturesEnv, list.c_str(), 1);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace wpckpt::cli;
+  CLI::App app{"wpckpt: incremental checkpoint/restore of Linux processes with async write-protect tracking",
+               "wpckpt"};
+  app.set_version_flag("--version", std::string("wpckpt ") + WPCKPT_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough();
+  int verbose = 0;
+  bool quiet = false;
+  std::vector<std::string> disabled;
+  app.add_flag("-v,--verbose", verbose, "More messages (repeat for debug and trace)");
+  app.add_flag("-q,--quiet", quiet, "Only errors");
+  app.add_option("--disable-feature", disabled, "Treat a probed feature as missing (for testing fallbacks)")
+      ->group("");  // hidden
+  app.parse_complete_callback([&] {
+    apply_verbosity(verbose, quiet);
+    apply_disabled_features(disabled);
+  });
+
+  int exit_code = kExitOk;
+  add_check_command(app, exit_code);
+  add_run_command(app, exit_code);
+  add_pre_dump_command(app, exit_code);
+  add_dump_command(app, exit_code);
+  add_restore_command(app, exit_code);
+  add_show_command(app, exit_code);
+  add_verify_command(app, exit_code);
+  add_merge_command(app, exit_code);
+  add_cat_command(app, exit_code);
+  add_cli_spec_command(app, exit_code);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? kExitOk : kExitUsage;
+  }
+  return exit_code;
+}

@@ -1,0 +1,40 @@
+// Log levels for the libraries and the CLI (-q, -v, -vv). Messages go to
+// stderr as "wpckpt: <level>: <text>". The level is process-wide: it is the
+// one piece of global state we keep, set once by the CLI at start.
+#pragma once
+
+#include <fmt/core.h>
+
+#include <string_view>
+
+namespace wpckpt::log {
+
+enum class Level { Quiet = 0, Error = 1, Warn = 2, Info = 3, Debug = 4, Trace = 5 };
+
+void set_level(Level level);
+Level level();
+bool enabled(Level level);
+void write(Level level, std::string_view text);
+
+template <typename... Args>
+void error(fmt::format_string<Args...> f, Args&&... args) {
+  if (enabled(Level::Error)) write(Level::Error, fmt::format(f, std::forward<Args>(args)...));
+}
+template <typename... Args>
+void warn(fmt::format_string<Args...> f, Args&&... args) {
+  if (enabled(Level::Warn)) write(Level::Warn, fmt::format(f, std::forward<Args>(args)...));
+}
+template <typename... Args>
+void info(fmt::format_string<Args...> f, Args&&... args) {
+  if (enabled(Level::Info)) write(Level::Info, fmt::format(f, std::forward<Args>(args)...));
+}
+template <typename... Args>
+void debug(fmt::format_string<Args...> f, Args&&... args) {
+  if (enabled(Level::Debug)) write(Level::Debug, fmt::format(f, std::forward<Args>(args)...));
+}
+template <typename... Args>
+void trace(fmt::format_string<Args...> f, Args&&... args) {
+  if (enabled(Level::Trace)) write(Level::Trace, fmt::format(f, std::forward<Args>(args)...));
+}
+
+}  // namespace wpckpt::log

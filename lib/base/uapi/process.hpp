@@ -1,0 +1,79 @@
+// ptrace, prctl, clone3, pidfd and rseq values that the 6.1 headers or glibc
+// 2.36 lack or spell differently (KERNEL-FACTS.md section 1, x86_64 only).
+#pragma once
+
+#include <cstdint>
+
+namespace wpckpt::uapi {
+
+// syscall numbers (x86_64)
+constexpr long kNrPidfdOpen = 434;
+constexpr long kNrPidfdGetfd = 438;
+constexpr long kNrClone3 = 435;
+constexpr long kNrRseq = 334;
+constexpr long kNrBpf = 321;
+
+// ptrace requests and options
+constexpr long kPtraceGetregset = 0x4204;
+constexpr long kPtraceSetregset = 0x4205;
+constexpr long kPtraceSeize = 0x4206;
+constexpr long kPtraceInterrupt = 0x4207;
+constexpr long kPtraceListen = 0x4208;
+constexpr long kPtracePeeksiginfo = 0x4209;
+constexpr long kPtraceGetsigmask = 0x420a;
+constexpr long kPtraceSetsigmask = 0x420b;
+constexpr long kPtraceGetRseqConfiguration = 0x420f;
+constexpr unsigned kPtracePeeksiginfoShared = 1;
+constexpr int kPtraceEventStop = 128;
+constexpr long kPtraceOTraceclone = 1 << 3;
+constexpr long kPtraceOExitkill = 1 << 20;
+constexpr int kNtPrstatus = 1;
+constexpr int kNtPrfpreg = 2;
+constexpr int kNtX86Xstate = 0x202;
+
+struct PtracePeeksiginfoArgs {
+  uint64_t off;
+  uint32_t flags;
+  int32_t nr;
+};
+struct PtraceRseqConfiguration {
+  uint64_t rseq_abi_pointer;
+  uint32_t rseq_abi_size;
+  uint32_t signature;
+  uint32_t flags;
+  uint32_t pad;
+};
+static_assert(sizeof(PtraceRseqConfiguration) == 24);
+
+// prctl
+constexpr int kPrSetMm = 35;
+constexpr int kPrSetMmMap = 14;
+constexpr int kPrSetMmMapSize = 15;
+struct PrctlMmMap {
+  uint64_t start_code, end_code, start_data, end_data;
+  uint64_t start_brk, brk, start_stack;
+  uint64_t arg_start, arg_end, env_start, env_end;
+  uint64_t auxv;      // user pointer to the auxv array
+  uint32_t auxv_size;
+  uint32_t exe_fd;
+};
+static_assert(sizeof(PrctlMmMap) == 104);
+
+// clone3
+struct CloneArgs {
+  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+  uint64_t set_tid, set_tid_size, cgroup;
+};
+static_assert(sizeof(CloneArgs) == 88);
+
+// capabilities
+constexpr int kCapSysAdmin = 21;
+constexpr int kCapSysPtrace = 19;
+constexpr int kCapSysResource = 24;
+constexpr int kCapCheckpointRestore = 40;
+
+// rseq
+constexpr uint32_t kGlibcRseqSignature = 0x53053053;
+constexpr int kRseqFlagUnregister = 1;
+
+}  // namespace wpckpt::uapi

@@ -1,0 +1,66 @@
+#include "lib/probe/features.hpp"
+
+#include <map>
+#include <mutex>
+
+#include "lib/probe/process_probes.hpp"
+#include "tracker/kernel_probes.hpp"
+
+namespace wpckpt::probe {
+namespace {
+
+struct Registry {
+  std::vector<FeatureProbe> probes;
+  std::vector<std::string> keys;
+  std::map<std::string, FeatureStatus, std::less<>> cache;
+  std::mutex mutex;
+
+  Registry() {
+    probes = tracker::kernel_probes();
+    for (FeatureProbe& p : process_probes()) probes.push_back(std::move(p));
+    for (const FeatureProbe& p : probes) keys.push_back(p.key);
+  }
+};
+
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+
+}  // namespace
+
+const std::vector<std::string>& feature_keys() { return registry().keys; }
+
+std::optional<FeatureStatus> feature(std::string_view key) {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  if (auto it = r.cache.find(key); it != r.cache.end()) return it->second;
+  for (const FeatureProbe& p : r.probes) {
+    if (p.key != key) continue;
+    FeatureStatus s{p.key, p.description, p.loss, p.required, false, false, {}};
+    if (feature_disabled(p.key)) {
+      s.disabled = true;
+      s.detail = std::string("switched off by ") + kDisableFeaturesEnv;
+    } else {
+      ProbeOutcome o = p.run();
+      s.present = o.present;
+      s.detail = o.detail;
+    }
+    r.cache.emplace(p.key, s);
+    return s;
+  }
+  return std::nullopt;
+}
+
+std::vector<FeatureStatus> all_features() {
+  std::vector<FeatureStatus> out;
+  for (const std::string& key : feature_keys()) out.push_back(*feature(key));
+  return out;
+}
+
+bool has_feature(std::string_view key) {
+  auto s = feature(key);
+  return s && s->present;
+}
+
+}  // namespace wpckpt::probe

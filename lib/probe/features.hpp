@@ -1,0 +1,31 @@
+// The full feature set: every probe of tracker/ and lib/probe, run lazily,
+// cached for the life of the process, honouring WPCKPT_DISABLE_FEATURES.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lib/base/feature.hpp"
+
+namespace wpckpt::probe {
+
+struct FeatureStatus {
+  std::string key, description, loss;
+  bool required = false;
+  bool present = false;
+  bool disabled = false;  // switched off by WPCKPT_DISABLE_FEATURES
+  std::string detail;
+};
+
+// Every known feature key, in display order.
+const std::vector<std::string>& feature_keys();
+// Probes one feature (cached). nullopt for an unknown key.
+std::optional<FeatureStatus> feature(std::string_view key);
+// Probes all features (cached).
+std::vector<FeatureStatus> all_features();
+// Convenience for code paths that choose a fallback.
+bool has_feature(std::string_view key);
+
+}  // namespace wpckpt::probe

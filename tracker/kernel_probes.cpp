@@ -1,0 +1,252 @@
+#include "tracker/kernel_probes.hpp"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "lib/base/uapi/pagemap_scan.hpp"
+#include "lib/base/uapi/userfaultfd.hpp"
+#include "lib/base/unique_fd.hpp"
+
+namespace wpckpt::tracker {
+namespace {
+
+using namespace wpckpt::uapi;
+
+std::string errno_text(const char* what, int err) {
+  return std::string(strerrorname_np(err) ? strerrorname_np(err) : "errno") + " from " + what;
+}
+
+ProbeOutcome outcome_of(long rc, const char* what) {
+  if (rc >= 0) return {true, "ok"};
+  return {false, errno_text(what, errno)};
+}
+
+// A userfaultfd by whichever route this process may use.
+UniqueFd open_any_uffd() {
+  int flags = O_CLOEXEC | O_NONBLOCK;
+  long fd = syscall(kNrUserfaultfd, flags);
+  if (fd < 0) fd = syscall(kNrUserfaultfd, flags | kUffdUserModeOnly);
+  if (fd < 0) {
+    UniqueFd dev(::open("/dev/userfaultfd", O_RDWR | O_CLOEXEC));
+    if (dev) fd = ioctl(dev.get(), kUserfaultfdIocNew, flags);
+  }
+  return UniqueFd(fd < 0 ? -1 : static_cast<int>(fd));
+}
+
+// UFFDIO_API on a fresh uffd asking for exactly `features`.
+ProbeOutcome probe_uffd_api(uint64_t features) {
+  UniqueFd uffd = open_any_uffd();
+  if (!uffd) return {false, errno_text("userfaultfd", errno)};
+  UffdioApi api{kUffdApi, features, 0};
+  if (ioctl(uffd.get(), kUffdioApi, &api) != 0) return {false, errno_text("UFFDIO_API", errno)};
+  return {true, "ok"};
+}
+
+// An anonymous mapping unmapped on scope exit.
+struct ScratchMapping {
+  explicit ScratchMapping(size_t pages) : len(pages * kPage) {
+    void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    addr = p == MAP_FAILED ? nullptr : static_cast<char*>(p);
+  }
+  ~ScratchMapping() {
+    if (addr) munmap(addr, len);
+  }
+  static constexpr size_t kPage = 4096;
+  char* addr = nullptr;
+  size_t len;
+};
+
+long scan(int pagemap, char* start, size_t len, uint64_t flags, uint64_t mask, PageRegion* vec,
+          size_t vec_len) {
+  PmScanArg arg{};
+  arg.size = sizeof arg;
+  arg.flags = flags;
+  arg.start = reinterpret_cast<uint64_t>(start);
+  arg.end = arg.start + len;
+  arg.vec = reinterpret_cast<uint64_t>(vec);
+  arg.vec_len = vec_len;
+  arg.category_mask = mask;
+  arg.return_mask = mask;
+  return ioctl(pagemap, kPagemapScan, &arg);
+}
+
+// Async write-protect end to end: register, protect, write one page, and a
+// PAGEMAP_SCAN with WP matching reports exactly that page, then nothing.
+// With discard=true, the checked page is MADV_DONTNEED'ed instead of written.
+ProbeOutcome probe_wp_async_scan(bool discard) {
+  UniqueFd uffd = open_any_uffd();
+  if (!uffd) return {false, errno_text("userfaultfd", errno)};
+  UffdioApi api{kUffdApi, kFeatWpAsync, 0};
+  // Never write to protected memory unless WP_ASYNC was accepted: a
+  // synchronous WP fault with nobody reading the uffd would hang this process.
+  if (ioctl(uffd.get(), kUffdioApi, &api) != 0) return {false, errno_text("UFFDIO_API(WP_ASYNC)", errno)};
+  ScratchMapping mem(4);
+  if (!mem.addr) return {false, errno_text("mmap", errno)};
+  std::memset(mem.addr, 1, mem.len);
+  UffdioRegister reg{{reinterpret_cast<uint64_t>(mem.addr), mem.len}, kRegisterModeWp, 0};
+  if (ioctl(uffd.get(), kUffdioRegister, &reg) != 0) return {false, errno_text("UFFDIO_REGISTER", errno)};
+  UffdioWriteprotect wp{{reinterpret_cast<uint64_t>(mem.addr), mem.len}, kWriteprotectModeWp};
+  if (ioctl(uffd.get(), kUffdioWriteprotect, &wp) != 0) return {false, errno_text("UFFDIO_WRITEPROTECT", errno)};
+  UniqueFd pagemap(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+  if (!pagemap) return {false, errno_text("open /proc/self/pagemap", errno)};
+
+  char* target = mem.addr + 2 * ScratchMapping::kPage;
+  if (discard) {
+    if (madvise(target, ScratchMapping::kPage, MADV_DONTNEED) != 0) return {false, errno_text("madvise", errno)};
+  } else {
+    *reinterpret_cast<volatile char*>(target) = 2;
+  }
+  PageRegion vec[8];
+  long n = scan(pagemap.get(), mem.addr, mem.len, kPmScanWpMatching | kPmScanCheckWpasync,
+                kPageIsWritten, vec, 8);
+  if (n < 0) return {false, errno_text("PAGEMAP_SCAN", errno)};
+  bool exact = n == 1 && vec[0].start == reinterpret_cast<uint64_t>(target) &&
+               vec[0].end == vec[0].start + ScratchMapping::kPage;
+  if (!exact) {
+    return {false, discard ? "a discarded page is not reported as written (compare present sets instead)"
+                           : "the written page was not reported exactly (" + std::to_string(n) + " regions)"};
+  }
+  long again = scan(pagemap.get(), mem.addr, mem.len, kPmScanWpMatching, kPageIsWritten, vec, 8);
+  if (again != 0) return {false, "pages stay reported after re-protection"};
+  return {true, "ok"};
+}
+
+ProbeOutcome probe_pagemap_scan_category(uint64_t category) {
+  UniqueFd pagemap(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+  if (!pagemap) return {false, errno_text("open /proc/self/pagemap", errno)};
+  ScratchMapping mem(1);
+  if (!mem.addr) return {false, errno_text("mmap", errno)};
+  PageRegion vec[1];
+  return outcome_of(scan(pagemap.get(), mem.addr, mem.len, 0, category, vec, 1), "PAGEMAP_SCAN");
+}
+
+// A freshly written page carries the soft-dirty bit (pagemap bit 55) only on
+// kernels built with CONFIG_MEM_SOFT_DIRTY.
+ProbeOutcome probe_soft_dirty() {
+  ScratchMapping mem(1);
+  if (!mem.addr) return {false, errno_text("mmap", errno)};
+  *reinterpret_cast<volatile char*>(mem.addr) = 1;
+  UniqueFd pagemap(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+  if (!pagemap) return {false, errno_text("open /proc/self/pagemap", errno)};
+  uint64_t entry = 0;
+  off_t off = static_cast<off_t>(reinterpret_cast<uint64_t>(mem.addr) / ScratchMapping::kPage * 8);
+  if (pread(pagemap.get(), &entry, sizeof entry, off) != sizeof entry) return {false, errno_text("pread pagemap", errno)};
+  if (!(entry & kPagemapPresent)) return {false, "page not present after a write"};
+  if (!(entry & kPagemapSoftDirty)) return {false, "written page has no soft-dirty bit (CONFIG_MEM_SOFT_DIRTY=n)"};
+  return {true, "ok"};
+}
+
+// MISSING mode end to end: register a page, fill it with UFFDIO_COPY.
+ProbeOutcome probe_uffd_missing() {
+  UniqueFd uffd = open_any_uffd();
+  if (!uffd) return {false, errno_text("userfaultfd", errno)};
+  UffdioApi api{kUffdApi, 0, 0};
+  if (ioctl(uffd.get(), kUffdioApi, &api) != 0) return {false, errno_text("UFFDIO_API", errno)};
+  ScratchMapping dst(1), src(1);
+  if (!dst.addr || !src.addr) return {false, errno_text("mmap", errno)};
+  std::memset(src.addr, 0x5a, src.len);
+  UffdioRegister reg{{reinterpret_cast<uint64_t>(dst.addr), dst.len}, kRegisterModeMissing, 0};
+  if (ioctl(uffd.get(), kUffdioRegister, &reg) != 0) return {false, errno_text("UFFDIO_REGISTER(MISSING)", errno)};
+  UffdioCopy copy{reinterpret_cast<uint64_t>(dst.addr), reinterpret_cast<uint64_t>(src.addr), dst.len, 0, 0};
+  if (ioctl(uffd.get(), kUffdioCopy, &copy) != 0) return {false, errno_text("UFFDIO_COPY", errno)};
+  if (dst.addr[100] != 0x5a) return {false, "UFFDIO_COPY did not fill the page"};
+  return {true, "ok"};
+}
+
+FeatureProbe api_feature(const char* key, uint64_t bit, const char* description, const char* loss) {
+  return {key, description, loss, false, [bit] { return probe_uffd_api(bit); }};
+}
+
+}  // namespace
+
+std::vector<FeatureProbe> kernel_probes() {
+  std::vector<FeatureProbe> probes;
+  probes.push_back({"userfaultfd_syscall", "userfaultfd(2) without UFFD_USER_MODE_ONLY",
+                    "the agent falls back to UFFD_USER_MODE_ONLY or /dev/userfaultfd", false, [] {
+                      long fd = syscall(kNrUserfaultfd, O_CLOEXEC | O_NONBLOCK);
+                      ProbeOutcome o = outcome_of(fd, "userfaultfd(2)");
+                      if (fd >= 0) close(static_cast<int>(fd));
+                      return o;
+                    }});
+  probes.push_back({"userfaultfd_user_mode_only", "userfaultfd(2) with UFFD_USER_MODE_ONLY (unprivileged route)",
+                    "unprivileged targets cannot create a userfaultfd", false, [] {
+                      long fd = syscall(kNrUserfaultfd, O_CLOEXEC | O_NONBLOCK | kUffdUserModeOnly);
+                      ProbeOutcome o = outcome_of(fd, "userfaultfd(2)");
+                      if (fd >= 0) close(static_cast<int>(fd));
+                      return o;
+                    }});
+  probes.push_back({"dev_userfaultfd", "/dev/userfaultfd and USERFAULTFD_IOC_NEW",
+                    "no userfaultfd route through the device node", false, [] {
+                      UniqueFd dev(::open("/dev/userfaultfd", O_RDWR | O_CLOEXEC));
+                      if (!dev) return ProbeOutcome{false, errno_text("open /dev/userfaultfd", errno)};
+                      long fd = ioctl(dev.get(), kUserfaultfdIocNew, O_CLOEXEC | O_NONBLOCK);
+                      ProbeOutcome o = outcome_of(fd, "USERFAULTFD_IOC_NEW");
+                      if (fd >= 0) close(static_cast<int>(fd));
+                      return o;
+                    }});
+  probes.push_back(api_feature("uffd_wp_async", kFeatWpAsync, "asynchronous write-protect (UFFD_FEATURE_WP_ASYNC)",
+                               "no exact incremental tracking: every pre-dump copies all memory"));
+  probes.back().required = true;
+  probes.push_back(api_feature("uffd_wp_unpopulated", kFeatWpUnpopulated,
+                               "write-protect markers on untouched pages (WP_UNPOPULATED)",
+                               "first writes to never-touched pages are not tracked"));
+  probes.push_back(api_feature("uffd_wp_hugetlbfs_shmem", kFeatWpHugetlbfsShmem,
+                               "write-protect of hugetlbfs and shmem (WP_HUGETLBFS_SHMEM)",
+                               "shared memory is copied whole at every iteration"));
+  probes.push_back(api_feature("uffd_missing_shmem", kFeatMissingShmem, "MISSING faults on shmem",
+                               "lazy restore cannot serve shared memory on demand"));
+  probes.push_back(api_feature("uffd_event_fork", kFeatEventFork, "UFFD_EVENT_FORK (needs CAP_SYS_PTRACE)",
+                               "lazy restore of processes that fork is refused"));
+  probes.push_back(api_feature("uffd_event_remap", kFeatEventRemap, "UFFD_EVENT_REMAP",
+                               "lazy restore of processes that mremap is refused"));
+  probes.push_back(api_feature("uffd_event_remove", kFeatEventRemove, "UFFD_EVENT_REMOVE",
+                               "lazy restore of processes that discard memory is refused"));
+  probes.push_back(api_feature("uffd_event_unmap", kFeatEventUnmap, "UFFD_EVENT_UNMAP",
+                               "lazy restore of processes that munmap is refused"));
+  probes.push_back(api_feature("uffd_move", kFeatMove, "UFFDIO_MOVE", "restore copies pages instead of moving them"));
+  probes.push_back({"uffd_missing", "MISSING-mode registration and UFFDIO_COPY",
+                    "no lazy restore (restore --lazy)", false, probe_uffd_missing});
+  probes.push_back({"pagemap_scan", "the PAGEMAP_SCAN ioctl on /proc/PID/pagemap",
+                    "no scan of written pages: every pre-dump copies all memory", true,
+                    [] { return probe_pagemap_scan_category(kPageIsPresent); }});
+  probes.push_back({"pagemap_scan_wp_matching",
+                    "async write-protect end to end: a written page is reported exactly and re-protected",
+                    "no exact incremental tracking", true, [] { return probe_wp_async_scan(false); }});
+  probes.push_back({"discarded_pages_written", "MADV_DONTNEED'ed protected pages are reported as written",
+                    "discarded pages are found by comparing present pages between iterations (slower)", false,
+                    [] { return probe_wp_async_scan(true); }});
+  struct Category {
+    const char* key;
+    uint64_t bit;
+    const char* loss;
+  };
+  static const Category categories[] = {
+      {"pagemap_scan_category_wpallowed", kPageIsWpallowed, "areas without async WP cannot be told apart"},
+      {"pagemap_scan_category_written", kPageIsWritten, "no incremental tracking"},
+      {"pagemap_scan_category_file", kPageIsFile, "file pages cannot be told from anonymous ones"},
+      {"pagemap_scan_category_present", kPageIsPresent, "the first dump reads pagemap entry by entry"},
+      {"pagemap_scan_category_swapped", kPageIsSwapped, "swapped pages are read through /proc/PID/pagemap"},
+      {"pagemap_scan_category_pfnzero", kPageIsPfnzero, "zero-page mappings are copied and compared"},
+      {"pagemap_scan_category_huge", kPageIsHuge, "huge pages are not reported as such"},
+      {"pagemap_scan_category_soft_dirty", kPageIsSoftDirty, "none (wpckpt does not use soft-dirty)"},
+      {"pagemap_scan_category_guard", kPageIsGuard, "guard regions are read from smaps and may be dumped as zeros"},
+  };
+  for (const Category& c : categories) {
+    uint64_t bit = c.bit;
+    probes.push_back({c.key, "PAGEMAP_SCAN accepts this page category", c.loss, false,
+                      [bit] { return probe_pagemap_scan_category(bit); }});
+  }
+  probes.push_back({"soft_dirty", "soft-dirty page bits (CONFIG_MEM_SOFT_DIRTY, what CRIU uses)",
+                    "none: wpckpt tracks with async write-protect; only a soft-dirty fallback is lost", false,
+                    probe_soft_dirty});
+  return probes;
+}
+
+}  // namespace wpckpt::tracker
