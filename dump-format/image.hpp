@@ -1,0 +1,147 @@
+// The public face of dump-format: what an image holds, how to write one
+// atomically, and how to read a chain of them. Specified byte by byte in
+// dump-format/FORMAT.md. This library knows nothing about processes: an image
+// is a set of memory areas, pages at addresses, named extra files (the
+// process state is one, written by lib/) and free-form JSON metadata.
+//
+// Chain semantics (the rules every reader applies):
+//  - The newest image's `areas` say which addresses exist. An address outside
+//    them is "not covered" (an error for read()), whatever the parents hold.
+//  - Inside a covered area, a page's bytes come from the newest image of the
+//    chain that has an entry for it: stored data, or an explicit zero.
+//  - A "fresh range" of an image cuts the chain: a page in it that the image
+//    does not store is zero, not inherited (a new or re-created area).
+//  - A page that no image of the chain has an entry for is zero.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "lib/base/progress.hpp"
+#include "lib/base/result.hpp"
+
+namespace wpckpt::image {
+
+constexpr uint64_t kPageSize = 4096;
+
+enum class ImageKind { PreDump, Dump };
+const char* kind_name(ImageKind kind);  // "pre-dump" | "dump"
+
+// One memory area. `attributes` carries what the writer of the image wants
+// to remember about it (backing file identity etc.); dump-format stores it
+// untouched.
+struct MemoryArea {
+  uint64_t start = 0, end = 0;  // page aligned, end exclusive
+  std::string prot;             // "rw-p" style, as in /proc/PID/maps
+  std::string backing;          // "anon", "file", "shmem", "heap", "stack", "vdso", ...
+  std::string path;             // file path or pseudo name, may be empty
+  uint64_t file_offset = 0;
+  bool contents = true;         // false: the image holds no pages for it (e.g. [vvar])
+  nlohmann::json attributes = nlohmann::json::object();
+};
+
+struct WriterOptions {
+  int compress_level = 1;  // zstd level; negative = zstd "fast" levels
+  unsigned threads = 0;    // compression workers; 0 = one per core
+  ProgressFn progress;     // optional
+};
+
+struct CommitInfo {
+  std::filesystem::path dir;
+  uint64_t pages_stored = 0;     // pages whose bytes are in this image
+  uint64_t pages_zero = 0;       // explicit zero entries
+  uint64_t bytes_raw = 0;        // pages_stored * 4096
+  uint64_t bytes_compressed = 0; // page data on disk
+  double seconds = 0;            // from create() to the end of commit()
+};
+
+// Writes one image. Pages come in strictly ascending address order. Nothing
+// is visible under `dir` until commit() succeeds; destroying an uncommitted
+// writer removes everything it wrote. Files are 0600, directories 0700.
+class ImageWriter {
+ public:
+  // Fails if `dir` exists. `parent`, if given, must be a readable image; its
+  // relative path and digest go into the manifest.
+  static Result<std::unique_ptr<ImageWriter>> create(const std::filesystem::path& dir, ImageKind kind,
+                                                     const std::optional<std::filesystem::path>& parent,
+                                                     const WriterOptions& options);
+  virtual ~ImageWriter() = default;
+
+  virtual void set_areas(std::vector<MemoryArea> areas) = 0;
+  // Free-form metadata stored under manifest["metadata"][key].
+  virtual void set_metadata(const std::string& key, nlohmann::json value) = 0;
+  // An extra file of the image (e.g. "process.json"); digest kept in the manifest.
+  virtual Result<void> add_file(const std::string& name, std::span<const std::byte> contents) = 0;
+  // Pages not stored here inside [start, end) are zero, not inherited.
+  virtual Result<void> add_fresh_range(uint64_t start, uint64_t end) = 0;
+  // `data.size()` is a multiple of 4096; addr page aligned and above every
+  // page added before. All-zero pages are detected and stored as zero entries.
+  virtual Result<void> add_pages(uint64_t addr, std::span<const std::byte> data) = 0;
+  virtual Result<void> add_zero_pages(uint64_t addr, uint64_t count) = 0;
+  // fsync files, rename the temporary directory to `dir`, fsync the parent.
+  virtual Result<CommitInfo> commit() = 0;
+};
+
+struct Manifest {
+  uint32_t format_version = 0;
+  ImageKind kind = ImageKind::PreDump;
+  std::string created;                   // RFC 3339 UTC
+  std::optional<std::string> parent;     // relative path from this image's directory
+  std::optional<std::string> parent_digest;
+  std::vector<MemoryArea> areas;
+  nlohmann::json metadata = nlohmann::json::object();
+  std::vector<std::string> files;        // names of extra files
+};
+
+// Where one page's bytes come from.
+struct PageSource {
+  enum Kind { NotCovered, Zero, Stored } kind = NotCovered;
+  size_t image = 0;  // index in ImageChain::dirs() (0 = newest) when Stored
+};
+
+struct OpenOptions {
+  bool allow_other_owner = false;  // refuse images owned by another user unless set
+};
+
+// A resolved chain: the image at `dir` and all its parents, every manifest
+// and index checked. Page data is read on demand, one frame at a time.
+class ImageChain {
+ public:
+  static Result<std::unique_ptr<ImageChain>> open(const std::filesystem::path& dir, const OpenOptions& options = {});
+  virtual ~ImageChain() = default;
+
+  virtual const std::vector<std::filesystem::path>& dirs() const = 0;  // newest first
+  virtual const Manifest& manifest(size_t image = 0) const = 0;
+  virtual Result<std::vector<std::byte>> read_file(const std::string& name) const = 0;  // newest image's file
+
+  virtual PageSource source(uint64_t page_addr) const = 0;
+  // Bytes of [addr, addr + out.size()) as of the newest image; error if any
+  // byte is not covered.
+  virtual Result<void> read(uint64_t addr, std::span<std::byte> out) const = 0;
+  // Every covered area with contents, in address order, as runs of
+  // consecutive pages of one kind: fn(addr, data) for stored bytes,
+  // fn(addr, {}) with `zero_pages` > 0 for zeros. For restore and merge.
+  using RunFn = std::function<Result<void>(uint64_t addr, std::span<const std::byte> data, uint64_t zero_pages)>;
+  virtual Result<void> for_each_run(const RunFn& fn, const ProgressFn& progress = {}) const = 0;
+};
+
+// `wpckpt verify`: every checksum and digest of the whole chain.
+struct VerifyReport {
+  size_t images = 0;
+  uint64_t frames_checked = 0, bytes_checked = 0;
+};
+Result<VerifyReport> verify_chain(const std::filesystem::path& dir, const ProgressFn& progress = {});
+
+// `wpckpt merge`: one standalone image with the content of the chain.
+Result<CommitInfo> merge_chain(const std::filesystem::path& dir, const std::filesystem::path& out,
+                               const WriterOptions& options);
+
+}  // namespace wpckpt::image
