@@ -1,0 +1,147 @@
+// The process state a dump captures and a restore consumes: every thread,
+// signal handlers, mm fields, credentials, limits, mappings and file
+// descriptors. Serialized as JSON into the image file "process.json"
+// (dump-format/FORMAT.md, "Process state"); binary blobs (XSAVE, siginfo,
+// pipe data, the vdso image) are lowercase hex strings.
+//
+// Compatibility rule: fields are only ever added, with a default; a reader
+// refuses a process.json whose `state_version` is newer than it knows.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "lib/base/result.hpp"
+
+namespace wpckpt::state {
+
+constexpr uint32_t kStateVersion = 1;
+constexpr const char* kProcessStateFile = "process.json";
+
+// x86_64 struct user_regs_struct, in kernel order (27 x u64).
+struct Registers {
+  uint64_t r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi, orig_rax, rip, cs, eflags,
+      rsp, ss, fs_base, gs_base, ds, es, fs, gs;
+};
+static_assert(sizeof(Registers) == 216);
+
+struct RseqState {
+  uint64_t abi_pointer = 0;  // 0: not registered
+  uint32_t abi_size = 0;
+  uint32_t signature = 0;
+};
+
+struct ThreadState {
+  int tid = 0;
+  bool is_main = false;
+  Registers regs{};
+  std::vector<uint8_t> xsave;                  // NT_X86_XSTATE, full size
+  uint64_t sigmask = 0;                        // blocked set, bit n-1 = signal n
+  std::vector<std::vector<uint8_t>> pending;   // private queue, raw 128-byte siginfo each
+  RseqState rseq;
+  uint64_t clear_child_tid = 0;                // set_tid_address value if known (0 otherwise)
+};
+
+struct SignalAction {
+  int signo = 0;
+  uint64_t handler = 0, flags = 0, restorer = 0, mask = 0;  // kernel struct sigaction
+};
+
+struct MmFields {
+  uint64_t start_code = 0, end_code = 0, start_data = 0, end_data = 0;
+  uint64_t start_brk = 0, brk = 0, start_stack = 0;
+  uint64_t arg_start = 0, arg_end = 0, env_start = 0, env_end = 0;
+  std::vector<uint64_t> auxv;  // pairs, AT_NULL terminated
+  std::string exe_path;
+  uint64_t exe_dev = 0, exe_inode = 0;
+};
+
+struct Credentials {
+  uint32_t uid = 0, euid = 0, suid = 0, fsuid = 0;
+  uint32_t gid = 0, egid = 0, sgid = 0, fsgid = 0;
+  std::vector<uint32_t> groups;
+  uint64_t cap_effective = 0, cap_permitted = 0, cap_inheritable = 0, cap_bounding = 0, cap_ambient = 0;
+  uint32_t securebits = 0;
+  bool no_new_privs = false;
+};
+
+struct Rlimit {
+  int resource = 0;
+  uint64_t cur = 0, max = 0;  // RLIM_INFINITY as ~0
+};
+
+// Identity of a file, checked again at restore.
+struct FileIdentity {
+  std::string path;
+  uint64_t dev = 0, inode = 0, size = 0;
+  int64_t mtime_ns = 0;
+  bool deleted = false;  // "(deleted)" in /proc: the path no longer names it
+};
+
+struct Mapping {
+  uint64_t start = 0, end = 0;
+  uint32_t prot = 0;           // PROT_*
+  bool shared = false;         // MAP_SHARED vs MAP_PRIVATE
+  // "anon", "file", "shmem" (memfd / MAP_SHARED|MAP_ANONYMOUS / sysv), "heap",
+  // "stack", "vdso", "vvar", "vvar_vclock", "vsyscall"
+  std::string kind;
+  std::string name;            // as /proc/PID/maps shows it, may be empty
+  uint64_t file_offset = 0;
+  std::optional<FileIdentity> file;
+  std::vector<std::string> vm_flags;                  // smaps VmFlags, e.g. "gd" (growsdown), "lo", "hg"
+  std::vector<std::pair<uint64_t, uint64_t>> guards;  // guard regions inside it, [start, end)
+  bool contents_in_image = true;  // false for vdso/vvar/vsyscall and untouched file text
+};
+
+// One open file description behind a descriptor number.
+struct FdState {
+  int fd = 0;
+  bool cloexec = false;
+  // "file", "dir", "devnull", "tty", "pipe", "fifo", "eventfd", "epoll",
+  // "signalfd", "timerfd", "memfd"
+  std::string kind;
+  int flags = 0;               // O_* status flags from /proc/PID/fdinfo
+  uint64_t pos = 0;
+  std::optional<FileIdentity> file;
+  uint64_t object_id = 0;      // equal for descriptors sharing one description (dup) or one pipe
+  nlohmann::json details = nlohmann::json::object();  // kind-specific: pipe end + data, eventfd count, timer, ...
+};
+
+struct ProcessState {
+  uint32_t state_version = kStateVersion;
+  int pid = 0;
+  int ppid = 0;
+  int pgid = 0, sid = 0;
+  std::string comm;
+  std::vector<ThreadState> threads;   // main thread first
+  std::vector<SignalAction> sigactions;
+  std::vector<std::vector<uint8_t>> shared_pending;  // raw siginfo
+  MmFields mm;
+  std::string cwd, root;
+  uint32_t umask = 022;
+  std::vector<Rlimit> rlimits;
+  Credentials creds;
+  uint64_t personality = 0;
+  uint64_t xcr0 = 0;                  // XSAVE features in use; restore refuses a CPU lacking any
+  uint32_t xsave_size = 0;
+  std::vector<uint8_t> vdso_image;    // bytes of [vdso] at dump: restore refuses another image
+  std::vector<Mapping> mappings;      // address order
+  std::vector<FdState> fds;           // fd order
+  nlohmann::json tracking = nlohmann::json::object();  // what the tracker wants restore to know
+};
+
+nlohmann::json to_json(const ProcessState& state);
+Result<ProcessState> from_json(const nlohmann::json& doc);
+Result<ProcessState> parse(std::span<const std::byte> bytes);
+std::string serialize(const ProcessState& state);
+
+std::string to_hex(std::span<const uint8_t> bytes);
+bool from_hex(const std::string& text, std::vector<uint8_t>& out);
+
+}  // namespace wpckpt::state
