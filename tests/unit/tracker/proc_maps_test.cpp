@@ -1,0 +1,55 @@
+#include "tracker/proc_maps.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+namespace wpckpt::tracker {
+namespace {
+
+TEST(ProcMaps, ParsesLinesWithAndWithoutNames) {
+  Vma v;
+  ASSERT_TRUE(parse_maps_line("7f0000000000-7f0000002000 rw-p 00001000 08:01 1234   /usr/lib/x.so", v));
+  EXPECT_EQ(v.start, 0x7f0000000000u);
+  EXPECT_EQ(v.size(), 0x2000u);
+  EXPECT_EQ(v.prot_string(), "rw-p");
+  EXPECT_EQ(v.offset, 0x1000u);
+  EXPECT_EQ(v.dev_major, 8u);
+  EXPECT_EQ(v.inode, 1234u);
+  EXPECT_EQ(v.name, "/usr/lib/x.so");
+  ASSERT_TRUE(parse_maps_line("7ffd00000000-7ffd00001000 r-xs 00000000 00:00 0 ", v));
+  EXPECT_TRUE(v.shared && v.exec && !v.write);
+  EXPECT_TRUE(v.name.empty());
+  EXPECT_TRUE(v.is_anonymous());
+  ASSERT_TRUE(parse_maps_line("7f00-8f00 rw-p 00000000 00:01 77 /memfd:x (deleted)", v));
+  EXPECT_EQ(v.name, "/memfd:x (deleted)");
+  EXPECT_FALSE(parse_maps_line("garbage", v));
+  EXPECT_FALSE(parse_maps_line("2000-1000 rw-p 0 00:00 0", v));
+}
+
+TEST(ProcMaps, SeesOwnMappingWithFlags) {
+  size_t len = 3 * 4096;
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  mlock(p, 4096);  // makes the first page a VMA of its own with the "lo" flag
+  auto vmas = read_smaps(getpid());
+  ASSERT_TRUE(vmas.ok()) << vmas.error().message();
+  uint64_t a = reinterpret_cast<uint64_t>(p);
+  bool found_locked = false, found_rest = false;
+  for (const Vma& v : *vmas) {
+    if (v.start == a && v.end == a + 4096) found_locked = v.has_flag("lo") && v.write;
+    // The unlocked rest may merge with a neighbouring anonymous area.
+    if (v.start <= a + 4096 && v.end >= a + len) found_rest = !v.has_flag("lo");
+  }
+  EXPECT_TRUE(found_locked);
+  EXPECT_TRUE(found_rest);
+  auto maps = read_maps(getpid());
+  ASSERT_TRUE(maps.ok());
+  bool vdso = false;
+  for (const Vma& v : *maps) vdso = vdso || (v.name == "[vdso]" && v.is_special());
+  EXPECT_TRUE(vdso);
+  munmap(p, len);
+}
+
+}  // namespace
+}  // namespace wpckpt::tracker

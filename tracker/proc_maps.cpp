@@ -1,0 +1,113 @@
+#include "tracker/proc_maps.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+
+#include "lib/base/unique_fd.hpp"
+
+namespace wpckpt::tracker {
+namespace {
+
+// Reads a whole /proc file (its size is not known in advance).
+Result<std::string> slurp(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return errno_error("open", path);
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_error("read", path);
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  return text;
+}
+
+bool is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+
+}  // namespace
+
+bool Vma::has_flag(const char* flag) const {
+  for (const std::string& f : vm_flags)
+    if (f == flag) return true;
+  return false;
+}
+
+bool Vma::is_special() const {
+  return name == "[vdso]" || name == "[vvar]" || name == "[vvar_vclock]" || name == "[vsyscall]";
+}
+
+std::string Vma::prot_string() const {
+  std::string s = "----";
+  if (read) s[0] = 'r';
+  if (write) s[1] = 'w';
+  if (exec) s[2] = 'x';
+  s[3] = shared ? 's' : 'p';
+  return s;
+}
+
+bool parse_maps_line(const std::string& line, Vma& out) {
+  // start-end perms offset major:minor inode   name
+  if (line.empty() || !is_hex(line[0])) return false;
+  char perms[5] = {};
+  int name_pos = -1;
+  uint64_t start, end, offset, inode;
+  unsigned major, minor;
+  if (std::sscanf(line.c_str(), "%" SCNx64 "-%" SCNx64 " %4s %" SCNx64 " %x:%x %" SCNu64 " %n", &start, &end, perms,
+                  &offset, &major, &minor, &inode, &name_pos) < 7)
+    return false;
+  if (std::strlen(perms) != 4 || start >= end) return false;
+  out = Vma{};
+  out.start = start;
+  out.end = end;
+  out.read = perms[0] == 'r';
+  out.write = perms[1] == 'w';
+  out.exec = perms[2] == 'x';
+  out.shared = perms[3] == 's';
+  out.offset = offset;
+  out.dev_major = major;
+  out.dev_minor = minor;
+  out.inode = inode;
+  if (name_pos > 0 && static_cast<size_t>(name_pos) < line.size()) out.name = line.substr(static_cast<size_t>(name_pos));
+  return true;
+}
+
+Result<std::vector<Vma>> read_maps(pid_t pid) {
+  std::string path = "/proc/" + std::to_string(pid) + "/maps";
+  WPCKPT_TRY_ASSIGN(std::string text, slurp(path));
+  std::vector<Vma> vmas;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    Vma v;
+    if (!parse_maps_line(line, v)) return make_error(EINVAL, "parse", path + ": " + line);
+    vmas.push_back(std::move(v));
+  }
+  return vmas;
+}
+
+Result<std::vector<Vma>> read_smaps(pid_t pid) {
+  std::string path = "/proc/" + std::to_string(pid) + "/smaps";
+  WPCKPT_TRY_ASSIGN(std::string text, slurp(path));
+  std::vector<Vma> vmas;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    Vma v;
+    if (parse_maps_line(line, v)) {
+      vmas.push_back(std::move(v));
+    } else if (line.rfind("VmFlags:", 0) == 0 && !vmas.empty()) {
+      std::istringstream flags(line.substr(8));
+      for (std::string f; flags >> f;) vmas.back().vm_flags.push_back(f);
+    }
+  }
+  return vmas;
+}
+
+}  // namespace wpckpt::tracker

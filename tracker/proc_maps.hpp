@@ -1,0 +1,39 @@
+// Readers of /proc/PID/maps and /proc/PID/smaps: the address space as the
+// kernel reports it. Shared by the tracker (which areas to register and scan)
+// and lib/ (what a dump records and a restore rebuilds).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lib/base/result.hpp"
+
+namespace wpckpt::tracker {
+
+struct Vma {
+  uint64_t start = 0, end = 0;
+  bool read = false, write = false, exec = false, shared = false;  // "rwxs" / "rwxp"
+  uint64_t offset = 0;
+  uint32_t dev_major = 0, dev_minor = 0;
+  uint64_t inode = 0;
+  std::string name;                   // path, "[heap]", "[stack]", "[vdso]", "" for anonymous
+  std::vector<std::string> vm_flags;  // from smaps (only filled by read_smaps)
+
+  uint64_t size() const { return end - start; }
+  bool has_flag(const char* flag) const;
+  bool is_special() const;  // [vdso], [vvar], [vvar_vclock], [vsyscall]
+  bool is_anonymous() const { return inode == 0 && (name.empty() || name[0] == '['); }
+  std::string prot_string() const;  // "rw-p"
+};
+
+// Parses one line of /proc/PID/maps; false if it is not one.
+bool parse_maps_line(const std::string& line, Vma& out);
+// /proc/PID/maps, in address order.
+Result<std::vector<Vma>> read_maps(pid_t pid);
+// /proc/PID/smaps: the same areas with VmFlags filled.
+Result<std::vector<Vma>> read_smaps(pid_t pid);
+
+}  // namespace wpckpt::tracker
