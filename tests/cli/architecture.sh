@@ -3,29 +3,25 @@
 set -u
 cd "${WPCKPT_SOURCE_DIR:?}"
 bad=0
-check() {  # folder, forbidden include prefixes...
-  local dir=$1; shift
-  for prefix in "$@"; do
-    if grep -rnE "#include \"${prefix}" --include='*.cpp' --include='*.hpp' --include='*.h' --include='*.c' "$dir" \
-        | grep -v "^${dir}/base/" ; then
-      echo "architecture: $dir must not include $prefix"
-      bad=1
-    fi
-  done
-}
-check dump-format 'lib/(probe|agent|[a-z_]+/)' 'tracker/' 'cli/'
-check tracker 'dump-format/' 'cli/'
-check lib 'cli/'
-# tracker and dump-format may use lib/base only.
-for dir in dump-format tracker; do
-  if grep -rnE '#include "lib/' "$dir" | grep -v '#include "lib/base/'; then
-    echo "architecture: $dir may include only lib/base from lib/"
+# forbid DIR REGEX: no file under DIR may include a path matching REGEX.
+forbid() {
+  local hits
+  hits=$(grep -rnE "#include \"($2)" --include='*.cpp' --include='*.hpp' --include='*.h' --include='*.c' "$1")
+  if [ -n "$hits" ]; then
+    echo "$hits"
+    echo "architecture: $1 must not include $2"
     bad=1
   fi
+}
+forbid dump-format 'tracker/|cli/|lib/(probe|agent|state|[a-z_]*[^e]/)'
+forbid tracker 'dump-format/|cli/'
+forbid lib 'cli/'
+# tracker and dump-format take only lib/base from lib/; lib/base takes nothing of ours.
+for dir in dump-format tracker; do
+  hits=$(grep -rnE '#include "lib/' "$dir" | grep -v '#include "lib/base/')
+  if [ -n "$hits" ]; then echo "$hits"; echo "architecture: $dir may include only lib/base from lib/"; bad=1; fi
 done
-if grep -rnE '#include "(lib/[a-z_]+/|tracker/|dump-format/|cli/)' lib/base | grep -v '#include "lib/base/'; then
-  echo "architecture: lib/base must not include other folders"
-  bad=1
-fi
+hits=$(grep -rnE '#include "(lib/|tracker/|dump-format/|cli/)' lib/base | grep -v '#include "lib/base/')
+if [ -n "$hits" ]; then echo "$hits"; echo "architecture: lib/base must not include other folders"; bad=1; fi
 [ $bad -eq 0 ] && echo "architecture: ok"
 exit $bad
