@@ -31,6 +31,10 @@
 namespace wpckpt::image {
 
 constexpr uint64_t kPageSize = 4096;
+// Pages per compressed frame unless WriterOptions::frame_pages says otherwise:
+// the random-access cost of one page against the ratio, measured (FORMAT.md).
+constexpr uint32_t kDefaultFramePages = 16;
+constexpr int kDefaultCompressLevel = 1;
 
 enum class ImageKind { PreDump, Dump };
 const char* kind_name(ImageKind kind);  // "pre-dump" | "dump"
@@ -51,6 +55,7 @@ struct MemoryArea {
 struct WriterOptions {
   int compress_level = 1;  // zstd level; negative = zstd "fast" levels
   unsigned threads = 0;    // compression workers; 0 = one per core
+  uint32_t frame_pages = 0;  // pages per zstd frame; 0 = kDefaultFramePages (FORMAT.md says why)
   ProgressFn progress;     // optional
 };
 
@@ -61,6 +66,7 @@ struct CommitInfo {
   uint64_t bytes_raw = 0;        // pages_stored * 4096
   uint64_t bytes_compressed = 0; // page data on disk
   double seconds = 0;            // from create() to the end of commit()
+  uint64_t pages_fresh = 0;      // pages of fresh ranges with no entry (zero by the fresh rule)
 };
 
 // Writes one image. Pages come in strictly ascending address order. Nothing
@@ -99,6 +105,22 @@ struct Manifest {
   std::vector<MemoryArea> areas;
   nlohmann::json metadata = nlohmann::json::object();
   std::vector<std::string> files;        // names of extra files
+  // What the writer recorded about the image's own pages (manifest "stats").
+  struct Stats {
+    uint64_t pages_stored = 0, pages_zero = 0, pages_fresh = 0;
+    uint64_t bytes_raw = 0, bytes_compressed = 0, frames = 0;
+    uint32_t frame_pages = 0;
+    int compress_level = 0;
+  } stats;
+};
+
+// What `wpckpt show` prints about a chain: the newest image's covered pages
+// resolved through the chain.
+struct ChainSummary {
+  uint64_t pages_covered = 0;    // pages of areas with contents
+  uint64_t pages_stored = 0;     // stored in the newest image
+  uint64_t pages_in_parent = 0;  // stored in an older image of the chain
+  uint64_t pages_zero = 0;       // explicit zero, fresh, or no entry anywhere
 };
 
 // Where one page's bytes come from.
@@ -131,6 +153,9 @@ class ImageChain {
   // fn(addr, {}) with `zero_pages` > 0 for zeros. For restore and merge.
   using RunFn = std::function<Result<void>(uint64_t addr, std::span<const std::byte> data, uint64_t zero_pages)>;
   virtual Result<void> for_each_run(const RunFn& fn, const ProgressFn& progress = {}) const = 0;
+  // Page counts of the newest image's areas, resolved through the chain (no
+  // page data is read).
+  virtual ChainSummary summary() const = 0;
 };
 
 // `wpckpt verify`: every checksum and digest of the whole chain.

@@ -1,0 +1,192 @@
+#include "dump-format/chain_reader.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <limits>
+#include <set>
+
+#include "dump-format/byte_io.hpp"
+#include "dump-format/file_io.hpp"
+#include "dump-format/frame_codec.hpp"
+
+namespace wpckpt::image {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// An index larger than this is refused (it would describe ~100 million extents).
+constexpr uint64_t kMaxIndexBytes = 4ull << 30;
+constexpr size_t kMaxChainLength = 100000;
+
+Error missing_file(const fs::path& dir, const char* name) {
+  return make_error(ENOENT, "open image", (dir / name).string())
+      .with_hint("not an image directory, or an incomplete one; images appear only when completely written");
+}
+
+Result<void> check_size(const fs::path& path, uint64_t actual, uint64_t expected) {
+  if (actual != expected)
+    return format_error(path.string(), "size " + std::to_string(actual) + " differs from the manifest's " +
+                                           std::to_string(expected) + " (truncated or replaced)");
+  return ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<OpenImage>> open_image(const fs::path& dir, const OpenOptions& options) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) return errno_error("open image", dir.string());
+  if (!S_ISDIR(st.st_mode)) return make_error(ENOTDIR, "open image", dir.string());
+  if (!options.allow_other_owner && st.st_uid != ::geteuid())
+    return make_error(EPERM, "open image", dir.string() + ": owned by uid " + std::to_string(st.st_uid) +
+                                               ", not by the current user (uid " + std::to_string(::geteuid()) + ")")
+        .with_hint("images hold process memory; read them as the user who wrote them");
+
+  auto img = std::make_unique<OpenImage>();
+  img->dir = dir;
+  const fs::path manifest_path = dir / kManifestName;
+  if (::access(manifest_path.c_str(), F_OK) != 0 && errno == ENOENT) return missing_file(dir, kManifestName);
+  WPCKPT_TRY_ASSIGN(std::vector<std::byte> manifest_bytes, read_small_file(manifest_path, kMaxManifestBytes));
+  img->manifest_digest = digest_bytes(manifest_bytes);
+  WPCKPT_TRY_ASSIGN(img->doc, parse_manifest(manifest_bytes, manifest_path.string()));
+  const Manifest::Stats& stats = img->doc.manifest.stats;
+
+  const fs::path index_path = dir / kIndexName;
+  const FileRecord& index_record = img->doc.file_records.at(kIndexName);
+  if (::access(index_path.c_str(), F_OK) != 0 && errno == ENOENT) return missing_file(dir, kIndexName);
+  WPCKPT_TRY_ASSIGN(std::vector<std::byte> index_bytes, read_small_file(index_path, kMaxIndexBytes));
+  WPCKPT_TRY(check_size(index_path, index_bytes.size(), index_record.size));
+  if (!(digest_bytes(index_bytes) == index_record.digest))
+    return format_error(index_path.string(), "digest differs from the manifest's (damaged or replaced)");
+  WPCKPT_TRY_ASSIGN(img->index, parse_page_index(index_bytes, index_path.string()));
+  if (img->index.frame_pages != stats.frame_pages || img->index.stored_pages != stats.pages_stored ||
+      img->index.frames.size() != stats.frames)
+    return format_error(manifest_path.string(), "stats disagree with pages.idx");
+
+  const fs::path data_path = dir / kDataName;
+  img->data_path = data_path.string();
+  img->data_fd.reset(::open(data_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!img->data_fd) {
+    if (errno == ENOENT) return missing_file(dir, kDataName);
+    return errno_error("open", data_path.string());
+  }
+  if (::fstat(img->data_fd.get(), &st) != 0) return errno_error("stat", data_path.string());
+  WPCKPT_TRY(check_size(data_path, static_cast<uint64_t>(st.st_size), img->doc.file_records.at(kDataName).size));
+  WPCKPT_TRY(check_size(data_path, static_cast<uint64_t>(st.st_size), img->index.data_file_size()));
+  std::byte header[kDataHeaderSize];
+  WPCKPT_TRY(pread_exact(img->data_fd.get(), header, 0, data_path));
+  WPCKPT_TRY(check_data_header(header, img->index.frame_pages, img->data_path));
+
+  for (const std::string& name : img->doc.manifest.files) {
+    const fs::path path = dir / name;
+    if (::lstat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT) return missing_file(dir, name.c_str());
+      return errno_error("stat", path.string());
+    }
+    WPCKPT_TRY(check_size(path, static_cast<uint64_t>(st.st_size), img->doc.file_records.at(name).size));
+  }
+  return img;
+}
+
+Result<ResolvedChain> ResolvedChain::open(const fs::path& dir, const OpenOptions& options) {
+  ResolvedChain chain;
+  std::set<fs::path> seen;
+  fs::path cur = dir;
+  std::optional<Digest128> expected;  // what the previous (child) image links to
+  for (;;) {
+    std::error_code ec;
+    fs::path canon = fs::canonical(cur, ec);
+    if (ec) {
+      if (chain.images_.empty()) return make_error(ec.value(), "open image", cur.string());
+      const OpenImage& child = *chain.images_.back();
+      return make_error(ec.value(), "open image",
+                        (child.dir / kManifestName).string() + ": parent \"" + *child.doc.manifest.parent + "\" (" +
+                            cur.string() + ")")
+          .with_hint("the chain is incomplete: put the parent image back, or keep chains together (merge a chain "
+                     "before moving single images)");
+    }
+    if (!seen.insert(canon).second)
+      return format_error((chain.images_.back()->dir / kManifestName).string(),
+                          "parent \"" + cur.string() + "\" is already part of the chain (a cycle)");
+    if (chain.images_.size() >= kMaxChainLength) return format_error(dir.string(), "chain longer than 100000 images");
+    WPCKPT_TRY_ASSIGN(std::unique_ptr<OpenImage> img, open_image(cur, options));
+    if (expected && !(img->manifest_digest == *expected)) {
+      const OpenImage& child = *chain.images_.back();
+      return format_error((cur / kManifestName).string(),
+                          "digest " + img->manifest_digest.hex() + " is not the " + expected->hex() + " that " +
+                              (child.dir / kManifestName).string() + " names as its parent's (wrong or modified parent)");
+    }
+    const Manifest& m = img->doc.manifest;
+    std::optional<std::string> parent = m.parent;
+    if (parent) {
+      Digest128 d;
+      Digest128::parse_hex(*m.parent_digest, d);
+      expected = d;
+      cur = fs::path(parent->front() == '/' ? fs::path(*parent) : img->dir / *parent);
+    }
+    chain.images_.push_back(std::move(img));
+    if (!parent) break;
+  }
+  return chain;
+}
+
+const MemoryArea* ResolvedChain::any_area_at(uint64_t addr) const {
+  const std::vector<MemoryArea>& areas = newest().doc.manifest.areas;
+  auto it = std::upper_bound(areas.begin(), areas.end(), addr, [](uint64_t a, const MemoryArea& m) { return a < m.start; });
+  if (it == areas.begin()) return nullptr;
+  --it;
+  return addr < it->end ? &*it : nullptr;
+}
+
+const MemoryArea* ResolvedChain::area_at(uint64_t addr) const {
+  const MemoryArea* a = any_area_at(addr);
+  return a && a->contents ? a : nullptr;
+}
+
+Span ResolvedChain::resolve(uint64_t addr, uint64_t limit) const {
+  uint64_t bound = limit;
+  for (size_t i = 0; i < images_.size(); ++i) {
+    const PageIndex& idx = images_[i]->index;
+    if (const Extent* e = idx.find(addr)) {
+      bound = std::min(bound, e->end());
+      Span s;
+      s.image = i;
+      s.pages = (bound - addr) / kPageSize;
+      if (e->kind == ExtentKind::Stored) {
+        s.kind = PageSource::Stored;
+        s.data_page = e->data_page + (addr - e->start) / kPageSize;
+      }
+      return s;
+    }
+    // A newer image's entry further on overrides what older images say there.
+    bound = std::min(bound, idx.next_start_after(addr));
+    if (idx.in_fresh(addr)) {
+      auto it = std::upper_bound(idx.fresh.begin(), idx.fresh.end(), addr,
+                                 [](uint64_t a, const FreshRange& r) { return a < r.start; });
+      bound = std::min(bound, std::prev(it)->end);
+      return Span{PageSource::Zero, i, 0, (bound - addr) / kPageSize};
+    }
+    bound = std::min(bound, idx.next_fresh_start_after(addr));
+  }
+  return Span{PageSource::Zero, images_.size(), 0, (bound - addr) / kPageSize};
+}
+
+}  // namespace wpckpt::image
+
+namespace wpckpt::image {
+
+Result<void> read_frame(const OpenImage& img, uint64_t frame, std::vector<std::byte>& compressed,
+                        std::vector<std::byte>& raw, FrameDecompressor& decompressor) {
+  if (frame >= img.index.frames.size())
+    return format_error(img.data_path, "frame " + std::to_string(frame) + " does not exist");
+  const FrameEntry& f = img.index.frames[frame];
+  compressed.resize(f.compressed_size);
+  raw.resize(uint64_t{f.raw_pages} * kPageSize);
+  WPCKPT_TRY(pread_exact(img.data_fd.get(), compressed, f.offset, img.data_path));
+  return decompressor.decompress(compressed, f, raw, img.data_path, frame);
+}
+
+}  // namespace wpckpt::image

@@ -1,0 +1,68 @@
+// The reader side: one opened image (manifest, index, data file) and the
+// resolution of a page address through a chain of them. Shared by
+// ImageChain, verify and merge.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dump-format/digest.hpp"
+#include "dump-format/frame_codec.hpp"
+#include "dump-format/image.hpp"
+#include "dump-format/manifest.hpp"
+#include "dump-format/page_index.hpp"
+#include "lib/base/unique_fd.hpp"
+
+namespace wpckpt::image {
+
+// An image directory whose manifest and index were read and checked.
+struct OpenImage {
+  std::filesystem::path dir;
+  ManifestDocument doc;
+  Digest128 manifest_digest;  // of manifest.json's bytes: what a child links to
+  PageIndex index;
+  UniqueFd data_fd;
+  std::string data_path;
+
+  uint64_t frame_bytes() const { return uint64_t{index.frame_pages} * kPageSize; }
+};
+
+Result<std::unique_ptr<OpenImage>> open_image(const std::filesystem::path& dir, const OpenOptions& options);
+
+// Where a run of pages starting at an address comes from.
+struct Span {
+  PageSource::Kind kind = PageSource::Zero;
+  size_t image = 0;
+  uint64_t data_page = 0;  // Stored: position of the first page in the image's stored-page stream
+  uint64_t pages = 0;
+};
+
+// Opened chain: newest image first. Resolution never reads page data.
+class ResolvedChain {
+ public:
+  static Result<ResolvedChain> open(const std::filesystem::path& dir, const OpenOptions& options);
+
+  const std::vector<std::unique_ptr<OpenImage>>& images() const { return images_; }
+  const OpenImage& newest() const { return *images_.front(); }
+  // The covered area (of the newest image, with contents) holding addr.
+  const MemoryArea* area_at(uint64_t addr) const;
+  const MemoryArea* any_area_at(uint64_t addr) const;  // with or without contents
+  // The longest run from page `addr` up to `limit` whose pages share one source.
+  Span resolve(uint64_t addr, uint64_t limit) const;
+
+ private:
+  std::vector<std::unique_ptr<OpenImage>> images_;
+};
+
+}  // namespace wpckpt::image
+
+namespace wpckpt::image {
+
+// Reads frame `frame` of `img`: compressed bytes into `compressed`, checked
+// and decompressed into `raw`.
+Result<void> read_frame(const OpenImage& img, uint64_t frame, std::vector<std::byte>& compressed,
+                        std::vector<std::byte>& raw, FrameDecompressor& decompressor);
+
+}  // namespace wpckpt::image

@@ -1,0 +1,82 @@
+#include "dump-format/frame_codec.hpp"
+
+#include <zstd.h>
+
+#include "dump-format/byte_io.hpp"
+#include "dump-format/digest.hpp"
+#include "dump-format/image.hpp"
+
+namespace wpckpt::image {
+
+std::vector<std::byte> encode_data_header(uint32_t frame_pages) {
+  ByteWriter w;
+  w.bytes(kDataMagic, 8);
+  w.u32(kDataVersion);
+  w.u32(static_cast<uint32_t>(kPageSize));
+  w.u32(frame_pages);
+  w.u32(0);
+  w.u64(checksum64(std::span(w.buffer().data(), 24)));
+  return std::move(w.buffer());
+}
+
+Result<void> check_data_header(std::span<const std::byte> h, uint32_t frame_pages, const std::string& file) {
+  if (h.size() < kDataHeaderSize) return format_error(file, "truncated header");
+  if (std::memcmp(h.data(), kDataMagic, 8) != 0) return format_error(file, "wrong magic (not a wpckpt pages.dat)");
+  uint32_t version = get_u32(h.data() + 8);
+  if (version != kDataVersion)
+    return format_error(file, "version " + std::to_string(version) + " is not supported (this wpckpt reads " +
+                                  std::to_string(kDataVersion) + ")");
+  if (checksum64(h.first(24)) != get_u64(h.data() + 24)) return format_error(file, "header checksum mismatch");
+  if (get_u32(h.data() + 12) != kPageSize) return format_error(file, "page size is not 4096");
+  if (get_u32(h.data() + 16) != frame_pages)
+    return format_error(file, "frame size " + std::to_string(get_u32(h.data() + 16)) + " pages differs from pages.idx (" +
+                                  std::to_string(frame_pages) + ")");
+  if (get_u32(h.data() + 20) != 0) return format_error(file, "reserved header field is not zero");
+  return ok();
+}
+
+size_t frame_compress_bound(size_t raw_bytes) { return ZSTD_compressBound(raw_bytes); }
+
+FrameCompressor::FrameCompressor(int level) : ctx_(ZSTD_createCCtx()) {
+  auto* c = static_cast<ZSTD_CCtx*>(ctx_);
+  ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1);
+  ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0);  // our checksum covers the compressed bytes
+  ZSTD_CCtx_setParameter(c, ZSTD_c_dictIDFlag, 0);
+}
+FrameCompressor::~FrameCompressor() { ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(ctx_)); }
+
+Result<void> FrameCompressor::compress(std::span<const std::byte> raw, std::vector<std::byte>& out) {
+  if (!ctx_) return make_error(ENOMEM, "ZSTD_createCCtx");
+  out.resize(ZSTD_compressBound(raw.size()));
+  size_t n = ZSTD_compress2(static_cast<ZSTD_CCtx*>(ctx_), out.data(), out.size(), raw.data(), raw.size());
+  if (ZSTD_isError(n)) return Error{0, "zstd compress", ZSTD_getErrorName(n), {}};
+  out.resize(n);
+  return ok();
+}
+
+FrameDecompressor::FrameDecompressor() : ctx_(ZSTD_createDCtx()) {
+  // Frames are at most 4 MiB; refuse window sizes a damaged header could claim.
+  ZSTD_DCtx_setParameter(static_cast<ZSTD_DCtx*>(ctx_), ZSTD_d_windowLogMax, 23);
+}
+FrameDecompressor::~FrameDecompressor() { ZSTD_freeDCtx(static_cast<ZSTD_DCtx*>(ctx_)); }
+
+Result<void> FrameDecompressor::decompress(std::span<const std::byte> compressed, const FrameEntry& entry,
+                                           std::span<std::byte> out, const std::string& file, uint64_t frame) {
+  std::string where = "frame " + std::to_string(frame);
+  if (!ctx_) return make_error(ENOMEM, "ZSTD_createDCtx");
+  if (compressed.size() != entry.compressed_size) return format_error(file, where + ": truncated");
+  if (out.size() != uint64_t{entry.raw_pages} * kPageSize) return format_error(file, where + ": wrong output size");
+  if (checksum64(compressed) != entry.checksum) return format_error(file, where + ": checksum mismatch");
+  unsigned long long declared = ZSTD_getFrameContentSize(compressed.data(), compressed.size());
+  if (declared != out.size()) return format_error(file, where + ": zstd frame declares a different size");
+  if (ZSTD_findFrameCompressedSize(compressed.data(), compressed.size()) != compressed.size())
+    return format_error(file, where + ": zstd frame length differs from the index");
+  size_t n = ZSTD_decompressDCtx(static_cast<ZSTD_DCtx*>(ctx_), out.data(), out.size(), compressed.data(),
+                                 compressed.size());
+  if (ZSTD_isError(n)) return format_error(file, where + ": zstd: " + ZSTD_getErrorName(n));
+  if (n != out.size()) return format_error(file, where + ": decompressed to " + std::to_string(n) + " bytes, expected " + std::to_string(out.size()));
+  return ok();
+}
+
+}  // namespace wpckpt::image

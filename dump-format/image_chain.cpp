@@ -1,0 +1,216 @@
+// ImageChain: reads pages of a resolved chain. Single reads go through a
+// one-frame cache; for_each_run plans the runs of an area first and has the
+// frames it needs decompressed ahead on worker threads, in order.
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+#include "dump-format/byte_io.hpp"
+#include "dump-format/chain_reader.hpp"
+#include "dump-format/file_io.hpp"
+#include "dump-format/ordered_workers.hpp"
+
+namespace wpckpt::image {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr uint64_t kNoFrame = UINT64_MAX;
+
+// One step of for_each_run: zero pages, or pages inside one frame.
+struct RunItem {
+  uint64_t addr = 0, pages = 0;
+  bool stored = false;
+  size_t image = 0;
+  uint64_t frame = 0, first_page = 0;  // page within the frame
+};
+
+Error not_covered(uint64_t addr, const fs::path& dir) {
+  return make_error(EFAULT, "read image", dir.string() + ": address " + hex_u64(addr) + " is not covered by the image")
+      .with_hint("`wpckpt show -D DIR` lists the areas the image covers");
+}
+
+class Chain final : public ImageChain {
+ public:
+  explicit Chain(ResolvedChain chain) : chain_(std::move(chain)) {
+    for (const auto& img : chain_.images()) dirs_.push_back(img->dir);
+  }
+
+  const std::vector<fs::path>& dirs() const override { return dirs_; }
+  const Manifest& manifest(size_t image) const override { return chain_.images().at(image)->doc.manifest; }
+
+  Result<std::vector<std::byte>> read_file(const std::string& name) const override {
+    const OpenImage& img = chain_.newest();
+    const auto& files = img.doc.manifest.files;
+    if (std::find(files.begin(), files.end(), name) == files.end())
+      return make_error(ENOENT, "read image file", (img.dir / name).string() + ": not part of the image");
+    const FileRecord& record = img.doc.file_records.at(name);
+    WPCKPT_TRY_ASSIGN(std::vector<std::byte> data, read_small_file(img.dir / name, record.size));
+    if (data.size() != record.size || !(digest_bytes(data) == record.digest))
+      return format_error((img.dir / name).string(), "size or digest differs from the manifest's (damaged or replaced)");
+    return data;
+  }
+
+  PageSource source(uint64_t page_addr) const override {
+    page_addr -= page_addr % kPageSize;
+    const MemoryArea* area = chain_.area_at(page_addr);
+    if (!area) return {};
+    Span s = chain_.resolve(page_addr, page_addr + kPageSize);
+    return PageSource{s.kind, s.kind == PageSource::Stored ? s.image : 0};
+  }
+
+  Result<void> read(uint64_t addr, std::span<std::byte> out) const override {
+    if (out.size() > UINT64_MAX - addr)
+      return make_error(EINVAL, "read image", "range at " + hex_u64(addr) + " wraps around the address space");
+    const uint64_t end = addr + out.size();
+    uint64_t p = addr;
+    std::lock_guard lock(cache_mu_);
+    while (p < end) {
+      const MemoryArea* area = chain_.area_at(p);
+      if (!area) return not_covered(p, dirs_.front());
+      uint64_t page = p - p % kPageSize;
+      Span s = chain_.resolve(page, area->end);
+      uint64_t chunk_end = std::min(end, page + s.pages * kPageSize);
+      std::span<std::byte> dst = out.subspan(p - addr, chunk_end - p);
+      if (s.kind == PageSource::Zero) {
+        std::memset(dst.data(), 0, dst.size());
+      } else {
+        WPCKPT_TRY(copy_stored(s.image, s.data_page * kPageSize + (p - page), dst));
+      }
+      p = chunk_end;
+    }
+    return ok();
+  }
+
+  Result<void> for_each_run(const RunFn& fn, const ProgressFn& progress) const override {
+    const auto& images = chain_.images();
+    unsigned threads = OrderedWorkers::default_threads();
+    std::vector<std::unique_ptr<FrameDecompressor>> decompressors;
+    for (unsigned i = 0; i < threads; ++i) decompressors.push_back(std::make_unique<FrameDecompressor>());
+    OrderedWorkers workers(threads, 4 * threads, [&](unsigned w, OrderedWorkers::Slot& s) {
+      s.status = read_frame(*images[s.a], s.b, s.in, s.out, *decompressors[w]);
+    });
+    const uint64_t total = summary().pages_covered;
+    uint64_t done = 0;
+    for (const MemoryArea& area : chain_.newest().doc.manifest.areas) {
+      if (!area.contents) continue;
+      std::vector<RunItem> items = plan(area);
+      size_t submitted = 0;
+      uint64_t last_submitted = kNoFrame, last_consumed = kNoFrame;
+      std::unique_ptr<OrderedWorkers::Slot> cur;
+      auto key = [&](const RunItem& it) { return (static_cast<uint64_t>(it.image) << 48) ^ it.frame; };
+      for (size_t c = 0; c < items.size(); ++c) {
+        const RunItem& it = items[c];
+        if (it.stored && key(it) != last_consumed) {
+          // Keep the workers `window` frames ahead of us.
+          while (submitted < items.size() && (submitted <= c || workers.in_flight() < workers.window())) {
+            const RunItem& s = items[submitted++];
+            if (!s.stored || key(s) == last_submitted) continue;
+            last_submitted = key(s);
+            std::unique_ptr<OrderedWorkers::Slot> slot = workers.take_slot();
+            slot->a = s.image;
+            slot->b = s.frame;
+            workers.submit(std::move(slot));
+          }
+          workers.recycle(std::move(cur));
+          cur = workers.next();
+          if (!cur->status) {
+            Error e = std::move(cur->status).error();
+            while (auto rest = workers.next()) workers.recycle(std::move(rest));
+            return e;
+          }
+          last_consumed = key(it);
+        }
+        if (it.stored && (it.first_page + it.pages) * kPageSize > cur->out.size())
+          return format_error(images[it.image]->data_path, "frame " + std::to_string(it.frame) + " holds fewer pages than the index says");
+        Result<void> r = it.stored ? fn(it.addr, std::span<const std::byte>(cur->out).subspan(it.first_page * kPageSize, it.pages * kPageSize), 0)
+                                   : fn(it.addr, {}, it.pages);
+        if (!r) {
+          while (auto rest = workers.next()) workers.recycle(std::move(rest));
+          return r;
+        }
+        done += it.pages;
+        if (progress) progress("read pages", done, total);
+      }
+      workers.recycle(std::move(cur));
+    }
+    return ok();
+  }
+
+  ChainSummary summary() const override {
+    ChainSummary sum;
+    for (const MemoryArea& area : chain_.newest().doc.manifest.areas) {
+      if (!area.contents) continue;
+      for (uint64_t p = area.start; p < area.end;) {
+        Span s = chain_.resolve(p, area.end);
+        sum.pages_covered += s.pages;
+        if (s.kind == PageSource::Zero) sum.pages_zero += s.pages;
+        else if (s.image == 0) sum.pages_stored += s.pages;
+        else sum.pages_in_parent += s.pages;
+        p += s.pages * kPageSize;
+      }
+    }
+    return sum;
+  }
+
+ private:
+  std::vector<RunItem> plan(const MemoryArea& area) const {
+    std::vector<RunItem> items;
+    for (uint64_t p = area.start; p < area.end;) {
+      Span s = chain_.resolve(p, area.end);
+      if (s.kind == PageSource::Zero) {
+        if (!items.empty() && !items.back().stored) items.back().pages += s.pages;
+        else items.push_back(RunItem{p, s.pages});
+        p += s.pages * kPageSize;
+        continue;
+      }
+      const uint64_t fp = chain_.images()[s.image]->index.frame_pages;
+      for (uint64_t left = s.pages, dp = s.data_page; left > 0;) {
+        uint64_t in = dp % fp, n = std::min(left, fp - in);
+        items.push_back(RunItem{p, n, true, s.image, dp / fp, in});
+        p += n * kPageSize;
+        dp += n;
+        left -= n;
+      }
+    }
+    return items;
+  }
+
+  // Bytes of the stored-page stream of image `image` from byte `pos` on.
+  Result<void> copy_stored(size_t image, uint64_t pos, std::span<std::byte> dst) const {
+    const OpenImage& img = *chain_.images()[image];
+    while (!dst.empty()) {
+      uint64_t frame = pos / img.frame_bytes(), within = pos % img.frame_bytes();
+      if (cache_image_ != image || cache_frame_ != frame) {
+        cache_frame_ = kNoFrame;
+        WPCKPT_TRY(read_frame(img, frame, cache_compressed_, cache_raw_, cache_decompressor_));
+        cache_image_ = image;
+        cache_frame_ = frame;
+      }
+      if (within >= cache_raw_.size()) return format_error(img.data_path, "page beyond the end of its frame");
+      size_t n = static_cast<size_t>(std::min<uint64_t>(dst.size(), cache_raw_.size() - within));
+      std::memcpy(dst.data(), cache_raw_.data() + within, n);
+      dst = dst.subspan(n);
+      pos += n;
+    }
+    return ok();
+  }
+
+  ResolvedChain chain_;
+  std::vector<fs::path> dirs_;
+  mutable std::mutex cache_mu_;
+  mutable size_t cache_image_ = 0;
+  mutable uint64_t cache_frame_ = kNoFrame;
+  mutable std::vector<std::byte> cache_compressed_, cache_raw_;
+  mutable FrameDecompressor cache_decompressor_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ImageChain>> ImageChain::open(const fs::path& dir, const OpenOptions& options) {
+  WPCKPT_TRY_ASSIGN(ResolvedChain chain, ResolvedChain::open(dir, options));
+  return std::unique_ptr<ImageChain>(std::make_unique<Chain>(std::move(chain)));
+}
+
+}  // namespace wpckpt::image

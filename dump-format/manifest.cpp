@@ -1,0 +1,286 @@
+#include "dump-format/manifest.hpp"
+
+#include <algorithm>
+#include <ctime>
+
+#include "dump-format/byte_io.hpp"
+
+namespace wpckpt::image {
+
+using nlohmann::json;
+
+const char* kind_name(ImageKind kind) { return kind == ImageKind::Dump ? "dump" : "pre-dump"; }
+
+std::string hex_u64(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+std::string rfc3339_now() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+bool valid_extra_file_name(const std::string& name) {
+  if (name.empty() || name.size() > 128 || name[0] == '.') return false;
+  if (name == kManifestName || name == kIndexName || name == kDataName) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+           c == '_';
+  });
+}
+
+namespace {
+
+// Text form used for the checksum and on disk: compact, keys sorted (json
+// objects are ordered maps), invalid UTF-8 replaced so dump() never throws.
+std::string canonical(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+Digest128 text_digest(const std::string& text) { return digest_bytes(std::as_bytes(std::span(text.data(), text.size()))); }
+
+// nlohmann's dump() recurses; refuse deep nesting before it can matter.
+bool nesting_within(std::span<const std::byte> text, int limit) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (std::byte b : text) {
+    char c = static_cast<char>(b);
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '[' || c == '{') {
+      if (++depth > limit) return false;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return true;
+}
+
+json area_to_json(const MemoryArea& a) {
+  return json{{"start", a.start},   {"end", a.end},
+              {"prot", a.prot},     {"backing", a.backing},
+              {"path", a.path},     {"file_offset", a.file_offset},
+              {"contents", a.contents}, {"attributes", a.attributes}};
+}
+
+json record_to_json(const FileRecord& r) { return json{{"size", r.size}, {"digest", r.digest.hex()}}; }
+
+// Typed field access that reports the field's name instead of throwing.
+class Fields {
+ public:
+  Fields(const std::string& file) : file_(file) {}
+  const Error& error() const { return error_; }
+  bool failed() const { return failed_; }
+
+  const json* field(const json& obj, const char* key, const std::string& where) {
+    if (failed_) return nullptr;
+    if (!obj.is_object()) return fail(where + " is not an object");
+    auto it = obj.find(key);
+    if (it == obj.end()) return fail(where + "." + key + " is missing");
+    return &*it;
+  }
+  uint64_t u64(const json& obj, const char* key, const std::string& where) {
+    const json* v = field(obj, key, where);
+    if (!v) return 0;
+    if (!v->is_number_unsigned()) return fail(where + "." + key + " is not an unsigned integer"), 0;
+    return v->get<uint64_t>();
+  }
+  std::string str(const json& obj, const char* key, const std::string& where) {
+    const json* v = field(obj, key, where);
+    if (!v) return {};
+    if (!v->is_string()) return fail(where + "." + key + " is not a string"), std::string();
+    return v->get<std::string>();
+  }
+  bool boolean(const json& obj, const char* key, const std::string& where) {
+    const json* v = field(obj, key, where);
+    if (!v) return false;
+    if (!v->is_boolean()) return fail(where + "." + key + " is not a boolean"), false;
+    return v->get<bool>();
+  }
+  Digest128 digest(const json& obj, const char* key, const std::string& where) {
+    Digest128 d;
+    std::string s = str(obj, key, where);
+    if (!failed_ && !Digest128::parse_hex(s, d)) fail(where + "." + key + " is not a 32-digit hex digest");
+    return d;
+  }
+  std::nullptr_t fail(const std::string& what) {
+    if (!failed_) error_ = format_error(file_, what);
+    failed_ = true;
+    return nullptr;
+  }
+
+ private:
+  std::string file_;
+  Error error_;
+  bool failed_ = false;
+};
+
+bool page_aligned(uint64_t v) { return v % kPageSize == 0; }
+
+void parse_areas(Fields& f, const json& list, Manifest& m) {
+  if (!list.is_array()) return (void)f.fail("areas is not an array");
+  m.areas.reserve(list.size());
+  for (size_t i = 0; i < list.size() && !f.failed(); ++i) {
+    std::string where = "areas[" + std::to_string(i) + "]";
+    const json& j = list[i];
+    MemoryArea a;
+    a.start = f.u64(j, "start", where);
+    a.end = f.u64(j, "end", where);
+    a.prot = f.str(j, "prot", where);
+    a.backing = f.str(j, "backing", where);
+    a.path = f.str(j, "path", where);
+    a.file_offset = f.u64(j, "file_offset", where);
+    a.contents = f.boolean(j, "contents", where);
+    if (const json* attrs = f.field(j, "attributes", where)) {
+      if (!attrs->is_object()) f.fail(where + ".attributes is not an object");
+      else a.attributes = *attrs;
+    }
+    if (f.failed()) return;
+    if (!page_aligned(a.start) || !page_aligned(a.end) || a.start >= a.end)
+      return (void)f.fail(where + " [" + hex_u64(a.start) + ", " + hex_u64(a.end) + ") is empty or not page aligned");
+    if (!m.areas.empty() && a.start < m.areas.back().end)
+      return (void)f.fail(where + " starts at " + hex_u64(a.start) + ", inside or before the previous area");
+    m.areas.push_back(std::move(a));
+  }
+}
+
+}  // namespace
+
+std::string encode_manifest(const ManifestDocument& doc) {
+  const Manifest& m = doc.manifest;
+  json areas = json::array();
+  for (const MemoryArea& a : m.areas) areas.push_back(area_to_json(a));
+  json files = json::object();
+  for (const auto& [name, record] : doc.file_records) files[name] = record_to_json(record);
+  json parent = nullptr;
+  if (m.parent) parent = json{{"path", *m.parent}, {"digest", m.parent_digest.value_or("")}};
+  const Manifest::Stats& s = m.stats;
+  json j{{"format", "wpckpt-image"},
+         {"format_version", m.format_version},
+         {"kind", kind_name(m.kind)},
+         {"created", m.created},
+         {"page_size", kPageSize},
+         {"parent", parent},
+         {"areas", areas},
+         {"files", files},
+         {"extra_files", m.files},
+         {"stats",
+          {{"pages_stored", s.pages_stored},
+           {"pages_zero", s.pages_zero},
+           {"pages_fresh", s.pages_fresh},
+           {"bytes_raw", s.bytes_raw},
+           {"bytes_compressed", s.bytes_compressed},
+           {"frames", s.frames},
+           {"frame_pages", s.frame_pages},
+           {"compress_level", s.compress_level}}},
+         {"metadata", m.metadata}};
+  j["checksum"] = text_digest(canonical(j)).hex();
+  return canonical(j) + "\n";
+}
+
+Result<ManifestDocument> parse_manifest(std::span<const std::byte> text, const std::string& file) {
+  if (text.size() > kMaxManifestBytes) return format_error(file, "larger than " + std::to_string(kMaxManifestBytes) + " bytes");
+  if (!nesting_within(text, 64)) return format_error(file, "JSON nested deeper than 64 levels");
+  json j = json::parse(reinterpret_cast<const char*>(text.data()), reinterpret_cast<const char*>(text.data()) + text.size(),
+                       nullptr, false);
+  if (j.is_discarded()) return format_error(file, "not valid JSON (truncated or damaged)");
+  if (!j.is_object()) return format_error(file, "not a JSON object");
+
+  Fields f(file);
+  ManifestDocument doc;
+  Manifest& m = doc.manifest;
+  try {
+    if (f.str(j, "format", "manifest") != "wpckpt-image" && !f.failed()) f.fail("format is not \"wpckpt-image\"");
+    uint64_t version = f.u64(j, "format_version", "manifest");
+    if (f.failed()) return f.error();
+    if (version != kManifestVersion)
+      return format_error(file, "format_version " + std::to_string(version) + " is not supported (this wpckpt reads " +
+                                    std::to_string(kManifestVersion) + ")")
+          .with_hint("the image was written by a different wpckpt version; use that version to read it");
+    m.format_version = static_cast<uint32_t>(version);
+
+    // The checksum covers the canonical text of everything else.
+    Digest128 stored = f.digest(j, "checksum", "manifest");
+    if (f.failed()) return f.error();
+    json body = j;
+    body.erase("checksum");
+    Digest128 actual = text_digest(canonical(body));
+    if (!(actual == stored)) return format_error(file, "checksum mismatch (stored " + stored.hex() + ", computed " + actual.hex() + ")");
+
+    std::string kind = f.str(j, "kind", "manifest");
+    if (kind == "pre-dump") m.kind = ImageKind::PreDump;
+    else if (kind == "dump") m.kind = ImageKind::Dump;
+    else if (!f.failed()) f.fail("kind \"" + kind + "\" is neither \"pre-dump\" nor \"dump\"");
+    m.created = f.str(j, "created", "manifest");
+    if (f.u64(j, "page_size", "manifest") != kPageSize && !f.failed()) f.fail("page_size is not 4096");
+    if (const json* parent = f.field(j, "parent", "manifest"); parent && !parent->is_null()) {
+      m.parent = f.str(*parent, "path", "parent");
+      m.parent_digest = f.digest(*parent, "digest", "parent").hex();
+      if (!f.failed() && m.parent->empty()) f.fail("parent.path is empty");
+    }
+    if (const json* areas = f.field(j, "areas", "manifest")) parse_areas(f, *areas, m);
+    if (const json* files = f.field(j, "files", "manifest")) {
+      if (!files->is_object()) f.fail("files is not an object");
+      else
+        for (auto it = files->begin(); it != files->end() && !f.failed(); ++it) {
+          std::string where = "files[\"" + it.key() + "\"]";
+          FileRecord r{f.u64(it.value(), "size", where), f.digest(it.value(), "digest", where)};
+          doc.file_records[it.key()] = r;
+        }
+    }
+    if (const json* extra = f.field(j, "extra_files", "manifest")) {
+      if (!extra->is_array()) f.fail("extra_files is not an array");
+      else
+        for (const json& name : *extra) {
+          if (!name.is_string() || !valid_extra_file_name(name.get<std::string>())) {
+            f.fail("extra_files holds an invalid file name");
+            break;
+          }
+          m.files.push_back(name.get<std::string>());
+        }
+    }
+    if (const json* s = f.field(j, "stats", "manifest")) {
+      Manifest::Stats& st = m.stats;
+      st.pages_stored = f.u64(*s, "pages_stored", "stats");
+      st.pages_zero = f.u64(*s, "pages_zero", "stats");
+      st.pages_fresh = f.u64(*s, "pages_fresh", "stats");
+      st.bytes_raw = f.u64(*s, "bytes_raw", "stats");
+      st.bytes_compressed = f.u64(*s, "bytes_compressed", "stats");
+      st.frames = f.u64(*s, "frames", "stats");
+      st.frame_pages = static_cast<uint32_t>(f.u64(*s, "frame_pages", "stats"));
+      if (const json* level = f.field(*s, "compress_level", "stats")) {
+        if (!level->is_number_integer()) f.fail("stats.compress_level is not an integer");
+        else m.stats.compress_level = level->get<int>();
+      }
+    }
+    if (const json* meta = f.field(j, "metadata", "manifest")) {
+      if (!meta->is_object()) f.fail("metadata is not an object");
+      else m.metadata = *meta;
+    }
+  } catch (const json::exception& e) {
+    return format_error(file, std::string("unexpected JSON content: ") + e.what());
+  }
+  if (f.failed()) return f.error();
+
+  // Every file of the image has a record, and nothing else has one.
+  std::vector<std::string> expected{kIndexName, kDataName};
+  for (const std::string& name : m.files) expected.push_back(name);
+  std::sort(expected.begin(), expected.end());
+  if (std::adjacent_find(expected.begin(), expected.end()) != expected.end())
+    return format_error(file, "extra_files names a file twice");
+  for (const std::string& name : expected)
+    if (!doc.file_records.count(name)) return format_error(file, "files has no digest for \"" + name + "\"");
+  if (doc.file_records.size() != expected.size()) return format_error(file, "files lists a file that is not part of the image");
+  return doc;
+}
+
+}  // namespace wpckpt::image

@@ -1,0 +1,196 @@
+// Round trips through ImageWriter and ImageChain: pages, zero pages, fresh
+// ranges, chains, extra files, runs, summary, merge.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include "dump-format/image.hpp"
+#include "tests/support/test_support.hpp"
+#include "tests/unit/dump-format/image_test_util.hpp"
+
+namespace wpckpt::image::test {
+namespace {
+
+constexpr uint64_t kBase = 0x7f0000000000;
+
+std::unique_ptr<ImageWriter> writer_for(const std::filesystem::path& dir, const std::optional<std::filesystem::path>& parent,
+                                        ImageKind kind = ImageKind::PreDump, WriterOptions options = {}) {
+  auto w = ImageWriter::create(dir, kind, parent, options);
+  EXPECT_TRUE(w) << w.error().message();
+  return w ? std::move(*w) : nullptr;
+}
+
+TEST(ImageRoundTrip, PagesZerosAndExtraFilesComeBack) {
+  wpckpt::test::TempDir tmp;
+  std::vector<MemoryArea> areas{area(kBase, kBase + 64 * kPageSize), area(kBase + 100 * kPageSize, kBase + 101 * kPageSize, false)};
+  Model model;
+  auto w = writer_for(tmp / "img", std::nullopt, ImageKind::Dump);
+  ASSERT_TRUE(w);
+  w->set_areas(areas);
+  w->set_metadata("pid", 1234);
+  std::vector<std::byte> run;
+  for (uint64_t i = 0; i < 40; ++i) {
+    auto page = make_page(1, kBase + i * kPageSize, static_cast<int>(i % 3));
+    if (i % 3) model[kBase + i * kPageSize] = page;
+    run.insert(run.end(), page.begin(), page.end());
+  }
+  ASSERT_TRUE(w->add_pages(kBase, run));
+  ASSERT_TRUE(w->add_zero_pages(kBase + 50 * kPageSize, 4));
+  std::string state = R"({"threads":[]})";
+  ASSERT_TRUE(w->add_file("process.json", std::as_bytes(std::span(state.data(), state.size()))));
+  auto info = w->commit();
+  ASSERT_TRUE(info) << info.error().message();
+  EXPECT_EQ(info->pages_stored, 26u);
+  EXPECT_EQ(info->pages_zero, 14u + 4u);
+  EXPECT_EQ(info->bytes_raw, 26u * kPageSize);
+  EXPECT_GT(info->bytes_compressed, 0u);
+
+  struct stat st {};
+  ASSERT_EQ(0, ::stat((tmp / "img").c_str(), &st));
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  ASSERT_EQ(0, ::stat((tmp / "img" / "pages.dat").c_str(), &st));
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  auto chain = ImageChain::open(tmp / "img");
+  ASSERT_TRUE(chain) << chain.error().message();
+  EXPECT_EQ((*chain)->manifest().kind, ImageKind::Dump);
+  EXPECT_EQ((*chain)->manifest().metadata["pid"], 1234);
+  expect_matches_model(**chain, model, areas);
+  auto file = (*chain)->read_file("process.json");
+  ASSERT_TRUE(file);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(file->data()), file->size()), state);
+  EXPECT_EQ((*chain)->source(kBase + kPageSize).kind, PageSource::Stored);
+  EXPECT_EQ((*chain)->source(kBase).kind, PageSource::Zero);
+  EXPECT_EQ((*chain)->source(kBase + 100 * kPageSize).kind, PageSource::NotCovered);
+  EXPECT_EQ((*chain)->source(kBase + 200 * kPageSize).kind, PageSource::NotCovered);
+
+  // An unaligned read across pages, and reads outside the areas.
+  std::vector<std::byte> buf(kPageSize + 100);
+  ASSERT_TRUE((*chain)->read(kBase + kPageSize + 7, buf));
+  EXPECT_EQ(0, std::memcmp(buf.data(), model[kBase + kPageSize].data() + 7, kPageSize - 7));
+  EXPECT_FALSE((*chain)->read(kBase + 63 * kPageSize, buf));
+  EXPECT_FALSE((*chain)->read(kBase + 100 * kPageSize, std::span(buf).first(10)));
+
+  ChainSummary sum = (*chain)->summary();
+  EXPECT_EQ(sum.pages_covered, 64u);
+  EXPECT_EQ(sum.pages_stored, 26u);
+  EXPECT_EQ(sum.pages_in_parent, 0u);
+  EXPECT_EQ(sum.pages_zero, 38u);
+
+  auto report = verify_chain(tmp / "img");
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_EQ(report->images, 1u);
+}
+
+TEST(ImageRoundTrip, ExistingDirectoryIsNeverOverwritten) {
+  wpckpt::test::TempDir tmp;
+  std::filesystem::create_directory(tmp / "img");
+  auto w = ImageWriter::create(tmp / "img", ImageKind::PreDump, std::nullopt, {});
+  ASSERT_FALSE(w);
+  EXPECT_EQ(w.error().err, EEXIST);
+}
+
+TEST(ImageRoundTrip, UncommittedWriterLeavesNothing) {
+  wpckpt::test::TempDir tmp;
+  {
+    auto w = writer_for(tmp / "img", std::nullopt);
+    w->set_areas({area(kBase, kBase + kPageSize)});
+    ASSERT_TRUE(w->add_pages(kBase, make_page(2, kBase, 2)));
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(tmp.path()));
+}
+
+TEST(ImageRoundTrip, ChainResolvesNewestAndFreshRangesCut) {
+  wpckpt::test::TempDir tmp;
+  std::vector<MemoryArea> areas{area(kBase, kBase + 32 * kPageSize)};
+  Model model;
+  // Image 0: every page.
+  {
+    auto w = writer_for(tmp / "0", std::nullopt);
+    w->set_areas(areas);
+    for (uint64_t i = 0; i < 32; ++i) {
+      auto page = make_page(10, kBase + i * kPageSize, 1);
+      model[kBase + i * kPageSize] = page;
+      ASSERT_TRUE(w->add_pages(kBase + i * kPageSize, page));
+    }
+    ASSERT_TRUE(w->commit());
+  }
+  // Image 1: pages 4..7 rewritten, page 8 zeroed, fresh range 20..24 (page 21 stored).
+  {
+    auto w = writer_for(tmp / "1", tmp / "0");
+    w->set_areas(areas);
+    for (uint64_t i = 4; i < 8; ++i) {
+      auto page = make_page(11, kBase + i * kPageSize, 2);
+      model[kBase + i * kPageSize] = page;
+      ASSERT_TRUE(w->add_pages(kBase + i * kPageSize, page));
+    }
+    ASSERT_TRUE(w->add_zero_pages(kBase + 8 * kPageSize, 1));
+    model.erase(kBase + 8 * kPageSize);
+    auto page = make_page(11, kBase + 21 * kPageSize, 1);
+    ASSERT_TRUE(w->add_pages(kBase + 21 * kPageSize, page));
+    ASSERT_TRUE(w->add_fresh_range(kBase + 20 * kPageSize, kBase + 24 * kPageSize));
+    for (uint64_t i = 20; i < 24; ++i) model.erase(kBase + i * kPageSize);
+    model[kBase + 21 * kPageSize] = page;
+    auto info = w->commit();
+    ASSERT_TRUE(info);
+    EXPECT_EQ(info->pages_fresh, 3u);
+  }
+  auto chain = ImageChain::open(tmp / "1");
+  ASSERT_TRUE(chain) << chain.error().message();
+  ASSERT_EQ((*chain)->dirs().size(), 2u);
+  EXPECT_EQ((*chain)->manifest(0).parent.value(), "../0");
+  expect_matches_model(**chain, model, areas);
+  EXPECT_EQ((*chain)->source(kBase).image, 1u);
+  EXPECT_EQ((*chain)->source(kBase + 4 * kPageSize).image, 0u);
+
+  // for_each_run covers every page once, in order, with the model's bytes.
+  uint64_t next = kBase;
+  auto r = (*chain)->for_each_run([&](uint64_t addr, std::span<const std::byte> data, uint64_t zero_pages) -> Result<void> {
+    EXPECT_EQ(addr, next);
+    if (zero_pages) {
+      for (uint64_t i = 0; i < zero_pages; ++i) EXPECT_FALSE(model.count(addr + i * kPageSize));
+      next += zero_pages * kPageSize;
+    } else {
+      for (size_t off = 0; off < data.size(); off += kPageSize) {
+        EXPECT_EQ(0, std::memcmp(data.data() + off, model.at(addr + off).data(), kPageSize));
+      }
+      next += data.size();
+    }
+    return ok();
+  });
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(next, kBase + 32 * kPageSize);
+
+  ChainSummary sum = (*chain)->summary();
+  EXPECT_EQ(sum.pages_stored, 5u);
+  EXPECT_EQ(sum.pages_in_parent, 32u - 4 - 1 - 4);
+  EXPECT_EQ(sum.pages_zero, 1u + 3u);
+
+  // Merge: standalone, same content.
+  auto merged = merge_chain(tmp / "1", tmp / "m", {});
+  ASSERT_TRUE(merged) << merged.error().message();
+  auto mchain = ImageChain::open(tmp / "m");
+  ASSERT_TRUE(mchain);
+  EXPECT_EQ((*mchain)->dirs().size(), 1u);
+  EXPECT_FALSE((*mchain)->manifest().parent.has_value());
+  expect_matches_model(**mchain, model, areas);
+  ASSERT_TRUE(verify_chain(tmp / "m"));
+  ASSERT_TRUE(verify_chain(tmp / "1"));
+}
+
+TEST(ImageRoundTrip, WriterRefusesOutOfOrderAndOutsideAreas) {
+  wpckpt::test::TempDir tmp;
+  auto w = writer_for(tmp / "img", std::nullopt);
+  w->set_areas({area(kBase, kBase + 4 * kPageSize)});
+  ASSERT_TRUE(w->add_pages(kBase + kPageSize, make_page(3, 0, 1)));
+  EXPECT_FALSE(w->add_pages(kBase, make_page(3, 0, 1)));
+  EXPECT_FALSE(w->add_pages(kBase + 3 * kPageSize + 1, make_page(3, 0, 1)));
+
+  auto w2 = writer_for(tmp / "img2", std::nullopt);
+  w2->set_areas({area(kBase, kBase + 4 * kPageSize)});
+  ASSERT_TRUE(w2->add_pages(kBase + 8 * kPageSize, make_page(3, 0, 1)));
+  EXPECT_FALSE(w2->commit());
+  EXPECT_FALSE(std::filesystem::exists(tmp / "img2"));
+}
+
+}  // namespace
+}  // namespace wpckpt::image::test
