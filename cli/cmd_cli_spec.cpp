@@ -16,7 +16,7 @@ nlohmann::json options_of(const CLI::App& app) {
     o["short"] = opt->get_snames();
     o["long"] = opt->get_lnames();
     o["positional"] = opt->get_positional();
-    o["takes_value"] = opt->get_type_size() != 0;
+    o["takes_value"] = opt->get_expected_max() != 0;  // flags expect 0 values
     o["description"] = opt->get_description();
     if (!opt->get_lnames().empty() || !opt->get_snames().empty()) opts.push_back(o);
   }
