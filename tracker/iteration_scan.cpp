@@ -1,0 +1,198 @@
+#include "tracker/iteration_scan.hpp"
+
+#include <chrono>
+
+#include "tracker/uffd_ops.hpp"
+
+namespace wpckpt::tracker {
+namespace {
+
+using uapi::PageRegion;
+
+constexpr uint64_t kHugeSparseBytes = 64ull << 30;
+
+bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+
+// Memory shared with other mappings or processes that has no file of its own
+// to live in: shared anonymous memory, memfd, SysV shm, deleted files.
+bool is_shared_memory(const Vma& vma) {
+  const std::string& n = vma.name;
+  return n.empty() || starts_with(n, "/memfd:") || starts_with(n, "/dev/zero") || starts_with(n, "/SYSV") ||
+         (n.size() > 10 && n.compare(n.size() - 10, 10, " (deleted)") == 0);
+}
+
+void classify(ScannedArea& area) {
+  const Vma& v = area.vma;
+  area.file_backed = !v.shared && v.inode != 0 && !v.name.empty() && v.name[0] == '/';
+  if (v.is_special()) {
+    area.kind = AreaKind::NoContents;
+    area.reason = "provided by the kernel";
+  } else if (v.has_flag("pf") || v.has_flag("io")) {
+    area.kind = AreaKind::NoContents;
+    area.reason = "device memory";
+  } else if (v.shared && is_shared_memory(v)) {
+    area.kind = AreaKind::CopiedWhole;
+    area.reason = "shared memory: writes through other mappings are not tracked";
+  } else if (v.shared) {
+    area.kind = AreaKind::NoContents;
+    area.reason = v.has_flag("mw") ? "shared file: its contents live in the file"
+                                   : "read-only shared file: its contents are the file's";
+  } else if (!v.read && !v.write && !v.exec && !v.has_flag("uw")) {
+    // Reservations can be huge and sparse; protecting them would allocate
+    // page tables for every GiB. If they become accessible, mprotect makes
+    // them a new area that the next iteration registers.
+    area.kind = AreaKind::PresentOnly;
+    area.reason = "inaccessible (PROT_NONE): present pages only";
+  } else if (v.size() > kHugeSparseBytes && v.has_flag("nr") && !v.has_flag("uw")) {
+    // Sanitizer shadows, GC heaps: tera-byte MAP_NORESERVE reservations.
+    // A write-protect scan would install markers and page tables across all
+    // of it (2 MiB per GiB, KERNEL-FACTS section 3).
+    area.kind = AreaKind::PresentOnly;
+    area.reason = "huge MAP_NORESERVE reservation: present pages only";
+  } else {
+    area.kind = AreaKind::Tracked;
+  }
+}
+
+// Registers or re-arms a tracked area before its scan. An area the uffd
+// does not cover yet (new, moved, grown by brk, re-created) is registered and
+// captured whole; so is every area when the marks cannot be trusted.
+Result<void> arm(int uffd, ScannedArea& area, bool trust_marks, uint64_t& registered) {
+  const Vma& v = area.vma;
+  if (!v.has_flag("uw")) {
+    auto reg = register_write_protect(uffd, v.start, v.end);
+    if (!reg) {
+      area.kind = AreaKind::PresentOnly;
+      area.reason = "cannot be tracked (" + reg.error().message() + "): present pages every time";
+      return ok();
+    }
+    ++registered;
+    area.fresh = true;
+    area.reason = "new or changed area";
+  } else if (!trust_marks) {
+    // Unprotected pages all read as written: the scan reports all of them.
+    WPCKPT_TRY(unprotect(uffd, v.start, v.end));
+    area.fresh = true;
+    area.reason = "write-protect marks not trusted";
+  }
+  return ok();
+}
+
+ScanRequest tracking_request(const Vma& v) {
+  ScanRequest r;
+  r.start = v.start;
+  r.end = v.end;
+  r.write_protect = true;
+  r.check_wp_async = true;
+  r.category_mask = uapi::kPageIsWritten;
+  r.return_mask = kScanReturnMask;
+  return r;
+}
+
+ScanRequest present_request(const Vma& v) {
+  ScanRequest r;
+  r.start = v.start;
+  r.end = v.end;
+  r.category_anyof_mask = uapi::kPageIsPresent | uapi::kPageIsSwapped;
+  r.return_mask = kScanReturnMask;
+  return r;
+}
+
+Result<void> scan_area(int uffd, PagemapScanner& scanner, ScannedArea& area, uint64_t& registered) {
+  if (area.kind == AreaKind::Tracked) {
+    auto regions = scanner.scan(tracking_request(area.vma));
+    if (!regions && regions.error().err == EPERM) {
+      // Some VMA in the range lost its registration after we read the maps
+      // (munmap+mmap, mremap): register what is there now, take it whole.
+      if (register_write_protect(uffd, area.vma.start, area.vma.end) &&
+          unprotect(uffd, area.vma.start, area.vma.end)) {
+        ++registered;
+        area.fresh = true;
+        area.reason = "changed during the scan";
+        regions = scanner.scan(tracking_request(area.vma));
+      } else {
+        area.kind = AreaKind::PresentOnly;
+        area.reason = "changed during the scan and cannot be registered: present pages";
+      }
+    }
+    if (area.kind == AreaKind::Tracked) {
+      if (!regions) return std::move(regions).error();
+      area.regions = std::move(regions).value();
+      return ok();
+    }
+  }
+  if (area.kind == AreaKind::PresentOnly) {
+    area.fresh = true;
+    WPCKPT_TRY_ASSIGN(area.regions, scanner.scan(present_request(area.vma)));
+  }
+  if (area.kind == AreaKind::CopiedWhole) area.fresh = true;
+  return ok();
+}
+
+}  // namespace
+
+const char* area_kind_name(AreaKind kind) {
+  switch (kind) {
+    case AreaKind::Tracked: return "tracked";
+    case AreaKind::PresentOnly: return "present-only";
+    case AreaKind::CopiedWhole: return "copied-whole";
+    case AreaKind::NoContents: return "no-contents";
+  }
+  return "?";
+}
+
+Result<IterationScan> scan_iteration(pid_t pid, int uffd, PagemapScanner& scanner, const IterationOptions& options) {
+  auto t0 = std::chrono::steady_clock::now();
+  IterationScan out;
+  WPCKPT_TRY_ASSIGN(std::vector<Vma> vmas, read_smaps(pid));
+  out.areas.reserve(vmas.size());
+  uint64_t calls_before = scanner.ioctl_calls();
+  for (Vma& v : vmas) {
+    ScannedArea area;
+    area.vma = std::move(v);
+    classify(area);
+    if (area.kind == AreaKind::Tracked) WPCKPT_TRY(arm(uffd, area, options.trust_marks, out.areas_registered));
+    out.areas.push_back(std::move(area));
+  }
+  // All scans before any copy: each page is re-protected before it is read.
+  for (ScannedArea& area : out.areas) {
+    WPCKPT_TRY(scan_area(uffd, scanner, area, out.areas_registered));
+    if (area.kind == AreaKind::Tracked) out.pages_scanned += area.vma.size() / kPageSize;
+  }
+  out.scan_calls = scanner.ioctl_calls() - calls_before;
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
+
+std::vector<PageJob> page_jobs(const ScannedArea& area) {
+  std::vector<PageJob> jobs;
+  auto add = [&](uint64_t start, uint64_t end, bool zero) {
+    uint64_t pages = (end - start) / kPageSize;
+    if (pages == 0) return;
+    if (!jobs.empty() && jobs.back().zero == zero && jobs.back().addr + jobs.back().pages * kPageSize == start) {
+      jobs.back().pages += pages;
+    } else {
+      jobs.push_back({start, pages, zero});
+    }
+  };
+  switch (area.kind) {
+    case AreaKind::NoContents: break;
+    case AreaKind::CopiedWhole: add(area.vma.start, area.vma.end, false); break;
+    case AreaKind::Tracked:
+    case AreaKind::PresentOnly:
+      for (const PageRegion& r : area.regions) {
+        uint64_t c = r.categories;
+        if (c & uapi::kPageIsGuard) continue;
+        // Written but neither present nor swapped: discarded (DONTNEED, FREE)
+        // or never touched, i.e. zero — except in a private file mapping,
+        // where such a page reads back from the file.
+        bool absent = !(c & (uapi::kPageIsPresent | uapi::kPageIsSwapped));
+        bool zero = (c & uapi::kPageIsPfnzero) || (absent && !area.file_backed);
+        add(r.start, r.end, zero);
+      }
+      break;
+  }
+  return jobs;
+}
+
+}  // namespace wpckpt::tracker

@@ -1,0 +1,65 @@
+// One tracking iteration over a cooperating process: read its address space,
+// register what is new with the agent's uffd (area by area: registration is
+// all-or-nothing per call), and PAGEMAP_SCAN with write-protect matching to
+// learn — and atomically re-protect — what was written since the last scan.
+// The caller copies the reported pages AFTER this returns (KERNEL-FACTS
+// section 3: the other order loses writes). Nothing here writes images.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lib/base/result.hpp"
+#include "lib/base/uapi/pagemap_scan.hpp"
+#include "tracker/page_reader.hpp"
+#include "tracker/pagemap_scanner.hpp"
+#include "tracker/proc_maps.hpp"
+
+namespace wpckpt::tracker {
+
+enum class AreaKind {
+  Tracked,      // private memory registered with the agent's uffd: deltas from scans
+  PresentOnly,  // private memory left unregistered (PROT_NONE, or registration refused): present pages, every time
+  CopiedWhole,  // shared memory: writes through other mappings are invisible, so all of it, every time
+  NoContents,   // [vdso]/[vvar]/[vsyscall], device memory, shared files: nothing to store
+};
+const char* area_kind_name(AreaKind kind);  // "tracked", "present-only", "copied-whole", "no-contents"
+
+struct ScannedArea {
+  Vma vma;
+  AreaKind kind = AreaKind::Tracked;
+  bool fresh = false;        // captured whole this iteration: pages it does not store are zero
+  bool file_backed = false;  // a private file mapping: an absent page holds file data, not zeros
+  std::string reason;        // why fresh, or why not tracked
+  std::vector<uapi::PageRegion> regions;  // what the scan reported (Tracked, PresentOnly)
+};
+
+struct IterationScan {
+  std::vector<ScannedArea> areas;  // address order
+  uint64_t pages_scanned = 0;      // address space covered by tracking scans
+  uint64_t areas_registered = 0;   // newly registered this iteration
+  uint64_t scan_calls = 0;
+  double seconds = 0;
+};
+
+struct IterationOptions {
+  // false: write-protect marks cannot be trusted (no parent, an interrupted
+  // iteration, a parent that is not the latest): every tracked area is
+  // captured whole and re-armed.
+  bool trust_marks = false;
+};
+
+Result<IterationScan> scan_iteration(pid_t pid, int uffd, PagemapScanner& scanner, const IterationOptions& options);
+
+// What to copy, in address order: pages to read and pages known to be zero.
+struct PageJob {
+  uint64_t addr = 0, pages = 0;
+  bool zero = false;
+};
+// The jobs of one area (GUARD regions are skipped; they are not memory).
+std::vector<PageJob> page_jobs(const ScannedArea& area);
+
+}  // namespace wpckpt::tracker

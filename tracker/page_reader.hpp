@@ -1,0 +1,55 @@
+// Copies pages out of a running process: process_vm_readv with many remote
+// ranges per call into one bounded buffer, falling back to /proc/PID/mem
+// (which may read PROT_NONE memory, FOLL_FORCE) for what it refuses. Pages
+// that cannot be read at all — the area vanished meanwhile, or a file mapping
+// past the end of its file — are reported as holes instead of failing.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "lib/base/result.hpp"
+#include "lib/base/unique_fd.hpp"
+
+namespace wpckpt::tracker {
+
+constexpr uint64_t kPageSize = 4096;
+
+struct PageRun {
+  uint64_t addr = 0;
+  uint64_t pages = 0;
+  uint64_t end() const { return addr + pages * kPageSize; }
+};
+
+struct ReadStats {
+  uint64_t pages_read = 0, pages_unreadable = 0, syscalls = 0, fallback_reads = 0;
+};
+
+class PageReader {
+ public:
+  static constexpr size_t kDefaultBatchBytes = 16u << 20;
+  static Result<PageReader> open(pid_t pid, size_t batch_bytes = kDefaultBatchBytes);
+
+  // Data for [addr, addr + data.size()); valid only during the call.
+  using DataFn = std::function<Result<void>(uint64_t addr, std::span<const std::byte> data)>;
+  using HoleFn = std::function<Result<void>(uint64_t addr, uint64_t pages)>;
+  // `runs` ascending and disjoint; fn and hole are called in address order.
+  Result<void> read(std::span<const PageRun> runs, const DataFn& fn, const HoleFn& hole);
+
+  const ReadStats& stats() const { return stats_; }
+
+ private:
+  PageReader(pid_t pid, UniqueFd mem, size_t batch_bytes);
+  Result<size_t> read_fallback(uint64_t addr, std::byte* out, size_t len);
+  pid_t pid_;
+  UniqueFd mem_;
+  std::vector<std::byte> buffer_;
+  ReadStats stats_;
+};
+
+}  // namespace wpckpt::tracker

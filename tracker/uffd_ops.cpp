@@ -1,0 +1,26 @@
+#include "tracker/uffd_ops.hpp"
+
+#include <sys/ioctl.h>
+
+#include <cstdio>
+#include <string>
+
+#include "tracker/range_text.hpp"
+
+#include "lib/base/uapi/userfaultfd.hpp"
+
+namespace wpckpt::tracker {
+Result<void> register_write_protect(int uffd, uint64_t start, uint64_t end) {
+  uapi::UffdioRegister reg{{start, end - start}, uapi::kRegisterModeWp, 0};
+  if (ioctl(uffd, uapi::kUffdioRegister, &reg) != 0) return errno_error("UFFDIO_REGISTER", range_text(start, end));
+  return ok();
+}
+
+Result<void> unprotect(int uffd, uint64_t start, uint64_t end) {
+  uapi::UffdioWriteprotect wp{{start, end - start}, 0};
+  if (ioctl(uffd, uapi::kUffdioWriteprotect, &wp) != 0)
+    return errno_error("UFFDIO_WRITEPROTECT(off)", range_text(start, end));
+  return ok();
+}
+
+}  // namespace wpckpt::tracker
