@@ -59,6 +59,7 @@ def load_spec(binary):
 # ---------------------------------------------------------------- bash
 
 def bash_value_cases(opts, indent):
+    """A `case $prev in` that completes the value of each option taking one."""
     lines = []
     for opt in opts:
         kind = value_kind(opt)
@@ -66,8 +67,8 @@ def bash_value_cases(opts, indent):
             continue
         action = {"pid": "_wpckpt_pids", "dir": "_wpckpt_dirs", "feature": "_wpckpt_features",
                   "file": "_wpckpt_files", "none": ":"}[kind]
-        lines.append(f"{indent}{'|'.join(names(opt))}) {action}; return ;;")
-    return lines
+        lines.append(f"{indent}  {'|'.join(names(opt))}) {action}; return ;;")
+    return [f"{indent}case $prev in"] + lines + [f"{indent}esac"] if lines else []
 
 
 def gen_bash(spec):
@@ -100,9 +101,7 @@ def gen_bash(spec):
             "    esac",
             "  done",
             "  if [[ -z $verb ]]; then"]
-    cases = bash_value_cases(glob_opts, "      ")
-    if cases:
-        out += ["    case $prev in"] + cases + ["    esac"]
+    out += bash_value_cases(glob_opts, "    ")
     out += ["    if [[ $cur == -* ]]; then",
             f"      COMPREPLY=($(compgen -W \"{' '.join(n for o in glob_opts for n in names(o))}\" -- \"$cur\"))",
             "    else",
@@ -126,9 +125,7 @@ def gen_bash(spec):
                     "          return",
                     "        fi",
                     "      done"]
-        cases = bash_value_cases(opts, "        ")
-        if cases:
-            out += ["      case $prev in"] + cases + ["      esac"]
+        out += bash_value_cases(opts, "      ")
         if verb in COMMAND_VERBS:
             out += ["      if [[ $cur == -* ]]; then",
                     f"        COMPREPLY=($(compgen -W \"{words}\" -- \"$cur\"))",
