@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `cmake --install` puts the binary, man pages and completions where the shells
-# and man(1) find them (README "Install").
+# `cmake --install` puts the binary, the agent, man pages and completions where
+# wpckpt, the shells and man(1) find them (README "Install").
 set -u
 B=${WPCKPT_BUILD_DIR:?WPCKPT_BUILD_DIR must name the build tree}
 fail() { echo "FAIL: $*"; exit 1; }
@@ -22,6 +22,11 @@ fi
 [ -f "$prefix/share/bash-completion/completions/wpckpt" ] || fail "bash completion not installed"
 [ -f "$prefix/share/zsh/site-functions/_wpckpt" ] || fail "zsh completion not installed"
 [ -f "$prefix/share/fish/vendor_completions.d/wpckpt.fish" ] || fail "fish completion not installed"
+# The installed binary finds the installed agent (bin/../lib) and starts a command with it.
+if [ -f "$B/libwpckpt-agent.so" ]; then
+  [ -f "$prefix/lib/libwpckpt-agent.so" ] || fail "lib/libwpckpt-agent.so not installed"
+  env -u WPCKPT_AGENT_LIBRARY "$prefix/bin/wpckpt" run -- true || fail "installed 'wpckpt run -- true' exited $?"
+fi
 # bash-completion loads share/bash-completion/completions/<command> on first use.
 out=$(bash --norc --noprofile -c "source '$prefix/share/bash-completion/completions/wpckpt'
   COMP_WORDS=(wpckpt pre-d); COMP_CWORD=1; _wpckpt; echo \"\${COMPREPLY[*]}\"")
