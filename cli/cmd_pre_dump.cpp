@@ -1,10 +1,19 @@
-// wpckpt pre-dump: Write a delta of what the process wrote; it keeps running
+// wpckpt pre-dump: write a delta of what the process wrote since the parent
+// image (or everything, the first time); the process keeps running.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
+#include "cli/progress.hpp"
+#include "dump-format/image.hpp"
+#include "lib/checkpoint/memory_capture.hpp"
 
 namespace wpckpt::cli {
 namespace {
@@ -16,6 +25,77 @@ struct PreDumpOptions {
   int compress_level = 1;
 };
 
+nlohmann::json stats_json(const checkpoint::CaptureStats& s, const PreDumpOptions& opts, double total_seconds) {
+  return {{"images_dir", opts.images_dir},
+          {"parent", opts.prev_images_dir.empty() ? nlohmann::json(nullptr) : nlohmann::json(opts.prev_images_dir)},
+          {"pages_scanned", s.pages_scanned},
+          {"pages_written", s.pages_written},
+          {"pages_stored", s.pages_stored},
+          {"pages_zero", s.pages_zero},
+          {"pages_skipped_parent", s.pages_skipped_parent},
+          {"bytes_raw", s.bytes_raw},
+          {"bytes_compressed", s.bytes_compressed},
+          {"scan_seconds", s.scan_seconds},
+          {"copy_seconds", s.copy_seconds},
+          {"write_seconds", s.write_seconds},
+          {"total_seconds", total_seconds},
+          {"dirty_rate_pages_per_s", s.dirty_rate_pages_per_s},
+          {"epoch", s.epoch},
+          {"incremental", s.incremental},
+          {"whole_reason", s.whole_reason},
+          {"areas", s.areas},
+          {"areas_registered", s.areas_registered},
+          {"areas_untracked", s.areas_untracked},
+          {"pages_unreadable", s.pages_unreadable}};
+}
+
+void print_text(const checkpoint::CaptureStats& s, const PreDumpOptions& opts, double total_seconds) {
+  std::printf("pre-dump %s: %s\n", opts.images_dir.c_str(),
+              s.incremental ? ("delta against " + opts.prev_images_dir).c_str()
+                            : ("every area whole (" + s.whole_reason + ")").c_str());
+  std::printf("  pages: %llu scanned, %llu written, %llu stored, %llu zero, %llu left to the parent\n",
+              static_cast<unsigned long long>(s.pages_scanned), static_cast<unsigned long long>(s.pages_written),
+              static_cast<unsigned long long>(s.pages_stored), static_cast<unsigned long long>(s.pages_zero),
+              static_cast<unsigned long long>(s.pages_skipped_parent));
+  std::printf("  bytes: %.1f MiB raw, %.1f MiB compressed\n", static_cast<double>(s.bytes_raw) / (1 << 20),
+              static_cast<double>(s.bytes_compressed) / (1 << 20));
+  std::printf("  time: %.3f s (scan %.3f, copy %.3f, write %.3f)\n", total_seconds, s.scan_seconds, s.copy_seconds,
+              s.write_seconds);
+  if (s.incremental) std::printf("  dirty rate: %.0f pages/s since the parent\n", s.dirty_rate_pages_per_s);
+}
+
+int pre_dump(const PreDumpOptions& opts) {
+  auto t0 = std::chrono::steady_clock::now();
+  if (opts.pid <= 0) return report_usage("-t/--tree needs a process id", opts.json);
+  std::unique_ptr<image::ImageChain> parent;
+  std::optional<std::filesystem::path> parent_path;
+  if (!opts.prev_images_dir.empty()) {
+    auto chain = image::ImageChain::open(opts.prev_images_dir);
+    if (!chain) return report_error(chain.error(), opts.json);
+    parent = std::move(chain).value();
+    parent_path = opts.prev_images_dir;
+  }
+  ProgressBar bar(!opts.json && isatty(STDERR_FILENO));
+  image::WriterOptions wopts;
+  wopts.compress_level = opts.compress_level;
+  wopts.progress = bar.callback();
+  auto writer = image::ImageWriter::create(opts.images_dir, image::ImageKind::PreDump, parent_path, wopts);
+  if (!writer) return report_error(writer.error(), opts.json);
+  checkpoint::CaptureOptions copts;
+  copts.progress = bar.callback();
+  auto stats = checkpoint::capture_memory(opts.pid, **writer, parent.get(), copts);
+  if (!stats) return report_error(stats.error(), opts.json);
+  auto info = (*writer)->commit();
+  if (!info) return report_error(info.error(), opts.json);
+  checkpoint::fill_commit_stats(*stats, *info);
+  if (auto c = checkpoint::confirm_committed(opts.pid, *info); !c) return report_error(c.error(), opts.json);
+  bar.finish();
+  double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (opts.json) print_json(stats_json(*stats, opts, total));
+  else print_text(*stats, opts, total);
+  return kExitOk;
+}
+
 }  // namespace
 
 void add_pre_dump_command(CLI::App& app, int& exit_code) {
@@ -26,7 +106,7 @@ void add_pre_dump_command(CLI::App& app, int& exit_code) {
   sub->add_option("--prev-images-dir", opts->prev_images_dir, "Parent image (default: none, a full first iteration)");
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
   sub->add_flag("--json", opts->json, "Print a JSON document");
-  sub->callback([opts, &exit_code] { exit_code = not_built("pre-dump", "issue #4"); });
+  sub->callback([opts, &exit_code] { exit_code = pre_dump(*opts); });
 }
 
 }  // namespace wpckpt::cli

@@ -1,0 +1,226 @@
+#include "lib/checkpoint/memory_capture.hpp"
+
+#include <time.h>
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <vector>
+
+#include "lib/base/log.hpp"
+#include "tracker/agent_link.hpp"
+#include "tracker/iteration_scan.hpp"
+#include "tracker/page_reader.hpp"
+#include "tracker/pagemap_scanner.hpp"
+
+namespace wpckpt::checkpoint {
+namespace {
+
+using tracker::AreaKind;
+using tracker::PageJob;
+using tracker::PageRun;
+using tracker::ScannedArea;
+using Clock = std::chrono::steady_clock;
+
+constexpr uint64_t kPage = tracker::kPageSize;
+constexpr uint64_t kRunsPerRead = 1u << 14;  // bounds the run list handed to one read()
+
+std::string hex64(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%016" PRIx64, v);
+  return buf;
+}
+
+uint64_t realtime_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Why the parent's delta cannot be trusted, or "" when it can.
+std::string distrust_reason(const image::ImageChain* parent, const tracker::AgentLink& link, uint64_t& parent_ns) {
+  if (parent == nullptr) return "first iteration";
+  const nlohmann::json& meta = parent->manifest(0).metadata;
+  auto it = meta.find("tracking");
+  if (it == meta.end() || !it->is_object()) return "the parent image has no tracking record";
+  const nlohmann::json& t = *it;
+  if (t.value("token", std::string()) != hex64(link.token()))
+    return "the parent image was taken with another agent (process restarted or not the same one)";
+  uint64_t scan = t.value("epoch", uint64_t{0});
+  if (scan != link.last_scan())
+    return "the parent is not the latest iteration (epoch " + std::to_string(scan) + ", the process is at " +
+           std::to_string(link.last_scan()) + "; an iteration after it failed or went elsewhere)";
+  parent_ns = t.value("scan_time_ns", uint64_t{0});
+  return {};
+}
+
+std::string backing_of(const ScannedArea& a) {
+  const tracker::Vma& v = a.vma;
+  if (v.name == "[heap]") return "heap";
+  if (v.name == "[stack]") return "stack";
+  if (v.is_special()) return v.name.substr(1, v.name.size() - 2);
+  if (a.kind == AreaKind::CopiedWhole) return "shmem";
+  if (v.inode != 0) return "file";
+  return "anon";
+}
+
+image::MemoryArea memory_area(const ScannedArea& a) {
+  const tracker::Vma& v = a.vma;
+  image::MemoryArea m;
+  m.start = v.start;
+  m.end = v.end;
+  m.prot = v.prot_string();
+  m.backing = backing_of(a);
+  m.path = v.name;
+  m.file_offset = v.offset;
+  m.contents = a.kind != AreaKind::NoContents;
+  m.attributes = {{"dev", std::to_string(v.dev_major) + ":" + std::to_string(v.dev_minor)},
+                  {"inode", v.inode},
+                  {"offset", v.offset},
+                  {"tracking", tracker::area_kind_name(a.kind)}};
+  if (a.fresh) m.attributes["fresh"] = true;
+  if (!a.reason.empty()) m.attributes["reason"] = a.reason;
+  if (!v.vm_flags.empty()) m.attributes["vm_flags"] = v.vm_flags;
+  return m;
+}
+
+// Streams the jobs into the writer: reads in bounded batches (the reader's
+// buffer), zero runs as zero entries, all in ascending address order.
+class PageStreamer {
+ public:
+  PageStreamer(image::ImageWriter& writer, tracker::PageReader& reader, CaptureStats& stats, const ProgressFn& progress,
+               uint64_t total)
+      : writer_(writer), reader_(reader), stats_(stats), progress_(progress), total_(total) {}
+
+  Result<void> add(const PageJob& job) {
+    if (job.zero) {
+      WPCKPT_TRY(flush());
+      WPCKPT_TRY(timed_write([&] { return writer_.add_zero_pages(job.addr, job.pages); }));
+      stats_.pages_zero += job.pages;
+      done(job.pages);
+      return ok();
+    }
+    runs_.push_back({job.addr, job.pages});
+    if (runs_.size() >= kRunsPerRead) return flush();
+    return ok();
+  }
+
+  Result<void> flush() {
+    if (runs_.empty()) return ok();
+    auto t0 = Clock::now();
+    double write_before = stats_.write_seconds;
+    auto r = reader_.read(
+        runs_,
+        [&](uint64_t addr, std::span<const std::byte> data) -> Result<void> {
+          WPCKPT_TRY(timed_write([&] { return writer_.add_pages(addr, data); }));
+          done(data.size() / kPage);
+          return ok();
+        },
+        [&](uint64_t addr, uint64_t pages) -> Result<void> {
+          stats_.pages_unreadable += pages;
+          stats_.pages_zero += pages;
+          done(pages);
+          return timed_write([&] { return writer_.add_zero_pages(addr, pages); });
+        });
+    stats_.copy_seconds += seconds_since(t0) - (stats_.write_seconds - write_before);
+    runs_.clear();
+    return r;
+  }
+
+ private:
+  template <typename Fn>
+  Result<void> timed_write(Fn fn) {
+    auto t0 = Clock::now();
+    auto r = fn();
+    stats_.write_seconds += seconds_since(t0);
+    return r;
+  }
+  void done(uint64_t pages) {
+    done_ += pages;
+    if (progress_) progress_("copy", done_, total_);
+  }
+
+  image::ImageWriter& writer_;
+  tracker::PageReader& reader_;
+  CaptureStats& stats_;
+  const ProgressFn& progress_;
+  uint64_t total_, done_ = 0;
+  std::vector<PageRun> runs_;
+};
+
+}  // namespace
+
+Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const image::ImageChain* parent,
+                                    const CaptureOptions& options) {
+  CaptureStats stats;
+  WPCKPT_TRY_ASSIGN(tracker::AgentLink link, tracker::AgentLink::attach(pid));
+  WPCKPT_TRY(link.lock());
+  uint64_t parent_ns = 0;
+  stats.whole_reason = distrust_reason(parent, link, parent_ns);
+  stats.incremental = stats.whole_reason.empty();
+  if (!stats.incremental) log::info("pid {}: capturing every area whole: {}", pid, stats.whole_reason);
+
+  // From here on, marks older than this scan are gone: an image that never
+  // commits leaves the process at this epoch, and no parent matches it.
+  stats.epoch = link.last_scan() + 1;
+  uint64_t scan_ns = realtime_ns();
+  link.begin_scan(stats.epoch, scan_ns);
+  WPCKPT_TRY_ASSIGN(tracker::PagemapScanner scanner, tracker::PagemapScanner::open(pid));
+  if (options.progress) options.progress("scan", 0, 1);
+  WPCKPT_TRY_ASSIGN(tracker::IterationScan scan,
+                    tracker::scan_iteration(pid, link.uffd(), scanner, {.trust_marks = stats.incremental}));
+  stats.scan_seconds = scan.seconds;
+  stats.pages_scanned = scan.pages_scanned;
+  stats.areas = scan.areas.size();
+  stats.areas_registered = scan.areas_registered;
+
+  std::vector<image::MemoryArea> areas;
+  std::vector<PageJob> jobs;
+  uint64_t to_copy = 0;
+  for (const ScannedArea& a : scan.areas) {
+    areas.push_back(memory_area(a));
+    if (a.kind != AreaKind::Tracked) ++stats.areas_untracked;
+    if (a.kind == AreaKind::NoContents) continue;
+    if (a.fresh) WPCKPT_TRY(writer.add_fresh_range(a.vma.start, a.vma.end));
+    uint64_t area_pages = 0;
+    for (const PageJob& j : tracker::page_jobs(a)) {
+      jobs.push_back(j);
+      area_pages += j.pages;
+    }
+    to_copy += area_pages;
+    if (!a.fresh) stats.pages_skipped_parent += a.vma.size() / kPage - area_pages;
+  }
+  writer.set_areas(std::move(areas));
+  stats.pages_written = to_copy;
+
+  WPCKPT_TRY_ASSIGN(tracker::PageReader reader, tracker::PageReader::open(pid));
+  PageStreamer streamer(writer, reader, stats, options.progress, to_copy);
+  for (const PageJob& j : jobs) WPCKPT_TRY(streamer.add(j));
+  WPCKPT_TRY(streamer.flush());
+
+  if (stats.incremental && scan_ns > parent_ns && parent_ns != 0)
+    stats.dirty_rate_pages_per_s = static_cast<double>(stats.pages_written) / (static_cast<double>(scan_ns - parent_ns) / 1e9);
+  writer.set_metadata("tracking", {{"token", hex64(link.token())},
+                                   {"epoch", stats.epoch},
+                                   {"scan_time_ns", scan_ns},
+                                   {"pid", pid},
+                                   {"incremental", stats.incremental},
+                                   {"whole_reason", stats.whole_reason},
+                                   {"target_stopped", options.target_stopped},
+                                   {"uffd_route", link.route()},
+                                   {"uffd_features", link.features()}});
+  return stats;
+}
+
+Result<void> confirm_committed(pid_t, const image::CommitInfo&) { return ok(); }
+
+void fill_commit_stats(CaptureStats& stats, const image::CommitInfo& info) {
+  stats.pages_stored = info.pages_stored;
+  stats.pages_zero = info.pages_zero;
+  stats.bytes_raw = info.bytes_raw;
+  stats.bytes_compressed = info.bytes_compressed;
+}
+
+}  // namespace wpckpt::checkpoint

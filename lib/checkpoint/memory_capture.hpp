@@ -1,0 +1,62 @@
+// The memory part of one checkpoint iteration: tracker (what changed since
+// the parent) glued to dump-format (the image). Used by `wpckpt pre-dump`
+// (process running) and `wpckpt dump` (process frozen by the caller).
+//
+// Tracking epoch: the agent's state page holds the sequence number of the
+// last scan that re-protected pages; each image records it with the uffd's
+// token under metadata "tracking". A scan re-protects pages before they are
+// safely in an image, so a delta is trusted only if the parent image
+// recorded exactly the latest scan of this uffd; otherwise (no parent, a
+// pre-dump that died after its scan, a parent that is not the latest, a
+// restarted agent) every area is captured whole.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+
+#include "dump-format/image.hpp"
+#include "lib/base/progress.hpp"
+#include "lib/base/result.hpp"
+
+namespace wpckpt::checkpoint {
+
+struct CaptureOptions {
+  bool target_stopped = false;  // the caller froze the process (dump): informational, recorded in metadata
+  ProgressFn progress;          // phases "scan", "copy"
+};
+
+struct CaptureStats {
+  uint64_t pages_scanned = 0;         // address space covered by tracking scans
+  uint64_t pages_written = 0;         // pages this image has an entry for (data or zero)
+  uint64_t pages_stored = 0;          // filled from CommitInfo by fill_commit_stats()
+  uint64_t pages_zero = 0;            // zero entries known at capture (writer adds detected ones)
+  uint64_t pages_skipped_parent = 0;  // covered pages left to the parent (not written since)
+  uint64_t bytes_raw = 0, bytes_compressed = 0;  // from CommitInfo
+  double scan_seconds = 0, copy_seconds = 0, write_seconds = 0;
+  double dirty_rate_pages_per_s = 0;  // pages written since the parent's scan / seconds since it (0 without parent)
+  // Tracking details for --json and logs.
+  bool incremental = false;      // a delta against the parent (false: captured whole)
+  std::string whole_reason;      // why not incremental
+  uint64_t epoch = 0;            // this iteration's scan number
+  uint64_t areas = 0, areas_registered = 0, areas_untracked = 0;
+  uint64_t pages_unreadable = 0; // vanished while copying; stored as zero
+};
+
+// Writes the memory part of one iteration into `writer` (set_areas,
+// add_fresh_range, add_pages/add_zero_pages, metadata "tracking"): all
+// present pages when `parent` is null or cannot be trusted, else the pages
+// written since `parent`. Does not commit.
+Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const image::ImageChain* parent,
+                                    const CaptureOptions& options);
+
+// After the caller committed the image. Nothing to do in this design: the
+// epoch advances when a scan starts (an image that never commits just makes
+// the next iteration whole). Kept so callers need not know that.
+Result<void> confirm_committed(pid_t pid, const image::CommitInfo& info);
+
+// Copies pages_stored, pages_zero, bytes_raw and bytes_compressed from a commit.
+void fill_commit_stats(CaptureStats& stats, const image::CommitInfo& info);
+
+}  // namespace wpckpt::checkpoint
