@@ -125,7 +125,7 @@ Result<ResolvedChain> ResolvedChain::open(const fs::path& dir, const OpenOptions
       Digest128 d;
       Digest128::parse_hex(*m.parent_digest, d);
       expected = d;
-      cur = fs::path(parent->front() == '/' ? fs::path(*parent) : img->dir / *parent);
+      cur = (parent->front() == '/' ? fs::path(*parent) : img->dir / *parent).lexically_normal();
     }
     chain.images_.push_back(std::move(img));
     if (!parent) break;
@@ -178,15 +178,23 @@ Span ResolvedChain::resolve(uint64_t addr, uint64_t limit) const {
 
 namespace wpckpt::image {
 
-Result<void> read_frame(const OpenImage& img, uint64_t frame, std::vector<std::byte>& compressed,
-                        std::vector<std::byte>& raw, FrameDecompressor& decompressor) {
-  if (frame >= img.index.frames.size())
-    return format_error(img.data_path, "frame " + std::to_string(frame) + " does not exist");
-  const FrameEntry& f = img.index.frames[frame];
-  compressed.resize(f.compressed_size);
-  raw.resize(uint64_t{f.raw_pages} * kPageSize);
-  WPCKPT_TRY(pread_exact(img.data_fd.get(), compressed, f.offset, img.data_path));
-  return decompressor.decompress(compressed, f, raw, img.data_path, frame);
+Result<void> read_frames(const OpenImage& img, uint64_t first, uint64_t count, std::vector<std::byte>& compressed,
+                         std::vector<std::byte>& raw, FrameDecompressor& decompressor) {
+  const auto& frames = img.index.frames;
+  if (count == 0 || first >= frames.size() || count > frames.size() - first)
+    return format_error(img.data_path, "frame " + std::to_string(first) + " does not exist");
+  const FrameEntry& last = frames[first + count - 1];
+  const uint64_t base = frames[first].offset;
+  compressed.resize(last.offset + last.compressed_size - base);
+  raw.resize((count - 1) * img.frame_bytes() + uint64_t{last.raw_pages} * kPageSize);
+  WPCKPT_TRY(pread_exact(img.data_fd.get(), compressed, base, img.data_path));
+  for (uint64_t k = 0; k < count; ++k) {
+    const FrameEntry& f = frames[first + k];
+    WPCKPT_TRY(decompressor.decompress(std::span(compressed).subspan(f.offset - base, f.compressed_size), f,
+                                       std::span(raw).subspan(k * img.frame_bytes(), uint64_t{f.raw_pages} * kPageSize),
+                                       img.data_path, first + k));
+  }
+  return ok();
 }
 
 }  // namespace wpckpt::image

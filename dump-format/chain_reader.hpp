@@ -60,9 +60,12 @@ class ResolvedChain {
 
 namespace wpckpt::image {
 
-// Reads frame `frame` of `img`: compressed bytes into `compressed`, checked
-// and decompressed into `raw`.
-Result<void> read_frame(const OpenImage& img, uint64_t frame, std::vector<std::byte>& compressed,
-                        std::vector<std::byte>& raw, FrameDecompressor& decompressor);
+// Reads frames [first, first + count) of `img` with one pread: compressed
+// bytes into `compressed`, each checked and decompressed into `raw` (frame k
+// at (k - first) * frame bytes).
+Result<void> read_frames(const OpenImage& img, uint64_t first, uint64_t count, std::vector<std::byte>& compressed,
+                         std::vector<std::byte>& raw, FrameDecompressor& decompressor);
+// Frames per worker job when streaming: about 1 MiB of pages.
+inline uint64_t frames_per_batch(const OpenImage& img) { return std::max<uint64_t>(1, 256 / img.index.frame_pages); }
 
 }  // namespace wpckpt::image

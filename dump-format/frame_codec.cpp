@@ -46,13 +46,14 @@ FrameCompressor::FrameCompressor(int level) : ctx_(ZSTD_createCCtx()) {
 }
 FrameCompressor::~FrameCompressor() { ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(ctx_)); }
 
-Result<void> FrameCompressor::compress(std::span<const std::byte> raw, std::vector<std::byte>& out) {
+Result<size_t> FrameCompressor::compress(std::span<const std::byte> raw, std::vector<std::byte>& out) {
   if (!ctx_) return make_error(ENOMEM, "ZSTD_createCCtx");
-  out.resize(ZSTD_compressBound(raw.size()));
-  size_t n = ZSTD_compress2(static_cast<ZSTD_CCtx*>(ctx_), out.data(), out.size(), raw.data(), raw.size());
+  size_t at = out.size();
+  out.resize(at + ZSTD_compressBound(raw.size()));
+  size_t n = ZSTD_compress2(static_cast<ZSTD_CCtx*>(ctx_), out.data() + at, out.size() - at, raw.data(), raw.size());
   if (ZSTD_isError(n)) return Error{0, "zstd compress", ZSTD_getErrorName(n), {}};
-  out.resize(n);
-  return ok();
+  out.resize(at + n);
+  return n;
 }
 
 FrameDecompressor::FrameDecompressor() : ctx_(ZSTD_createDCtx()) {

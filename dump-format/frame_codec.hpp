@@ -30,8 +30,8 @@ class FrameCompressor {
   ~FrameCompressor();
   FrameCompressor(const FrameCompressor&) = delete;
   FrameCompressor& operator=(const FrameCompressor&) = delete;
-  // Compresses `raw` into `out` (resized to the compressed size).
-  Result<void> compress(std::span<const std::byte> raw, std::vector<std::byte>& out);
+  // Compresses `raw` as one frame appended to `out`; returns its size.
+  Result<size_t> compress(std::span<const std::byte> raw, std::vector<std::byte>& out);
 
  private:
   void* ctx_;

@@ -24,6 +24,18 @@ struct RunItem {
   bool stored = false;
   size_t image = 0;
   uint64_t frame = 0, first_page = 0;  // page within the frame
+  size_t batch = 0;                     // which Batch holds the frame
+};
+
+// Consecutive frames of one image that one worker job decompresses.
+struct Batch {
+  size_t image = 0;
+  uint64_t first = 0, count = 0;
+};
+
+struct Plan {
+  std::vector<RunItem> items;
+  std::vector<Batch> batches;
 };
 
 Error not_covered(uint64_t addr, const fs::path& dir) {
@@ -88,48 +100,50 @@ class Chain final : public ImageChain {
     unsigned threads = OrderedWorkers::default_threads();
     std::vector<std::unique_ptr<FrameDecompressor>> decompressors;
     for (unsigned i = 0; i < threads; ++i) decompressors.push_back(std::make_unique<FrameDecompressor>());
-    OrderedWorkers workers(threads, 4 * threads, [&](unsigned w, OrderedWorkers::Slot& s) {
-      s.status = read_frame(*images[s.a], s.b, s.in, s.out, *decompressors[w]);
+    OrderedWorkers workers(threads, 2 * threads, [&](unsigned w, OrderedWorkers::Slot& s) {
+      s.status = read_frames(*images[s.a], s.b, s.c, s.in, s.out, *decompressors[w]);
     });
+    auto drain = [&] {
+      while (auto rest = workers.next()) workers.recycle(std::move(rest));
+    };
     const uint64_t total = summary().pages_covered;
     uint64_t done = 0;
     for (const MemoryArea& area : chain_.newest().doc.manifest.areas) {
       if (!area.contents) continue;
-      std::vector<RunItem> items = plan(area);
-      size_t submitted = 0;
-      uint64_t last_submitted = kNoFrame, last_consumed = kNoFrame;
+      Plan plan = make_plan(area);
+      size_t submitted = 0, current = SIZE_MAX;
       std::unique_ptr<OrderedWorkers::Slot> cur;
-      auto key = [&](const RunItem& it) { return (static_cast<uint64_t>(it.image) << 48) ^ it.frame; };
-      for (size_t c = 0; c < items.size(); ++c) {
-        const RunItem& it = items[c];
-        if (it.stored && key(it) != last_consumed) {
-          // Keep the workers `window` frames ahead of us.
-          while (submitted < items.size() && (submitted <= c || workers.in_flight() < workers.window())) {
-            const RunItem& s = items[submitted++];
-            if (!s.stored || key(s) == last_submitted) continue;
-            last_submitted = key(s);
+      for (const RunItem& it : plan.items) {
+        if (it.stored && it.batch != current) {
+          // Keep the workers up to `window` batches ahead of us.
+          while (submitted < plan.batches.size() && (submitted <= it.batch || workers.in_flight() < workers.window())) {
+            const Batch& b = plan.batches[submitted++];
             std::unique_ptr<OrderedWorkers::Slot> slot = workers.take_slot();
-            slot->a = s.image;
-            slot->b = s.frame;
+            slot->a = b.image;
+            slot->b = b.first;
+            slot->c = b.count;
             workers.submit(std::move(slot));
           }
           workers.recycle(std::move(cur));
           cur = workers.next();
+          current = it.batch;
           if (!cur->status) {
             Error e = std::move(cur->status).error();
-            while (auto rest = workers.next()) workers.recycle(std::move(rest));
+            drain();
             return e;
           }
-          last_consumed = key(it);
         }
-        if (it.stored && (it.first_page + it.pages) * kPageSize > cur->out.size())
-          return format_error(images[it.image]->data_path, "frame " + std::to_string(it.frame) + " holds fewer pages than the index says");
-        Result<void> r = it.stored ? fn(it.addr, std::span<const std::byte>(cur->out).subspan(it.first_page * kPageSize, it.pages * kPageSize), 0)
-                                   : fn(it.addr, {}, it.pages);
-        if (!r) {
-          while (auto rest = workers.next()) workers.recycle(std::move(rest));
-          return r;
+        Result<void> r = ok();
+        if (it.stored) {
+          const OpenImage& img = *images[it.image];
+          uint64_t off = (it.frame - plan.batches[it.batch].first) * img.frame_bytes() + it.first_page * kPageSize;
+          if (off + it.pages * kPageSize > cur->out.size())
+            return drain(), format_error(img.data_path, "frame " + std::to_string(it.frame) + " holds fewer pages than the index says");
+          r = fn(it.addr, std::span<const std::byte>(cur->out).subspan(off, it.pages * kPageSize), 0);
+        } else {
+          r = fn(it.addr, {}, it.pages);
         }
+        if (!r) return drain(), r;
         done += it.pages;
         if (progress) progress("read pages", done, total);
       }
@@ -155,26 +169,39 @@ class Chain final : public ImageChain {
   }
 
  private:
-  std::vector<RunItem> plan(const MemoryArea& area) const {
-    std::vector<RunItem> items;
+  // The runs of one area, and the batches of frames they need, in order.
+  Plan make_plan(const MemoryArea& area) const {
+    Plan plan;
+    auto add_stored = [&](RunItem it) {
+      const uint64_t per_batch = frames_per_batch(*chain_.images()[it.image]);
+      Batch* last = plan.batches.empty() ? nullptr : &plan.batches.back();
+      if (last && last->image == it.image && it.frame >= last->first && it.frame < last->first + last->count) {
+      } else if (last && last->image == it.image && it.frame == last->first + last->count && last->count < per_batch) {
+        ++last->count;
+      } else {
+        plan.batches.push_back(Batch{it.image, it.frame, 1});
+      }
+      it.batch = plan.batches.size() - 1;
+      plan.items.push_back(it);
+    };
     for (uint64_t p = area.start; p < area.end;) {
       Span s = chain_.resolve(p, area.end);
       if (s.kind == PageSource::Zero) {
-        if (!items.empty() && !items.back().stored) items.back().pages += s.pages;
-        else items.push_back(RunItem{p, s.pages});
+        if (!plan.items.empty() && !plan.items.back().stored) plan.items.back().pages += s.pages;
+        else plan.items.push_back(RunItem{p, s.pages});
         p += s.pages * kPageSize;
         continue;
       }
       const uint64_t fp = chain_.images()[s.image]->index.frame_pages;
       for (uint64_t left = s.pages, dp = s.data_page; left > 0;) {
         uint64_t in = dp % fp, n = std::min(left, fp - in);
-        items.push_back(RunItem{p, n, true, s.image, dp / fp, in});
+        add_stored(RunItem{p, n, true, s.image, dp / fp, in});
         p += n * kPageSize;
         dp += n;
         left -= n;
       }
     }
-    return items;
+    return plan;
   }
 
   // Bytes of the stored-page stream of image `image` from byte `pos` on.
@@ -184,7 +211,7 @@ class Chain final : public ImageChain {
       uint64_t frame = pos / img.frame_bytes(), within = pos % img.frame_bytes();
       if (cache_image_ != image || cache_frame_ != frame) {
         cache_frame_ = kNoFrame;
-        WPCKPT_TRY(read_frame(img, frame, cache_compressed_, cache_raw_, cache_decompressor_));
+        WPCKPT_TRY(read_frames(img, frame, 1, cache_compressed_, cache_raw_, cache_decompressor_));
         cache_image_ = image;
         cache_frame_ = frame;
       }

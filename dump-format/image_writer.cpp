@@ -26,6 +26,8 @@ namespace {
 // Start writeback every so often so that commit()'s fsync has little left.
 constexpr uint64_t kWritebackEvery = 64ull << 20;
 constexpr size_t kExtentBufferBytes = 64 * 1024;
+// Pages handed to a worker at once (several frames): 1 MiB.
+constexpr uint32_t kBatchPages = 256;
 
 const std::byte kZeroPage[kPageSize] = {};
 
@@ -42,8 +44,23 @@ class Writer final : public ImageWriter {
     if (options_.frame_pages == 0) options_.frame_pages = kDefaultFramePages;
     unsigned threads = options_.threads ? options_.threads : OrderedWorkers::default_threads();
     for (unsigned i = 0; i < threads; ++i) compressors_.push_back(std::make_unique<FrameCompressor>(options_.compress_level));
-    workers_ = std::make_unique<OrderedWorkers>(threads, 2 * threads + 2, [this](unsigned w, OrderedWorkers::Slot& s) {
-      s.status = compressors_[w]->compress(s.in, s.out);
+    const size_t frame_bytes = uint64_t{options_.frame_pages} * kPageSize;
+    batch_bytes_ = frame_bytes * std::max<uint32_t>(1, kBatchPages / options_.frame_pages);
+    workers_ = std::make_unique<OrderedWorkers>(threads, 2 * threads + 2, [this, frame_bytes](unsigned w, OrderedWorkers::Slot& s) {
+      s.out.clear();
+      s.frames.clear();
+      for (size_t at = 0; at < s.in.size(); at += frame_bytes) {
+        auto raw = std::span<const std::byte>(s.in).subspan(at, std::min(frame_bytes, s.in.size() - at));
+        size_t start = s.out.size();
+        auto n = compressors_[w]->compress(raw, s.out);
+        if (!n) {
+          s.status = std::move(n).error();
+          return;
+        }
+        s.frames.push_back(FrameEntry{start, static_cast<uint32_t>(*n), static_cast<uint32_t>(raw.size() / kPageSize),
+                                      checksum64(std::span(s.out).subspan(start, *n))});
+      }
+      s.status = ok();
     });
   }
 
@@ -175,44 +192,44 @@ class Writer final : public ImageWriter {
     return ok();
   }
 
-  // Copies pages into the current frame, handing full frames to the workers.
+  // Copies pages into the current batch of frames, handing full batches to the workers.
   Result<void> store(const std::byte* pages, uint64_t count) {
-    const size_t frame_bytes = uint64_t{options_.frame_pages} * kPageSize;
     while (count > 0) {
-      if (!frame_) {
-        frame_ = workers_->take_slot();
-        frame_->in.clear();
-        frame_->in.reserve(frame_bytes);
+      if (!batch_) {
+        batch_ = workers_->take_slot();
+        batch_->in.clear();
+        batch_->in.reserve(batch_bytes_);
       }
-      size_t room = (frame_bytes - frame_->in.size()) / kPageSize;
+      size_t room = (batch_bytes_ - batch_->in.size()) / kPageSize;
       size_t n = static_cast<size_t>(std::min<uint64_t>(room, count));
-      frame_->in.insert(frame_->in.end(), pages, pages + n * kPageSize);
+      batch_->in.insert(batch_->in.end(), pages, pages + n * kPageSize);
       pages += n * kPageSize;
       count -= n;
       stored_pages_ += n;
-      if (frame_->in.size() == frame_bytes) WPCKPT_TRY(submit_frame());
+      if (batch_->in.size() == batch_bytes_) WPCKPT_TRY(submit_batch());
     }
     return ok();
   }
 
-  Result<void> submit_frame() {
-    while (workers_->in_flight() >= workers_->window()) WPCKPT_TRY(write_next_frame());
-    workers_->submit(std::move(frame_));
-    while (workers_->next_ready()) WPCKPT_TRY(write_next_frame());
+  Result<void> submit_batch() {
+    while (workers_->in_flight() >= workers_->window()) WPCKPT_TRY(write_next_batch());
+    workers_->submit(std::move(batch_));
+    while (workers_->next_ready()) WPCKPT_TRY(write_next_batch());
     return ok();
   }
 
-  Result<void> write_next_frame() {
+  Result<void> write_next_batch() {
     std::unique_ptr<OrderedWorkers::Slot> s = workers_->next();
     if (!s) return ok();
     if (!s->status) return std::move(s->status).error();
-    FrameEntry f{data_size_, static_cast<uint32_t>(s->out.size()), static_cast<uint32_t>(s->in.size() / kPageSize),
-                 checksum64(s->out)};
-    frames_.push_back(f);
+    for (FrameEntry f : s->frames) {
+      f.offset += data_size_;
+      frames_.push_back(f);
+    }
     bytes_compressed_ += s->out.size();
     WPCKPT_TRY(append_data(s->out));
+    if (options_.progress) options_.progress("write pages", (bytes_raw_done_ += s->in.size()) / kPageSize, 0);
     workers_->recycle(std::move(s));
-    if (options_.progress) options_.progress("write pages", frames_.size() * options_.frame_pages, 0);
     return ok();
   }
 
@@ -278,8 +295,8 @@ class Writer final : public ImageWriter {
   Result<CommitInfo> finish() {
     const fs::path index_path = tmp_ / kIndexName, data_path = tmp_ / kDataName;
     // Last partial frame, then every frame still in flight.
-    if (frame_ && !frame_->in.empty()) WPCKPT_TRY(submit_frame());
-    while (workers_->in_flight() > 0) WPCKPT_TRY(write_next_frame());
+    if (batch_ && !batch_->in.empty()) WPCKPT_TRY(submit_batch());
+    while (workers_->in_flight() > 0) WPCKPT_TRY(write_next_batch());
     if (have_extent_) emit_extent();
     WPCKPT_TRY(flush_extents_if_full(true));
 
@@ -358,7 +375,9 @@ class Writer final : public ImageWriter {
 
   std::vector<std::unique_ptr<FrameCompressor>> compressors_;
   std::unique_ptr<OrderedWorkers> workers_;
-  std::unique_ptr<OrderedWorkers::Slot> frame_;
+  std::unique_ptr<OrderedWorkers::Slot> batch_;
+  size_t batch_bytes_ = 0;
+  uint64_t bytes_raw_done_ = 0;
   bool committed_ = false, failed_ = false;
 };
 

@@ -16,22 +16,24 @@ Result<void> verify_data(const OpenImage& img, VerifyReport& report, uint64_t& d
   std::vector<std::unique_ptr<FrameDecompressor>> decompressors;
   for (unsigned i = 0; i < threads; ++i) decompressors.push_back(std::make_unique<FrameDecompressor>());
   OrderedWorkers workers(threads, 4 * threads, [&](unsigned w, OrderedWorkers::Slot& s) {
-    s.status = read_frame(img, s.b, s.in, s.out, *decompressors[w]);
+    s.status = read_frames(img, s.b, s.c, s.in, s.out, *decompressors[w]);
   });
   // Frames are contiguous after the header, so hashing them in order hashes the file.
   StreamDigest digest;
   std::byte header[kDataHeaderSize];
   WPCKPT_TRY(pread_exact(img.data_fd.get(), header, 0, img.data_path));
   digest.update(header);
-  const uint64_t frames = img.index.frames.size();
+  const uint64_t frames = img.index.frames.size(), per_batch = frames_per_batch(img);
   uint64_t submitted = 0;
   auto drain = [&] {
     while (auto s = workers.next()) workers.recycle(std::move(s));
   };
-  for (uint64_t f = 0; f < frames; ++f) {
+  for (uint64_t f = 0; f < frames;) {
     while (submitted < frames && (submitted <= f || workers.in_flight() < workers.window())) {
       auto slot = workers.take_slot();
-      slot->b = submitted++;
+      slot->b = submitted;
+      slot->c = std::min(per_batch, frames - submitted);
+      submitted += slot->c;
       workers.submit(std::move(slot));
     }
     auto s = workers.next();
@@ -41,7 +43,8 @@ Result<void> verify_data(const OpenImage& img, VerifyReport& report, uint64_t& d
       return e;
     }
     digest.update(s->in);
-    ++report.frames_checked;
+    f += s->c;
+    report.frames_checked += s->c;
     report.bytes_checked += s->in.size();
     done += s->in.size();
     if (progress) progress("verify", done, total);
