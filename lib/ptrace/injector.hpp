@@ -1,0 +1,114 @@
+// Syscall injection into a ptrace-stopped thread, with compel's lifecycle:
+//   prepare (save registers and mask, map a scratch area, write the stub)
+//   -> syscall() any number of times -> cure (unmap the scratch area, restore
+//   the exact registers and signal mask, park the thread in the event stop it
+//   was frozen in). RAII: the destructor cures if cure() was not called.
+//
+// Mechanics (KERNEL-FACTS.md section 7): the first and the last call (mmap and
+// munmap of the scratch area) run on a `syscall` instruction found in [vdso];
+// all others run on the stub at the start of the scratch area. Calls are
+// driven by PTRACE_SYSCALL stops, never by int3/single-step traps, and the
+// stub's `syscall` is followed by a recovery path: if this process dies while
+// the thread is in the middle of an injected call, the kernel detaches it and
+// the thread itself restores its signal mask, every general register and
+// flags, and jumps back to where it was frozen (an interrupted syscall is
+// restarted the way the kernel would have). Only the two [vdso] calls are not
+// covered. The thread's signals are blocked during the session.
+//
+// Scratch layout (32 KiB): [0, 4 KiB) code, then data() for the caller
+// (arguments and results of injected calls), the recovery block in the last
+// 256 bytes (stub_x86_64.hpp).
+// The area is mapped RWX, MAP_PRIVATE|MAP_ANONYMOUS, and named
+// "[anon:wpckpt-scratch]" when the kernel allows it.
+//
+// Restore can use it on its own child: prepare() with `scratch_address` outside
+// the future layout, set_syscall_site() after moving [vdso], forget_scratch()
+// if it unmaps the area itself. Threads the target clones during an injected
+// call are attached (TRACECLONE) and listed by new_threads().
+// Use from the thread that traces `tid` (ptrace is per tracer thread).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "lib/base/result.hpp"
+#include "lib/base/unique_fd.hpp"
+#include "lib/ptrace/regs.hpp"
+
+namespace wpckpt::ptrace {
+
+struct InjectorOptions {
+  uint64_t scratch_address = 0;  // 0: the kernel picks; else MAP_FIXED_NOREPLACE at it
+  uint64_t syscall_site = 0;     // 0: search [vdso] for a `syscall` instruction
+};
+
+class Injector {
+ public:
+  // `tid` must be traced by the calling thread and in PTRACE_EVENT_STOP.
+  static Result<std::unique_ptr<Injector>> prepare(pid_t tid, const InjectorOptions& options = {});
+  ~Injector();
+  Injector(const Injector&) = delete;
+  Injector& operator=(const Injector&) = delete;
+
+  // Runs one syscall in the target. The value is what the kernel returned
+  // (>= 0, or -errno for a failed call); an Error means the injection itself
+  // failed (e.g. the thread died).
+  Result<long> syscall(long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0,
+                       uint64_t a5 = 0, uint64_t a6 = 0);
+
+  // The caller's part of the scratch area (target addresses).
+  uint64_t data() const { return scratch_ + kCodeSize; }
+  static constexpr size_t data_size() { return kScratchSize - kCodeSize - kBlockSize; }
+  uint64_t scratch() const { return scratch_; }
+
+  // Target memory through /proc/TID/mem (any address, any protection).
+  Result<void> write(uint64_t addr, const void* data, size_t len);
+  Result<void> read(uint64_t addr, void* out, size_t len);
+  int mem_fd() const { return mem_.get(); }
+
+  // Where the first and last calls run: a `syscall` (0f 05) instruction in
+  // the target. Call it after moving or replacing [vdso].
+  void set_syscall_site(uint64_t addr) { site_ = addr; }
+  uint64_t syscall_site() const { return site_; }
+  // The caller unmapped the scratch area itself: cure() will not.
+  void forget_scratch() { scratch_ = 0; }
+
+  pid_t tid() const { return tid_; }
+  const Registers& saved_regs() const { return saved_; }
+  uint64_t saved_sigmask() const { return saved_mask_; }
+  const std::vector<pid_t>& new_threads() const { return new_threads_; }
+
+  // Unmaps the scratch area, restores registers and mask, and brings the
+  // thread back into PTRACE_EVENT_STOP. Idempotent. On error the thread may
+  // still be stopped with restored registers; the Freezer detaches it.
+  Result<void> cure();
+
+  static constexpr size_t kScratchSize = 0x8000;
+  static constexpr size_t kCodeSize = 4096;
+  static constexpr size_t kBlockSize = 256;
+
+ private:
+  Injector() = default;
+  Result<Registers> run(Registers regs);
+  Result<long> call_at(uint64_t site, long nr, const uint64_t (&args)[6]);
+  Result<void> write_stub();
+
+  pid_t tid_ = -1;
+  UniqueFd mem_;
+  Registers saved_{};
+  uint64_t saved_mask_ = 0;
+  uint64_t site_ = 0;
+  uint64_t scratch_ = 0;
+  bool cured_ = false;
+  bool parked_in_stub_ = false;  // the thread sits at a stub syscall-exit stop
+  std::vector<pid_t> new_threads_;
+  std::vector<int> suppressed_signals_;
+};
+
+// A `syscall` instruction inside the [vdso] of `pid`, or an error.
+Result<uint64_t> find_vdso_syscall(pid_t pid, int mem_fd);
+
+}  // namespace wpckpt::ptrace
