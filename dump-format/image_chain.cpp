@@ -17,6 +17,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr uint64_t kNoFrame = UINT64_MAX;
+constexpr uint64_t kInlinePages = 512;
 
 // One step of for_each_run: zero pages, or pages inside one frame.
 struct RunItem {
@@ -100,13 +101,16 @@ class Chain final : public ImageChain {
     unsigned threads = OrderedWorkers::default_threads();
     std::vector<std::unique_ptr<FrameDecompressor>> decompressors;
     for (unsigned i = 0; i < threads; ++i) decompressors.push_back(std::make_unique<FrameDecompressor>());
-    OrderedWorkers workers(threads, 2 * threads, [&](unsigned w, OrderedWorkers::Slot& s) {
+    const ChainSummary sum = summary();
+    const uint64_t total = sum.pages_covered;
+    // A few frames are read faster here than by waking other threads.
+    const bool threaded = sum.pages_stored + sum.pages_in_parent > kInlinePages;
+    OrderedWorkers workers(threaded ? threads : 0, 2 * threads, [&](unsigned w, OrderedWorkers::Slot& s) {
       s.status = read_frames(*images[s.a], s.b, s.c, s.in, s.out, *decompressors[w]);
     });
     auto drain = [&] {
       while (auto rest = workers.next()) workers.recycle(std::move(rest));
     };
-    const uint64_t total = summary().pages_covered;
     uint64_t done = 0;
     for (const MemoryArea& area : chain_.newest().doc.manifest.areas) {
       if (!area.contents) continue;

@@ -42,26 +42,10 @@ class Writer final : public ImageWriter {
   Writer(fs::path dir, fs::path tmp, ImageKind kind, const WriterOptions& options)
       : dir_(std::move(dir)), tmp_(std::move(tmp)), kind_(kind), options_(options) {
     if (options_.frame_pages == 0) options_.frame_pages = kDefaultFramePages;
-    unsigned threads = options_.threads ? options_.threads : OrderedWorkers::default_threads();
-    for (unsigned i = 0; i < threads; ++i) compressors_.push_back(std::make_unique<FrameCompressor>(options_.compress_level));
-    const size_t frame_bytes = uint64_t{options_.frame_pages} * kPageSize;
-    batch_bytes_ = frame_bytes * std::max<uint32_t>(1, kBatchPages / options_.frame_pages);
-    workers_ = std::make_unique<OrderedWorkers>(threads, 2 * threads + 2, [this, frame_bytes](unsigned w, OrderedWorkers::Slot& s) {
-      s.out.clear();
-      s.frames.clear();
-      for (size_t at = 0; at < s.in.size(); at += frame_bytes) {
-        auto raw = std::span<const std::byte>(s.in).subspan(at, std::min(frame_bytes, s.in.size() - at));
-        size_t start = s.out.size();
-        auto n = compressors_[w]->compress(raw, s.out);
-        if (!n) {
-          s.status = std::move(n).error();
-          return;
-        }
-        s.frames.push_back(FrameEntry{start, static_cast<uint32_t>(*n), static_cast<uint32_t>(raw.size() / kPageSize),
-                                      checksum64(std::span(s.out).subspan(start, *n))});
-      }
-      s.status = ok();
-    });
+    threads_ = options_.threads ? options_.threads : OrderedWorkers::default_threads();
+    for (unsigned i = 0; i < threads_; ++i) compressors_.push_back(std::make_unique<FrameCompressor>(options_.compress_level));
+    frame_bytes_ = uint64_t{options_.frame_pages} * kPageSize;
+    batch_bytes_ = frame_bytes_ * std::max<uint32_t>(1, kBatchPages / options_.frame_pages);
   }
 
   ~Writer() override {
@@ -196,7 +180,7 @@ class Writer final : public ImageWriter {
   Result<void> store(const std::byte* pages, uint64_t count) {
     while (count > 0) {
       if (!batch_) {
-        batch_ = workers_->take_slot();
+        batch_ = workers_ ? workers_->take_slot() : std::make_unique<OrderedWorkers::Slot>();
         batch_->in.clear();
         batch_->in.reserve(batch_bytes_);
       }
@@ -211,7 +195,32 @@ class Writer final : public ImageWriter {
     return ok();
   }
 
-  Result<void> submit_batch() {
+  // Workers start with the first full batch: an image smaller than one batch
+  // is compressed by the caller, without waking other threads.
+  void start_workers(bool threaded) {
+    workers_ = std::make_unique<OrderedWorkers>(threaded ? threads_ : 0, 2 * threads_ + 2,
+                                                [this](unsigned w, OrderedWorkers::Slot& s) { compress_batch(w, s); });
+  }
+
+  void compress_batch(unsigned worker, OrderedWorkers::Slot& s) {
+    s.out.clear();
+    s.frames.clear();
+    for (size_t at = 0; at < s.in.size(); at += frame_bytes_) {
+      auto raw = std::span<const std::byte>(s.in).subspan(at, std::min(frame_bytes_, s.in.size() - at));
+      size_t start = s.out.size();
+      auto n = compressors_[worker]->compress(raw, s.out);
+      if (!n) {
+        s.status = std::move(n).error();
+        return;
+      }
+      s.frames.push_back(FrameEntry{start, static_cast<uint32_t>(*n), static_cast<uint32_t>(raw.size() / kPageSize),
+                                    checksum64(std::span(s.out).subspan(start, *n))});
+    }
+    s.status = ok();
+  }
+
+  Result<void> submit_batch(bool last = false) {
+    if (!workers_) start_workers(!last);
     while (workers_->in_flight() >= workers_->window()) WPCKPT_TRY(write_next_batch());
     workers_->submit(std::move(batch_));
     while (workers_->next_ready()) WPCKPT_TRY(write_next_batch());
@@ -295,8 +304,8 @@ class Writer final : public ImageWriter {
   Result<CommitInfo> finish() {
     const fs::path index_path = tmp_ / kIndexName, data_path = tmp_ / kDataName;
     // Last partial frame, then every frame still in flight.
-    if (batch_ && !batch_->in.empty()) WPCKPT_TRY(submit_batch());
-    while (workers_->in_flight() > 0) WPCKPT_TRY(write_next_batch());
+    if (batch_ && !batch_->in.empty()) WPCKPT_TRY(submit_batch(true));
+    while (workers_ && workers_->in_flight() > 0) WPCKPT_TRY(write_next_batch());
     if (have_extent_) emit_extent();
     WPCKPT_TRY(flush_extents_if_full(true));
 
@@ -376,7 +385,8 @@ class Writer final : public ImageWriter {
   std::vector<std::unique_ptr<FrameCompressor>> compressors_;
   std::unique_ptr<OrderedWorkers> workers_;
   std::unique_ptr<OrderedWorkers::Slot> batch_;
-  size_t batch_bytes_ = 0;
+  unsigned threads_ = 1;
+  size_t frame_bytes_ = 0, batch_bytes_ = 0;
   uint64_t bytes_raw_done_ = 0;
   bool committed_ = false, failed_ = false;
 };

@@ -1,6 +1,7 @@
 #include "dump-format/manifest.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <ctime>
 
 #include "dump-format/byte_io.hpp"
@@ -215,6 +216,10 @@ Result<ManifestDocument> parse_manifest(std::span<const std::byte> text, const s
     body.erase("checksum");
     Digest128 actual = text_digest(canonical(body));
     if (!(actual == stored)) return format_error(file, "checksum mismatch (stored " + stored.hex() + ", computed " + actual.hex() + ")");
+    // The file is exactly the canonical text: no byte can change unnoticed.
+    const std::string expected_text = canonical(j) + "\n";
+    if (text.size() != expected_text.size() || std::memcmp(text.data(), expected_text.data(), text.size()) != 0)
+      return format_error(file, "not in canonical form (damaged whitespace or truncated)");
 
     std::string kind = f.str(j, "kind", "manifest");
     if (kind == "pre-dump") m.kind = ImageKind::PreDump;

@@ -8,7 +8,6 @@ unsigned OrderedWorkers::default_threads() { return std::max(1u, std::thread::ha
 
 OrderedWorkers::OrderedWorkers(unsigned threads, size_t window, WorkFn fn)
     : fn_(std::move(fn)), window_(std::max<size_t>(window, 1)) {
-  threads = std::max(1u, threads);
   threads_.reserve(threads);
   for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this, i] { run(i); });
 }
@@ -45,6 +44,13 @@ void OrderedWorkers::recycle(std::unique_ptr<Slot> slot) {
 
 void OrderedWorkers::submit(std::unique_ptr<Slot> slot) {
   slot->done = false;
+  if (threads_.empty()) {
+    fn_(0, *slot);
+    slot->done = true;
+    std::lock_guard lock(mu_);
+    order_.push_back(std::move(slot));
+    return;
+  }
   {
     std::lock_guard lock(mu_);
     queue_.push_back(slot.get());

@@ -33,6 +33,8 @@ class OrderedWorkers {
   // Runs on worker `worker` (0..threads-1), so it can use per-worker state.
   using WorkFn = std::function<void(unsigned worker, Slot& slot)>;
 
+  // threads == 0: no threads, submit() does the work itself (small jobs,
+  // where waking another vCPU costs more than the work).
   OrderedWorkers(unsigned threads, size_t window, WorkFn fn);
   ~OrderedWorkers();
   OrderedWorkers(const OrderedWorkers&) = delete;

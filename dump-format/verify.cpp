@@ -15,7 +15,9 @@ Result<void> verify_data(const OpenImage& img, VerifyReport& report, uint64_t& d
   unsigned threads = OrderedWorkers::default_threads();
   std::vector<std::unique_ptr<FrameDecompressor>> decompressors;
   for (unsigned i = 0; i < threads; ++i) decompressors.push_back(std::make_unique<FrameDecompressor>());
-  OrderedWorkers workers(threads, 4 * threads, [&](unsigned w, OrderedWorkers::Slot& s) {
+  // A small image is checked here rather than by waking other threads.
+  const bool threaded = img.index.stored_pages > 512;
+  OrderedWorkers workers(threaded ? threads : 0, 2 * threads, [&](unsigned w, OrderedWorkers::Slot& s) {
     s.status = read_frames(img, s.b, s.c, s.in, s.out, *decompressors[w]);
   });
   // Frames are contiguous after the header, so hashing them in order hashes the file.
