@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "tracker/uffd_ops.hpp"
+#include "tracker/vma_query.hpp"
 
 namespace wpckpt::tracker {
 namespace {
@@ -54,28 +55,38 @@ void classify(ScannedArea& area) {
   }
 }
 
-// Registers or re-arms a tracked area before its scan. An area the uffd
-// does not cover yet (new, moved, grown by brk, re-created) is registered and
-// captured whole; so is every area when the marks cannot be trusted.
-Result<void> arm(int uffd, ScannedArea& area, bool trust_marks, uint64_t& registered) {
+// Makes a tracked area report every page at its next scan: registered (a
+// no-op when it already is) and unprotected. When the area changed under us
+// so that neither works, it is left unregistered and copied by presence.
+void arm_whole(int uffd, VmaQuery& query, ScannedArea& area, std::string reason, uint64_t& registered) {
   const Vma& v = area.vma;
-  if (!v.has_flag("uw")) {
-    auto reg = register_write_protect(uffd, v.start, v.end);
-    if (!reg) {
-      area.kind = AreaKind::PresentOnly;
-      area.reason = "cannot be tracked (" + reg.error().message() + "): present pages every time";
-      return ok();
-    }
-    ++registered;
-    area.fresh = true;
-    area.reason = "new or changed area";
-  } else if (!trust_marks) {
-    // Unprotected pages all read as written: the scan reports all of them.
-    WPCKPT_TRY(unprotect(uffd, v.start, v.end));
-    area.fresh = true;
-    area.reason = "write-protect marks not trusted";
+  bool was_registered = v.has_flag("uw");
+  if (!query.edges_clean(v.start, v.end)) {
+    // The program remapped this range since we read its maps: leave it to
+    // the next iteration rather than split its new area.
+    area.kind = AreaKind::PresentOnly;
+    area.reason = "changed while being read: present pages, registered next time";
+    return;
   }
-  return ok();
+  auto r = register_write_protect(uffd, v.start, v.end);
+  // Unprotected pages all read as written: the scan reports all of them.
+  if (r) r = unprotect(uffd, v.start, v.end);
+  if (!r) {
+    area.kind = AreaKind::PresentOnly;
+    area.reason = "cannot be tracked (" + r.error().message() + "): present pages every time";
+    return;
+  }
+  if (!was_registered) ++registered;
+  area.fresh = true;
+  area.reason = std::move(reason);
+}
+
+// Before the scan: an area the uffd does not cover yet (new, moved, grown by
+// brk, re-created) is registered and captured whole; so is every area when
+// the marks cannot be trusted.
+void arm(int uffd, VmaQuery& query, ScannedArea& area, bool trust_marks, uint64_t& registered) {
+  if (!area.vma.has_flag("uw")) arm_whole(uffd, query, area, "new or changed area", registered);
+  else if (!trust_marks) arm_whole(uffd, query, area, "write-protect marks not trusted", registered);
 }
 
 ScanRequest tracking_request(const Vma& v) {
@@ -98,22 +109,14 @@ ScanRequest present_request(const Vma& v) {
   return r;
 }
 
-Result<void> scan_area(int uffd, PagemapScanner& scanner, ScannedArea& area, uint64_t& registered) {
+Result<void> scan_area(int uffd, VmaQuery& query, PagemapScanner& scanner, ScannedArea& area, uint64_t& registered) {
   if (area.kind == AreaKind::Tracked) {
     auto regions = scanner.scan(tracking_request(area.vma));
     if (!regions && regions.error().err == EPERM) {
       // Some VMA in the range lost its registration after we read the maps
       // (munmap+mmap, mremap): register what is there now, take it whole.
-      if (register_write_protect(uffd, area.vma.start, area.vma.end) &&
-          unprotect(uffd, area.vma.start, area.vma.end)) {
-        ++registered;
-        area.fresh = true;
-        area.reason = "changed during the scan";
-        regions = scanner.scan(tracking_request(area.vma));
-      } else {
-        area.kind = AreaKind::PresentOnly;
-        area.reason = "changed during the scan and cannot be registered: present pages";
-      }
+      arm_whole(uffd, query, area, "changed during the scan", registered);
+      if (area.kind == AreaKind::Tracked) regions = scanner.scan(tracking_request(area.vma));
     }
     if (area.kind == AreaKind::Tracked) {
       if (!regions) return std::move(regions).error();
@@ -147,16 +150,17 @@ Result<IterationScan> scan_iteration(pid_t pid, int uffd, PagemapScanner& scanne
   WPCKPT_TRY_ASSIGN(std::vector<Vma> vmas, read_smaps(pid));
   out.areas.reserve(vmas.size());
   uint64_t calls_before = scanner.ioctl_calls();
+  WPCKPT_TRY_ASSIGN(VmaQuery query, VmaQuery::open(pid));
   for (Vma& v : vmas) {
     ScannedArea area;
     area.vma = std::move(v);
     classify(area);
-    if (area.kind == AreaKind::Tracked) WPCKPT_TRY(arm(uffd, area, options.trust_marks, out.areas_registered));
+    if (area.kind == AreaKind::Tracked) arm(uffd, query, area, options.trust_marks, out.areas_registered);
     out.areas.push_back(std::move(area));
   }
   // All scans before any copy: each page is re-protected before it is read.
   for (ScannedArea& area : out.areas) {
-    WPCKPT_TRY(scan_area(uffd, scanner, area, out.areas_registered));
+    WPCKPT_TRY(scan_area(uffd, query, scanner, area, out.areas_registered));
     if (area.kind == AreaKind::Tracked) out.pages_scanned += area.vma.size() / kPageSize;
   }
   out.scan_calls = scanner.ioctl_calls() - calls_before;

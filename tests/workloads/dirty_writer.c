@@ -20,6 +20,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,18 @@ static void* reader(void* arg) {
   return NULL;
 }
 
+/* The last churn operations, printed if the process crashes. */
+struct op_record {
+  unsigned op, slot;
+  uintptr_t addr, len, result;
+};
+static struct op_record g_ops[32];
+static unsigned g_op_count;
+static void record(unsigned op, unsigned slot, void* addr, size_t len, void* result) {
+  struct op_record r = {op, slot, (uintptr_t)addr, len, (uintptr_t)result};
+  g_ops[g_op_count++ % 32] = r;
+}
+
 struct slot {
   char* addr;
   size_t len;
@@ -97,20 +110,24 @@ static void* churn(void* arg) {
   uint64_t s = 4242;
   size_t brk_grown = 0;
   for (;;) {
-    struct slot* sl = &slots[rng_next(&s) % 8];
+    unsigned si = (unsigned)(rng_next(&s) % 8);
+    struct slot* sl = &slots[si];
     unsigned op = (unsigned)(rng_next(&s) % 8);
     if (!sl->addr) {
       sl->len = (1 + rng_next(&s) % 64) * PAGE;
       void* p = mmap(NULL, sl->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (p == MAP_FAILED) continue;
       sl->addr = p;
+      record(10, si, p, sl->len, p);
       fill(sl->addr, sl->len, &s);
     } else if (op == 0) {
+      record(0, si, sl->addr, sl->len, 0);
       munmap(sl->addr, sl->len);
       sl->addr = NULL;
     } else if (op == 1 || op == 2) {  /* grow (in place or moved) */
       size_t len = sl->len + (1 + rng_next(&s) % 32) * PAGE;
       void* p = mremap(sl->addr, sl->len, len, MREMAP_MAYMOVE);
+      record(1, si, sl->addr, len, p);
       if (p != MAP_FAILED) {
         sl->addr = p;
         sl->len = len;
@@ -119,19 +136,25 @@ static void* churn(void* arg) {
     } else if (op == 3 && sl->len > PAGE) {  /* shrink */
       size_t len = sl->len / 2 / PAGE * PAGE;
       void* p = mremap(sl->addr, sl->len, len, 0);
+      record(3, si, sl->addr, len, p);
       if (p != MAP_FAILED) sl->len = len;
     } else if (op == 4) {  /* move to a new place */
       void* dst = mmap(NULL, sl->len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (dst != MAP_FAILED) {
         void* p = mremap(sl->addr, sl->len, sl->len, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+        record(4, si, sl->addr, sl->len, p);
+        /* Since 6.17 a failed move may be partial: the area is then in two
+         * places. Forget it rather than guess (a real program would too). */
         if (p != MAP_FAILED) sl->addr = p;
-        else munmap(dst, sl->len);
+        else sl->addr = NULL;
       }
     } else if (op == 5) {  /* read-only for a while, then writable again */
-      mprotect(sl->addr, sl->len, PROT_READ);
+      int a = mprotect(sl->addr, sl->len, PROT_READ);
       pause_us(200);
-      mprotect(sl->addr, sl->len, PROT_READ | PROT_WRITE);
-      fill(sl->addr, sl->len, &s);
+      int b = mprotect(sl->addr, sl->len, PROT_READ | PROT_WRITE);
+      record(5, si, sl->addr, sl->len, (void*)(uintptr_t)(a * 10 + b));
+      if (b == 0) fill(sl->addr, sl->len, &s);
+      else sl->addr = NULL;
     } else if (op == 6) {  /* program break */
       if (brk_grown < 64 * PAGE || (rng_next(&s) & 1)) {
         char* p = sbrk((intptr_t)(4 * PAGE));
@@ -170,7 +193,32 @@ static void* forker(void* arg) {
   return NULL;
 }
 
+/* A crash is a finding: say where, with the address space, then die. */
+static char g_maps[1 << 16];
+static void on_segv(int sig, siginfo_t* si, void* uc) {
+  (void)uc;
+  char line[96];
+  int n = snprintf(line, sizeof line, "dirty_writer: signal %d at %p; maps:\n", sig, si->si_addr);
+  if (write(2, line, (size_t)n) < 0) _exit(71);
+  int fd = open("/proc/self/maps", O_RDONLY);
+  ssize_t len = fd >= 0 ? read(fd, g_maps, sizeof g_maps) : 0;
+  if (len > 0 && write(2, g_maps, (size_t)len) < 0) _exit(71);
+  for (unsigned i = g_op_count > 32 ? g_op_count - 32 : 0; i < g_op_count; i++) {
+    struct op_record* r = &g_ops[i % 32];
+    n = snprintf(line, sizeof line, "op %u slot %u addr %#lx len %#lx -> %#lx\n", r->op, r->slot,
+                 (unsigned long)r->addr, (unsigned long)r->len, (unsigned long)r->result);
+    if (write(2, line, (size_t)n) < 0) _exit(71);
+  }
+  _exit(71);
+}
+
 int main(int argc, char** argv) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_segv;
+  sa.sa_flags = SA_SIGINFO;
+  sigaction(SIGSEGV, &sa, NULL);
+  sigaction(SIGBUS, &sa, NULL);
   const char* ready = NULL;
   size_t mib = 16;
   int threads = 2, with_reader = 0, with_churn = 0, thp = 0, with_fork = 0;

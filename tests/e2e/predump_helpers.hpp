@@ -1,0 +1,116 @@
+// Helpers of the pre-dump end-to-end tests: a dirty_writer started through
+// `wpckpt run`, pre-dump chains, and the exactness check — every page of every
+// area the newest image covers, read back through the chain, must equal
+// /proc/PID/mem of the stopped process.
+#pragma once
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "dump-format/image.hpp"
+#include "tests/support/test_support.hpp"
+
+namespace wpckpt::test {
+
+struct Workload {
+  TempDir dir;
+  ChildProcess child;
+  uint64_t buf = 0, size = 0;
+  pid_t pid() const { return child.pid(); }
+};
+
+// Starts dirty_writer under `wpckpt run` with these extra arguments.
+inline void start_workload(Workload& w, const std::vector<std::string>& args) {
+  std::string ready = (w.dir / "ready").string();
+  std::vector<std::string> argv = {wpckpt_binary(), "run", "--", workload("dirty_writer"), "--ready", ready};
+  argv.insert(argv.end(), args.begin(), args.end());
+  w.child = ChildProcess::start(argv);
+  ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(ready); })) << "dirty_writer did not start";
+  std::istringstream in(read_file(ready));
+  std::string word, addr;
+  in >> word >> addr >> w.size;
+  w.buf = std::stoull(addr, nullptr, 16);
+}
+
+// True when every thread of pid is stopped (state T).
+inline bool all_threads_stopped(pid_t pid) {
+  std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = opendir(dir.c_str());
+  if (!d) return false;
+  bool stopped = true;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::string stat = read_file(dir + "/" + e->d_name + "/stat");
+    size_t paren = stat.rfind(')');
+    if (paren == std::string::npos || paren + 2 >= stat.size() || stat[paren + 2] != 'T') stopped = false;
+  }
+  closedir(d);
+  return stopped;
+}
+
+inline void stop_workload(const Workload& w) {
+  ASSERT_EQ(kill(w.pid(), SIGSTOP), 0);
+  ASSERT_TRUE(wait_until([&] { return all_threads_stopped(w.pid()); }));
+}
+
+// One pre-dump; returns its --json document (fails the test on error).
+inline nlohmann::json pre_dump(pid_t pid, const std::filesystem::path& dir, const std::filesystem::path& parent = {}) {
+  std::vector<std::string> args = {"pre-dump", "-t", std::to_string(pid), "-D", dir.string(), "--json"};
+  if (!parent.empty()) {
+    args.push_back("--prev-images-dir");
+    args.push_back(parent.string());
+  }
+  CommandResult r = run_wpckpt(args);
+  EXPECT_EQ(r.exit_code, 0) << r.err << r.out << "\ntarget: "
+                            << read_file("/proc/" + std::to_string(pid) + "/status").substr(0, 120)
+                            << "\nstat: " << read_file("/proc/" + std::to_string(pid) + "/stat");
+  if (r.exit_code != 0) return {};
+  return nlohmann::json::parse(r.out);
+}
+
+struct Mismatch {
+  uint64_t pages_compared = 0, pages_differing = 0, first_bad = 0;
+  std::string first_area;
+};
+
+// Compares every covered area with contents against /proc/PID/mem, page by
+// page. Pages the process itself cannot read (a file mapping past its end)
+// are skipped.
+inline Mismatch compare_with_process(pid_t pid, const std::filesystem::path& image_dir) {
+  Mismatch m;
+  auto chain = image::ImageChain::open(image_dir);
+  EXPECT_TRUE(chain.ok()) << chain.error().message();
+  if (!chain.ok()) return m;
+  int mem = open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
+  EXPECT_GE(mem, 0);
+  std::vector<std::byte> want(image::kPageSize), got(image::kPageSize);
+  for (const image::MemoryArea& a : (*chain)->manifest(0).areas) {
+    if (!a.contents) continue;
+    for (uint64_t addr = a.start; addr < a.end; addr += image::kPageSize) {
+      if (pread(mem, want.data(), want.size(), static_cast<off_t>(addr)) != static_cast<ssize_t>(want.size())) continue;
+      auto r = (*chain)->read(addr, got);
+      EXPECT_TRUE(r.ok()) << r.error().message();
+      ++m.pages_compared;
+      if (std::memcmp(want.data(), got.data(), want.size()) != 0) {
+        if (m.pages_differing++ == 0) {
+          m.first_bad = addr;
+          m.first_area = a.prot + " " + a.backing + " " + a.path + " " + a.attributes.dump();
+        }
+      }
+    }
+  }
+  close(mem);
+  return m;
+}
+
+}  // namespace wpckpt::test
