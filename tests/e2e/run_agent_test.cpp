@@ -29,7 +29,11 @@ TEST(Run, ExecsInPlaceWithTheAgent) {
                                            out);
   ASSERT_TRUE(wait_until([&] { return read_file(out).size() > 1; }));
   EXPECT_EQ(std::stoi(read_file(out)), child.pid());  // same pid: no wrapper process
-  ASSERT_TRUE(wait_until([&] { return read_file("/proc/" + std::to_string(child.pid()) + "/comm") == "sleep\n"; }));
+  // comm changes at exec, before the loader has run the agent's constructor.
+  ASSERT_TRUE(wait_until([&] {
+    return read_file("/proc/" + std::to_string(child.pid()) + "/comm") == "sleep\n" &&
+           count(fd_links(child.pid()), "/memfd:wpckpt-agent (deleted)") == 1;
+  }));
   auto links = fd_links(child.pid());
   EXPECT_EQ(count(links, "anon_inode:[userfaultfd]"), 1);
   EXPECT_EQ(count(links, "/memfd:wpckpt-agent (deleted)"), 1);
