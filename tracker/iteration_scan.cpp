@@ -1,5 +1,6 @@
 #include "tracker/iteration_scan.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include "tracker/uffd_ops.hpp"
@@ -28,28 +29,24 @@ void classify(ScannedArea& area) {
   if (v.is_special()) {
     area.kind = AreaKind::NoContents;
     area.reason = "provided by the kernel";
-  } else if (v.has_flag("pf") || v.has_flag("io")) {
-    area.kind = AreaKind::NoContents;
-    area.reason = "device memory";
   } else if (v.shared && is_shared_memory(v)) {
     area.kind = AreaKind::CopiedWhole;
     area.reason = "shared memory: writes through other mappings are not tracked";
   } else if (v.shared) {
     area.kind = AreaKind::NoContents;
-    area.reason = v.has_flag("mw") ? "shared file: its contents live in the file"
-                                   : "read-only shared file: its contents are the file's";
-  } else if (!v.read && !v.write && !v.exec && !v.has_flag("uw")) {
+    area.reason = "shared file: its contents live in the file";
+  } else if (!v.read && !v.write && !v.exec && !area.registered) {
     // Reservations can be huge and sparse; protecting them would allocate
     // page tables for every GiB. If they become accessible, mprotect makes
     // them a new area that the next iteration registers.
     area.kind = AreaKind::PresentOnly;
     area.reason = "inaccessible (PROT_NONE): present pages only";
-  } else if (v.size() > kHugeSparseBytes && v.has_flag("nr") && !v.has_flag("uw")) {
-    // Sanitizer shadows, GC heaps: tera-byte MAP_NORESERVE reservations.
+  } else if (v.size() > kHugeSparseBytes && !area.registered) {
+    // Sanitizer shadows, GC heaps: tera-byte reservations.
     // A write-protect scan would install markers and page tables across all
     // of it (2 MiB per GiB, KERNEL-FACTS section 3).
     area.kind = AreaKind::PresentOnly;
-    area.reason = "huge MAP_NORESERVE reservation: present pages only";
+    area.reason = "huge reservation: present pages only";
   } else {
     area.kind = AreaKind::Tracked;
   }
@@ -60,7 +57,7 @@ void classify(ScannedArea& area) {
 // so that neither works, it is left unregistered and copied by presence.
 void arm_whole(int uffd, VmaQuery& query, ScannedArea& area, std::string reason, uint64_t& registered) {
   const Vma& v = area.vma;
-  bool was_registered = v.has_flag("uw");
+  bool was_registered = area.registered;
   if (!query.edges_clean(v.start, v.end)) {
     // The program remapped this range since we read its maps: leave it to
     // the next iteration rather than split its new area.
@@ -85,18 +82,23 @@ void arm_whole(int uffd, VmaQuery& query, ScannedArea& area, std::string reason,
 // brk, re-created) is registered and captured whole; so is every area when
 // the marks cannot be trusted.
 void arm(int uffd, VmaQuery& query, ScannedArea& area, bool trust_marks, uint64_t& registered) {
-  if (!area.vma.has_flag("uw")) arm_whole(uffd, query, area, "new or changed area", registered);
+  if (!area.registered) arm_whole(uffd, query, area, "new or changed area", registered);
   else if (!trust_marks) arm_whole(uffd, query, area, "write-protect marks not trusted", registered);
 }
 
-ScanRequest tracking_request(const Vma& v) {
+// A fresh area asks for every category so that never-touched and discarded
+// pages are known to be zero without reading them. An armed area asks for
+// WRITTEN only: the kernel's fast path (KERNEL-FACTS section 1), about 30x
+// cheaper per page table; its written pages are all read, and the few that
+// were discarded since read back as zeros.
+ScanRequest tracking_request(const ScannedArea& area) {
   ScanRequest r;
-  r.start = v.start;
-  r.end = v.end;
+  r.start = area.vma.start;
+  r.end = area.vma.end;
   r.write_protect = true;
   r.check_wp_async = true;
   r.category_mask = uapi::kPageIsWritten;
-  r.return_mask = kScanReturnMask;
+  r.return_mask = area.fresh ? kScanReturnMask : uapi::kPageIsWritten;
   return r;
 }
 
@@ -111,12 +113,12 @@ ScanRequest present_request(const Vma& v) {
 
 Result<void> scan_area(int uffd, VmaQuery& query, PagemapScanner& scanner, ScannedArea& area, uint64_t& registered) {
   if (area.kind == AreaKind::Tracked) {
-    auto regions = scanner.scan(tracking_request(area.vma));
+    auto regions = scanner.scan(tracking_request(area));
     if (!regions && regions.error().err == EPERM) {
       // Some VMA in the range lost its registration after we read the maps
       // (munmap+mmap, mremap): register what is there now, take it whole.
       arm_whole(uffd, query, area, "changed during the scan", registered);
-      if (area.kind == AreaKind::Tracked) regions = scanner.scan(tracking_request(area.vma));
+      if (area.kind == AreaKind::Tracked) regions = scanner.scan(tracking_request(area));
     }
     if (area.kind == AreaKind::Tracked) {
       if (!regions) return std::move(regions).error();
@@ -130,6 +132,34 @@ Result<void> scan_area(int uffd, VmaQuery& query, PagemapScanner& scanner, Scann
   }
   if (area.kind == AreaKind::CopiedWhole) area.fresh = true;
   return ok();
+}
+
+// Which address ranges lie in areas without async write-protect, i.e. not
+// (or no longer) registered with the agent's uffd: one PAGEMAP_SCAN that
+// selects pages NOT write-protect-allowed. Registered areas are skipped by
+// the kernel without a page-table walk, so this costs what the new areas
+// cost; /proc/PID/smaps ("uw") would walk every page table (60 ms per GiB).
+Result<std::vector<PageRegion>> unregistered_ranges(PagemapScanner& scanner, const std::vector<Vma>& vmas) {
+  uint64_t lo = UINT64_MAX, hi = 0;
+  for (const Vma& v : vmas) {
+    if (v.name == "[vsyscall]") continue;  // not a VMA
+    lo = std::min(lo, v.start);
+    hi = std::max(hi, v.end);
+  }
+  if (lo >= hi) return std::vector<PageRegion>{};
+  ScanRequest r;
+  r.start = lo;
+  r.end = hi;
+  r.category_inverted = uapi::kPageIsWpallowed;
+  r.category_mask = uapi::kPageIsWpallowed;
+  r.return_mask = uapi::kPageIsWpallowed;
+  return scanner.scan(r);
+}
+
+bool overlaps_any(const std::vector<PageRegion>& ranges, uint64_t start, uint64_t end) {
+  auto it = std::upper_bound(ranges.begin(), ranges.end(), start,
+                             [](uint64_t a, const PageRegion& r) { return a < r.end; });
+  return it != ranges.end() && it->start < end;
 }
 
 }  // namespace
@@ -147,13 +177,15 @@ const char* area_kind_name(AreaKind kind) {
 Result<IterationScan> scan_iteration(pid_t pid, int uffd, PagemapScanner& scanner, const IterationOptions& options) {
   auto t0 = std::chrono::steady_clock::now();
   IterationScan out;
-  WPCKPT_TRY_ASSIGN(std::vector<Vma> vmas, read_smaps(pid));
-  out.areas.reserve(vmas.size());
+  WPCKPT_TRY_ASSIGN(std::vector<Vma> vmas, read_maps(pid));
   uint64_t calls_before = scanner.ioctl_calls();
+  WPCKPT_TRY_ASSIGN(std::vector<PageRegion> unregistered, unregistered_ranges(scanner, vmas));
   WPCKPT_TRY_ASSIGN(VmaQuery query, VmaQuery::open(pid));
+  out.areas.reserve(vmas.size());
   for (Vma& v : vmas) {
     ScannedArea area;
     area.vma = std::move(v);
+    area.registered = !overlaps_any(unregistered, area.vma.start, area.vma.end);
     classify(area);
     if (area.kind == AreaKind::Tracked) arm(uffd, query, area, options.trust_marks, out.areas_registered);
     out.areas.push_back(std::move(area));
@@ -189,8 +221,9 @@ std::vector<PageJob> page_jobs(const ScannedArea& area) {
         if (c & uapi::kPageIsGuard) continue;
         // Written but neither present nor swapped: discarded (DONTNEED, FREE)
         // or never touched, i.e. zero — except in a private file mapping,
-        // where such a page reads back from the file.
-        bool absent = !(c & (uapi::kPageIsPresent | uapi::kPageIsSwapped));
+        // where such a page reads back from the file. Regions from a
+        // WRITTEN-only scan carry no other category: they are read.
+        bool absent = (c & ~uapi::kPageIsWritten) != 0 && !(c & (uapi::kPageIsPresent | uapi::kPageIsSwapped));
         bool zero = (c & uapi::kPageIsPfnzero) || (absent && !area.file_backed);
         add(r.start, r.end, zero);
       }

@@ -31,6 +31,7 @@ const char* area_kind_name(AreaKind kind);  // "tracked", "present-only", "copie
 struct ScannedArea {
   Vma vma;
   AreaKind kind = AreaKind::Tracked;
+  bool registered = false;   // covered by the agent's uffd with async write-protect when the scan began
   bool fresh = false;        // captured whole this iteration: pages it does not store are zero
   bool file_backed = false;  // a private file mapping: an absent page holds file data, not zeros
   std::string reason;        // why fresh, or why not tracked

@@ -82,7 +82,6 @@ image::MemoryArea memory_area(const ScannedArea& a) {
                   {"tracking", tracker::area_kind_name(a.kind)}};
   if (a.fresh) m.attributes["fresh"] = true;
   if (!a.reason.empty()) m.attributes["reason"] = a.reason;
-  if (!v.vm_flags.empty()) m.attributes["vm_flags"] = v.vm_flags;
   return m;
 }
 
