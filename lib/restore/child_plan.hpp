@@ -1,0 +1,88 @@
+// Everything the new process does for itself before it stops for the
+// address-space rebuild: file descriptors at their numbers, cwd, root, umask,
+// rlimits, personality. Computed by wpckpt beforehand, because the child,
+// made by a raw clone3 of a possibly multi-threaded wpckpt, may only make
+// system calls (no allocation, no locks).
+#pragma once
+
+#include <sys/resource.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lib/base/result.hpp"
+#include "lib/state/process_state.hpp"
+
+namespace wpckpt::restore {
+
+// One file description (or one pipe) to create in the child.
+struct FdObject {
+  enum class How { Open, Fifo, Pipe, Eventfd, Memfd, Signalfd, Timerfd, Epoll, Inherit } how = How::Open;
+  std::string path;      // Open, Fifo; the name for Memfd
+  int flags = 0;         // open(2) flags without O_CREAT/O_TRUNC/O_EXCL/O_CLOEXEC; eventfd/signalfd/... flags
+  uint64_t pos = 0;      // lseek after open
+  bool seek = false;
+  std::vector<uint8_t> data;  // Pipe: unread bytes, written back; Memfd: contents
+  uint64_t count = 0;         // Eventfd: counter; Signalfd: mask
+  int clockid = 0;            // Timerfd
+  uint64_t timer[4] = {};     // Timerfd: interval sec/nsec, value sec/nsec (relative)
+  int inherit_fd = -1;        // Inherit: wpckpt's own descriptor of that number
+  // Filled in the child: where the created object sits (Pipe: [0] read, [1] write).
+  int tmp[2] = {-1, -1};
+};
+
+struct FdTarget {
+  int fd = 0;
+  size_t object = 0;
+  int end = 0;  // Pipe: 0 read end, 1 write end
+  bool cloexec = false;
+};
+
+struct EpollTarget {  // epoll_ctl(ADD) once every descriptor has its number
+  int epfd = 0, fd = 0;
+  uint32_t events = 0;
+  uint64_t data = 0;
+};
+
+struct ChildPlan {
+  int pid = 0;
+  std::vector<FdObject> objects;
+  std::vector<FdTarget> targets;
+  std::vector<EpollTarget> epoll_targets;
+  std::vector<int> keep_fds;  // inherited from wpckpt and still needed (mapping files, exe, sync pipes)
+  std::string root, cwd;
+  uint32_t umask = 022;
+  struct Limit {
+    int resource;
+    rlimit value;
+  };
+  std::vector<Limit> limits;
+  bool set_personality = false;
+  unsigned long personality = 0;
+};
+
+// Builds the descriptor part of the plan from the recorded descriptors.
+// Fails for a kind that cannot be rebuilt, naming the descriptor.
+Result<void> plan_fds(const state::ProcessState& state, ChildPlan& plan);
+// Rlimits as the image has them, with hard limits that cannot be raised here
+// (no CAP_SYS_RESOURCE) kept at their current value; each such case adds a warning.
+void plan_limits(const state::ProcessState& state, ChildPlan& plan, std::vector<std::string>& warnings);
+
+// Lowest descriptor number the plan leaves free (above every target and kept one).
+int plan_fd_floor(const ChildPlan& plan);
+
+// A child's failure report: which step, which errno, which descriptor.
+struct ChildReport {
+  int32_t step = 0;  // 0 = ready
+  int32_t err = 0;
+  int32_t fd = -1;
+};
+std::string describe_child_step(int32_t step);
+
+// Runs in the child (after clone3): performs the plan, writes a ChildReport to
+// `report_fd`, then blocks reading `hold_fd` until it is ptrace-stopped and
+// rebuilt; EOF there (wpckpt gone) makes it exit. Never returns.
+[[noreturn]] void run_child_plan(ChildPlan& plan, int report_fd, int hold_fd);
+
+}  // namespace wpckpt::restore

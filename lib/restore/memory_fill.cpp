@@ -1,0 +1,70 @@
+#include "lib/restore/memory_fill.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+namespace wpckpt::restore {
+
+bool starts_zeroed(const state::Mapping& m) {
+  return m.kind == "anon" || m.kind == "heap" || m.kind == "stack" || (m.kind == "shmem" && !m.file);
+}
+
+namespace {
+
+Result<void> write_all(int mem_fd, uint64_t addr, const std::byte* data, size_t len) {
+  while (len > 0) {
+    ssize_t n = pwrite(mem_fd, data, std::min<size_t>(len, size_t{1} << 30), static_cast<off_t>(addr));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      char buf[64];
+      snprintf(buf, sizeof buf, "at 0x%llx (%zu bytes)", static_cast<unsigned long long>(addr), len);
+      return errno_error("write restored memory", buf);
+    }
+    addr += static_cast<uint64_t>(n);
+    data += n;
+    len -= static_cast<size_t>(n);
+  }
+  return ok();
+}
+
+}  // namespace
+
+Result<FillStats> fill_memory(const image::ImageChain& chain, int mem_fd,
+                              const std::vector<state::Mapping>& mappings, const ProgressFn& progress) {
+  FillStats stats;
+  auto t0 = std::chrono::steady_clock::now();
+  static const std::vector<std::byte> zeros(1 << 20);
+  size_t cursor = 0;  // mappings before it end at or before the current run
+
+  auto fn = [&](uint64_t addr, std::span<const std::byte> data, uint64_t zero_pages) -> Result<void> {
+    if (!data.empty()) {
+      WPCKPT_TRY(write_all(mem_fd, addr, data.data(), data.size()));
+      stats.pages_stored += data.size() / image::kPageSize;
+      stats.bytes_written += data.size();
+      return ok();
+    }
+    stats.pages_zero += zero_pages;
+    uint64_t end = addr + zero_pages * image::kPageSize;
+    while (cursor < mappings.size() && mappings[cursor].end <= addr) ++cursor;
+    for (size_t i = cursor; i < mappings.size() && mappings[i].start < end; ++i) {
+      const auto& m = mappings[i];
+      if (starts_zeroed(m)) continue;
+      uint64_t a = std::max(addr, m.start), b = std::min(end, m.end);
+      while (a < b) {
+        size_t len = std::min<uint64_t>(b - a, zeros.size());
+        WPCKPT_TRY(write_all(mem_fd, a, zeros.data(), len));
+        stats.bytes_written += len;
+        a += len;
+      }
+    }
+    return ok();
+  };
+  WPCKPT_TRY(chain.for_each_run(fn, progress));
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return stats;
+}
+
+}  // namespace wpckpt::restore

@@ -1,0 +1,34 @@
+// Fills the rebuilt address space with the chain's contents: stored runs are
+// written through /proc/PID/mem (it writes read-only private pages too, so no
+// protection change is needed); zero runs cost nothing in fresh anonymous
+// memory and are written as zeros over file-backed private pages.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "dump-format/image.hpp"
+#include "lib/base/progress.hpp"
+#include "lib/base/result.hpp"
+#include "lib/state/process_state.hpp"
+
+namespace wpckpt::restore {
+
+struct FillStats {
+  uint64_t pages_stored = 0;  // pages written from the image
+  uint64_t pages_zero = 0;    // zero pages (written only over file pages)
+  uint64_t bytes_written = 0;
+  double seconds = 0;
+};
+
+// `mappings` in address order, as they were just mapped in the target.
+Result<FillStats> fill_memory(const image::ImageChain& chain, int mem_fd,
+                              const std::vector<state::Mapping>& mappings, const ProgressFn& progress);
+
+// True when zero pages of this mapping need no write: it was just created
+// as fresh anonymous memory (or fresh shared anonymous memory).
+bool starts_zeroed(const state::Mapping& m);
+
+}  // namespace wpckpt::restore

@@ -1,0 +1,148 @@
+#include "lib/restore/validate.hpp"
+
+#include <sys/stat.h>
+
+#include <cinttypes>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "lib/base/uapi/process.hpp"
+#include "tracker/proc_maps.hpp"
+
+namespace wpckpt::restore {
+
+uint64_t cpu_xcr0() {
+  uint32_t eax = 0, edx = 0;
+  asm volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return (static_cast<uint64_t>(edx) << 32) | eax;
+}
+
+Result<std::vector<uint8_t>> own_vdso_image() {
+  WPCKPT_TRY_ASSIGN(auto vmas, tracker::read_maps(getpid()));
+  for (const auto& v : vmas) {
+    if (v.name != "[vdso]") continue;
+    const auto* p = reinterpret_cast<const uint8_t*>(v.start);
+    return std::vector<uint8_t>(p, p + v.size());
+  }
+  return make_error(ENOENT, "find [vdso]", "/proc/self/maps");
+}
+
+Result<void> check_cpu_and_vdso(const state::ProcessState& state) {
+  uint64_t have = cpu_xcr0();
+  if ((state.xcr0 & ~have) != 0) {
+    char buf[128];
+    snprintf(buf, sizeof buf, "image uses XSAVE features 0x%" PRIx64 ", this CPU enables 0x%" PRIx64, state.xcr0,
+             have);
+    return make_error(0, "check CPU features", buf)
+        .with_hint("restore on a CPU with at least the features of the one the dump was made on");
+  }
+  if (state.vdso_image.empty()) return ok();  // an image without a vdso (never seen on x86_64)
+  WPCKPT_TRY_ASSIGN(auto mine, own_vdso_image());
+  if (mine != state.vdso_image) {
+    return make_error(0, "check vdso",
+                      "the image's [vdso] (" + std::to_string(state.vdso_image.size()) +
+                          " bytes) differs from this kernel's (" + std::to_string(mine.size()) + " bytes)")
+        .with_hint("the dump was made on another kernel build; restore it on the kernel it was dumped on");
+  }
+  return ok();
+}
+
+namespace {
+
+std::string comm_of(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
+  std::string comm;
+  std::getline(in, comm);
+  return comm;
+}
+
+bool id_in_use(int id) {
+  struct stat st{};
+  return ::stat(("/proc/" + std::to_string(id)).c_str(), &st) == 0;
+}
+
+}  // namespace
+
+Result<void> check_ids_free(const state::ProcessState& state) {
+  std::vector<int> ids{state.pid};
+  for (const auto& t : state.threads)
+    if (t.tid != state.pid) ids.push_back(t.tid);
+  for (int id : ids) {
+    if (!id_in_use(id)) continue;
+    std::string what = id == state.pid ? "pid " : "tid ";
+    std::string comm = comm_of(id);
+    return make_error(EEXIST, "restore " + what + std::to_string(id),
+                      "(in use by " + (comm.empty() ? std::string("another process") : "'" + comm + "'") + ")")
+        .with_hint("the process (or a thread) using that id must exit first; restore needs the same ids");
+  }
+  return ok();
+}
+
+bool has_capability(int cap) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("CapEff:", 0) != 0) continue;
+    uint64_t mask = std::stoull(line.substr(7), nullptr, 16);
+    return (mask >> cap) & 1;
+  }
+  return false;
+}
+
+Result<void> check_capabilities() {
+  if (has_capability(uapi::kCapCheckpointRestore) || has_capability(uapi::kCapSysAdmin)) return ok();
+  return make_error(EPERM, "check capabilities", "CAP_CHECKPOINT_RESTORE and CAP_SYS_ADMIN are both missing")
+      .with_hint("restore needs one of them (clone3 with set_tid, PR_SET_MM exe): run as root, or grant "
+                 "CAP_CHECKPOINT_RESTORE, e.g. setcap cap_checkpoint_restore,cap_sys_ptrace+ep wpckpt");
+}
+
+Result<void> check_file_identity(const state::FileIdentity& want, const struct stat& st, const std::string& what) {
+  // Size and mtime say whether the bytes are the same (a copy with cp -p is
+  // fine, an edit in place is not); without a recorded mtime, the inode.
+  int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+  bool same = want.mtime_ns != 0
+                  ? want.size == static_cast<uint64_t>(st.st_size) && want.mtime_ns == mtime
+                  : want.dev == static_cast<uint64_t>(st.st_dev) && want.inode == static_cast<uint64_t>(st.st_ino);
+  if (same) return ok();
+  std::ostringstream ctx;
+  ctx << want.path << " (" << what << "): recorded dev " << want.dev << " inode " << want.inode << " size "
+      << want.size << ", now dev " << st.st_dev << " inode " << st.st_ino << " size " << st.st_size;
+  return make_error(0, "file changed since the dump:", ctx.str())
+      .with_hint("restoring would map different bytes than the process had; put the original file back");
+}
+
+namespace {
+
+Result<void> check_path(const state::FileIdentity& file, const std::string& what) {
+  if (file.deleted) {
+    return make_error(ENOENT, "reopen " + what, file.path + " (deleted before the dump)")
+        .with_hint("a process using a deleted file cannot be restored yet");
+  }
+  struct stat st{};
+  if (::stat(file.path.c_str(), &st) != 0) {
+    return errno_error("reopen " + what, file.path).with_hint("the file must exist where it was at dump time");
+  }
+  return check_file_identity(file, st, what);
+}
+
+}  // namespace
+
+Result<void> validate(const state::ProcessState& state) {
+  if (state.threads.empty() || !state.threads.front().is_main) {
+    return make_error(EINVAL, "read process state", "no main thread").with_hint("the image is not a complete dump");
+  }
+  WPCKPT_TRY(check_capabilities());
+  WPCKPT_TRY(check_cpu_and_vdso(state));
+  WPCKPT_TRY(check_ids_free(state));
+  for (const auto& m : state.mappings) {
+    if (m.kind == "file" && m.file) WPCKPT_TRY(check_path(*m.file, "mapped file"));
+  }
+  if (!state.mm.exe_path.empty()) {
+    state::FileIdentity exe{state.mm.exe_path, state.mm.exe_dev, state.mm.exe_inode, 0, 0, false};
+    WPCKPT_TRY(check_path(exe, "executable"));
+  }
+  return ok();
+}
+
+}  // namespace wpckpt::restore

@@ -1,0 +1,156 @@
+// The new process of a restore: the wanted pid, descriptors at their numbers
+// with their offsets and flags, unread pipe data back, nothing else open.
+#include "lib/restore/spawn.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "lib/restore/validate.hpp"
+#include "tests/support/test_support.hpp"
+
+namespace wpckpt::restore {
+namespace {
+
+int free_pid() {
+  for (int pid = getpid() + 5000;; ++pid) {
+    struct stat st{};
+    if (::stat(("/proc/" + std::to_string(pid)).c_str(), &st) != 0) return pid;
+  }
+}
+
+std::string fdinfo_field(int pid, int fd, const std::string& key) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/fdinfo/" + std::to_string(fd));
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key + ":", 0) == 0) return line.substr(key.size() + 1);
+  return "";
+}
+
+TEST(CloneWithPid, GetsTheWantedPidAndRefusesOneInUse) {
+  int want = free_pid();
+  auto r = clone_with_pid(want);
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  if (*r == 0) _exit(7);
+  EXPECT_EQ(*r, want);
+  int status = 0;
+  ASSERT_EQ(waitpid(want, &status, 0), want);
+  EXPECT_EQ(WEXITSTATUS(status), 7);
+
+  auto busy = clone_with_pid(getpid());
+  ASSERT_FALSE(busy.ok());
+  EXPECT_EQ(busy.error().err, EEXIST);
+}
+
+TEST(CheckIdsFree, NamesTheProcessHoldingThePid) {
+  state::ProcessState s;
+  s.pid = getpid();
+  s.threads.push_back({});
+  auto r = check_ids_free(s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find(std::to_string(getpid())), std::string::npos);
+  EXPECT_NE(r.error().message().find("in use by"), std::string::npos);
+}
+
+TEST(SpawnRestored, RebuildsDescriptors) {
+  test::TempDir dir;
+  std::string file = dir / "data.txt";
+  { std::ofstream(file) << "0123456789abcdef"; }
+
+  state::ProcessState s;
+  s.pid = free_pid();
+  s.cwd = dir.path();
+  s.umask = 027;
+  state::FdState f;
+  f.fd = 5;
+  f.kind = "file";
+  f.flags = O_RDWR | O_CREAT | O_TRUNC | O_APPEND;
+  f.pos = 7;
+  f.object_id = 1;
+  f.file = state::FileIdentity{file};
+  s.fds.push_back(f);
+  f.fd = 9;  // a dup of the same description
+  f.cloexec = true;
+  s.fds.push_back(f);
+  state::FdState rd;
+  rd.fd = 3;
+  rd.kind = "pipe";
+  rd.flags = O_RDONLY;
+  rd.object_id = 2;
+  rd.details["data"] = state::to_hex(std::vector<uint8_t>{'u', 'n', 'r', 'e', 'a', 'd'});
+  s.fds.push_back(rd);
+  state::FdState wr = rd;
+  wr.fd = 4;
+  wr.flags = O_WRONLY;
+  wr.details = nlohmann::json::object();
+  s.fds.push_back(wr);
+  state::FdState ev;
+  ev.fd = 12;
+  ev.kind = "eventfd";
+  ev.object_id = 3;
+  ev.details["count"] = 42;
+  s.fds.push_back(ev);
+
+  ChildPlan plan;
+  plan.pid = s.pid;
+  plan.cwd = s.cwd;
+  plan.umask = s.umask;
+  ASSERT_TRUE(plan_fds(s, plan).ok());
+  auto spawned = spawn_restored(plan, false);
+  ASSERT_TRUE(spawned.ok()) << spawned.error().message();
+  SpawnedProcess proc = std::move(spawned).value();
+  EXPECT_EQ(proc.pid, s.pid);
+  std::string base = "/proc/" + std::to_string(proc.pid);
+
+  EXPECT_EQ(test::read_file(file), "0123456789abcdef");  // O_TRUNC was not applied again
+  EXPECT_EQ(std::filesystem::read_symlink(base + "/fd/5"), file);
+  EXPECT_EQ(std::stoi(fdinfo_field(proc.pid, 5, "pos")), 7);
+  int flags5 = std::stoi(fdinfo_field(proc.pid, 5, "flags"), nullptr, 8);
+  EXPECT_TRUE(flags5 & O_APPEND);
+  EXPECT_FALSE(flags5 & O_CLOEXEC);
+  EXPECT_TRUE(std::stoi(fdinfo_field(proc.pid, 9, "flags"), nullptr, 8) & O_CLOEXEC);
+  EXPECT_EQ(fdinfo_field(proc.pid, 5, "ino"), fdinfo_field(proc.pid, 9, "ino"));
+  EXPECT_EQ(std::filesystem::read_symlink(base + "/fd/3"), std::filesystem::read_symlink(base + "/fd/4"));
+  EXPECT_NE(fdinfo_field(proc.pid, 12, "eventfd-count").find("2a"), std::string::npos);
+  EXPECT_EQ(std::filesystem::read_symlink(base + "/cwd"), dir.path());
+
+  int fds = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(base + "/fd")) ++fds;
+  EXPECT_EQ(fds, 5 + 2);  // the five and the two sync pipes (closed later by injection)
+
+  // The unread data is in the pipe: read it through the restored read end.
+  int p = open((base + "/fd/3").c_str(), O_RDONLY | O_NONBLOCK);
+  ASSERT_GE(p, 0);
+  char buf[16] = {};
+  EXPECT_EQ(read(p, buf, sizeof buf), 6);
+  EXPECT_STREQ(buf, "unread");
+  close(p);
+  kill_spawned(proc);
+}
+
+TEST(SpawnRestored, ReportsWhatFailedInTheChild) {
+  state::ProcessState s;
+  s.pid = free_pid();
+  state::FdState f;
+  f.fd = 4;
+  f.kind = "file";
+  f.flags = O_RDONLY;
+  f.file = state::FileIdentity{"/nonexistent/wpckpt-test"};
+  s.fds.push_back(f);
+  ChildPlan plan;
+  plan.pid = s.pid;
+  ASSERT_TRUE(plan_fds(s, plan).ok());
+  auto spawned = spawn_restored(plan, false);
+  ASSERT_FALSE(spawned.ok());
+  EXPECT_EQ(spawned.error().err, ENOENT);
+  EXPECT_NE(spawned.error().message().find("fd 4"), std::string::npos);
+  struct stat st{};
+  EXPECT_NE(::stat(("/proc/" + std::to_string(s.pid)).c_str(), &st), 0);  // nothing left behind
+}
+
+}  // namespace
+}  // namespace wpckpt::restore
