@@ -110,12 +110,16 @@ Result<SpawnedProcess> spawn_restored(ChildPlan& plan, bool detached) {
   return proc;
 }
 
-void kill_spawned(SpawnedProcess& proc) {
+void kill_spawned(SpawnedProcess& proc, const std::vector<pid_t>& traced_threads) {
   if (proc.pid <= 0) return;
   ::kill(proc.pid, SIGKILL);
-  if (proc.is_our_child) {
-    while (waitpid(proc.pid, nullptr, __WALL) < 0 && errno == EINTR) {
+  for (pid_t t : traced_threads) {
+    if (t == proc.pid) continue;
+    while (waitpid(t, nullptr, __WALL) < 0 && errno == EINTR) {
     }
+  }
+  // Our child, or our tracee (detached mode): either way its exit is ours to reap.
+  while (waitpid(proc.pid, nullptr, __WALL) < 0 && errno == EINTR) {
   }
   proc.hold.reset();
   proc.pid = -1;

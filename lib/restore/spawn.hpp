@@ -27,7 +27,9 @@ Result<pid_t> clone_with_pid(int pid);
 
 Result<SpawnedProcess> spawn_restored(ChildPlan& plan, bool detached);
 
-// SIGKILL and (if it is our child) reap: the cleanup of a failed restore.
-void kill_spawned(SpawnedProcess& proc);
+// SIGKILL and reap: the cleanup of a failed restore. `traced_threads` are
+// threads we trace besides the leader; they are reaped first (a traced
+// leader's exit is reported only after them).
+void kill_spawned(SpawnedProcess& proc, const std::vector<pid_t>& traced_threads = {});
 
 }  // namespace wpckpt::restore

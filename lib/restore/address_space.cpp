@@ -1,0 +1,248 @@
+#include "lib/restore/address_space.hpp"
+
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "lib/base/uapi/process.hpp"
+#include "tracker/proc_maps.hpp"
+
+namespace wpckpt::restore {
+
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr int kMadvGuardInstall = 102;
+
+bool is_vdso_group(const std::string& kind_or_name) {
+  return kind_or_name == "vdso" || kind_or_name == "vvar" || kind_or_name == "vvar_vclock" ||
+         kind_or_name == "[vdso]" || kind_or_name == "[vvar]" || kind_or_name == "[vvar_vclock]";
+}
+
+bool has_flag(const state::Mapping& m, const char* flag) {
+  return std::find(m.vm_flags.begin(), m.vm_flags.end(), flag) != m.vm_flags.end();
+}
+
+std::string hex_range(uint64_t a, uint64_t b) {
+  char buf[64];
+  snprintf(buf, sizeof buf, "0x%llx-0x%llx", static_cast<unsigned long long>(a), static_cast<unsigned long long>(b));
+  return buf;
+}
+
+// Runs an injected call whose kernel result must not be negative.
+Result<long> call(ptrace::Injector& inj, const char* what, const std::string& ctx, long nr, uint64_t a1 = 0,
+                  uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0) {
+  WPCKPT_TRY_ASSIGN(long r, inj.syscall(nr, a1, a2, a3, a4, a5, a6));
+  if (r < 0 && r > -4096) return make_error(static_cast<int>(-r), what, ctx);
+  return r;
+}
+
+}  // namespace
+
+uint64_t pick_free_area(std::vector<Range> busy, uint64_t len) {
+  std::sort(busy.begin(), busy.end());
+  uint64_t candidate = 0x10000000;  // above the usual non-PIE executables, below mmap_base
+  for (const auto& [s, e] : busy) {
+    if (e <= candidate) continue;
+    if (candidate + len + kPage <= s) return candidate;
+    candidate = e + kPage;  // keep a page of distance from anything
+  }
+  return candidate;
+}
+
+Result<uint64_t> pick_scratch_address(pid_t pid, const state::ProcessState& state) {
+  std::vector<Range> busy;
+  for (const auto& m : state.mappings) busy.emplace_back(m.start, m.end);
+  WPCKPT_TRY_ASSIGN(auto vmas, tracker::read_maps(pid));
+  for (const auto& v : vmas) busy.emplace_back(v.start, v.end);
+  return pick_free_area(std::move(busy), ptrace::Injector::kScratchSize);
+}
+
+std::vector<state::Mapping> regular_mappings(const state::ProcessState& state) {
+  std::vector<state::Mapping> out;
+  for (const auto& m : state.mappings)
+    if (!is_vdso_group(m.kind) && m.kind != "vsyscall") out.push_back(m);
+  return out;
+}
+
+Result<uint64_t> vdso_syscall_site(const state::ProcessState& state) {
+  for (const auto& m : state.mappings) {
+    if (m.kind != "vdso") continue;
+    const auto& img = state.vdso_image;
+    for (size_t i = 0; i + 1 < img.size(); ++i)
+      if (img[i] == 0x0f && img[i + 1] == 0x05) return m.start + i;
+  }
+  return make_error(ENOENT, "find a syscall instruction", "in the recorded [vdso]");
+}
+
+namespace {
+
+// Moves the child's [vvar]/[vvar_vclock]/[vdso] so that they sit where the
+// recorded ones were, keeping their relative layout (the vdso code reads the
+// vvar pages at fixed offsets from itself).
+Result<void> move_vdso_group(ptrace::Injector& inj, const state::ProcessState& state,
+                             const std::vector<tracker::Vma>& now) {
+  struct Piece {
+    uint64_t from, to, len;
+    std::string name;
+  };
+  std::vector<Piece> pieces;
+  for (const auto& m : state.mappings) {
+    if (!is_vdso_group(m.kind)) continue;
+    std::string name = "[" + m.kind + "]";
+    auto it = std::find_if(now.begin(), now.end(), [&](const tracker::Vma& v) { return v.name == name; });
+    if (it == now.end() || it->size() != m.end - m.start) {
+      return make_error(0, "move " + name, "this kernel has no " + name + " of " + std::to_string(m.end - m.start) + " bytes")
+          .with_hint("restore on the kernel the dump was made on");
+    }
+    pieces.push_back({it->start, m.start, m.end - m.start, name});
+  }
+  if (pieces.empty()) return ok();
+  for (const auto& v : now) {
+    if (!is_vdso_group(v.name)) continue;
+    bool recorded = std::any_of(pieces.begin(), pieces.end(), [&](const Piece& p) { return p.name == v.name; });
+    if (!recorded) {
+      return make_error(0, "move vdso", "this kernel has " + v.name + ", the image does not")
+          .with_hint("restore on the kernel the dump was made on");
+    }
+  }
+  if (std::all_of(pieces.begin(), pieces.end(), [](const Piece& p) { return p.from == p.to; })) return ok();
+
+  uint64_t from_lo = UINT64_MAX, from_hi = 0, to_lo = UINT64_MAX, to_hi = 0;
+  for (const auto& p : pieces) {
+    from_lo = std::min(from_lo, p.from);
+    from_hi = std::max(from_hi, p.from + p.len);
+    to_lo = std::min(to_lo, p.to);
+    to_hi = std::max(to_hi, p.to + p.len);
+  }
+  auto move_all = [&](auto target_of) -> Result<void> {
+    for (auto& p : pieces) {
+      uint64_t dst = target_of(p);
+      WPCKPT_TRY(call(inj, "mremap", p.name + " to " + hex_range(dst, dst + p.len), SYS_mremap, p.from, p.len, p.len,
+                      MREMAP_MAYMOVE | MREMAP_FIXED, dst));
+      p.from = dst;
+    }
+    return ok();
+  };
+  bool overlap = from_lo < to_hi && to_lo < from_hi;
+  if (overlap) {
+    // Through a free area first, so that no piece lands on another one.
+    std::vector<Range> busy{{from_lo, from_hi}, {to_lo, to_hi}, {inj.scratch(), inj.scratch() + ptrace::Injector::kScratchSize}};
+    for (const auto& m : state.mappings) busy.emplace_back(m.start, m.end);
+    uint64_t temp = pick_free_area(busy, to_hi - to_lo);
+    WPCKPT_TRY(move_all([&](const Piece& p) { return temp + (p.to - to_lo); }));
+  }
+  return move_all([](const Piece& p) { return p.to; });
+}
+
+int mmap_flags(const state::Mapping& m, bool anonymous) {
+  int flags = MAP_FIXED | (m.shared ? MAP_SHARED : MAP_PRIVATE);
+  if (anonymous) flags |= MAP_ANONYMOUS;
+  if (has_flag(m, "gd")) flags |= MAP_GROWSDOWN;
+  if (has_flag(m, "nr")) flags |= MAP_NORESERVE;
+  return flags;
+}
+
+Result<void> map_one(ptrace::Injector& inj, const state::Mapping& m, const MappingFiles& files) {
+  std::string ctx = hex_range(m.start, m.end) + (m.name.empty() ? "" : " " + m.name);
+  int fd = -1;
+  bool anonymous = true;
+  if (m.file && (m.kind == "file" || m.kind == "shmem")) {
+    auto it = files.by_path.find(m.file->path);
+    if (it != files.by_path.end()) {
+      fd = it->second;
+      anonymous = false;
+    } else if (m.kind == "file") {
+      return make_error(ENOENT, "map", ctx + ": the file was not opened").with_hint("this is a wpckpt bug");
+    }
+  }
+  uint64_t offset = anonymous ? 0 : m.file_offset;
+  WPCKPT_TRY_ASSIGN(long got, call(inj, "mmap", ctx, SYS_mmap, m.start, m.end - m.start, m.prot,
+                                   static_cast<uint64_t>(mmap_flags(m, anonymous)), static_cast<uint64_t>(fd), offset));
+  if (static_cast<uint64_t>(got) != m.start) return make_error(EFAULT, "mmap", ctx + ": placed elsewhere");
+  struct {
+    const char* flag;
+    int advice;
+  } advices[] = {{"hg", MADV_HUGEPAGE}, {"nh", MADV_NOHUGEPAGE}, {"dd", MADV_DONTDUMP},
+                 {"dc", MADV_DONTFORK}, {"wf", MADV_WIPEONFORK}};
+  for (const auto& a : advices) {
+    if (!has_flag(m, a.flag)) continue;
+    WPCKPT_TRY(call(inj, "madvise", ctx, SYS_madvise, m.start, m.end - m.start, static_cast<uint64_t>(a.advice)));
+  }
+  return ok();
+}
+
+}  // namespace
+
+Result<void> build_mappings(ptrace::Injector& inj, const state::ProcessState& state, const MappingFiles& files) {
+  WPCKPT_TRY_ASSIGN(auto now, tracker::read_maps(inj.tid()));
+  uint64_t scratch_lo = inj.scratch(), scratch_hi = scratch_lo + ptrace::Injector::kScratchSize;
+  for (const auto& v : now) {
+    if (is_vdso_group(v.name) || v.name == "[vsyscall]") continue;
+    if (v.start < scratch_hi && scratch_lo < v.end) continue;
+    WPCKPT_TRY(call(inj, "munmap", hex_range(v.start, v.end) + " of the new process", SYS_munmap, v.start, v.size()));
+  }
+  WPCKPT_TRY(move_vdso_group(inj, state, now));
+  if (std::any_of(state.mappings.begin(), state.mappings.end(), [](const auto& m) { return m.kind == "vdso"; })) {
+    WPCKPT_TRY_ASSIGN(uint64_t site, vdso_syscall_site(state));
+    inj.set_syscall_site(site);
+  }
+  for (const auto& m : regular_mappings(state)) WPCKPT_TRY(map_one(inj, m, files));
+  return ok();
+}
+
+Result<void> finish_mm(ptrace::Injector& inj, const state::ProcessState& state, const MappingFiles& files) {
+  for (const auto& m : state.mappings) {
+    for (const auto& [gs, ge] : m.guards) {
+      WPCKPT_TRY(call(inj, "install guard region", hex_range(gs, ge), SYS_madvise, gs, ge - gs, kMadvGuardInstall));
+    }
+  }
+
+  const auto& mm = state.mm;
+  uapi::PrctlMmMap map{};
+  map.start_code = mm.start_code;
+  map.end_code = mm.end_code;
+  map.start_data = mm.start_data;
+  map.end_data = mm.end_data;
+  map.start_brk = mm.start_brk;
+  map.brk = mm.brk;
+  map.start_stack = mm.start_stack;
+  map.arg_start = mm.arg_start;
+  map.arg_end = mm.arg_end;
+  map.env_start = mm.env_start;
+  map.env_end = mm.env_end;
+  map.exe_fd = files.exe_fd >= 0 ? static_cast<uint32_t>(files.exe_fd) : UINT32_MAX;
+  uint64_t map_addr = inj.data();
+  uint64_t auxv_addr = map_addr + sizeof map;
+  size_t auxv_bytes = mm.auxv.size() * sizeof(uint64_t);
+  if (auxv_bytes > 0) {
+    if (sizeof map + auxv_bytes > ptrace::Injector::data_size())
+      return make_error(E2BIG, "PR_SET_MM_MAP", "auxv of " + std::to_string(auxv_bytes) + " bytes");
+    WPCKPT_TRY(inj.write(auxv_addr, mm.auxv.data(), auxv_bytes));
+    map.auxv = auxv_addr;
+    map.auxv_size = static_cast<uint32_t>(auxv_bytes);
+  }
+  WPCKPT_TRY(inj.write(map_addr, &map, sizeof map));
+  auto r = call(inj, "prctl(PR_SET_MM_MAP)", "exe " + mm.exe_path, SYS_prctl, uapi::kPrSetMm, uapi::kPrSetMmMap,
+                map_addr, sizeof map);
+  if (!r) {
+    Error e = std::move(r).error();
+    if (e.err == EPERM)
+      return std::move(e).with_hint("setting the executable needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN");
+    if (e.err == EBUSY) return std::move(e).with_hint("the old executable is still mapped; this is a wpckpt bug");
+    return e;
+  }
+
+  for (const auto& a : state.sigactions) {
+    uint64_t act[4] = {a.handler, a.flags, a.restorer, a.mask};
+    WPCKPT_TRY(inj.write(inj.data(), act, sizeof act));
+    WPCKPT_TRY(call(inj, "rt_sigaction", "signal " + std::to_string(a.signo), SYS_rt_sigaction,
+                    static_cast<uint64_t>(a.signo), inj.data(), 0, 8));
+  }
+  return ok();
+}
+
+}  // namespace wpckpt::restore

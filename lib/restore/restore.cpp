@@ -1,0 +1,206 @@
+#include "lib/restore/restore.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/personality.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+
+#include "dump-format/image.hpp"
+#include "lib/base/log.hpp"
+#include "lib/base/uapi/process.hpp"
+#include "lib/ptrace/injector.hpp"
+#include "lib/ptrace/regs.hpp"
+#include "lib/ptrace/stop.hpp"
+#include "lib/restore/address_space.hpp"
+#include "lib/restore/child_plan.hpp"
+#include "lib/restore/memory_fill.hpp"
+#include "lib/restore/spawn.hpp"
+#include "lib/restore/threads.hpp"
+#include "lib/restore/validate.hpp"
+
+namespace wpckpt::restore {
+
+namespace {
+
+bool has_vm_flag(const state::Mapping& m, const char* flag) {
+  return std::find(m.vm_flags.begin(), m.vm_flags.end(), flag) != m.vm_flags.end();
+}
+
+// Opens the files the mappings and PR_SET_MM need, checks each is the
+// recorded one, and places them above every number the plan uses: the new
+// process inherits them and maps them by these numbers.
+Result<MappingFiles> open_mapping_files(const state::ProcessState& st, ChildPlan& plan, std::vector<UniqueFd>& held) {
+  MappingFiles files;
+  std::map<std::string, const state::Mapping*> first;
+  std::map<std::string, bool> writable;
+  for (const auto& m : regular_mappings(st)) {
+    if (!m.file || m.file->deleted || (m.kind != "file" && m.kind != "shmem")) continue;
+    first.emplace(m.file->path, &m);
+    writable[m.file->path] |= m.shared && ((m.prot & PROT_WRITE) || has_vm_flag(m, "mw"));
+  }
+  int floor = plan_fd_floor(plan);
+  auto place = [&](int fd) -> Result<int> {
+    UniqueFd low(fd);
+    int high = fcntl(low.get(), F_DUPFD_CLOEXEC, floor);
+    if (high < 0) return errno_error("fcntl(F_DUPFD)", "mapping file");
+    held.emplace_back(high);
+    plan.keep_fds.push_back(high);
+    floor = high + 1;
+    return high;
+  };
+  for (const auto& [path, m] : first) {
+    int fd = ::open(path.c_str(), (writable[path] ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0) {
+      if (m->kind == "shmem") continue;  // recreated as shared anonymous memory, contents from the image
+      return errno_error("open mapped file", path).with_hint("the file must exist where it was at dump time");
+    }
+    struct stat s{};
+    fstat(fd, &s);
+    if (auto r = check_file_identity(*m->file, s, "mapped file"); !r) {
+      ::close(fd);
+      return std::move(r).error();
+    }
+    WPCKPT_TRY_ASSIGN(files.by_path[path], place(fd));
+  }
+  if (!st.mm.exe_path.empty()) {
+    int fd = ::open(st.mm.exe_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno_error("open executable", st.mm.exe_path);
+    WPCKPT_TRY_ASSIGN(files.exe_fd, place(fd));
+  }
+  return files;
+}
+
+// Kills the new process unless disarmed: a failed restore leaves nothing running.
+class KillOnFailure {
+ public:
+  explicit KillOnFailure(SpawnedProcess& proc) : proc_(proc) {}
+  ~KillOnFailure() {
+    if (!armed_) return;
+    kill_spawned(proc_, tids_);
+  }
+  void add_tid(pid_t tid) { tids_.push_back(tid); }
+  void disarm() { armed_ = false; }
+
+ private:
+  SpawnedProcess& proc_;
+  std::vector<pid_t> tids_;
+  bool armed_ = true;
+};
+
+Result<void> seize(pid_t pid) {
+  if (::ptrace(static_cast<__ptrace_request>(uapi::kPtraceSeize), pid, nullptr,
+               reinterpret_cast<void*>(ptrace::trace_options() | uapi::kPtraceOExitkill)) != 0)
+    return errno_error("ptrace(SEIZE)", "new process " + std::to_string(pid));
+  WPCKPT_TRY_ASSIGN(bool alive, ptrace::interrupt_and_wait(pid, nullptr));
+  if (!alive) return make_error(ESRCH, "stop new process", std::to_string(pid));
+  return ok();
+}
+
+// The new process is a fork of wpckpt: its rseq area (glibc's, in wpckpt's
+// TLS) is about to be unmapped, so the kernel must stop writing to it.
+Result<void> drop_inherited_rseq(ptrace::Injector& inj) {
+  WPCKPT_TRY_ASSIGN(auto rseq, ptrace::get_rseq(inj.tid()));
+  if (rseq.abi_pointer == 0) return ok();
+  WPCKPT_TRY_ASSIGN(long r, inj.syscall(uapi::kNrRseq, rseq.abi_pointer, rseq.abi_size, uapi::kRseqFlagUnregister,
+                                        rseq.signature));
+  if (r < 0) return make_error(static_cast<int>(-r), "unregister inherited rseq");
+  return ok();
+}
+
+Result<void> close_in_child(ptrace::Injector& inj, const std::vector<int>& fds) {
+  for (int fd : fds) {
+    WPCKPT_TRY_ASSIGN(long r, inj.syscall(SYS_close, static_cast<uint64_t>(fd)));
+    if (r < 0) return make_error(static_cast<int>(-r), "close helper descriptor", std::to_string(fd));
+  }
+  return ok();
+}
+
+}  // namespace
+
+Result<RestoreReport> restore_process(const std::filesystem::path& dir, const RestoreOptions& options) {
+  auto t0 = std::chrono::steady_clock::now();
+  RestoreReport report;
+  image::OpenOptions open_options;
+  open_options.allow_other_owner = options.allow_other_owner;
+  WPCKPT_TRY_ASSIGN(auto chain, image::ImageChain::open(dir, open_options));
+  if (chain->manifest().kind != image::ImageKind::Dump) {
+    return make_error(EINVAL, "restore", dir.string() + " is a pre-dump")
+        .with_hint("restore needs the image written by `wpckpt dump` (its pre-dumps are its parents)");
+  }
+  WPCKPT_TRY_ASSIGN(auto bytes, chain->read_file(state::kProcessStateFile));
+  WPCKPT_TRY_ASSIGN(state::ProcessState st, state::parse(bytes));
+  WPCKPT_TRY(validate(st));
+  report.images = chain->dirs().size();
+
+  ChildPlan plan;
+  plan.pid = st.pid;
+  plan.cwd = st.cwd;
+  plan.root = st.root;
+  plan.umask = st.umask;
+  unsigned long now_personality = static_cast<unsigned long>(::personality(0xffffffff));
+  if (st.personality != now_personality) {
+    plan.set_personality = true;
+    plan.personality = st.personality;
+  }
+  WPCKPT_TRY(plan_fds(st, plan));
+  plan_limits(st, plan, report.warnings);
+  std::vector<UniqueFd> held;
+  WPCKPT_TRY_ASSIGN(MappingFiles files, open_mapping_files(st, plan, held));
+
+  WPCKPT_TRY_ASSIGN(SpawnedProcess proc, spawn_restored(plan, options.detached));
+  KillOnFailure guard(proc);
+  held.clear();
+  WPCKPT_TRY(seize(proc.pid));
+  proc.hold.reset();  // it is stopped: its blocking read no longer matters
+
+  WPCKPT_TRY_ASSIGN(uint64_t scratch, pick_scratch_address(proc.pid, st));
+  ptrace::InjectorOptions inj_options;
+  inj_options.scratch_address = scratch;
+  WPCKPT_TRY_ASSIGN(auto inj, ptrace::Injector::prepare(proc.pid, inj_options));
+  WPCKPT_TRY(drop_inherited_rseq(*inj));
+  WPCKPT_TRY(build_mappings(*inj, st, files));
+  WPCKPT_TRY_ASSIGN(FillStats fill, fill_memory(*chain, inj->mem_fd(), regular_mappings(st), options.progress));
+  WPCKPT_TRY(finish_mm(*inj, st, files));
+  std::vector<int> helpers = plan.keep_fds;
+  helpers.insert(helpers.end(), proc.sync_fds.begin(), proc.sync_fds.end());
+  WPCKPT_TRY(close_in_child(*inj, helpers));
+
+  WPCKPT_TRY_ASSIGN(std::vector<pid_t> tids, create_threads(*inj, st));
+  for (pid_t t : tids) guard.add_tid(t);
+  WPCKPT_TRY(queue_shared_signals(*inj, st));
+  for (size_t i = 0; i < st.threads.size(); ++i) {
+    if (st.threads[i].is_main) {
+      WPCKPT_TRY(register_thread(*inj, st.pid, st.threads[i]));
+      continue;
+    }
+    WPCKPT_TRY_ASSIGN(auto thread_inj, ptrace::Injector::prepare(tids[i]));
+    WPCKPT_TRY(register_thread(*thread_inj, st.pid, st.threads[i]));
+    WPCKPT_TRY(thread_inj->cure());
+  }
+  WPCKPT_TRY(inj->cure());
+  for (size_t i = 0; i < st.threads.size(); ++i) WPCKPT_TRY(set_thread_state(tids[i], st.threads[i]));
+
+  // Past this point the process runs: nothing can be undone.
+  guard.disarm();
+  for (pid_t t : tids) {
+    if (::ptrace(PTRACE_DETACH, t, nullptr, nullptr) != 0)
+      log::warn("detach thread {} of restored process: {}", t, std::strerror(errno));
+  }
+  report.pid = proc.pid;
+  report.threads = tids.size();
+  report.pages_stored = fill.pages_stored;
+  report.pages_zero = fill.pages_zero;
+  report.bytes_written = fill.bytes_written;
+  report.fill_seconds = fill.seconds;
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return report;
+}
+
+}  // namespace wpckpt::restore

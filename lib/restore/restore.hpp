@@ -1,0 +1,41 @@
+// `wpckpt restore`: the orchestration. Validate everything first; create the
+// process with its pid (clone3 set_tid) and let it rebuild its descriptors,
+// cwd, limits; seize it; rebuild the address space and fill it from the chain;
+// create the threads with their tids; set every thread's state; detach.
+// Any failure before the detach kills the new process and reaps it: nothing
+// half-restored ever runs.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "lib/base/progress.hpp"
+#include "lib/base/result.hpp"
+
+namespace wpckpt::restore {
+
+struct RestoreOptions {
+  bool detached = false;           // re-parent the process (to init or the nearest subreaper)
+  bool allow_other_owner = false;  // accept images owned by another user
+  ProgressFn progress;
+};
+
+struct RestoreReport {
+  pid_t pid = -1;
+  size_t threads = 0;
+  size_t images = 0;            // length of the chain
+  uint64_t pages_stored = 0;    // pages written from the images
+  uint64_t pages_zero = 0;
+  uint64_t bytes_written = 0;
+  double fill_seconds = 0;      // memory fill alone
+  double seconds = 0;           // the whole restore
+  std::vector<std::string> warnings;  // what was restored differently (e.g. a limit that could not be raised)
+};
+
+Result<RestoreReport> restore_process(const std::filesystem::path& dir, const RestoreOptions& options);
+
+}  // namespace wpckpt::restore

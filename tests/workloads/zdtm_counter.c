@@ -1,0 +1,78 @@
+/* zdtm-style: threads count under a mutex and wake the main thread through a
+ * condition variable; a heap buffer holds a known pattern. Prints READY, runs
+ * until SIGUSR1 (sent after restore), then checks that the threads still
+ * count, joins them, checks the counters and the pattern, prints PASS/FAIL.
+ * Usage: zdtm_counter [THREADS] [HEAP_MIB] */
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ticked = PTHREAD_COND_INITIALIZER;
+static uint64_t counters[64], total;
+static volatile sig_atomic_t got_usr1;
+static volatile int stop;
+
+static void on_usr1(int sig) {
+  (void)sig;
+  got_usr1 = 1;
+  pthread_cond_broadcast(&ticked); /* not async-signal-safe in theory; the waiter re-checks anyway */
+}
+
+static void* worker(void* arg) {
+  int i = (int)(intptr_t)arg;
+  while (!stop) {
+    pthread_mutex_lock(&lock);
+    counters[i]++;
+    total++;
+    pthread_cond_broadcast(&ticked);
+    pthread_mutex_unlock(&lock);
+    if ((counters[i] & 1023) == 0) usleep(100);
+  }
+  return NULL;
+}
+
+int main(int argc, char** argv) {
+  int threads = argc > 1 ? atoi(argv[1]) : 2;
+  size_t heap = (size_t)(argc > 2 ? atoi(argv[2]) : 16) << 20;
+  if (threads < 0 || threads > 64) return 2;
+  uint64_t* buf = malloc(heap);
+  for (size_t i = 0; i < heap / 8; i++) buf[i] = i * 2654435761u;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_usr1;
+  sigaction(SIGUSR1, &sa, NULL);
+  pthread_t tids[64];
+  for (int i = 0; i < threads; i++) pthread_create(&tids[i], NULL, worker, (void*)(intptr_t)i);
+  printf("READY %d\n", getpid());
+  fflush(stdout);
+  if (threads == 0) {
+    while (!got_usr1) pause();
+  } else {
+    uint64_t seen = 0;
+    while (!got_usr1) {
+      pthread_mutex_lock(&lock);
+      if (total == seen) pthread_cond_wait(&ticked, &lock);
+      seen = total;
+      pthread_mutex_unlock(&lock);
+    }
+    /* Restored: the workers must still make progress. */
+    pthread_mutex_lock(&lock);
+    uint64_t at_signal = total;
+    while (total < at_signal + 1000) pthread_cond_wait(&ticked, &lock);
+    pthread_mutex_unlock(&lock);
+  }
+  stop = 1;
+  for (int i = 0; i < threads; i++) pthread_join(tids[i], NULL);
+  uint64_t sum = 0;
+  for (int i = 0; i < threads; i++) sum += counters[i];
+  int ok = sum == total;
+  for (size_t i = 0; i < heap / 8 && ok; i++) ok = buf[i] == i * 2654435761u;
+  printf("%s total=%llu\n", ok ? "PASS" : "FAIL", (unsigned long long)total);
+  fflush(stdout);
+  return ok ? 0 : 1;
+}
