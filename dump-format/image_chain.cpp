@@ -117,8 +117,20 @@ class Chain final : public ImageChain {
       Plan plan = make_plan(area);
       size_t submitted = 0, current = SIZE_MAX;
       std::unique_ptr<OrderedWorkers::Slot> cur;
+      // Stored pages that follow each other in memory and in the batch's
+      // buffer go to fn as one run (up to a batch, 1 MiB).
+      uint64_t run_addr = 0, run_off = 0, run_pages = 0;
+      auto flush = [&]() -> Result<void> {
+        if (run_pages == 0) return ok();
+        Result<void> r = fn(run_addr, std::span<const std::byte>(cur->out).subspan(run_off, run_pages * kPageSize), 0);
+        done += run_pages;
+        run_pages = 0;
+        if (progress) progress("read pages", done, total);
+        return r;
+      };
       for (const RunItem& it : plan.items) {
         if (it.stored && it.batch != current) {
+          if (auto r = flush(); !r) return drain(), r;
           // Keep the workers up to `window` batches ahead of us.
           while (submitted < plan.batches.size() && (submitted <= it.batch || workers.in_flight() < workers.window())) {
             const Batch& b = plan.batches[submitted++];
@@ -137,20 +149,27 @@ class Chain final : public ImageChain {
             return e;
           }
         }
-        Result<void> r = ok();
         if (it.stored) {
           const OpenImage& img = *images[it.image];
           uint64_t off = (it.frame - plan.batches[it.batch].first) * img.frame_bytes() + it.first_page * kPageSize;
           if (off + it.pages * kPageSize > cur->out.size())
             return drain(), format_error(img.data_path, "frame " + std::to_string(it.frame) + " holds fewer pages than the index says");
-          r = fn(it.addr, std::span<const std::byte>(cur->out).subspan(off, it.pages * kPageSize), 0);
-        } else {
-          r = fn(it.addr, {}, it.pages);
+          if (run_pages && run_addr + run_pages * kPageSize == it.addr && run_off + run_pages * kPageSize == off) {
+            run_pages += it.pages;
+            continue;
+          }
+          if (auto r = flush(); !r) return drain(), r;
+          run_addr = it.addr;
+          run_off = off;
+          run_pages = it.pages;
+          continue;
         }
-        if (!r) return drain(), r;
+        if (auto r = flush(); !r) return drain(), r;
+        if (auto r = fn(it.addr, {}, it.pages); !r) return drain(), r;
         done += it.pages;
         if (progress) progress("read pages", done, total);
       }
+      if (auto r = flush(); !r) return drain(), r;
       workers.recycle(std::move(cur));
     }
     return ok();

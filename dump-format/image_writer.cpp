@@ -393,9 +393,11 @@ class Writer final : public ImageWriter {
 
 }  // namespace
 
-Result<std::unique_ptr<ImageWriter>> ImageWriter::create(const fs::path& dir, ImageKind kind,
+Result<std::unique_ptr<ImageWriter>> ImageWriter::create(const fs::path& dir_given, ImageKind kind,
                                                           const std::optional<fs::path>& parent,
                                                           const WriterOptions& options) {
+  // "out/" names the directory "out".
+  const fs::path dir = dir_given.has_filename() ? dir_given : dir_given.parent_path();
   if (options.frame_pages > kMaxFramePages)
     return make_error(EINVAL, "create image", "frame size " + std::to_string(options.frame_pages) + " pages")
         .with_hint("use at most " + std::to_string(kMaxFramePages) + " pages per frame");

@@ -89,6 +89,39 @@ TEST(ImageRoundTrip, ExistingDirectoryIsNeverOverwritten) {
   EXPECT_EQ(w.error().err, EEXIST);
 }
 
+TEST(ImageRoundTrip, ATrailingSlashNamesTheDirectory) {
+  wpckpt::test::TempDir tmp;
+  auto w = writer_for((tmp / "img").string() + "/", std::nullopt);
+  ASSERT_TRUE(w);
+  w->set_areas({area(kBase, kBase + kPageSize)});
+  ASSERT_TRUE(w->commit());
+  EXPECT_TRUE(ImageChain::open(tmp / "img"));
+  EXPECT_TRUE(ImageChain::open((tmp / "img").string() + "/"));
+}
+
+TEST(ImageRoundTrip, RunsSpanFramesNotPages) {
+  wpckpt::test::TempDir tmp;
+  auto w = writer_for(tmp / "img", std::nullopt);
+  w->set_areas({area(kBase, kBase + 200 * kPageSize)});
+  std::vector<std::byte> run;
+  for (uint64_t i = 0; i < 200; ++i) {
+    auto page = make_page(4, i, 2);
+    run.insert(run.end(), page.begin(), page.end());
+  }
+  ASSERT_TRUE(w->add_pages(kBase, run));
+  ASSERT_TRUE(w->commit());
+  auto chain = ImageChain::open(tmp / "img");
+  ASSERT_TRUE(chain);
+  std::vector<uint64_t> sizes;
+  ASSERT_TRUE((*chain)->for_each_run([&](uint64_t, std::span<const std::byte> data, uint64_t) -> Result<void> {
+    sizes.push_back(data.size() / kPageSize);
+    return ok();
+  }));
+  // 200 contiguous stored pages (13 frames of 16) come as one run, not per frame.
+  ASSERT_EQ(sizes.size(), 1u);
+  EXPECT_EQ(sizes[0], 200u);
+}
+
 TEST(ImageRoundTrip, UncommittedWriterLeavesNothing) {
   wpckpt::test::TempDir tmp;
   {
