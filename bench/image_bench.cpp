@@ -7,6 +7,7 @@
 // Usage: image_bench [MiB per data set, default 256] [scratch dir, default /tmp]
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +34,13 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+// CPU seconds of the whole process (all threads): on a shared machine the
+// cost per byte is steadier than wall-clock throughput.
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
 double mbps(uint64_t bytes, double s) { return s > 0 ? bytes / s / 1e6 : 0; }
 
 struct DataSet {
@@ -117,6 +125,7 @@ DataSet mostly_zero(size_t bytes) {
 
 struct Limits {
   double memcpy_mbps, zstd_c_mbps, zstd_d_mbps, zstd_ratio;
+  double zstd_c_cpu_mbps, zstd_d_cpu_mbps;  // per CPU second
 };
 
 Limits measure_limits(const DataSet& ds, int level) {
@@ -134,25 +143,30 @@ Limits measure_limits(const DataSet& ds, int level) {
   std::vector<std::vector<std::byte>> out((ds.bytes.size() + chunk - 1) / chunk);
   uint64_t compressed = 0;
   t = Clock::now();
+  double cpu = cpu_seconds();
   for (size_t i = 0; i < out.size(); ++i) {
     auto part = std::span(ds.bytes).subspan(i * chunk, std::min(chunk, ds.bytes.size() - i * chunk));
     (void)c.compress(part, out[i]);
     compressed += out[i].size();
   }
   l.zstd_c_mbps = mbps(ds.bytes.size(), seconds_since(t));
+  l.zstd_c_cpu_mbps = mbps(ds.bytes.size(), cpu_seconds() - cpu);
   l.zstd_ratio = static_cast<double>(ds.bytes.size()) / compressed;
   t = Clock::now();
+  cpu = cpu_seconds();
   for (size_t i = 0; i < out.size(); ++i) {
     size_t len = std::min(chunk, ds.bytes.size() - i * chunk);
     FrameEntry e{0, static_cast<uint32_t>(out[i].size()), static_cast<uint32_t>(len / kPageSize), checksum64(out[i])};
     (void)d.decompress(out[i], e, std::span(dst).subspan(i * chunk, len), "bench", i);
   }
   l.zstd_d_mbps = mbps(ds.bytes.size(), seconds_since(t));
+  l.zstd_d_cpu_mbps = mbps(ds.bytes.size(), cpu_seconds() - cpu);
   return l;
 }
 
 struct ImageResult {
   double write_mbps = 0, read_mbps = 0, ratio = 0, random_page_us = 0;
+  double write_cpu_mbps = 0, read_cpu_mbps = 0;  // MB per CPU second
   bool ok = false;
 };
 
@@ -168,6 +182,7 @@ ImageResult measure_image(const DataSet& ds, const fs::path& scratch, WriterOpti
   area.prot = "rw-p";
   area.backing = "anon";
   auto t = Clock::now();
+  double cpu = cpu_seconds();
   auto w = ImageWriter::create(dir, ImageKind::PreDump, std::nullopt, options);
   if (!w) return fprintf(stderr, "create: %s\n", w.error().message().c_str()), r;
   (*w)->set_areas({area});
@@ -179,6 +194,7 @@ ImageResult measure_image(const DataSet& ds, const fs::path& scratch, WriterOpti
   auto info = (*w)->commit();
   if (!info) return fprintf(stderr, "commit: %s\n", info.error().message().c_str()), r;
   r.write_mbps = mbps(ds.bytes.size(), seconds_since(t));
+  r.write_cpu_mbps = mbps(ds.bytes.size(), cpu_seconds() - cpu);
   r.ratio = static_cast<double>(ds.bytes.size()) / std::max<uint64_t>(1, info->bytes_compressed + 0);
 
   auto chain = ImageChain::open(dir);
@@ -186,12 +202,14 @@ ImageResult measure_image(const DataSet& ds, const fs::path& scratch, WriterOpti
   std::vector<std::byte> dst(ds.bytes.size());
   std::memset(dst.data(), 1, dst.size());
   t = Clock::now();
+  cpu = cpu_seconds();
   auto rr = (*chain)->for_each_run([&](uint64_t addr, std::span<const std::byte> data, uint64_t zero) -> wpckpt::Result<void> {
     if (zero) std::memset(dst.data() + (addr - kBase), 0, zero * kPageSize);
     else std::memcpy(dst.data() + (addr - kBase), data.data(), data.size());
     return wpckpt::ok();
   });
   r.read_mbps = mbps(ds.bytes.size(), seconds_since(t));
+  r.read_cpu_mbps = mbps(ds.bytes.size(), cpu_seconds() - cpu);
   if (!rr || std::memcmp(dst.data(), ds.bytes.data(), dst.size()) != 0) return fprintf(stderr, "read back differs\n"), r;
 
   if (random_reads) {
@@ -200,9 +218,9 @@ ImageResult measure_image(const DataSet& ds, const fs::path& scratch, WriterOpti
     std::mt19937_64 rng(1);
     std::vector<std::byte> page(kPageSize);
     const int n = 2000;
-    t = Clock::now();
+    cpu = cpu_seconds();
     for (int i = 0; i < n; ++i) (void)(*chain)->read(kBase + (rng() % (ds.bytes.size() / kPageSize)) * kPageSize, page);
-    r.random_page_us = seconds_since(t) / n * 1e6;
+    r.random_page_us = (cpu_seconds() - cpu) / n * 1e6;
   }
   r.ok = true;
   fs::remove_all(dir);
@@ -218,6 +236,8 @@ ImageResult best_of_3(const DataSet& ds, const fs::path& scratch, const WriterOp
     best.write_mbps = std::max(best.write_mbps, r.write_mbps);
     best.read_mbps = std::max(best.read_mbps, r.read_mbps);
     best.random_page_us = std::min(best.random_page_us, r.random_page_us);
+    best.write_cpu_mbps = std::max(best.write_cpu_mbps, r.write_cpu_mbps);
+    best.read_cpu_mbps = std::max(best.read_cpu_mbps, r.read_cpu_mbps);
   }
   return best;
 }
@@ -229,6 +249,8 @@ Limits best_limits(const DataSet& ds, int level) {
     best.memcpy_mbps = std::max(best.memcpy_mbps, l.memcpy_mbps);
     best.zstd_c_mbps = std::max(best.zstd_c_mbps, l.zstd_c_mbps);
     best.zstd_d_mbps = std::max(best.zstd_d_mbps, l.zstd_d_mbps);
+    best.zstd_c_cpu_mbps = std::max(best.zstd_c_cpu_mbps, l.zstd_c_cpu_mbps);
+    best.zstd_d_cpu_mbps = std::max(best.zstd_d_cpu_mbps, l.zstd_d_cpu_mbps);
   }
   return best;
 }
@@ -248,8 +270,9 @@ int main(int argc, char** argv) {
 
   std::printf("image_bench: %zu MiB per data set, %u cores, defaults: frame %u pages, zstd level %d\n\n", mib,
               std::thread::hardware_concurrency(), kDefaultFramePages, kDefaultCompressLevel);
-  std::printf("%-13s %7s | %8s | %9s %9s %6s | %9s %9s %6s | %6s %6s\n", "data", "MiB", "memcpy", "zstd1t-c", "zstd1t-d",
-              "ratio", "img-write", "img-read", "ratio", "w/z1t", "r/z1t");
+  std::printf("%-13s %7s | %8s | %9s %9s %6s | %9s %9s %6s | %6s %6s | %10s %10s %10s %10s\n", "data", "MiB", "memcpy",
+              "zstd1t-c", "zstd1t-d", "ratio", "img-write", "img-read", "ratio", "w/z1t", "r/z1t", "z1t-c/cs", "z1t-d/cs",
+              "img-w/cs", "img-r/cs");
   for (const DataSet& ds : sets) {
     if (ds.bytes.empty()) {
       std::printf("%-13s (could not read)\n", ds.name.c_str());
@@ -257,30 +280,33 @@ int main(int argc, char** argv) {
     }
     Limits l = best_limits(ds, kDefaultCompressLevel);
     ImageResult r = best_of_3(ds, scratch, {}, false);
-    std::printf("%-13s %7zu | %8.0f | %9.0f %9.0f %6.2f | %9.0f %9.0f %6.2f | %6.2f %6.2f%s\n", ds.name.c_str(),
-                ds.bytes.size() >> 20, l.memcpy_mbps, l.zstd_c_mbps, l.zstd_d_mbps, l.zstd_ratio, r.write_mbps,
-                r.read_mbps, r.ratio, r.write_mbps / l.zstd_c_mbps, r.read_mbps / l.zstd_d_mbps, r.ok ? "" : "  FAILED");
+    std::printf("%-13s %7zu | %8.0f | %9.0f %9.0f %6.2f | %9.0f %9.0f %6.2f | %6.2f %6.2f | %10.0f %10.0f %10.0f %10.0f%s\n",
+                ds.name.c_str(), ds.bytes.size() >> 20, l.memcpy_mbps, l.zstd_c_mbps, l.zstd_d_mbps, l.zstd_ratio,
+                r.write_mbps, r.read_mbps, r.ratio, r.write_mbps / l.zstd_c_mbps, r.read_mbps / l.zstd_d_mbps,
+                l.zstd_c_cpu_mbps, l.zstd_d_cpu_mbps, r.write_cpu_mbps, r.read_cpu_mbps, r.ok ? "" : "  FAILED");
   }
-  std::printf("\n(best of 3; MB/s of raw pages; zstd1t = one thread, 1 MiB chunks, same level; img-write includes fsync and\n"
+  std::printf("\n(best of 3; MB/s of raw pages, wall clock; MB/cs = MB per CPU second of all threads; zstd1t = one thread, 1 MiB chunks, same level; img-write includes fsync and\n"
               " rename; img-read = ImageChain::for_each_run into memory)\n");
 
   const DataSet& real = sets[0].bytes.empty() ? sets[1] : sets[0];
   std::printf("\nframe size sweep on %s (level %d):\n", real.name.c_str(), kDefaultCompressLevel);
-  std::printf("%12s %10s %10s %7s %16s\n", "frame", "write MB/s", "read MB/s", "ratio", "random page µs");
+  std::printf("%12s %10s %10s %11s %11s %7s %18s\n", "frame", "write MB/s", "read MB/s", "write MB/cs", "read MB/cs",
+              "ratio", "random page cpu-µs");
   for (uint32_t fp : {1u, 4u, 8u, 16u, 32u, 64u, 256u}) {
     WriterOptions o;
     o.frame_pages = fp;
     ImageResult r = best_of_3(real, scratch, o, true);
-    std::printf("%6u pages %10.0f %10.0f %7.2f %16.1f%s\n", fp, r.write_mbps, r.read_mbps, r.ratio, r.random_page_us,
-                r.ok ? "" : "  FAILED");
+    std::printf("%6u pages %10.0f %10.0f %11.0f %11.0f %7.2f %18.1f%s\n", fp, r.write_mbps, r.read_mbps, r.write_cpu_mbps,
+                r.read_cpu_mbps, r.ratio, r.random_page_us, r.ok ? "" : "  FAILED");
   }
   std::printf("\nlevel sweep on %s (frame %u pages):\n", real.name.c_str(), kDefaultFramePages);
-  std::printf("%8s %10s %10s %7s\n", "level", "write MB/s", "read MB/s", "ratio");
+  std::printf("%8s %10s %10s %11s %11s %7s\n", "level", "write MB/s", "read MB/s", "write MB/cs", "read MB/cs", "ratio");
   for (int level : {-5, -1, 1, 2, 3, 6}) {
     WriterOptions o;
     o.compress_level = level;
     ImageResult r = best_of_3(real, scratch, o, false);
-    std::printf("%8d %10.0f %10.0f %7.2f%s\n", level, r.write_mbps, r.read_mbps, r.ratio, r.ok ? "" : "  FAILED");
+    std::printf("%8d %10.0f %10.0f %11.0f %11.0f %7.2f%s\n", level, r.write_mbps, r.read_mbps, r.write_cpu_mbps,
+                r.read_cpu_mbps, r.ratio, r.ok ? "" : "  FAILED");
   }
   fs::remove_all(scratch);
   return 0;
