@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 
 #include "lib/base/uapi/process.hpp"
 #include "tracker/proc_maps.hpp"
@@ -241,6 +242,12 @@ Result<void> finish_mm(ptrace::Injector& inj, const state::ProcessState& state, 
     WPCKPT_TRY(inj.write(inj.data(), act, sizeof act));
     WPCKPT_TRY(call(inj, "rt_sigaction", "signal " + std::to_string(a.signo), SYS_rt_sigaction,
                     static_cast<uint64_t>(a.signo), inj.data(), 0, 8));
+  }
+  if (!state.comm.empty()) {
+    char comm[16] = {};
+    std::memcpy(comm, state.comm.data(), std::min<size_t>(state.comm.size(), 15));
+    WPCKPT_TRY(inj.write(inj.data(), comm, sizeof comm));
+    WPCKPT_TRY(call(inj, "prctl(PR_SET_NAME)", state.comm, SYS_prctl, PR_SET_NAME, inj.data()));
   }
   return ok();
 }

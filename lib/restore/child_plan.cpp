@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 
 #include "lib/restore/validate.hpp"
@@ -38,17 +39,23 @@ constexpr int kOpenFlagsDropped = O_CREAT | O_TRUNC | O_EXCL | O_CLOEXEC | O_NOC
 
 }  // namespace
 
-Result<void> plan_fds(const state::ProcessState& state, ChildPlan& plan) {
+Result<void> plan_fds(const state::ProcessState& state, ChildPlan& plan, const ImageFileReader& read_image_file) {
   // Which pipes have both ends in the process (else a lone end at 0-2 is
   // inherited from wpckpt: the restored program talks to wpckpt's terminal or pipe).
-  std::map<uint64_t, int> pipe_ends;  // object_id -> bit 1 read, bit 2 write
+  // A pipe is one object for both its ends (the dump records its inode);
+  // other kinds are one object per open file description (object_id).
+  auto object_key = [](const state::FdState& f) {
+    if (f.kind == "pipe") return std::make_pair(u64_field(f.details, "pipe_ino", f.object_id), f.kind);
+    return std::make_pair(f.object_id, f.kind);
+  };
+  std::map<uint64_t, int> pipe_ends;  // pipe -> bit 1 read, bit 2 write
   for (const auto& f : state.fds)
-    if (f.kind == "pipe") pipe_ends[f.object_id] |= 1 << pipe_end_of(f);
+    if (f.kind == "pipe") pipe_ends[object_key(f).first] |= 1 << pipe_end_of(f);
 
   std::map<std::pair<uint64_t, std::string>, size_t> object_of;  // (object_id, kind) -> object index
   for (const auto& f : state.fds) {
     FdTarget target{f.fd, 0, 0, f.cloexec};
-    bool lone_pipe = f.kind == "pipe" && pipe_ends[f.object_id] != 3;
+    bool lone_pipe = f.kind == "pipe" && pipe_ends[object_key(f).first] != 3;
     if (f.fd <= 2 && (f.kind == "tty" || lone_pipe)) {
       FdObject o;
       o.how = FdObject::How::Inherit;
@@ -58,8 +65,8 @@ Result<void> plan_fds(const state::ProcessState& state, ChildPlan& plan) {
       plan.targets.push_back(target);
       continue;
     }
-    auto key = std::make_pair(f.object_id, f.kind);
-    if (f.object_id != 0) {
+    auto key = object_key(f);
+    if (key.first != 0) {
       auto it = object_of.find(key);
       if (it != object_of.end()) {
         target.object = it->second;
@@ -75,7 +82,8 @@ Result<void> plan_fds(const state::ProcessState& state, ChildPlan& plan) {
     FdObject o;
     o.flags = f.flags & ~kOpenFlagsDropped;
     const std::string path = f.file ? f.file->path : std::string();
-    if (f.kind == "file" || f.kind == "dir" || f.kind == "devnull" || f.kind == "tty" || f.kind == "fifo") {
+    if (f.kind == "file" || f.kind == "dir" || f.kind == "devnull" || f.kind == "tty" || f.kind == "chardev" ||
+        f.kind == "fifo") {
       if (f.file && f.file->deleted) {
         return make_error(ENOENT, "reopen fd " + std::to_string(f.fd), path + " (deleted before the dump)")
             .with_hint("a descriptor of a deleted file cannot be restored yet");
@@ -97,21 +105,31 @@ Result<void> plan_fds(const state::ProcessState& state, ChildPlan& plan) {
     } else if (f.kind == "memfd") {
       o.how = FdObject::How::Memfd;
       o.path = f.details.value("name", std::string("restored"));
-      o.data = hex_field(f.details, "data");
+      std::string contents = f.details.value("contents_file", std::string());
+      if (!contents.empty()) {
+        WPCKPT_TRY_ASSIGN(auto bytes, read_image_file(contents));
+        o.data.resize(bytes.size());
+        std::memcpy(o.data.data(), bytes.data(), bytes.size());
+      }
       o.seek = true;
       o.pos = f.pos;
     } else if (f.kind == "signalfd") {
       o.how = FdObject::How::Signalfd;
-      o.count = u64_field(f.details, "mask");
+      o.count = u64_field(f.details, "sigmask");
       o.flags = f.flags & O_NONBLOCK;
     } else if (f.kind == "timerfd") {
       o.how = FdObject::How::Timerfd;
       o.clockid = static_cast<int>(u64_field(f.details, "clockid", CLOCK_MONOTONIC));
       o.flags = f.flags & O_NONBLOCK;
-      o.timer[0] = u64_field(f.details, "interval_sec");
-      o.timer[1] = u64_field(f.details, "interval_nsec");
-      o.timer[2] = u64_field(f.details, "value_sec");
-      o.timer[3] = u64_field(f.details, "value_nsec");
+      // fdinfo's it_value is the time left: re-armed relative to now.
+      auto pair = [&](const char* key, uint64_t* out) {
+        if (f.details.contains(key) && f.details[key].is_array() && f.details[key].size() == 2) {
+          out[0] = f.details[key][0].get<uint64_t>();
+          out[1] = f.details[key][1].get<uint64_t>();
+        }
+      };
+      pair("it_interval", &o.timer[0]);
+      pair("it_value", &o.timer[2]);
     } else if (f.kind == "epoll") {
       o.how = FdObject::How::Epoll;
       if (f.details.contains("targets") && f.details["targets"].is_array()) {
@@ -124,7 +142,7 @@ Result<void> plan_fds(const state::ProcessState& state, ChildPlan& plan) {
           .with_hint("this kind of descriptor cannot be restored yet; close it before the dump");
     }
     target.object = plan.objects.size();
-    if (f.object_id != 0) object_of[key] = plan.objects.size();
+    if (key.first != 0) object_of[key] = plan.objects.size();
     plan.objects.push_back(std::move(o));
     plan.targets.push_back(target);
   }

@@ -7,7 +7,9 @@
 
 #include <sys/resource.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -64,7 +66,8 @@ struct ChildPlan {
 
 // Builds the descriptor part of the plan from the recorded descriptors.
 // Fails for a kind that cannot be rebuilt, naming the descriptor.
-Result<void> plan_fds(const state::ProcessState& state, ChildPlan& plan);
+using ImageFileReader = std::function<Result<std::vector<std::byte>>(const std::string& name)>;
+Result<void> plan_fds(const state::ProcessState& state, ChildPlan& plan, const ImageFileReader& read_image_file);
 // Rlimits as the image has them, with hard limits that cannot be raised here
 // (no CAP_SYS_RESOURCE) kept at their current value; each such case adds a warning.
 void plan_limits(const state::ProcessState& state, ChildPlan& plan, std::vector<std::string>& warnings);

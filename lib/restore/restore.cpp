@@ -149,7 +149,7 @@ Result<RestoreReport> restore_process(const std::filesystem::path& dir, const Re
     plan.set_personality = true;
     plan.personality = st.personality;
   }
-  WPCKPT_TRY(plan_fds(st, plan));
+  WPCKPT_TRY(plan_fds(st, plan, [&](const std::string& name) { return chain->read_file(name); }));
   plan_limits(st, plan, report.warnings);
   std::vector<UniqueFd> held;
   WPCKPT_TRY_ASSIGN(MappingFiles files, open_mapping_files(st, plan, held));
