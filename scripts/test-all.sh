@@ -10,7 +10,7 @@ status=0
 
 echo "== sanitizer build: unit tests (ASan+UBSan) and fuzz targets =="
 if CC=clang CXX=clang++ cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Debug -DWPCKPT_WERROR=ON \
-     -DWPCKPT_SANITIZE=ON -DWPCKPT_FUZZ=ON >build-sanitize.log 2>&1 &&
+     -DWPCKPT_SANITIZE=ON -DWPCKPT_FUZZ=ON -DWPCKPT_BENCH=OFF >build-sanitize.log 2>&1 &&
    cmake --build build-sanitize -j"$jobs" >>build-sanitize.log 2>&1; then
   (cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
      ctest --output-on-failure -L 'unit|fuzz' -j"$jobs") || status=1
