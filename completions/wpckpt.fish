@@ -60,7 +60,7 @@ complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -l json -d 'Print a
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -s h -l help -d 'Print this help message and exit'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -s D -l images-dir -x -a '(__fish_complete_directories)' -d 'Image directory of a dump'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -s d -l restore-detached -d 'Detach: print the pid and exit'
-complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l lazy -d 'Fill memory on demand (userfaultfd MISSING)'
+complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l lazy -d 'Fill memory on demand (userfaultfd MISSING; not supported yet)'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l allow-other-owner -d 'Restore images owned by another user'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l json -d 'Print a JSON document'
 
