@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "dump-format/digest.hpp"
 #include "lib/base/result.hpp"
 
 namespace wpckpt::image {
@@ -65,5 +66,22 @@ inline Error format_error(const std::string& file, const std::string& what) {
 }
 
 std::string hex_u64(uint64_t v);  // "0x7f12..."
+
+// The start every binary image file shares: 8-byte magic, u32 version, u32
+// page size, and a checksum64 of the first `checked` bytes stored right after
+// them. `kind` names the file kind in errors ("pages.idx").
+inline Result<void> check_binary_header(std::span<const std::byte> h, const char (&magic)[8], uint32_t version,
+                                        size_t checked, const std::string& file, const char* kind) {
+  if (h.size() < checked + 8) return format_error(file, "truncated (shorter than its header)");
+  if (std::memcmp(h.data(), magic, 8) != 0) return format_error(file, std::string("wrong magic (not a wpckpt ") + kind + ")");
+  uint32_t found = get_u32(h.data() + 8);
+  if (found != version)
+    return format_error(file, "version " + std::to_string(found) + " is not supported (this wpckpt reads " +
+                                  std::to_string(version) + ")")
+        .with_hint("the image was written by a different wpckpt version; use that version to read it");
+  if (checksum64(h.first(checked)) != get_u64(h.data() + checked)) return format_error(file, "header checksum mismatch");
+  if (get_u32(h.data() + 12) != 4096) return format_error(file, "page size is not 4096");
+  return ok();
+}
 
 }  // namespace wpckpt::image

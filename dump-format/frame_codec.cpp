@@ -20,14 +20,7 @@ std::vector<std::byte> encode_data_header(uint32_t frame_pages) {
 }
 
 Result<void> check_data_header(std::span<const std::byte> h, uint32_t frame_pages, const std::string& file) {
-  if (h.size() < kDataHeaderSize) return format_error(file, "truncated header");
-  if (std::memcmp(h.data(), kDataMagic, 8) != 0) return format_error(file, "wrong magic (not a wpckpt pages.dat)");
-  uint32_t version = get_u32(h.data() + 8);
-  if (version != kDataVersion)
-    return format_error(file, "version " + std::to_string(version) + " is not supported (this wpckpt reads " +
-                                  std::to_string(kDataVersion) + ")");
-  if (checksum64(h.first(24)) != get_u64(h.data() + 24)) return format_error(file, "header checksum mismatch");
-  if (get_u32(h.data() + 12) != kPageSize) return format_error(file, "page size is not 4096");
+  WPCKPT_TRY(check_binary_header(h, kDataMagic, kDataVersion, 24, file, "pages.dat"));
   if (get_u32(h.data() + 16) != frame_pages)
     return format_error(file, "frame size " + std::to_string(get_u32(h.data() + 16)) + " pages differs from pages.idx (" +
                                   std::to_string(frame_pages) + ")");

@@ -83,13 +83,7 @@ std::vector<std::byte> encode_index_tail(const std::vector<FreshRange>& fresh, c
 
 Result<PageIndex> parse_page_index(std::span<const std::byte> b, const std::string& file) {
   if (b.size() < kIndexHeaderSize + kIndexTrailerSize) return format_error(file, "truncated (shorter than its header)");
-  if (std::memcmp(b.data(), kIndexMagic, 8) != 0) return format_error(file, "wrong magic (not a wpckpt pages.idx)");
-  uint32_t version = get_u32(b.data() + 8);
-  if (version != kIndexVersion)
-    return format_error(file, "version " + std::to_string(version) + " is not supported (this wpckpt reads " +
-                                  std::to_string(kIndexVersion) + ")");
-  if (checksum64(b.first(56)) != get_u64(b.data() + 56)) return format_error(file, "header checksum mismatch");
-  if (get_u32(b.data() + 12) != kPageSize) return format_error(file, "page size is not 4096");
+  WPCKPT_TRY(check_binary_header(b, kIndexMagic, kIndexVersion, 56, file, "pages.idx"));
   PageIndex index;
   index.frame_pages = get_u32(b.data() + 16);
   if (index.frame_pages == 0 || index.frame_pages > kMaxFramePages)
