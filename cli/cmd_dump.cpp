@@ -1,10 +1,17 @@
-// wpckpt dump: Freeze the process, write the last delta and its full state
+// wpckpt dump: freeze the process, write the last delta and its full state;
+// kill it once the image is committed, or resume it with --leave-running.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
+#include "cli/progress.hpp"
+#include "lib/dump/dump.hpp"
 
 namespace wpckpt::cli {
 namespace {
@@ -15,6 +22,63 @@ struct DumpOptions {
   std::string images_dir, prev_images_dir;
   int compress_level = 1;
 };
+
+// SIGINT/SIGTERM/SIGHUP during a dump: stop at the next step, detach, leave
+// no image. Installed without SA_RESTART so a blocking wait returns early.
+std::atomic<bool> g_cancel{false};
+void on_cancel(int) { g_cancel.store(true); }
+
+void install_cancel_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_cancel;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+}
+
+void print_text(const dump::DumpReport& r, const DumpOptions& opts) {
+  std::printf("dump %s of process %d: %s\n", opts.images_dir.c_str(), opts.pid,
+              r.left_running ? "the process runs on" : "the process was killed after the commit");
+  std::printf("  state: %zu threads, %zu mappings, %zu file descriptors\n", r.threads, r.mappings, r.fds);
+  std::printf("  pages: %llu scanned, %llu written, %llu left to the parent%s\n",
+              static_cast<unsigned long long>(r.pages_scanned), static_cast<unsigned long long>(r.pages_written),
+              static_cast<unsigned long long>(r.pages_skipped_parent),
+              r.capture.incremental ? "" : (" (whole: " + r.capture.whole_reason + ")").c_str());
+  std::printf("  time (ms): freezing %.3f, frozen %.3f (memdump %.3f, memwrite %.3f), commit %.3f\n",
+              r.freezing_time / 1e3, r.frozen_time / 1e3, r.memdump_time / 1e3, r.memwrite_time / 1e3,
+              r.commit_time / 1e3);
+}
+
+int run_dump(const DumpOptions& opts) {
+  if (opts.pid <= 0) return report_usage("-t/--tree needs a process id", opts.json);
+  install_cancel_handlers();
+  ProgressBar bar(!opts.json && isatty(STDERR_FILENO));
+  dump::DumpRequest req;
+  req.pid = opts.pid;
+  req.images_dir = opts.images_dir;
+  if (!opts.prev_images_dir.empty()) req.prev_images_dir = opts.prev_images_dir;
+  req.leave_running = opts.leave_running;
+  req.compress_level = opts.compress_level;
+  req.progress = bar.callback();
+  req.cancel = &g_cancel;
+  auto report = dump::dump_process(req);
+  bar.finish();
+  if (!report) return report_error(report.error(), opts.json);
+  if (opts.json) {
+    nlohmann::json doc = dump::report_json(*report);
+    doc["images_dir"] = opts.images_dir;
+    doc["parent"] = opts.prev_images_dir.empty() ? nlohmann::json(nullptr) : nlohmann::json(opts.prev_images_dir);
+    doc["pages_stored"] = report->capture.pages_stored;
+    doc["pages_zero"] = report->capture.pages_zero;
+    doc["bytes_raw"] = report->capture.bytes_raw;
+    doc["bytes_compressed"] = report->capture.bytes_compressed;
+    doc["incremental"] = report->capture.incremental;
+    doc["whole_reason"] = report->capture.whole_reason;
+    print_json(doc);
+  } else {
+    print_text(*report, opts);
+  }
+  return kExitOk;
+}
 
 }  // namespace
 
@@ -27,7 +91,7 @@ void add_dump_command(CLI::App& app, int& exit_code) {
   sub->add_flag("-R,--leave-running", opts->leave_running, "Resume the process after the dump instead of killing it");
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
   sub->add_flag("--json", opts->json, "Print a JSON document");
-  sub->callback([opts, &exit_code] { exit_code = not_built("dump", "issue #5"); });
+  sub->callback([opts, &exit_code] { exit_code = run_dump(*opts); });
 }
 
 }  // namespace wpckpt::cli

@@ -52,8 +52,9 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Registers, r15, r14, r13, r12, rbp, rbx, r11,
                                                 rdx, rsi, rdi, orig_rax, rip, cs, eflags, rsp, ss, fs_base, gs_base,
                                                 ds, es, fs, gs)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RseqState, abi_pointer, abi_size, signature)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(AltStack, sp, flags, size)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ThreadState, tid, is_main, regs, xsave, sigmask, pending, rseq,
-                                                clear_child_tid)
+                                                clear_child_tid, altstack, rseq_ip_fixed)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SignalAction, signo, handler, flags, restorer, mask)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MmFields, start_code, end_code, start_data, end_data, start_brk, brk,
                                                 start_stack, arg_start, arg_end, env_start, env_end, auxv, exe_path,

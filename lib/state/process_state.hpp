@@ -37,6 +37,13 @@ struct RseqState {
   uint32_t signature = 0;
 };
 
+// sigaltstack(2) of a thread; flags SS_DISABLE (2) when it has none.
+struct AltStack {
+  uint64_t sp = 0;
+  int32_t flags = 2;
+  uint64_t size = 0;
+};
+
 struct ThreadState {
   int tid = 0;
   bool is_main = false;
@@ -46,6 +53,8 @@ struct ThreadState {
   std::vector<std::vector<uint8_t>> pending;   // private queue, raw 128-byte siginfo each
   RseqState rseq;
   uint64_t clear_child_tid = 0;                // set_tid_address value if known (0 otherwise)
+  AltStack altstack;
+  bool rseq_ip_fixed = false;                  // regs.rip was moved to the rseq abort handler at dump
 };
 
 struct SignalAction {

@@ -1,0 +1,133 @@
+#include "lib/dump/dump.hpp"
+
+#include <fmt/core.h>
+
+#include <chrono>
+
+#include "lib/base/log.hpp"
+#include "lib/dump/fd_capture.hpp"
+#include "lib/dump/mapping_capture.hpp"
+#include "lib/dump/process_capture.hpp"
+#include "lib/dump/thread_capture.hpp"
+#include "lib/ptrace/freezer.hpp"
+#include "lib/state/process_state.hpp"
+
+namespace wpckpt::dump {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+uint64_t micros(Clock::duration d) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+}
+uint64_t micros(double seconds) { return static_cast<uint64_t>(seconds * 1e6); }
+
+Result<void> check_cancel(const DumpRequest& r) {
+  if (r.cancel && r.cancel->load())
+    return make_error(ECANCELED, "dump", fmt::format("process {}", r.pid))
+        .with_hint("interrupted: the process was left running unchanged and no image was written");
+  return ok();
+}
+
+// Everything a restore needs besides the pages, captured from the frozen process.
+Result<state::ProcessState> capture_state(const DumpRequest& r, const ptrace::Freezer& frozen,
+                                          std::vector<std::pair<std::string, std::vector<uint8_t>>>& files) {
+  state::ProcessState st;
+  // File descriptors first: an unsupported one fails the dump before any injection.
+  WPCKPT_TRY_ASSIGN(FdCapture fds, capture_fds(r.pid));
+  st.fds = std::move(fds.fds);
+  st.tracking = std::move(fds.tracking);
+  files = std::move(fds.files);
+  for (pid_t tid : frozen.tids()) {
+    WPCKPT_TRY(check_cancel(r));
+    WPCKPT_TRY_ASSIGN(auto t, capture_thread(r.pid, tid));
+    st.threads.push_back(std::move(t));
+  }
+  WPCKPT_TRY(check_cancel(r));
+  WPCKPT_TRY(capture_process(r.pid, frozen.tids().front(), st));
+  // After every injector is cured: no scratch area left to skip.
+  WPCKPT_TRY_ASSIGN(st.mappings, capture_mappings(r.pid));
+  return st;
+}
+
+}  // namespace
+
+nlohmann::json report_json(const DumpReport& d) {
+  return {{"freezing_time", d.freezing_time},
+          {"frozen_time", d.frozen_time},
+          {"memdump_time", d.memdump_time},
+          {"memwrite_time", d.memwrite_time},
+          {"commit_time", d.commit_time},
+          {"time_unit", "us"},
+          {"pages_scanned", d.pages_scanned},
+          {"pages_skipped_parent", d.pages_skipped_parent},
+          {"pages_written", d.pages_written},
+          {"threads", d.threads},
+          {"mappings", d.mappings},
+          {"fds", d.fds},
+          {"left_running", d.left_running}};
+}
+
+Result<DumpReport> dump_process(const DumpRequest& r) {
+  DumpReport rep;
+  std::unique_ptr<image::ImageChain> parent;
+  if (r.prev_images_dir) {
+    WPCKPT_TRY_ASSIGN(parent, image::ImageChain::open(*r.prev_images_dir));
+  }
+  image::WriterOptions wopts;
+  wopts.compress_level = r.compress_level;
+  wopts.progress = r.progress;
+  WPCKPT_TRY_ASSIGN(auto writer,
+                    image::ImageWriter::create(r.images_dir, image::ImageKind::Dump, r.prev_images_dir, wopts));
+  WPCKPT_TRY(check_cancel(r));
+
+  auto t_freeze = Clock::now();
+  WPCKPT_TRY_ASSIGN(ptrace::Freezer frozen, ptrace::Freezer::freeze(r.pid));
+  auto t_frozen = Clock::now();
+  rep.freezing_time = micros(t_frozen - t_freeze);
+
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> files;
+  WPCKPT_TRY_ASSIGN(state::ProcessState st, capture_state(r, frozen, files));
+  WPCKPT_TRY(check_cancel(r));
+
+  checkpoint::CaptureOptions copts;
+  copts.target_stopped = true;
+  copts.progress = r.progress;
+  auto t_mem = Clock::now();
+  WPCKPT_TRY_ASSIGN(rep.capture, checkpoint::capture_memory(r.pid, *writer, parent.get(), copts));
+  uint64_t mem_total = micros(Clock::now() - t_mem);
+  rep.memwrite_time = micros(rep.capture.write_seconds);
+  rep.memdump_time = mem_total - std::min(mem_total, rep.memwrite_time);
+  WPCKPT_TRY(check_cancel(r));
+
+  std::string doc = state::serialize(st);
+  WPCKPT_TRY(writer->add_file(state::kProcessStateFile, std::as_bytes(std::span(doc.data(), doc.size()))));
+  for (const auto& [name, bytes] : files)
+    WPCKPT_TRY(writer->add_file(name, std::as_bytes(std::span(bytes.data(), bytes.size()))));
+  rep.threads = st.threads.size();
+  rep.mappings = st.mappings.size();
+  rep.fds = st.fds.size();
+  rep.pages_scanned = rep.capture.pages_scanned;
+  rep.pages_skipped_parent = rep.capture.pages_skipped_parent;
+  rep.pages_written = rep.capture.pages_written;
+  auto t_captured = Clock::now();
+  rep.frozen_time = micros(t_captured - t_frozen);
+  rep.left_running = r.leave_running;
+  WPCKPT_TRY(check_cancel(r));
+  // The process is no longer needed stopped: its state and pages are with the writer.
+  if (r.leave_running) frozen.detach();
+
+  nlohmann::json meta = report_json(rep);
+  meta.erase("commit_time");  // known only after the manifest is written
+  writer->set_metadata("dump", meta);
+  auto t_commit = Clock::now();
+  WPCKPT_TRY_ASSIGN(rep.commit, writer->commit());
+  rep.commit_time = micros(Clock::now() - t_commit);
+  checkpoint::fill_commit_stats(rep.capture, rep.commit);
+  WPCKPT_TRY(checkpoint::confirm_committed(r.pid, rep.commit));
+  if (!r.leave_running) frozen.kill();
+  log::debug("dump of {}: frozen {} us, {} pages written", r.pid, rep.frozen_time, rep.pages_written);
+  return rep;
+}
+
+}  // namespace wpckpt::dump

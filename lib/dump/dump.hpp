@@ -1,0 +1,61 @@
+// `wpckpt dump`: freeze a cooperating process, write the last delta of its
+// memory and its complete state (process.json) into a new image, then kill
+// it once the image is committed, or let it run on (leave_running; tracking
+// stays armed for further iterations).
+//
+// Whatever fails (or is cancelled) before the commit, the process is
+// detached unchanged and no image is left behind.
+//
+// Timings use CRIU's names, in microseconds (as CRIU's stats-dump):
+//   freezing_time  seizing and stopping every thread
+//   frozen_time    from the end of the freeze until everything a restore needs
+//                  is captured (state and pages handed to the writer); with
+//                  leave_running the process is resumed right then, so this
+//                  is its downtime; a killed process also waits for the commit
+//                  (commit_time) before it dies
+//   memdump_time   scanning and copying pages (capture_memory)
+//   memwrite_time  compressing and writing them (while frozen)
+//   commit_time    fsync and rename of the image (--json only, not in the manifest)
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <filesystem>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+
+#include "dump-format/image.hpp"
+#include "lib/base/progress.hpp"
+#include "lib/base/result.hpp"
+#include "lib/checkpoint/memory_capture.hpp"
+
+namespace wpckpt::dump {
+
+struct DumpRequest {
+  pid_t pid = 0;
+  std::filesystem::path images_dir;
+  std::optional<std::filesystem::path> prev_images_dir;
+  bool leave_running = false;
+  int compress_level = 1;
+  ProgressFn progress;
+  // Polled between steps (e.g. set by a SIGINT handler): abort, detach, no image.
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+struct DumpReport {
+  uint64_t freezing_time = 0, frozen_time = 0, memdump_time = 0, memwrite_time = 0, commit_time = 0;  // µs
+  uint64_t pages_scanned = 0, pages_skipped_parent = 0, pages_written = 0;
+  checkpoint::CaptureStats capture;
+  image::CommitInfo commit;
+  size_t threads = 0, mappings = 0, fds = 0;
+  bool left_running = false;
+};
+
+// The "dump" metadata of the manifest and the core of `--json`.
+nlohmann::json report_json(const DumpReport& report);
+
+Result<DumpReport> dump_process(const DumpRequest& request);
+
+}  // namespace wpckpt::dump

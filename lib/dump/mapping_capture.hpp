@@ -1,0 +1,23 @@
+// Every mapping of a frozen process as a state::Mapping: address, protection,
+// shared/private, backing (anon, file with identity, shmem/memfd, heap,
+// stack, the special [vdso]/[vvar]/[vvar_vclock]/[vsyscall]) and the guard
+// regions inside it. The pages themselves are the image's memory part
+// (lib/checkpoint/memory_capture.hpp); this is the layout restore rebuilds.
+#pragma once
+
+#include <sys/types.h>
+
+#include <vector>
+
+#include "lib/base/result.hpp"
+#include "lib/state/process_state.hpp"
+
+namespace wpckpt::dump {
+
+struct MappingOptions {
+  uint64_t skip_start = 0, skip_end = 0;  // an area to leave out (an injector's scratch area)
+};
+
+Result<std::vector<state::Mapping>> capture_mappings(pid_t pid, const MappingOptions& options = {});
+
+}  // namespace wpckpt::dump

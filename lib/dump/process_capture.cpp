@@ -1,0 +1,175 @@
+#include "lib/dump/process_capture.hpp"
+
+#include <fmt/core.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "lib/ptrace/injector.hpp"
+#include "lib/ptrace/regs.hpp"
+#include "tracker/proc_maps.hpp"
+
+namespace wpckpt::dump {
+namespace {
+
+constexpr int kRlimitCount = 16;  // RLIM_NLIMITS on x86_64
+
+std::string proc(pid_t pid, const char* what) { return fmt::format("/proc/{}/{}", pid, what); }
+
+// /proc/PID/stat: comm, then the fields after ")" (field 3 onwards).
+Result<void> read_stat(pid_t pid, state::ProcessState& out) {
+  WPCKPT_TRY_ASSIGN(std::string text, read_text(proc(pid, "stat")));
+  size_t open = text.find('('), close = text.rfind(')');
+  if (open == std::string::npos || close == std::string::npos)
+    return make_error(EINVAL, "parse", proc(pid, "stat"));
+  out.comm = text.substr(open + 1, close - open - 1);
+  std::istringstream in(text.substr(close + 2));
+  std::vector<std::string> f{"", "", ""};  // 1-based field numbers: f[3] is the state
+  std::string tok;
+  while (in >> tok) f.push_back(tok);
+  if (f.size() < 52) return make_error(EINVAL, "parse", proc(pid, "stat") + " (too few fields)");
+  auto u = [&](int n) { return std::stoull(f[n]); };
+  out.ppid = static_cast<int>(u(4));
+  out.pgid = static_cast<int>(u(5));
+  out.sid = static_cast<int>(u(6));
+  state::MmFields& mm = out.mm;
+  mm.start_code = u(26), mm.end_code = u(27), mm.start_stack = u(28);
+  mm.start_data = u(45), mm.end_data = u(46), mm.start_brk = u(47);
+  mm.arg_start = u(48), mm.arg_end = u(49), mm.env_start = u(50), mm.env_end = u(51);
+  return ok();
+}
+
+// /proc/PID/status: umask and credentials.
+Result<void> read_status(pid_t pid, state::ProcessState& out) {
+  WPCKPT_TRY_ASSIGN(std::string text, read_text(proc(pid, "status")));
+  std::istringstream in(text);
+  std::string line;
+  state::Credentials& c = out.creds;
+  auto hex = [](const std::string& v) { return std::stoull(v, nullptr, 16); };
+  while (std::getline(in, line)) {
+    size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string key = line.substr(0, colon);
+    std::istringstream v(line.substr(colon + 1));
+    if (key == "Umask") {
+      std::string m;
+      v >> m;
+      out.umask = static_cast<uint32_t>(std::stoul(m, nullptr, 8));
+    } else if (key == "Uid") {
+      v >> c.uid >> c.euid >> c.suid >> c.fsuid;
+    } else if (key == "Gid") {
+      v >> c.gid >> c.egid >> c.sgid >> c.fsgid;
+    } else if (key == "Groups") {
+      uint32_t g;
+      while (v >> g) c.groups.push_back(g);
+    } else if (key == "CapInh" || key == "CapPrm" || key == "CapEff" || key == "CapBnd" || key == "CapAmb") {
+      std::string h;
+      v >> h;
+      uint64_t value = hex(h);
+      if (key == "CapInh") c.cap_inheritable = value;
+      if (key == "CapPrm") c.cap_permitted = value;
+      if (key == "CapEff") c.cap_effective = value;
+      if (key == "CapBnd") c.cap_bounding = value;
+      if (key == "CapAmb") c.cap_ambient = value;
+    } else if (key == "NoNewPrivs") {
+      int n = 0;
+      v >> n;
+      c.no_new_privs = n != 0;
+    }
+  }
+  return ok();
+}
+
+Result<void> read_files(pid_t pid, state::ProcessState& out) {
+  WPCKPT_TRY_ASSIGN(std::string auxv, read_text(proc(pid, "auxv")));
+  out.mm.auxv.resize(auxv.size() / 8);
+  std::memcpy(out.mm.auxv.data(), auxv.data(), out.mm.auxv.size() * 8);
+  WPCKPT_TRY_ASSIGN(out.mm.exe_path, read_link(proc(pid, "exe")));
+  struct stat st {};
+  if (::stat(proc(pid, "exe").c_str(), &st) != 0) return errno_error("stat", proc(pid, "exe"));
+  out.mm.exe_dev = st.st_dev;
+  out.mm.exe_inode = st.st_ino;
+  WPCKPT_TRY_ASSIGN(out.cwd, read_link(proc(pid, "cwd")));
+  WPCKPT_TRY_ASSIGN(out.root, read_link(proc(pid, "root")));
+  return ok();
+}
+
+// What only the process itself can tell: signal handlers, brk, securebits,
+// personality and limits (prlimit on another process would need
+// CAP_SYS_RESOURCE or matching ids; from inside it needs nothing).
+Result<void> inject_queries(pid_t tid, state::ProcessState& out) {
+  WPCKPT_TRY_ASSIGN(auto inj, ptrace::Injector::prepare(tid));
+  for (int sig = 1; sig <= 64; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    WPCKPT_TRY_ASSIGN(long rc, inj->syscall(SYS_rt_sigaction, sig, 0, inj->data(), 8));
+    if (rc != 0) return make_error(static_cast<int>(-rc), "injected rt_sigaction", fmt::format("signal {}", sig));
+    uint64_t act[4] = {};  // handler, flags, restorer, mask
+    WPCKPT_TRY(inj->read(inj->data(), act, sizeof act));
+    out.sigactions.push_back({sig, act[0], act[1], act[2], act[3]});
+  }
+  WPCKPT_TRY_ASSIGN(long brk, inj->syscall(SYS_brk, 0));
+  out.mm.brk = static_cast<uint64_t>(brk);
+  WPCKPT_TRY_ASSIGN(long bits, inj->syscall(SYS_prctl, PR_GET_SECUREBITS));
+  if (bits >= 0) out.creds.securebits = static_cast<uint32_t>(bits);
+  WPCKPT_TRY_ASSIGN(long persona, inj->syscall(SYS_personality, 0xffffffff));
+  if (persona < 0) return make_error(static_cast<int>(-persona), "injected personality");
+  out.personality = static_cast<uint64_t>(persona);
+  for (int r = 0; r < kRlimitCount; ++r) {
+    WPCKPT_TRY_ASSIGN(long rc, inj->syscall(SYS_prlimit64, 0, r, 0, inj->data()));
+    if (rc != 0) return make_error(static_cast<int>(-rc), "injected prlimit64", fmt::format("resource {}", r));
+    uint64_t lim[2] = {};
+    WPCKPT_TRY(inj->read(inj->data(), lim, sizeof lim));
+    out.rlimits.push_back({r, lim[0], lim[1]});
+  }
+  return inj->cure();
+}
+
+Result<void> read_vdso(pid_t pid, state::ProcessState& out) {
+  WPCKPT_TRY_ASSIGN(auto vmas, tracker::read_maps(pid));
+  for (const auto& v : vmas) {
+    if (v.name != "[vdso]") continue;
+    std::ifstream mem(proc(pid, "mem"), std::ios::binary);
+    mem.seekg(static_cast<std::streamoff>(v.start));
+    out.vdso_image.resize(v.size());
+    if (!mem.read(reinterpret_cast<char*>(out.vdso_image.data()), static_cast<std::streamsize>(v.size())))
+      return make_error(EIO, "read [vdso]", fmt::format("process {}", pid));
+  }
+  return ok();
+}
+
+}  // namespace
+
+Result<std::string> read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return errno_error("open", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Result<std::string> read_link(const std::string& path) {
+  char buf[4096];
+  ssize_t n = ::readlink(path.c_str(), buf, sizeof buf);
+  if (n < 0) return errno_error("readlink", path);
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+Result<void> capture_process(pid_t pid, pid_t tid, state::ProcessState& out) {
+  out.pid = pid;
+  WPCKPT_TRY(read_stat(pid, out));
+  WPCKPT_TRY(read_status(pid, out));
+  WPCKPT_TRY(read_files(pid, out));
+  WPCKPT_TRY(inject_queries(tid, out));
+  WPCKPT_TRY_ASSIGN(out.shared_pending, ptrace::peek_pending(tid, true));
+  out.xcr0 = ptrace::xcr0();
+  out.xsave_size = ptrace::xsave_size();
+  return read_vdso(pid, out);
+}
+
+}  // namespace wpckpt::dump

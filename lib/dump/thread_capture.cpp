@@ -1,0 +1,47 @@
+#include "lib/dump/thread_capture.hpp"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+#include <cstring>
+
+#include "lib/ptrace/injector.hpp"
+#include "lib/ptrace/regs.hpp"
+
+namespace wpckpt::dump {
+
+Result<state::ThreadState> capture_thread(pid_t pid, pid_t tid) {
+  state::ThreadState t;
+  t.tid = tid;
+  t.is_main = tid == pid;
+  WPCKPT_TRY_ASSIGN(ptrace::Registers regs, ptrace::get_regs(tid));
+  WPCKPT_TRY_ASSIGN(t.xsave, ptrace::get_xsave(tid));
+  WPCKPT_TRY_ASSIGN(t.sigmask, ptrace::get_sigmask(tid));
+  WPCKPT_TRY_ASSIGN(t.pending, ptrace::peek_pending(tid, false));
+  WPCKPT_TRY_ASSIGN(ptrace::RseqConfig rseq, ptrace::get_rseq(tid));
+  t.rseq = {rseq.abi_pointer, rseq.abi_size, rseq.signature};
+
+  WPCKPT_TRY_ASSIGN(auto inj, ptrace::Injector::prepare(tid));
+  WPCKPT_TRY_ASSIGN(t.rseq_ip_fixed, ptrace::rseq_fixup_ip(inj->mem_fd(), rseq, regs));
+  static_assert(sizeof(regs) == sizeof(t.regs));
+  std::memcpy(&t.regs, &regs, sizeof regs);
+
+  // sigaltstack(NULL, &old): stack_t is {void* sp; int flags; size_t size}.
+  WPCKPT_TRY_ASSIGN(long rc, inj->syscall(SYS_sigaltstack, 0, inj->data()));
+  if (rc != 0) return make_error(static_cast<int>(-rc), "injected sigaltstack", "thread " + std::to_string(tid));
+  struct {
+    uint64_t sp;
+    int32_t flags, pad;
+    uint64_t size;
+  } ss{};
+  WPCKPT_TRY(inj->read(inj->data(), &ss, sizeof ss));
+  t.altstack = {ss.sp, ss.flags, ss.size};
+  // prctl(PR_GET_TID_ADDRESS, &out): glibc's pthread_join relies on it.
+  WPCKPT_TRY_ASSIGN(rc, inj->syscall(SYS_prctl, PR_GET_TID_ADDRESS, inj->data()));
+  if (rc == 0) WPCKPT_TRY(inj->read(inj->data(), &t.clear_child_tid, sizeof t.clear_child_tid));
+  WPCKPT_TRY(inj->cure());
+  return t;
+}
+
+}  // namespace wpckpt::dump
