@@ -26,7 +26,13 @@ struct PreDumpOptions {
 };
 
 nlohmann::json stats_json(const checkpoint::CaptureStats& s, const PreDumpOptions& opts, double total_seconds) {
-  return {{"images_dir", opts.images_dir},
+  nlohmann::json untracked = nlohmann::json::array();
+  for (const checkpoint::UntrackedArea& a : s.untracked) {
+    untracked.push_back({{"start", a.start}, {"end", a.end}, {"path", a.path}, {"handling", a.handling},
+                         {"reason", a.reason}});
+  }
+  return {{"untracked_areas", untracked},
+          {"images_dir", opts.images_dir},
           {"parent", opts.prev_images_dir.empty() ? nlohmann::json(nullptr) : nlohmann::json(opts.prev_images_dir)},
           {"pages_scanned", s.pages_scanned},
           {"pages_written", s.pages_written},
@@ -62,6 +68,11 @@ void print_text(const checkpoint::CaptureStats& s, const PreDumpOptions& opts, d
   std::printf("  time: %.3f s (scan %.3f, copy %.3f, write %.3f)\n", total_seconds, s.scan_seconds, s.copy_seconds,
               s.write_seconds);
   if (s.incremental) std::printf("  dirty rate: %.0f pages/s since the parent\n", s.dirty_rate_pages_per_s);
+  for (const checkpoint::UntrackedArea& a : s.untracked) {
+    std::printf("  not tracked: %#llx-%#llx %s: %s\n", static_cast<unsigned long long>(a.start),
+                static_cast<unsigned long long>(a.end), a.path.empty() ? "(anonymous)" : a.path.c_str(),
+                a.reason.c_str());
+  }
 }
 
 int pre_dump(const PreDumpOptions& opts) {

@@ -180,7 +180,10 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
   uint64_t to_copy = 0;
   for (const ScannedArea& a : scan.areas) {
     areas.push_back(memory_area(a));
-    if (a.kind != AreaKind::Tracked) ++stats.areas_untracked;
+    if (a.kind != AreaKind::Tracked) {
+      ++stats.areas_untracked;
+      stats.untracked.push_back({a.vma.start, a.vma.end, a.vma.name, tracker::area_kind_name(a.kind), a.reason});
+    }
     if (a.kind == AreaKind::NoContents) continue;
     if (a.fresh) WPCKPT_TRY(writer.add_fresh_range(a.vma.start, a.vma.end));
     uint64_t area_pages = 0;

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "dump-format/image.hpp"
 #include "lib/base/progress.hpp"
@@ -25,6 +26,14 @@ namespace wpckpt::checkpoint {
 struct CaptureOptions {
   bool target_stopped = false;  // the caller froze the process (dump): informational, recorded in metadata
   ProgressFn progress;          // phases "scan", "copy"
+};
+
+// An area not tracked by write-protect, and how it is handled instead.
+struct UntrackedArea {
+  uint64_t start = 0, end = 0;
+  std::string path;
+  std::string handling;  // "present-only", "copied-whole", "no-contents"
+  std::string reason;
 };
 
 struct CaptureStats {
@@ -42,6 +51,7 @@ struct CaptureStats {
   uint64_t epoch = 0;            // this iteration's scan number
   uint64_t areas = 0, areas_registered = 0, areas_untracked = 0;
   uint64_t pages_unreadable = 0; // vanished while copying; stored as zero
+  std::vector<UntrackedArea> untracked;
 };
 
 // Writes the memory part of one iteration into `writer` (set_areas,

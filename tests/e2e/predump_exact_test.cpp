@@ -36,6 +36,18 @@ void run_chain(const Scenario& s, int repeat) {
   EXPECT_TRUE(j["incremental"].get<bool>());
   Mismatch m = compare_with_process(w.pid(), last);
   EXPECT_GT(m.pages_compared, w.size / image::kPageSize);
+  // Areas write-protect cannot track are handled another way, and say so.
+  auto chain = image::ImageChain::open(last);
+  ASSERT_TRUE(chain.ok());
+  for (const image::MemoryArea& a : (*chain)->manifest(0).areas) {
+    std::string tracking = a.attributes.value("tracking", "");
+    bool special = a.path == "[vdso]" || a.path == "[vvar]";
+    bool shared_memory = a.path.rfind("/memfd:", 0) == 0 || a.path.rfind("/dev/zero", 0) == 0;
+    bool read_only_shared_file = a.prot == "r--s" && !shared_memory;
+    EXPECT_TRUE(!special || !a.contents) << a.path;
+    EXPECT_TRUE(!shared_memory || tracking == "copied-whole") << a.path << " " << tracking;
+    EXPECT_TRUE(!read_only_shared_file || tracking == "no-contents") << a.path << " " << tracking;
+  }
   EXPECT_EQ(m.pages_differing, 0u) << "first differing page " << std::hex << m.first_bad << " in " << m.first_area;
 }
 
@@ -57,9 +69,11 @@ INSTANTIATE_TEST_SUITE_P(
                  {"--mib", "16", "--threads", "2", "--churn", "--discard", "--pause-us", "20"}, 4, 8},
         Scenario{"transparent_huge_pages", {"--mib", "32", "--threads", "2", "--thp", "--pause-us", "20"}, 2, 6},
         Scenario{"fork_in_workload", {"--mib", "16", "--threads", "2", "--fork", "--pause-us", "20"}, 2, 6},
+        Scenario{"shared_memory_and_files", {"--mib", "8", "--threads", "2", "--shared", "--fork", "--pause-us", "100"},
+                 2, 5},
         Scenario{"everything_at_once",
                  {"--mib", "24", "--threads", "2", "--read-into-heap", "--churn", "--discard", "--thp", "--fork",
-                  "--pause-us", "20"},
+                  "--shared", "--pause-us", "20"},
                  3, 8}),
     [](const ::testing::TestParamInfo<Scenario>& info) { return std::string(info.param.name); });
 

@@ -30,9 +30,19 @@ struct Workload {
 };
 
 // Starts dirty_writer under `wpckpt run` with these extra arguments.
-inline void start_workload(Workload& w, const std::vector<std::string>& args) {
-  std::string ready = (w.dir / "ready").string();
-  std::vector<std::string> argv = {wpckpt_binary(), "run", "--", workload("dirty_writer"), "--ready", ready};
+// `prefix` runs before wpckpt (e.g. setpriv to drop privileges).
+inline void start_workload(Workload& w, const std::vector<std::string>& args,
+                           const std::vector<std::string>& prefix = {}) {
+  std::filesystem::path shared = w.dir / "shared";
+  std::filesystem::create_directory(shared);
+  // An unprivileged workload must reach and write its ready file.
+  std::filesystem::permissions(w.dir.path(), std::filesystem::perms::others_exec, std::filesystem::perm_options::add);
+  std::filesystem::permissions(shared, std::filesystem::perms::all);
+  std::string ready = (shared / "ready").string();
+  std::vector<std::string> argv = prefix;
+  for (const std::string& a : {wpckpt_binary(), std::string("run"), std::string("--"), workload("dirty_writer"),
+                               std::string("--ready"), ready})
+    argv.push_back(a);
   argv.insert(argv.end(), args.begin(), args.end());
   w.child = ChildProcess::start(argv);
   ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(ready); })) << "dirty_writer did not start";

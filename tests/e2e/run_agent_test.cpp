@@ -75,6 +75,28 @@ TEST(Run, ForkChildDropsTheParentsUffdAndMakesItsOwn) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+// An unprivileged process gets its uffd through UFFD_USER_MODE_ONLY
+// (vm.unprivileged_userfaultfd=0 refuses the plain syscall) and still tracks
+// kernel-mode writes such as read(2) into its heap.
+TEST(Run, UnprivilegedProcessIsTrackedExactly) {
+  Workload w;
+  start_workload(w, {"--mib", "8", "--threads", "2", "--read-into-heap", "--pause-us", "200"},
+                 {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"});
+  auto link = tracker::AgentLink::attach(w.pid());
+  ASSERT_TRUE(link.ok()) << link.error().message();
+  std::string route = link->route();
+  if (read_file("/proc/sys/vm/unprivileged_userfaultfd") == "0\n") {
+    EXPECT_EQ(route, "user-mode-only");
+  }
+  ASSERT_FALSE(pre_dump(w.pid(), w.dir / "a").is_null());
+  usleep(50'000);
+  ASSERT_FALSE(pre_dump(w.pid(), w.dir / "b", w.dir / "a").is_null());
+  stop_workload(w);
+  ASSERT_FALSE(pre_dump(w.pid(), w.dir / "c", w.dir / "b").is_null());
+  Mismatch m = compare_with_process(w.pid(), w.dir / "c");
+  EXPECT_EQ(m.pages_differing, 0u) << std::hex << m.first_bad << " " << m.first_area;
+}
+
 TEST(PreDumpErrors, ProcessWithoutAgentSaysHowToStartIt) {
   ChildProcess sleeper = ChildProcess::start({"/bin/sleep", "30"});
   TempDir dir;

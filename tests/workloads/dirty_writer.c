@@ -13,7 +13,9 @@
  *    unmaps areas and moves the program break;
  *  - --discard: the churn thread also MADV_DONTNEEDs / MADV_FREEs buffer pages;
  *  - --fork: a thread that forks children which write their copy and exit,
- *    while the parent keeps writing (copy-on-write).
+ *    while the parent keeps writing (copy-on-write);
+ *  - --shared: shared anonymous memory and a memfd that the writers (and
+ *    fork children) also write, plus a read-only shared mapping of a file.
  * Stop it with SIGSTOP to compare its memory; it never exits on its own.
  * No stdio or malloc after start: other threads move the program break.
  */
@@ -38,6 +40,8 @@ static size_t g_size;
 static int g_seq;
 static unsigned g_pause_us = 50;
 static int g_discard;
+static char* g_shared[2]; /* MAP_SHARED|MAP_ANONYMOUS, memfd */
+#define SHARED_SIZE (1ul << 20)
 
 static uint64_t rng_next(uint64_t* s) {
   *s ^= *s << 13;
@@ -61,6 +65,8 @@ static void* writer(void* arg) {
       size_t off = (size_t)(rng_next(&s) % (PAGE / 8)) * 8;
       *(volatile uint64_t*)(g_buf + page * PAGE + off) = ++counter ^ s;
     }
+    for (int k = 0; k < 2; k++)
+      if (g_shared[k]) *(volatile uint64_t*)(g_shared[k] + (rng_next(&s) % (SHARED_SIZE / 8)) * 8) = counter;
     pause_us(g_pause_us);
   }
   return NULL;
@@ -185,6 +191,8 @@ static void* forker(void* arg) {
     pid_t pid = fork();
     if (pid == 0) {
       fill(g_buf, g_size / 4, &s); /* the child's own copy */
+      for (int k = 0; k < 2; k++) /* but shared memory is the parent's too */
+        if (g_shared[k]) fill(g_shared[k], SHARED_SIZE / 2, &s);
       _exit(0);
     }
     if (pid > 0) waitpid(pid, NULL, 0);
@@ -221,7 +229,7 @@ int main(int argc, char** argv) {
   sigaction(SIGBUS, &sa, NULL);
   const char* ready = NULL;
   size_t mib = 16;
-  int threads = 2, with_reader = 0, with_churn = 0, thp = 0, with_fork = 0;
+  int threads = 2, with_reader = 0, with_churn = 0, thp = 0, with_fork = 0, with_shared = 0;
   for (int i = 1; i < argc; i++) {
     const char* a = argv[i];
     const char* v = i + 1 < argc ? argv[i + 1] : "";
@@ -235,6 +243,7 @@ int main(int argc, char** argv) {
     else if (!strcmp(a, "--thp")) thp = 1;
     else if (!strcmp(a, "--fork")) with_fork = 1;
     else if (!strcmp(a, "--discard")) g_discard = 1;
+    else if (!strcmp(a, "--shared")) with_shared = 1;
     else {
       fprintf(stderr, "dirty_writer: unknown argument %s\n", a);
       return 2;
@@ -247,6 +256,19 @@ int main(int argc, char** argv) {
   if (thp) madvise(g_buf, g_size, MADV_HUGEPAGE);
   uint64_t s = 1;
   for (size_t off = 0; off < g_size; off += 8) *(uint64_t*)(g_buf + off) = rng_next(&s);
+  if (with_shared) {
+    g_shared[0] = mmap(NULL, SHARED_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    int mfd = memfd_create("dirty_writer", MFD_CLOEXEC);
+    if (mfd < 0 || ftruncate(mfd, SHARED_SIZE) != 0) return 1;
+    g_shared[1] = mmap(NULL, SHARED_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    int ro = open(argv[0], O_RDONLY | O_CLOEXEC); /* a read-only shared file: cannot be registered */
+    if (g_shared[0] == MAP_FAILED || g_shared[1] == MAP_FAILED || ro < 0 ||
+        mmap(NULL, PAGE, PROT_READ, MAP_SHARED, ro, 0) == MAP_FAILED)
+      return 1;
+    uint64_t fs = 5;
+    fill(g_shared[0], SHARED_SIZE, &fs);
+    fill(g_shared[1], SHARED_SIZE, &fs);
+  }
   char* heap = malloc(256 * PAGE + PAGE); /* above the mmap threshold: its own area */
   if (!heap) return 1;
   memset(heap, 0x5a, 256 * PAGE + PAGE);
