@@ -16,6 +16,8 @@ namespace wpckpt::cli {
 namespace {
 
 using image::kPageSize;
+// Hex in a JSON string takes twice the bytes; beyond this raw output is the tool.
+constexpr uint64_t kMaxJsonBytes = 16ull << 20;
 
 struct CatOptions {
   bool json = false;
@@ -37,6 +39,8 @@ int cat(const CatOptions& opts) {
   uint64_t addr = 0;
   if (!parse_address(opts.addr, addr)) return report_usage("--addr '" + opts.addr + "' is not a hex (0x...) or decimal address", opts.json);
   if (opts.len > UINT64_MAX - addr) return report_usage("--addr + --len wraps around the address space", opts.json);
+  if (opts.json && opts.len > kMaxJsonBytes)
+    return report_usage("--json prints at most " + std::to_string(kMaxJsonBytes) + " bytes; use raw output for more", opts.json);
   auto opened = image::ImageChain::open(opts.images_dir);
   if (!opened) return report_error(opened.error(), opts.json);
   const image::ImageChain& chain = **opened;

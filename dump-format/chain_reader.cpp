@@ -100,7 +100,8 @@ Result<ResolvedChain> ResolvedChain::open(const fs::path& dir, const OpenOptions
     std::error_code ec;
     fs::path canon = fs::canonical(cur, ec);
     if (ec) {
-      if (chain.images_.empty()) return make_error(ec.value(), "open image", cur.string());
+      if (chain.images_.empty())
+        return make_error(ec.value(), "open image", cur.string()).with_hint("check the image directory given with -D");
       const OpenImage& child = *chain.images_.back();
       return make_error(ec.value(), "open image",
                         (child.dir / kManifestName).string() + ": parent \"" + *child.doc.manifest.parent + "\" (" +
