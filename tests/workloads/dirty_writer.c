@@ -154,8 +154,8 @@ static void* churn(void* arg) {
         if (p != MAP_FAILED) sl->addr = p;
         else sl->addr = NULL;
       }
-    } else if (op == 5) {  /* read-only for a while, then writable again */
-      int a = mprotect(sl->addr, sl->len, PROT_READ);
+    } else if (op == 5) {  /* read-only or inaccessible for a while, then writable again */
+      int a = mprotect(sl->addr, sl->len, (rng_next(&s) & 1) ? PROT_READ : PROT_NONE);
       pause_us(200);
       int b = mprotect(sl->addr, sl->len, PROT_READ | PROT_WRITE);
       record(5, si, sl->addr, sl->len, (void*)(uintptr_t)(a * 10 + b));
