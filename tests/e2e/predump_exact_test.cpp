@@ -2,6 +2,7 @@
 // pre-dumps the process is stopped, a last pre-dump taken, and the chain
 // must equal the process's memory byte for byte. Run several times per
 // workload: it is a race detector.
+#include <cstdio>
 #include <random>
 
 #include "tests/e2e/predump_helpers.hpp"
@@ -36,6 +37,16 @@ void run_chain(const Scenario& s, int repeat) {
   EXPECT_TRUE(j["incremental"].get<bool>());
   Mismatch m = compare_with_process(w.pid(), last);
   EXPECT_GT(m.pages_compared, w.size / image::kPageSize);
+  // The same through the command line: `wpckpt cat` of the whole buffer.
+  char addr[24];
+  std::snprintf(addr, sizeof addr, "0x%llx", static_cast<unsigned long long>(w.buf));
+  CommandResult cat = run_wpckpt({"cat", "-D", last.string(), "--addr", addr, "--len", std::to_string(w.size)});
+  ASSERT_EQ(cat.exit_code, 0) << cat.err;
+  std::string want(w.size, '\0');
+  int mem = open(("/proc/" + std::to_string(w.pid()) + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_EQ(pread(mem, want.data(), want.size(), static_cast<off_t>(w.buf)), static_cast<ssize_t>(want.size()));
+  close(mem);
+  EXPECT_TRUE(cat.out == want) << "wpckpt cat differs from /proc/PID/mem";
   // Areas write-protect cannot track are handled another way, and say so.
   auto chain = image::ImageChain::open(last);
   ASSERT_TRUE(chain.ok());
