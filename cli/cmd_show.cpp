@@ -137,6 +137,12 @@ int show(const ShowOptions& opts) {
     for (const std::string& f : m.files) std::cout << " " << f;
     std::cout << "\n";
   }
+  // A dump's downtime figures, under CRIU's names (lib/dump/dump.hpp).
+  if (auto d = m.metadata.find("dump"); d != m.metadata.end() && d->is_object()) {
+    std::cout << "dump:   ";
+    for (const auto& [key, value] : d->items()) std::cout << " " << key << "=" << value.dump();
+    std::cout << "\n";
+  }
   return kExitOk;
 }
 

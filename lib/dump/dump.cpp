@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "lib/base/log.hpp"
+#include "lib/dump/fault_point.hpp"
 #include "lib/dump/fd_capture.hpp"
 #include "lib/dump/mapping_capture.hpp"
 #include "lib/dump/process_capture.hpp"
@@ -23,9 +24,7 @@ uint64_t micros(Clock::duration d) {
 uint64_t micros(double seconds) { return static_cast<uint64_t>(seconds * 1e6); }
 
 Result<void> check_cancel(const DumpRequest& r) {
-  if (r.cancel && r.cancel->load())
-    return make_error(ECANCELED, "dump", fmt::format("process {}", r.pid))
-        .with_hint("interrupted: the process was left running unchanged and no image was written");
+  if (r.cancel && r.cancel->load()) return interrupted_error(r.pid);
   return ok();
 }
 
@@ -44,7 +43,7 @@ Result<state::ProcessState> capture_state(const DumpRequest& r, const ptrace::Fr
     st.threads.push_back(std::move(t));
   }
   WPCKPT_TRY(check_cancel(r));
-  WPCKPT_TRY(capture_process(r.pid, frozen.tids().front(), st));
+  WPCKPT_TRY(capture_process(r.pid, frozen.tids().front(), st, r.cancel));
   // After every injector is cured: no scratch area left to skip.
   WPCKPT_TRY_ASSIGN(st.mappings, capture_mappings(r.pid));
   return st;
@@ -85,6 +84,8 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   WPCKPT_TRY_ASSIGN(ptrace::Freezer frozen, ptrace::Freezer::freeze(r.pid));
   auto t_frozen = Clock::now();
   rep.freezing_time = micros(t_frozen - t_freeze);
+  fault_point("frozen", r.cancel);
+  WPCKPT_TRY(check_cancel(r));
 
   std::vector<std::pair<std::string, std::vector<uint8_t>>> files;
   WPCKPT_TRY_ASSIGN(state::ProcessState st, capture_state(r, frozen, files));
@@ -113,6 +114,7 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   auto t_captured = Clock::now();
   rep.frozen_time = micros(t_captured - t_frozen);
   rep.left_running = r.leave_running;
+  fault_point("captured", r.cancel);
   WPCKPT_TRY(check_cancel(r));
   // The process is no longer needed stopped: its state and pages are with the writer.
   if (r.leave_running) frozen.detach();

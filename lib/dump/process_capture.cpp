@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "lib/dump/fault_point.hpp"
 #include "lib/ptrace/injector.hpp"
 #include "lib/ptrace/regs.hpp"
 #include "tracker/proc_maps.hpp"
@@ -103,10 +104,12 @@ Result<void> read_files(pid_t pid, state::ProcessState& out) {
 // What only the process itself can tell: signal handlers, brk, securebits,
 // personality and limits (prlimit on another process would need
 // CAP_SYS_RESOURCE or matching ids; from inside it needs nothing).
-Result<void> inject_queries(pid_t tid, state::ProcessState& out) {
+Result<void> inject_queries(pid_t pid, pid_t tid, state::ProcessState& out, const std::atomic<bool>* cancel) {
   WPCKPT_TRY_ASSIGN(auto inj, ptrace::Injector::prepare(tid));
   for (int sig = 1; sig <= 64; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
+    if (sig == SIGUSR1) fault_point("injecting", cancel);
+    if (cancel && cancel->load()) return interrupted_error(pid);
     WPCKPT_TRY_ASSIGN(long rc, inj->syscall(SYS_rt_sigaction, sig, 0, inj->data(), 8));
     if (rc != 0) return make_error(static_cast<int>(-rc), "injected rt_sigaction", fmt::format("signal {}", sig));
     uint64_t act[4] = {};  // handler, flags, restorer, mask
@@ -160,12 +163,12 @@ Result<std::string> read_link(const std::string& path) {
   return std::string(buf, static_cast<size_t>(n));
 }
 
-Result<void> capture_process(pid_t pid, pid_t tid, state::ProcessState& out) {
+Result<void> capture_process(pid_t pid, pid_t tid, state::ProcessState& out, const std::atomic<bool>* cancel) {
   out.pid = pid;
   WPCKPT_TRY(read_stat(pid, out));
   WPCKPT_TRY(read_status(pid, out));
   WPCKPT_TRY(read_files(pid, out));
-  WPCKPT_TRY(inject_queries(tid, out));
+  WPCKPT_TRY(inject_queries(pid, tid, out, cancel));
   WPCKPT_TRY_ASSIGN(out.shared_pending, ptrace::peek_pending(tid, true));
   out.xcr0 = ptrace::xcr0();
   out.xsave_size = ptrace::xsave_size();

@@ -6,6 +6,8 @@
 
 #include <sys/types.h>
 
+#include <atomic>
+
 #include "lib/base/result.hpp"
 #include "lib/state/process_state.hpp"
 
@@ -13,7 +15,8 @@ namespace wpckpt::dump {
 
 // `tid`: a thread of `pid` frozen by the calling thread. Fills every
 // process-wide field of `out` (threads, mappings and fds are not touched).
-Result<void> capture_process(pid_t pid, pid_t tid, state::ProcessState& out);
+// `cancel` (may be null) is polled between injected calls.
+Result<void> capture_process(pid_t pid, pid_t tid, state::ProcessState& out, const std::atomic<bool>* cancel);
 
 // Small /proc helpers shared by the dump captures.
 Result<std::string> read_text(const std::string& path);

@@ -140,7 +140,10 @@ Freezer& Freezer::operator=(Freezer&& o) noexcept {
 Freezer::~Freezer() { detach(); }
 
 void Freezer::detach() {
-  for (pid_t tid : tids_) {
+  // Other threads before the leader: if the process died meanwhile, a dead
+  // leader is not reported before its (traced, so ours to reap) threads.
+  for (auto it = tids_.rbegin(); it != tids_.rend(); ++it) {
+    pid_t tid = *it;
     if (::ptrace(PTRACE_DETACH, tid, nullptr, nullptr) == 0) continue;
     if (errno != ESRCH) {
       log::warn("PTRACE_DETACH thread {}: {}", tid, std::strerror(errno));

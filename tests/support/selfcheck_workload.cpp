@@ -9,9 +9,11 @@
 
 namespace wpckpt::test {
 
-SelfcheckWorkload::SelfcheckWorkload(const std::vector<std::string>& args) {
+SelfcheckWorkload::SelfcheckWorkload(const std::vector<std::string>& args, bool under_agent) {
   out_path_ = (dir_ / "out.txt").string();
-  std::vector<std::string> argv{workload("dump_selfcheck")};
+  std::vector<std::string> argv;
+  if (under_agent) argv = {wpckpt_binary(), "run", "--"};
+  argv.push_back(workload("dump_selfcheck"));
   argv.insert(argv.end(), args.begin(), args.end());
   proc_ = ChildProcess::start(argv, {}, out_path_);
   if (!wait_until([&] { return output().find("READY") != std::string::npos || !proc_.running(); }))
@@ -50,6 +52,13 @@ bool SelfcheckWorkload::keeps_computing(uint64_t more) const {
   uint64_t t0 = ticks(), w0 = work();
   bool ok = wait_until([&] { return failed() || (ticks() >= t0 + more && work() > w0); });
   return ok && !failed();
+}
+
+uint64_t SelfcheckWorkload::ready_value(const std::string& key) const {
+  std::string out = output();
+  size_t at = out.find(" " + key + "=");
+  if (at == std::string::npos) return 0;
+  return std::strtoull(out.c_str() + at + key.size() + 2, nullptr, 16);
 }
 
 std::vector<pid_t> SelfcheckWorkload::threads() const {

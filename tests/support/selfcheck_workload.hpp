@@ -17,7 +17,9 @@ namespace wpckpt::test {
 class SelfcheckWorkload {
  public:
   // args: extra options, e.g. {"-t", "4", "-c"}. Waits for "READY".
-  explicit SelfcheckWorkload(const std::vector<std::string>& args = {});
+  // under_agent: started as `wpckpt run -- dump_selfcheck ...` (same pid),
+  // a cooperating process that pre-dump and dump accept.
+  explicit SelfcheckWorkload(const std::vector<std::string>& args = {}, bool under_agent = false);
 
   pid_t pid() const { return proc_.pid(); }
   ChildProcess& process() { return proc_; }
@@ -29,6 +31,8 @@ class SelfcheckWorkload {
   // failed or stalled for 20 s.
   bool keeps_computing(uint64_t ticks = 5) const;
   std::vector<pid_t> threads() const;  // /proc/PID/task
+  // A "key=0x..." value of the READY line (usr1, brk).
+  uint64_t ready_value(const std::string& key) const;
 
  private:
   TempDir dir_;

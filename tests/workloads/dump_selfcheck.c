@@ -5,8 +5,12 @@
 //   dump_selfcheck [-t THREADS] [-c] [-m MIB] [-s]
 //     -t  computing threads (default 2)          -c  keep spawning short-lived threads
 //     -m  MiB of memory a thread keeps rewriting  -s  also open a socket (unsupported fd)
+//     -f  keep forking short-lived children
+//     -k  also hold one fd of each supported kind: eventfd (count 5), epoll
+//         (watching it), signalfd (SIGUSR2), timerfd (1 s interval), memfd
+//         ("memfd-contents"), a directory, a pipe holding "unread" unread
 //
-// It prints "READY pid=<pid>" once set up, then every 50 ms one line
+// It prints "READY pid=<pid> usr1=<SIGUSR1 handler> brk=<sbrk(0)>" once set up, then every 50 ms one line
 // "TICK <n> <sum of thread counters>" to stdout (line buffered). One thread
 // blocks in read(2) on a pipe another thread feeds with sequence numbers;
 // the main thread sleeps in nanosleep between ticks: both are interrupted
@@ -21,7 +25,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -92,6 +102,35 @@ static void* short_lived(void* arg) {
   return arg;
 }
 
+static void open_fd_kinds(void) {
+  int efd = eventfd(5, EFD_CLOEXEC);
+  int ep = epoll_create1(0);
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0x1234};
+  if (efd < 0 || ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev) != 0) fail("eventfd/epoll", errno, 0);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR2);
+  if (signalfd(-1, &set, 0) < 0) fail("signalfd", errno, 0);
+  int tfd = timerfd_create(CLOCK_MONOTONIC, 0);
+  struct itimerspec its = {{1, 0}, {1, 0}};
+  if (tfd < 0 || timerfd_settime(tfd, 0, &its, NULL) != 0) fail("timerfd", errno, 0);
+  int mfd = memfd_create("selfcheck", 0);
+  if (mfd < 0 || write(mfd, "memfd-contents", 14) != 14) fail("memfd", errno, 0);
+  if (open("/", O_RDONLY | O_DIRECTORY) < 0) fail("dir", errno, 0);
+  int p[2];
+  if (pipe(p) != 0 || write(p[1], "unread", 6) != 6) fail("pipe", errno, 0);
+}
+
+static void* fork_churn(void* arg) {
+  (void)arg;
+  for (;;) {
+    pid_t child = fork();
+    if (child == 0) _exit(0);
+    if (child > 0) waitpid(child, NULL, 0);
+  }
+  return NULL;
+}
+
 static void* churn(void* arg) {
   (void)arg;
   for (;;) {
@@ -102,8 +141,10 @@ static void* churn(void* arg) {
 }
 
 int main(int argc, char** argv) {
-  int threads = 2, spawn = 0, sock = 0, opt;
-  while ((opt = getopt(argc, argv, "t:cm:s")) != -1) {
+  int threads = 2, spawn = 0, sock = 0, forks = 0, kinds = 0, opt;
+  while ((opt = getopt(argc, argv, "t:cm:sfk")) != -1) {
+    if (opt == 'k') kinds = 1;
+    if (opt == 'f') forks = 1;
     if (opt == 't') threads = atoi(optarg);
     if (opt == 'c') spawn = 1;
     if (opt == 'm') mem_bytes = (size_t)atol(optarg) << 20;
@@ -122,12 +163,14 @@ int main(int argc, char** argv) {
   sigprocmask(SIG_BLOCK, &blocked, NULL);  // inherited by every thread: mask 0x800
   if (sock && socket(AF_INET, SOCK_STREAM, 0) < 0) fail("socket", errno, 0);
   if (pipe(pipe_fds) != 0) fail("pipe", errno, 0);
+  if (kinds) open_fd_kinds();
   pthread_t t;
   for (int i = 0; i < threads; ++i) pthread_create(&t, NULL, compute, (void*)(intptr_t)i);
   pthread_create(&t, NULL, feeder, NULL);
   pthread_create(&t, NULL, reader, NULL);
   if (spawn) pthread_create(&t, NULL, churn, NULL);
-  printf("READY pid=%d\n", getpid());
+  if (forks) pthread_create(&t, NULL, fork_churn, NULL);
+  printf("READY pid=%d usr1=%p brk=%p\n", getpid(), (void*)on_usr1, sbrk(0));
   for (unsigned long tick = 0;; ++tick) {
     struct timespec ts = {0, 50 * 1000 * 1000};
     while (nanosleep(&ts, &ts) != 0)

@@ -1,0 +1,135 @@
+// `wpckpt dump` when things go wrong: wpckpt SIGKILLed while the target is
+// frozen, while a syscall is injected, before the commit; SIGTERM; the target
+// killed, forking or starting threads meanwhile; an unsupported fd. The
+// target must survive (unless it was killed) and keep computing correctly,
+// untraced, and the parent chain must stay usable.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/e2e/dump_helpers.hpp"
+
+namespace wpckpt::test {
+namespace {
+
+// wpckpt dump started in the background, stopping at a fault point.
+struct BackgroundDump {
+  TempDir logs;
+  ChildProcess proc;
+  std::string err_path;
+  BackgroundDump(pid_t target, const std::filesystem::path& images, const std::filesystem::path& parent,
+                 const std::string& fault) {
+    err_path = (logs / "err.txt").string();
+    proc = ChildProcess::start({wpckpt_binary(), "dump", "-t", std::to_string(target), "-D", images.string(),
+                                "--prev-images-dir", parent.string()},
+                               {"WPCKPT_FAULT_POINT=" + fault}, (logs / "out.txt").string(), err_path);
+  }
+  std::string err() const { return read_file(err_path); }
+  bool reached(const std::string& point) {
+    return wait_until([&] { return err().find("fault point " + point) != std::string::npos || !proc.running(); }) &&
+           err().find("fault point " + point) != std::string::npos;
+  }
+};
+
+class DumpKilled : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(DumpKilled, TargetSurvivesAndTheChainStaysUsable) {
+  SelfcheckWorkload w({"-t", "3"}, true);
+  TempDir dir;
+  ASSERT_EQ(run_wpckpt({"pre-dump", "-t", std::to_string(w.pid()), "-D", (dir / "pre1").string()}).exit_code, 0);
+  for (int round = 0; round < 3; ++round) {
+    std::string images = (dir / ("d" + std::to_string(round))).string();
+    {
+      BackgroundDump dump(w.pid(), images, dir / "pre1", GetParam());
+      ASSERT_TRUE(dump.reached(GetParam())) << dump.err();
+      dump.proc.kill_now();  // SIGKILL
+    }
+    EXPECT_FALSE(std::filesystem::exists(images));
+    EXPECT_TRUE(wait_until([&] { return untraced_and_running(w); }));
+    ASSERT_TRUE(w.keeps_computing()) << "round " << round << ": " << w.output();
+  }
+  EXPECT_EQ(run_wpckpt({"verify", "-D", (dir / "pre1").string()}).exit_code, 0);
+  auto r = run_wpckpt({"dump", "-t", std::to_string(w.pid()), "-D", (dir / "final").string(), "--prev-images-dir",
+                       (dir / "pre1").string(), "--leave-running"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(run_wpckpt({"verify", "-D", (dir / "final").string()}).exit_code, 0);
+  EXPECT_TRUE(w.keeps_computing()) << w.output();
+}
+
+INSTANTIATE_TEST_SUITE_P(Points, DumpKilled, ::testing::Values("frozen", "injecting", "captured"));
+
+TEST(DumpRobustness, SigtermDetachesAndWritesNothing) {
+  SelfcheckWorkload w({"-t", "2"}, true);
+  TempDir dir;
+  ASSERT_EQ(run_wpckpt({"pre-dump", "-t", std::to_string(w.pid()), "-D", (dir / "pre1").string()}).exit_code, 0);
+  for (const char* point : {"frozen", "injecting"}) {
+    BackgroundDump dump(w.pid(), dir / "d", dir / "pre1", point);
+    ASSERT_TRUE(dump.reached(point)) << dump.err();
+    ASSERT_EQ(kill(dump.proc.pid(), SIGTERM), 0);
+    int status = dump.proc.wait(std::chrono::seconds(20));
+    ASSERT_TRUE(WIFEXITED(status)) << dump.err();
+    EXPECT_NE(WEXITSTATUS(status), 0);
+    EXPECT_NE(dump.err().find("interrupted"), std::string::npos) << dump.err();
+    EXPECT_FALSE(std::filesystem::exists(dir / "d"));
+    EXPECT_TRUE(untraced_and_running(w));
+    EXPECT_TRUE(w.keeps_computing()) << point << ": " << w.output();
+  }
+}
+
+TEST(DumpRobustness, TargetKilledWhileFrozen) {
+  SelfcheckWorkload w({"-t", "2"}, true);
+  TempDir dir;
+  ASSERT_EQ(run_wpckpt({"pre-dump", "-t", std::to_string(w.pid()), "-D", (dir / "pre1").string()}).exit_code, 0);
+  BackgroundDump dump(w.pid(), dir / "d", dir / "pre1", "frozen:1000");
+  ASSERT_TRUE(dump.reached("frozen")) << dump.err();
+  ASSERT_EQ(kill(w.pid(), SIGKILL), 0);
+  int status = dump.proc.wait(std::chrono::seconds(30));
+  ASSERT_TRUE(WIFEXITED(status)) << dump.err();
+  EXPECT_NE(WEXITSTATUS(status), 0) << dump.err();
+  EXPECT_NE(dump.err().find("wpckpt: error:"), std::string::npos) << dump.err();
+  EXPECT_FALSE(std::filesystem::exists(dir / "d"));
+  int ws = w.process().wait(std::chrono::seconds(10));
+  EXPECT_TRUE(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL);
+}
+
+TEST(DumpRobustness, ProcessThatForksAndStartsThreads) {
+  SelfcheckWorkload w({"-t", "2", "-c", "-f"}, true);
+  TempDir dir;
+  for (int round = 0; round < 3; ++round) {
+    std::string images = (dir / ("d" + std::to_string(round))).string();
+    auto r = run_wpckpt({"dump", "-t", std::to_string(w.pid()), "-D", images, "--leave-running"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto st = load_state(images);
+    EXPECT_GE(st.threads.size(), 4u);  // main, 2 computing, feeder, reader, churners...
+    EXPECT_TRUE(st.threads[0].is_main);
+    EXPECT_TRUE(wait_until([&] { return untraced_and_running(w); }));
+    ASSERT_TRUE(w.keeps_computing()) << w.output();
+  }
+}
+
+TEST(DumpRobustness, UnsupportedFdIsRefusedWithItsNumberAndKind) {
+  SelfcheckWorkload w({"-t", "1", "-s"}, true);
+  TempDir dir;
+  auto r = run_wpckpt({"dump", "-t", std::to_string(w.pid()), "-D", (dir / "d").string()});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("wpckpt: error:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("socket"), std::string::npos) << r.err;
+  // The socket is the first fd after the agent's: name it as /proc does.
+  bool named = false;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(w.pid()) + "/fd")) {
+    std::string link = std::filesystem::read_symlink(e.path()).string();
+    if (link.rfind("socket:", 0) == 0)
+      named |= r.err.find("fd " + e.path().filename().string() + " ") != std::string::npos;
+  }
+  EXPECT_TRUE(named) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "d"));
+  EXPECT_TRUE(untraced_and_running(w));
+  EXPECT_TRUE(w.keeps_computing()) << w.output();
+  auto js = run_wpckpt({"dump", "-t", std::to_string(w.pid()), "-D", (dir / "d").string(), "--json"});
+  EXPECT_NE(js.exit_code, 0);
+  EXPECT_NE(js.out.find("socket"), std::string::npos) << js.out;
+}
+
+}  // namespace
+}  // namespace wpckpt::test
