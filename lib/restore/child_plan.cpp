@@ -130,6 +130,13 @@ Result<void> plan_fds(const state::ProcessState& state, ChildPlan& plan, const I
       };
       pair("it_interval", &o.timer[0]);
       pair("it_value", &o.timer[2]);
+      // Expirations not read yet (fdinfo then shows it_value 0 for a periodic
+      // timer): fire at once, so the next read sees at least one.
+      bool armed = o.timer[2] != 0 || o.timer[3] != 0;
+      if (u64_field(f.details, "ticks") > 0 || (!armed && (o.timer[0] != 0 || o.timer[1] != 0))) {
+        o.timer[2] = 0;
+        o.timer[3] = 1;
+      }
     } else if (f.kind == "epoll") {
       o.how = FdObject::How::Epoll;
       if (f.details.contains("targets") && f.details["targets"].is_array()) {

@@ -37,7 +37,15 @@ Result<void> read_report(int fd, pid_t pid) {
   do {
     n = ::read(fd, &report, sizeof report);
   } while (n < 0 && errno == EINTR);
-  if (n == 0) return make_error(ECHILD, "start restored process", "pid " + std::to_string(pid) + " exited early");
+  if (n == 0) {
+    int status = 0;
+    std::string how = "exited early";
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      how = WIFSIGNALED(status) ? "was killed by signal " + std::to_string(WTERMSIG(status))
+                                : "exited early with status " + std::to_string(WEXITSTATUS(status));
+    }
+    return make_error(ECHILD, "start restored process", "pid " + std::to_string(pid) + " " + how);
+  }
   if (n != sizeof report) return errno_error("read from restored process", "pid " + std::to_string(pid));
   if (report.step == 0) return ok();
   if (report.step == -1) {

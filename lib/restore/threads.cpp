@@ -63,6 +63,15 @@ Result<void> register_thread(ptrace::Injector& inj, pid_t pid, const state::Thre
     WPCKPT_TRY(call(inj, "rseq", ctx, uapi::kNrRseq, thread.rseq.abi_pointer, thread.rseq.abi_size, 0,
                     thread.rseq.signature));
   }
+  if (thread.altstack.flags != SS_DISABLE && thread.altstack.size != 0) {
+    struct {
+      uint64_t sp;
+      int32_t flags, pad;
+      uint64_t size;
+    } ss{thread.altstack.sp, thread.altstack.flags & static_cast<int32_t>(1u << 31) /* SS_AUTODISARM */, 0, thread.altstack.size};
+    WPCKPT_TRY(inj.write(inj.data(), &ss, sizeof ss));
+    WPCKPT_TRY(call(inj, "sigaltstack", ctx, SYS_sigaltstack, inj.data(), 0));
+  }
   if (thread.clear_child_tid != 0) WPCKPT_TRY(call(inj, "set_tid_address", ctx, kNrSetTidAddress, thread.clear_child_tid));
   // Signals stay blocked in the injector's session: queued now, delivered after detach.
   for (const auto& info : thread.pending) {

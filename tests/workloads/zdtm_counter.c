@@ -2,13 +2,14 @@
  * condition variable; a heap buffer holds a known pattern. Prints READY, runs
  * until SIGUSR1 (sent after restore), then checks that the threads still
  * count, joins them, checks the counters and the pattern, prints PASS/FAIL.
- * Usage: zdtm_counter [THREADS] [HEAP_MIB] */
+ * Usage: zdtm_counter [THREADS] [HEAP_MIB] [thp] */
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -40,7 +41,15 @@ int main(int argc, char** argv) {
   int threads = argc > 1 ? atoi(argv[1]) : 2;
   size_t heap = (size_t)(argc > 2 ? atoi(argv[2]) : 16) << 20;
   if (threads < 0 || threads > 64) return 2;
-  uint64_t* buf = malloc(heap);
+  uint64_t* buf;
+  if (argc > 3 && strcmp(argv[3], "thp") == 0) {
+    /* 2 MiB aligned and MADV_HUGEPAGE: the restore must re-apply the advice. */
+    char* raw = mmap(NULL, heap + (2 << 20), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    buf = (uint64_t*)(((uintptr_t)raw + (2 << 20) - 1) & ~(uintptr_t)((2 << 20) - 1));
+    madvise(buf, heap, MADV_HUGEPAGE);
+  } else {
+    buf = malloc(heap);
+  }
   for (size_t i = 0; i < heap / 8; i++) buf[i] = i * 2654435761u;
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);

@@ -1,0 +1,87 @@
+// Helpers of the restore end-to-end tests: a workload started under
+// `wpckpt run` with its stdout in a file, a chain of pre-dumps and a dump,
+// and `wpckpt restore` started as a child (the restored process is its child).
+// Every process is stopped by pid when the test ends.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "tests/support/test_support.hpp"
+
+namespace wpckpt::test {
+
+inline bool pid_gone(pid_t pid) { return !std::filesystem::exists("/proc/" + std::to_string(pid)); }
+
+// Kills a process that is not our child (a detached restore) when the test ends.
+struct KillByPid {
+  pid_t pid = -1;
+  ~KillByPid() {
+    if (pid > 0) ::kill(pid, SIGKILL);
+  }
+};
+
+struct Checkpointed {
+  TempDir dir;
+  std::string out;  // the workload's stdout
+  pid_t pid = -1;
+  std::filesystem::path last;  // the dump
+};
+
+// Starts argv under `wpckpt run`, waits until its stdout contains `ready`,
+// takes `pre_dumps` pre-dumps (calling `between` after each) and a dump.
+template <typename Between>
+void checkpoint(Checkpointed& c, const std::vector<std::string>& argv, const std::string& ready, int pre_dumps,
+                Between between) {
+  c.out = (c.dir / "out.txt").string();
+  std::vector<std::string> full = {wpckpt_binary(), "run", "--"};
+  full.insert(full.end(), argv.begin(), argv.end());
+  ChildProcess proc = ChildProcess::start(full, {}, c.out);
+  c.pid = proc.pid();
+  ASSERT_TRUE(wait_until([&] { return read_file(c.out).find(ready) != std::string::npos; })) << read_file(c.out);
+  std::filesystem::path parent;
+  for (int i = 0; i < pre_dumps; ++i) {
+    std::filesystem::path img = c.dir / ("pre" + std::to_string(i));
+    std::vector<std::string> args = {"pre-dump", "-t", std::to_string(c.pid), "-D", img.string()};
+    if (!parent.empty()) args.insert(args.end(), {"--prev-images-dir", parent.string()});
+    CommandResult r = run_wpckpt(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    parent = img;
+    between();
+  }
+  c.last = c.dir / "dump";
+  std::vector<std::string> args = {"dump", "-t", std::to_string(c.pid), "-D", c.last.string()};
+  if (!parent.empty()) args.insert(args.end(), {"--prev-images-dir", parent.string()});
+  CommandResult r = run_wpckpt(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  proc.wait();  // killed by the dump; reaped so that its pid is free
+  ASSERT_TRUE(pid_gone(c.pid));
+}
+
+inline void checkpoint(Checkpointed& c, const std::vector<std::string>& argv, const std::string& ready,
+                       int pre_dumps = 1) {
+  checkpoint(c, argv, ready, pre_dumps, [] {});
+}
+
+// `wpckpt restore -D img` as our child; waits until the restored pid exists.
+inline ChildProcess start_restore(const std::filesystem::path& img, pid_t pid,
+                                  const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> argv = {wpckpt_binary(), "restore", "-D", img.string()};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  ChildProcess r = ChildProcess::start(argv);
+  EXPECT_TRUE(wait_until([&] { return !pid_gone(pid); })) << "the restored process did not appear";
+  return r;
+}
+
+inline int exit_code_of(int status) {
+  if (status < 0) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace wpckpt::test

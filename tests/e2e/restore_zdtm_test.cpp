@@ -1,0 +1,124 @@
+// zdtm-style end-to-end tests: a workload sets up state, is pre-dumped and
+// dumped (killed), restored by `wpckpt restore`, told by SIGUSR1 that it was
+// restored, checks its own state and prints PASS. wpckpt restore (not
+// detached) ends with the workload's exit status.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/e2e/restore_helpers.hpp"
+
+namespace wpckpt::test {
+namespace {
+
+// Restores c.last, signals the workload, expects exit 0 and PASS in its output.
+void restore_and_check(const Checkpointed& c) {
+  KillByPid guard{c.pid};  // if wpckpt restore is killed first, its child is orphaned, not killed
+  ChildProcess restore = start_restore(c.last, c.pid);
+  // The workload continues where it was: give it a moment to run before the signal.
+  ASSERT_TRUE(wait_until([&] { return read_file("/proc/" + std::to_string(c.pid) + "/status").find("State:\tS") !=
+                                          std::string::npos ||
+                                      read_file("/proc/" + std::to_string(c.pid) + "/status").find("State:\tR") !=
+                                          std::string::npos; }));
+  ASSERT_EQ(::kill(c.pid, SIGUSR1), 0);
+  int status = restore.wait(std::chrono::seconds(60));
+  EXPECT_EQ(exit_code_of(status), 0) << read_file(c.out);
+  EXPECT_NE(read_file(c.out).find("PASS"), std::string::npos) << read_file(c.out);
+  EXPECT_EQ(read_file(c.out).find("FAIL"), std::string::npos) << read_file(c.out);
+}
+
+TEST(RestoreZdtm, SingleThreadCounter) {
+  Checkpointed c;
+  checkpoint(c, {workload("zdtm_counter"), "0", "8"}, "READY");
+  restore_and_check(c);
+}
+
+TEST(RestoreZdtm, ThreadsWithMutexesAndCondvars) {
+  Checkpointed c;
+  checkpoint(c, {workload("zdtm_counter"), "4", "32"}, "READY", 2);
+  restore_and_check(c);
+}
+
+TEST(RestoreZdtm, BigHeapWithTransparentHugePages) {
+  Checkpointed c;
+  checkpoint(c, {workload("zdtm_counter"), "2", "256", "thp"}, "READY", 1);
+  restore_and_check(c);
+}
+
+TEST(RestoreZdtm, SignalHandlersBlockedAndPendingSignals) {
+  Checkpointed c;
+  checkpoint(c, {workload("zdtm_signals")}, "READY");
+  restore_and_check(c);
+}
+
+TEST(RestoreZdtm, FilesAtOffsetsPipesAndMappedFiles) {
+  Checkpointed c;
+  std::string data = (c.dir / "data").string();
+  checkpoint(c, {workload("zdtm_files"), data}, "READY");
+  restore_and_check(c);
+  // O_TRUNC|O_CREAT were not applied again: the bytes written before the dump are there.
+  EXPECT_EQ(read_file(data + ".log").rfind("before dump\n", 0), 0u);
+}
+
+TEST(RestoreZdtm, FrozenInsideSyscallsAndTimers) {
+  Checkpointed c;
+  checkpoint(c, {workload("zdtm_syscalls")}, "READY");
+  restore_and_check(c);
+}
+
+TEST(RestoreZdtm, RestoreTwiceFromOneChainAndAfterMerge) {
+  Checkpointed c;
+  checkpoint(c, {workload("zdtm_counter"), "2", "16"}, "READY", 2);
+  restore_and_check(c);
+  ASSERT_TRUE(wait_until([&] { return pid_gone(c.pid); }));
+  restore_and_check(c);
+  ASSERT_TRUE(wait_until([&] { return pid_gone(c.pid); }));
+  CommandResult m = run_wpckpt({"merge", "-D", c.last.string(), "-o", (c.dir / "merged").string()});
+  ASSERT_EQ(m.exit_code, 0) << m.err;
+  Checkpointed merged_view;
+  merged_view.pid = c.pid;
+  merged_view.out = c.out;
+  merged_view.last = c.dir / "merged";
+  restore_and_check(merged_view);
+}
+
+TEST(RestoreZdtm, ChainOfTwentyPreDumps) {
+  Checkpointed c;
+  checkpoint(c, {workload("zdtm_counter"), "2", "8"}, "READY", 20);
+  restore_and_check(c);
+}
+
+TEST(RestoreCli, DetachedPrintsThePidAndRefusesAPidInUse) {
+  Checkpointed c;
+  checkpoint(c, {workload("zdtm_counter"), "1", "8"}, "READY");
+  // Files, not pipes, for wpckpt's output: the restored process inherits its
+  // stderr (the workload's was not a file) and keeps it open.
+  std::string out = c.dir / "restore.out", err = c.dir / "restore.err";
+  ChildProcess restore = ChildProcess::start({wpckpt_binary(), "restore", "-D", c.last.string(), "-d", "--json"}, {},
+                                             out, err);
+  KillByPid guard{c.pid};
+  ASSERT_EQ(exit_code_of(restore.wait()), 0) << read_file(err);
+  auto doc = nlohmann::json::parse(read_file(out));
+  EXPECT_EQ(doc["pid"].get<int>(), c.pid);
+  EXPECT_GT(doc["pages_restored"].get<uint64_t>(), 2048u);
+  EXPECT_GT(doc["gb_per_s"].get<double>(), 0.0);
+  EXPECT_EQ(waitpid(c.pid, nullptr, WNOHANG), -1);  // re-parented: not our child
+  // A second restore while it runs: the pid is in use, named in the error, nothing is created.
+  CommandResult again = run_wpckpt({"restore", "-D", c.last.string()});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("pid " + std::to_string(c.pid)), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find("zdtm_counter"), std::string::npos) << again.err;
+  ASSERT_EQ(::kill(c.pid, SIGUSR1), 0);
+  EXPECT_TRUE(wait_until([&] { return read_file(c.out).find("PASS") != std::string::npos; })) << read_file(c.out);
+}
+
+TEST(RestoreCli, LazyIsNotSupportedYet) {
+  TempDir dir;
+  CommandResult r = run_wpckpt({"restore", "-D", dir.path().string(), "--lazy"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("not supported yet"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace wpckpt::test
