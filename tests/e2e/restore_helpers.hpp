@@ -69,13 +69,23 @@ inline void checkpoint(Checkpointed& c, const std::vector<std::string>& argv, co
   checkpoint(c, argv, ready, pre_dumps, [] {});
 }
 
-// `wpckpt restore -D img` as our child; waits until the restored pid exists.
+// True once the restore of `pid` is complete: its executable is the restored
+// one (not wpckpt, whose fork it starts as) and wpckpt no longer traces it.
+inline bool restored(pid_t pid) {
+  std::string base = "/proc/" + std::to_string(pid);
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink(base + "/exe", ec);
+  if (ec || exe == std::filesystem::canonical(wpckpt_binary())) return false;
+  return read_file(base + "/status").find("TracerPid:\t0\n") != std::string::npos;
+}
+
+// `wpckpt restore -D img` as our child; waits until the restore is complete.
 inline ChildProcess start_restore(const std::filesystem::path& img, pid_t pid,
                                   const std::vector<std::string>& extra = {}) {
   std::vector<std::string> argv = {wpckpt_binary(), "restore", "-D", img.string()};
   argv.insert(argv.end(), extra.begin(), extra.end());
   ChildProcess r = ChildProcess::start(argv);
-  EXPECT_TRUE(wait_until([&] { return !pid_gone(pid); })) << "the restored process did not appear";
+  EXPECT_TRUE(wait_until([&] { return restored(pid); })) << "the restored process did not appear";
   return r;
 }
 
