@@ -19,6 +19,7 @@
 #include "lib/ptrace/regs.hpp"
 #include "lib/ptrace/stop.hpp"
 #include "lib/restore/address_space.hpp"
+#include "lib/restore/agent_link.hpp"
 #include "lib/restore/child_plan.hpp"
 #include "lib/restore/memory_fill.hpp"
 #include "lib/restore/spawn.hpp"
@@ -171,6 +172,9 @@ Result<RestoreReport> restore_process(const std::filesystem::path& dir, const Re
   std::vector<int> helpers = plan.keep_fds;
   helpers.insert(helpers.end(), proc.sync_fds.begin(), proc.sync_fds.end());
   WPCKPT_TRY(close_in_child(*inj, helpers));
+  if (auto r = recreate_agent_link(*inj, st); !r) {
+    report.warnings.push_back("the restored process cannot be pre-dumped again: " + r.error().message());
+  }
 
   WPCKPT_TRY_ASSIGN(std::vector<pid_t> tids, create_threads(*inj, st));
   for (pid_t t : tids) guard.add_tid(t);

@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <fstream>
+
 #include "tests/e2e/restore_helpers.hpp"
 
 namespace wpckpt::test {
@@ -78,6 +80,27 @@ TEST(RestoreZdtm, RestoreTwiceFromOneChainAndAfterMerge) {
   restore_and_check(merged_view);
 }
 
+TEST(RestoreZdtm, RestoredProcessIsCheckpointedAgain) {
+  Checkpointed c;
+  checkpoint(c, {workload("zdtm_counter"), "2", "16"}, "READY", 1);
+  {
+    KillByPid guard{c.pid};
+    ChildProcess restore = start_restore(c.last, c.pid);
+    // The agent's uffd and state page are back: pre-dump and dump work again.
+    CommandResult pre = run_wpckpt({"pre-dump", "-t", std::to_string(c.pid), "-D", (c.dir / "again-pre").string()});
+    ASSERT_EQ(pre.exit_code, 0) << pre.err;
+    CommandResult dump = run_wpckpt({"dump", "-t", std::to_string(c.pid), "-D", (c.dir / "again").string(),
+                                     "--prev-images-dir", (c.dir / "again-pre").string()});
+    ASSERT_EQ(dump.exit_code, 0) << dump.err;
+    EXPECT_EQ(exit_code_of(restore.wait()), 128 + SIGKILL);  // the dump killed it; wpckpt restore says so
+  }
+  Checkpointed again;
+  again.pid = c.pid;
+  again.out = c.out;
+  again.last = c.dir / "again";
+  restore_and_check(again);
+}
+
 TEST(RestoreZdtm, ChainOfTwentyPreDumps) {
   Checkpointed c;
   checkpoint(c, {workload("zdtm_counter"), "2", "8"}, "READY", 20);
@@ -106,6 +129,18 @@ TEST(RestoreCli, DetachedPrintsThePidAndRefusesAPidInUse) {
   EXPECT_NE(again.err.find("zdtm_counter"), std::string::npos) << again.err;
   ASSERT_EQ(::kill(c.pid, SIGUSR1), 0);
   EXPECT_TRUE(wait_until([&] { return read_file(c.out).find("PASS") != std::string::npos; })) << read_file(c.out);
+}
+
+TEST(RestoreCli, AChangedMappedFileIsRefusedAndNothingIsLeft) {
+  Checkpointed c;
+  std::string data = c.dir / "data";
+  checkpoint(c, {workload("zdtm_files"), data}, "READY");
+  { std::ofstream(data, std::ios::app) << "changed after the dump"; }
+  CommandResult r = run_wpckpt({"restore", "-D", c.last.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("file changed"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(data), std::string::npos) << r.err;
+  EXPECT_TRUE(pid_gone(c.pid));
 }
 
 TEST(RestoreCli, LazyIsNotSupportedYet) {
