@@ -41,7 +41,9 @@ Result<MappingFiles> open_mapping_files(const state::ProcessState& st, ChildPlan
   MappingFiles files;
   std::map<std::string, const state::Mapping*> first;
   std::map<std::string, bool> writable;
-  for (const auto& m : regular_mappings(st)) {
+  // `first` keeps pointers into this vector: it must outlive the loop.
+  const std::vector<state::Mapping> mappings = regular_mappings(st);
+  for (const auto& m : mappings) {
     if (!m.file || m.file->deleted || (m.kind != "file" && m.kind != "shmem")) continue;
     first.emplace(m.file->path, &m);
     writable[m.file->path] |= m.shared && ((m.prot & PROT_WRITE) || has_vm_flag(m, "mw"));
