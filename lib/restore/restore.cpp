@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -154,6 +155,12 @@ Result<RestoreReport> restore_process(const std::filesystem::path& dir, const Re
   }
   WPCKPT_TRY(plan_fds(st, plan, [&](const std::string& name) { return chain->read_file(name); }));
   plan_limits(st, plan, report.warnings);
+  if (st.creds.euid != geteuid() || st.creds.egid != getegid()) {
+    // Changing them needs per-thread injected setres[ug]id and capset: not built yet.
+    report.warnings.push_back("the dumped process ran as uid " + std::to_string(st.creds.euid) + " gid " +
+                              std::to_string(st.creds.egid) + "; it is restored with wpckpt's credentials (uid " +
+                              std::to_string(geteuid()) + ")");
+  }
   std::vector<UniqueFd> held;
   WPCKPT_TRY_ASSIGN(MappingFiles files, open_mapping_files(st, plan, held));
 

@@ -103,14 +103,17 @@ Result<SpawnedProcess> spawn_restored(ChildPlan& plan, bool detached) {
     int status = 0;
     while (waitpid(mid, &status, 0) < 0 && errno == EINTR) {
     }
-    proc.pid = plan.pid;
+    // If clone3 failed, the pid belongs to someone else (or no one): never
+    // signal it. The report says why.
+    bool cloned = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    proc.pid = cloned ? plan.pid : -1;
     proc.is_our_child = false;
   }
   proc.sync_fds = {report_w.get(), hold_r.get()};
   report_w.reset();
   hold_r.reset();
   proc.hold = std::move(hold_w);
-  auto r = read_report(report_r.get(), plan.pid);
+  auto r = read_report(report_r.get(), plan.pid);  // kill_spawned below is a no-op without a pid
   if (!r) {
     kill_spawned(proc);
     return std::move(r).error();

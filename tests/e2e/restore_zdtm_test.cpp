@@ -14,10 +14,11 @@
 namespace wpckpt::test {
 namespace {
 
-// Restores c.last, signals the workload, expects exit 0 and PASS in its output.
-void restore_and_check(const Checkpointed& c) {
+// Restores `image` (default: c.last), signals the workload, expects exit 0
+// and PASS in its output.
+void restore_and_check(const Checkpointed& c, const std::filesystem::path& image = {}) {
   KillByPid guard{c.pid};  // if wpckpt restore is killed first, its child is orphaned, not killed
-  ChildProcess restore = start_restore(c.last, c.pid);
+  ChildProcess restore = start_restore(image.empty() ? c.last : image, c.pid);
   ASSERT_EQ(::kill(c.pid, SIGUSR1), 0);
   int status = restore.wait(std::chrono::seconds(60));
   EXPECT_EQ(exit_code_of(status), 0) << read_file(c.out);
@@ -73,11 +74,7 @@ TEST(RestoreZdtm, RestoreTwiceFromOneChainAndAfterMerge) {
   ASSERT_TRUE(wait_until([&] { return pid_gone(c.pid); }));
   CommandResult m = run_wpckpt({"merge", "-D", c.last.string(), "-o", (c.dir / "merged").string()});
   ASSERT_EQ(m.exit_code, 0) << m.err;
-  Checkpointed merged_view;
-  merged_view.pid = c.pid;
-  merged_view.out = c.out;
-  merged_view.last = c.dir / "merged";
-  restore_and_check(merged_view);
+  restore_and_check(c, c.dir / "merged");
 }
 
 TEST(RestoreZdtm, RestoredProcessIsCheckpointedAgain) {
@@ -94,11 +91,7 @@ TEST(RestoreZdtm, RestoredProcessIsCheckpointedAgain) {
     ASSERT_EQ(dump.exit_code, 0) << dump.err;
     EXPECT_EQ(exit_code_of(restore.wait()), 128 + SIGKILL);  // the dump killed it; wpckpt restore says so
   }
-  Checkpointed again;
-  again.pid = c.pid;
-  again.out = c.out;
-  again.last = c.dir / "again";
-  restore_and_check(again);
+  restore_and_check(c, c.dir / "again");
 }
 
 TEST(RestoreZdtm, ChainOfTwentyPreDumps) {
