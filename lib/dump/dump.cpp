@@ -32,8 +32,10 @@ Result<void> check_cancel(const DumpRequest& r) {
 Result<state::ProcessState> capture_state(const DumpRequest& r, const ptrace::Freezer& frozen,
                                           std::vector<std::pair<std::string, std::vector<uint8_t>>>& files) {
   state::ProcessState st;
+  auto t0 = Clock::now();
   // File descriptors first: an unsupported one fails the dump before any injection.
   WPCKPT_TRY_ASSIGN(FdCapture fds, capture_fds(r.pid));
+  auto t_fds = Clock::now();
   st.fds = std::move(fds.fds);
   st.tracking = std::move(fds.tracking);
   files = std::move(fds.files);
@@ -43,9 +45,14 @@ Result<state::ProcessState> capture_state(const DumpRequest& r, const ptrace::Fr
     st.threads.push_back(std::move(t));
   }
   WPCKPT_TRY(check_cancel(r));
+  auto t_threads = Clock::now();
   WPCKPT_TRY(capture_process(r.pid, frozen.tids().front(), st, r.cancel));
+  auto t_process = Clock::now();
   // After every injector is cured: no scratch area left to skip.
   WPCKPT_TRY_ASSIGN(st.mappings, capture_mappings(r.pid));
+  log::debug("state capture (us): fds {}, {} threads {}, process {}, mappings {}", micros(t_fds - t0),
+             st.threads.size(), micros(t_threads - t_fds), micros(t_process - t_threads),
+             micros(Clock::now() - t_process));
   return st;
 }
 

@@ -102,7 +102,7 @@ Result<std::unique_ptr<Injector>> Injector::prepare(pid_t tid, const InjectorOpt
   WPCKPT_TRY(inj->write(inj->data(), kScratchName, sizeof kScratchName));
   WPCKPT_TRY_ASSIGN(long named, inj->syscall(SYS_prctl, kPrSetVma, kPrSetVmaAnonName, inj->scratch_, kScratchSize,
                                              inj->data()));
-  if (named != 0) log::debug("naming the scratch area failed: {}", std::strerror(static_cast<int>(-named)));
+  if (named != 0) log::trace("naming the scratch area failed: {}", std::strerror(static_cast<int>(-named)));
   return inj;
 }
 
