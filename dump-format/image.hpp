@@ -93,6 +93,8 @@ class ImageWriter {
   virtual Result<void> add_pages(uint64_t addr, std::span<const std::byte> data) = 0;
   virtual Result<void> add_zero_pages(uint64_t addr, uint64_t count) = 0;
   // fsync files, rename the temporary directory to `dir`, fsync the parent.
+  // Fails (and writes nothing) if the areas overlap or are unaligned, or if a
+  // page entry lies outside every area with contents.
   virtual Result<CommitInfo> commit() = 0;
 };
 
