@@ -3,6 +3,8 @@
 // byte-identical to an uninterrupted run.
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <thread>
 
@@ -38,17 +40,22 @@ void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms
 void same_output_after_restore(const std::vector<std::string>& argv, const std::string& stdin_path, int pre_dumps) {
   TempDir dir;
   std::string expected = dir / "expected", got = dir / "got";
+  auto started = std::chrono::steady_clock::now();
   {
     ChildProcess plain = ChildProcess::start(argv, {}, expected, "", stdin_path);
     ASSERT_EQ(exit_code_of(plain.wait(std::chrono::seconds(120))), 0);
   }
+  // The checkpoints must fall inside the program's run whatever the speed of
+  // the machine: space them by a fraction of how long the plain run took.
+  auto plain_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  int interval_ms = std::max(10, static_cast<int>(plain_ms.count() / (3 * (pre_dumps + 2))));
   std::vector<std::string> full = {wpckpt_binary(), "run", "--"};
   full.insert(full.end(), argv.begin(), argv.end());
   ChildProcess proc = ChildProcess::start(full, {}, got, "", stdin_path);
   pid_t pid = proc.pid();
   std::filesystem::path parent;
   for (int i = 0; i <= pre_dumps; ++i) {
-    sleep_ms(250);  // let it work between iterations
+    sleep_ms(interval_ms);  // let it work between iterations
     bool last = i == pre_dumps;
     std::filesystem::path img = dir / (last ? "dump" : "pre" + std::to_string(i));
     std::vector<std::string> args = {last ? "dump" : "pre-dump", "-t", std::to_string(pid), "-D", img.string()};
@@ -91,7 +98,7 @@ TEST(RestorePrograms, Python3Computation) {
   same_output_after_restore({"/usr/bin/python3", "-c",
                              "import hashlib\n"
                              "h = hashlib.sha256(); d = {}\n"
-                             "for i in range(3_000_000):\n"
+                             "for i in range(6_000_000):\n"
                              "    d[i % 100003] = d.get(i % 100003, 0) + i\n"
                              "    h.update(str(i * i).encode())\n"
                              "print(h.hexdigest(), sum(d.values()), len(d))\n"},
