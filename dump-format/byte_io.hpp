@@ -67,6 +67,16 @@ inline Error format_error(const std::string& file, const std::string& what) {
 
 std::string hex_u64(uint64_t v);  // "0x7f12..."
 
+// Writes the start every binary image file shares (read back by
+// check_binary_header): magic, version, page size, frame pages, a reserved u32.
+inline void write_binary_header_start(ByteWriter& w, const char (&magic)[8], uint32_t version, uint32_t frame_pages) {
+  w.bytes(magic, 8);
+  w.u32(version);
+  w.u32(4096);
+  w.u32(frame_pages);
+  w.u32(0);
+}
+
 // The start every binary image file shares: 8-byte magic, u32 version, u32
 // page size, and a checksum64 of the first `checked` bytes stored right after
 // them. `kind` names the file kind in errors ("pages.idx").

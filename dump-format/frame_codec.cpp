@@ -10,11 +10,7 @@ namespace wpckpt::image {
 
 std::vector<std::byte> encode_data_header(uint32_t frame_pages) {
   ByteWriter w;
-  w.bytes(kDataMagic, 8);
-  w.u32(kDataVersion);
-  w.u32(static_cast<uint32_t>(kPageSize));
-  w.u32(frame_pages);
-  w.u32(0);
+  write_binary_header_start(w, kDataMagic, kDataVersion, frame_pages);
   w.u64(checksum64(std::span(w.buffer().data(), 24)));
   return std::move(w.buffer());
 }

@@ -45,11 +45,7 @@ uint64_t PageIndex::data_file_size() const {
 std::vector<std::byte> encode_index_header(uint32_t frame_pages, uint64_t extents, uint64_t fresh, uint64_t frames,
                                            uint64_t stored_pages) {
   ByteWriter w;
-  w.bytes(kIndexMagic, 8);
-  w.u32(kIndexVersion);
-  w.u32(static_cast<uint32_t>(kPageSize));
-  w.u32(frame_pages);
-  w.u32(0);
+  write_binary_header_start(w, kIndexMagic, kIndexVersion, frame_pages);
   w.u64(extents);
   w.u64(fresh);
   w.u64(frames);
