@@ -33,13 +33,14 @@
 
 #include "dump-format/image.hpp"
 #include "lib/agent/wpckpt_agent.h"
-#include "lib/checkpoint/memory_capture.hpp"
+#include "lib/base/uapi/memory.hpp"
+#include "lib/dump/pre_dump.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-constexpr size_t kPage = 4096;
+constexpr size_t kPage = wpckpt::uapi::kPageSize;
 
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
@@ -218,25 +219,14 @@ struct Dump {
 
 Dump pre_dump(pid_t pid, const fs::path& dir, const fs::path& parent, int level) {
   using namespace wpckpt;
-  auto t0 = Clock::now();
-  std::unique_ptr<image::ImageChain> chain;
-  std::optional<fs::path> parent_path;
-  if (!parent.empty()) {
-    auto c = image::ImageChain::open(parent);
-    if (!c) std::fprintf(stderr, "open %s: %s\n", parent.c_str(), c.error().message().c_str()), std::exit(1);
-    chain = std::move(c).value();
-    parent_path = parent;
-  }
-  image::WriterOptions wopts;
-  wopts.compress_level = level;
-  auto writer = image::ImageWriter::create(dir, image::ImageKind::PreDump, parent_path, wopts);
-  if (!writer) std::fprintf(stderr, "create: %s\n", writer.error().message().c_str()), std::exit(1);
-  auto stats = checkpoint::capture_memory(pid, **writer, chain.get(), {});
-  if (!stats) std::fprintf(stderr, "capture: %s\n", stats.error().message().c_str()), std::exit(1);
-  auto info = (*writer)->commit();
-  if (!info) std::fprintf(stderr, "commit: %s\n", info.error().message().c_str()), std::exit(1);
-  checkpoint::fill_commit_stats(*stats, *info);
-  return {*stats, since(t0)};
+  dump::PreDumpRequest req;
+  req.pid = pid;
+  req.images_dir = dir;
+  if (!parent.empty()) req.prev_images_dir = parent;
+  req.compress_level = level;
+  auto report = dump::pre_dump_process(req);
+  if (!report) std::fprintf(stderr, "pre-dump %s: %s\n", dir.c_str(), report.error().message().c_str()), std::exit(1);
+  return {report->capture, report->seconds};
 }
 
 // Copy-all lower bound: process_vm_readv of the whole target buffer in 16 MiB steps.

@@ -109,7 +109,7 @@ Row run(uint64_t gib, const std::filesystem::path& dir) {
     state::Mapping m;
     m.start = kBase;
     m.end = kBase + bytes;
-    m.kind = "anon";
+    m.kind = tracker::MemoryKind::Anon;
     auto stats = restore::fill_memory(**chain, mem, {m}, {});
     if (!stats) {
       std::fprintf(stderr, "fill: %s\n", stats.error().message().c_str());

@@ -2,18 +2,14 @@
 // image (or everything, the first time); the process keeps running.
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
 #include <memory>
-#include <optional>
 #include <string>
-#include <vector>
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
 #include "cli/progress.hpp"
-#include "dump-format/image.hpp"
-#include "lib/checkpoint/memory_capture.hpp"
+#include "lib/dump/pre_dump.hpp"
 
 namespace wpckpt::cli {
 namespace {
@@ -76,34 +72,19 @@ void print_text(const checkpoint::CaptureStats& s, const PreDumpOptions& opts, d
 }
 
 int pre_dump(const PreDumpOptions& opts) {
-  auto t0 = std::chrono::steady_clock::now();
   if (opts.pid <= 0) return report_usage("-t/--tree needs a process id", opts.json);
-  std::unique_ptr<image::ImageChain> parent;
-  std::optional<std::filesystem::path> parent_path;
-  if (!opts.prev_images_dir.empty()) {
-    auto chain = image::ImageChain::open(opts.prev_images_dir);
-    if (!chain) return report_error(chain.error(), opts.json);
-    parent = std::move(chain).value();
-    parent_path = opts.prev_images_dir;
-  }
   ProgressBar bar(!opts.json && isatty(STDERR_FILENO));
-  image::WriterOptions wopts;
-  wopts.compress_level = opts.compress_level;
-  wopts.progress = bar.callback();
-  auto writer = image::ImageWriter::create(opts.images_dir, image::ImageKind::PreDump, parent_path, wopts);
-  if (!writer) return report_error(writer.error(), opts.json);
-  checkpoint::CaptureOptions copts;
-  copts.progress = bar.callback();
-  auto stats = checkpoint::capture_memory(opts.pid, **writer, parent.get(), copts);
-  if (!stats) return report_error(stats.error(), opts.json);
-  auto info = (*writer)->commit();
-  if (!info) return report_error(info.error(), opts.json);
-  checkpoint::fill_commit_stats(*stats, *info);
-  if (auto c = checkpoint::confirm_committed(opts.pid, *info); !c) return report_error(c.error(), opts.json);
+  dump::PreDumpRequest req;
+  req.pid = opts.pid;
+  req.images_dir = opts.images_dir;
+  if (!opts.prev_images_dir.empty()) req.prev_images_dir = opts.prev_images_dir;
+  req.compress_level = opts.compress_level;
+  req.progress = bar.callback();
+  auto report = dump::pre_dump_process(req);
   bar.finish();
-  double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (opts.json) print_json(stats_json(*stats, opts, total));
-  else print_text(*stats, opts, total);
+  if (!report) return report_error(report.error(), opts.json);
+  if (opts.json) print_json(stats_json(report->capture, opts, report->seconds));
+  else print_text(report->capture, opts, report->seconds);
   return kExitOk;
 }
 

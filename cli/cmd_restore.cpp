@@ -11,6 +11,7 @@
 #include "cli/progress.hpp"
 #include "lib/base/log.hpp"
 #include "lib/restore/restore.hpp"
+#include "dump-format/image.hpp"
 #include "lib/restore/supervise.hpp"
 
 namespace wpckpt::cli {
@@ -22,14 +23,14 @@ struct RestoreOptions {
 };
 
 nlohmann::json report_json(const restore::RestoreReport& r, bool detached) {
-  double gbps = r.fill_seconds > 0 ? static_cast<double>(r.pages_stored * 4096) / r.fill_seconds / 1e9 : 0;
+  double gbps = r.fill_seconds > 0 ? static_cast<double>(r.pages_stored * image::kPageSize) / r.fill_seconds / 1e9 : 0;
   return {{"pid", r.pid},
           {"detached", detached},
           {"threads", r.threads},
           {"images", r.images},
           {"pages_restored", r.pages_stored},
           {"pages_zero", r.pages_zero},
-          {"bytes", r.pages_stored * 4096},
+          {"bytes", r.pages_stored * image::kPageSize},
           {"fill_seconds", r.fill_seconds},
           {"seconds", r.seconds},
           {"gb_per_s", gbps},

@@ -13,26 +13,17 @@ using uapi::PageRegion;
 
 constexpr uint64_t kHugeSparseBytes = 64ull << 30;
 
-bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
-
-// Memory shared with other mappings or processes that has no file of its own
-// to live in: shared anonymous memory, memfd, SysV shm, deleted files.
-bool is_shared_memory(const Vma& vma) {
-  const std::string& n = vma.name;
-  return n.empty() || starts_with(n, "/memfd:") || starts_with(n, "/dev/zero") || starts_with(n, "/SYSV") ||
-         (n.size() > 10 && n.compare(n.size() - 10, 10, " (deleted)") == 0);
-}
-
 void classify(ScannedArea& area) {
   const Vma& v = area.vma;
-  area.file_backed = !v.shared && v.inode != 0 && !v.name.empty() && v.name[0] == '/';
-  if (v.is_special()) {
+  area.memory = classify_memory(v);
+  area.file_backed = untouched_page_is_file_data(area.memory, v.shared);
+  if (is_kernel_provided(area.memory)) {
     area.kind = AreaKind::NoContents;
     area.reason = "provided by the kernel";
-  } else if (v.shared && is_shared_memory(v)) {
+  } else if (copied_whole(area.memory, v.shared)) {
     area.kind = AreaKind::CopiedWhole;
     area.reason = "shared memory: writes through other mappings are not tracked";
-  } else if (v.shared) {
+  } else if (contents_in_file(area.memory, v.shared)) {
     area.kind = AreaKind::NoContents;
     area.reason = "shared file: its contents live in the file";
   } else if (!v.read && !v.write && !v.exec && !area.registered) {
@@ -142,7 +133,7 @@ Result<void> scan_area(int uffd, VmaQuery& query, PagemapScanner& scanner, Scann
 Result<std::vector<PageRegion>> unregistered_ranges(PagemapScanner& scanner, const std::vector<Vma>& vmas) {
   uint64_t lo = UINT64_MAX, hi = 0;
   for (const Vma& v : vmas) {
-    if (v.name == "[vsyscall]") continue;  // not a VMA
+    if (classify_memory(v) == MemoryKind::Vsyscall) continue;  // not a VMA
     lo = std::min(lo, v.start);
     hi = std::max(hi, v.end);
   }

@@ -14,6 +14,7 @@
 
 #include "lib/base/result.hpp"
 #include "lib/base/uapi/pagemap_scan.hpp"
+#include "tracker/memory_kind.hpp"
 #include "tracker/page_reader.hpp"
 #include "tracker/pagemap_scanner.hpp"
 #include "tracker/proc_maps.hpp"
@@ -30,10 +31,11 @@ const char* area_kind_name(AreaKind kind);  // "tracked", "present-only", "copie
 
 struct ScannedArea {
   Vma vma;
-  AreaKind kind = AreaKind::Tracked;
+  MemoryKind memory = MemoryKind::Anon;  // what it is (memory_kind.hpp)
+  AreaKind kind = AreaKind::Tracked;     // how this iteration handles it
   bool registered = false;   // covered by the agent's uffd with async write-protect when the scan began
   bool fresh = false;        // captured whole this iteration: pages it does not store are zero
-  bool file_backed = false;  // a private file mapping: an absent page holds file data, not zeros
+  bool file_backed = false;  // untouched_page_is_file_data(): an absent page holds file data, not zeros
   std::string reason;        // why fresh, or why not tracked
   std::vector<uapi::PageRegion> regions;  // what the scan reported (Tracked, PresentOnly)
 };

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <string>
 
+#include "lib/base/uapi/memory.hpp"
 #include "lib/base/uapi/pagemap_scan.hpp"
 #include "lib/base/uapi/userfaultfd.hpp"
 #include "lib/base/unique_fd.hpp"
@@ -58,7 +59,7 @@ struct ScratchMapping {
   ~ScratchMapping() {
     if (addr) munmap(addr, len);
   }
-  static constexpr size_t kPage = 4096;
+  static constexpr size_t kPage = uapi::kPageSize;
   char* addr = nullptr;
   size_t len;
 };

@@ -14,11 +14,12 @@
 #include <vector>
 
 #include "lib/base/result.hpp"
+#include "lib/base/uapi/memory.hpp"
 #include "lib/base/unique_fd.hpp"
 
 namespace wpckpt::tracker {
 
-constexpr uint64_t kPageSize = 4096;
+using uapi::kPageSize;
 
 struct PageRun {
   uint64_t addr = 0;

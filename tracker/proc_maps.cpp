@@ -41,10 +41,6 @@ bool Vma::has_flag(const char* flag) const {
   return false;
 }
 
-bool Vma::is_special() const {
-  return name == "[vdso]" || name == "[vvar]" || name == "[vvar_vclock]" || name == "[vsyscall]";
-}
-
 std::string Vma::prot_string() const {
   std::string s = "----";
   if (read) s[0] = 'r';

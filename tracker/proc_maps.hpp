@@ -24,8 +24,6 @@ struct Vma {
 
   uint64_t size() const { return end - start; }
   bool has_flag(const char* flag) const;
-  bool is_special() const;  // [vdso], [vvar], [vvar_vclock], [vsyscall]
-  bool is_anonymous() const { return inode == 0 && (name.empty() || name[0] == '['); }
   std::string prot_string() const;  // "rw-p"
 };
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "lib/base/log.hpp"
+#include "lib/base/uapi/memory.hpp"
 #include "tracker/agent_link.hpp"
 #include "tracker/iteration_scan.hpp"
 #include "tracker/page_reader.hpp"
@@ -22,7 +23,8 @@ using tracker::PageRun;
 using tracker::ScannedArea;
 using Clock = std::chrono::steady_clock;
 
-constexpr uint64_t kPage = tracker::kPageSize;
+constexpr uint64_t kPage = uapi::kPageSize;
+static_assert(image::kPageSize == uapi::kPageSize, "the image format and the kernel agree on the page size");
 constexpr uint64_t kRunsPerRead = 1u << 14;  // bounds the run list handed to one read()
 
 std::string hex64(uint64_t v) {
@@ -56,23 +58,13 @@ std::string distrust_reason(const image::ImageChain* parent, const tracker::Agen
   return {};
 }
 
-std::string backing_of(const ScannedArea& a) {
-  const tracker::Vma& v = a.vma;
-  if (v.name == "[heap]") return "heap";
-  if (v.name == "[stack]") return "stack";
-  if (v.is_special()) return v.name.substr(1, v.name.size() - 2);
-  if (a.kind == AreaKind::CopiedWhole) return "shmem";
-  if (v.inode != 0) return "file";
-  return "anon";
-}
-
 image::MemoryArea memory_area(const ScannedArea& a) {
   const tracker::Vma& v = a.vma;
   image::MemoryArea m;
   m.start = v.start;
   m.end = v.end;
   m.prot = v.prot_string();
-  m.backing = backing_of(a);
+  m.backing = tracker::memory_kind_name(a.memory);
   m.path = v.name;
   m.file_offset = v.offset;
   m.contents = a.kind != AreaKind::NoContents;
@@ -215,8 +207,6 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
                                    {"uffd_features", link.features()}});
   return stats;
 }
-
-Result<void> confirm_committed(pid_t, const image::CommitInfo&) { return ok(); }
 
 void fill_commit_stats(CaptureStats& stats, const image::CommitInfo& info) {
   stats.pages_stored = info.pages_stored;

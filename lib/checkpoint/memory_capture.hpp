@@ -61,11 +61,6 @@ struct CaptureStats {
 Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const image::ImageChain* parent,
                                     const CaptureOptions& options);
 
-// After the caller committed the image. Nothing to do in this design: the
-// epoch advances when a scan starts (an image that never commits just makes
-// the next iteration whole). Kept so callers need not know that.
-Result<void> confirm_committed(pid_t pid, const image::CommitInfo& info);
-
 // Copies pages_stored, pages_zero, bytes_raw and bytes_compressed from a commit.
 void fill_commit_stats(CaptureStats& stats, const image::CommitInfo& info);
 

@@ -133,7 +133,6 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   WPCKPT_TRY_ASSIGN(rep.commit, writer->commit());
   rep.commit_time = micros(Clock::now() - t_commit);
   checkpoint::fill_commit_stats(rep.capture, rep.commit);
-  WPCKPT_TRY(checkpoint::confirm_committed(r.pid, rep.commit));
   if (!r.leave_running) frozen.kill();
   log::debug("dump of {}: frozen {} us, {} pages written", r.pid, rep.frozen_time, rep.pages_written);
   return rep;

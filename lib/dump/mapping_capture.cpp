@@ -1,13 +1,15 @@
 #include "lib/dump/mapping_capture.hpp"
 
-#include <fcntl.h>
 #include <fmt/core.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-#include "lib/base/unique_fd.hpp"
+#include <optional>
+
 #include "lib/base/uapi/pagemap_scan.hpp"
+#include "lib/probe/features.hpp"
+#include "tracker/memory_kind.hpp"
+#include "tracker/pagemap_scanner.hpp"
 #include "tracker/proc_maps.hpp"
 
 namespace wpckpt::dump {
@@ -19,41 +21,19 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::string kind_of(const tracker::Vma& v) {
-  if (v.name == "[heap]") return "heap";
-  if (v.name == "[stack]") return "stack";
-  if (v.is_special()) return v.name.substr(1, v.name.size() - 2);
-  // Shared anonymous memory is shmem ("/dev/zero (deleted)"); so are memfds
-  // and SysV segments.
-  if (v.name.rfind("/memfd:", 0) == 0 || v.name.rfind("/SYSV", 0) == 0 || v.name.rfind("/dev/zero", 0) == 0 ||
-      (v.shared && v.inode == 0))
-    return "shmem";
-  if (v.inode != 0) return "file";
-  return "anon";
-}
-
 // Guard regions (MADV_GUARD_INSTALL) are page-table markers, not areas: ask
-// PAGEMAP_SCAN for PAGE_IS_GUARD pages. Kernels without it give EINVAL: none.
-std::vector<std::pair<uint64_t, uint64_t>> guard_regions(int pagemap_fd, const tracker::Vma& v) {
+// PAGEMAP_SCAN for PAGE_IS_GUARD pages. Without that category (a kernel
+// before it, or switched off) they cannot be seen: the caller skips this and
+// the pages read as holes, stored as zeros.
+Result<std::vector<std::pair<uint64_t, uint64_t>>> guard_regions(tracker::PagemapScanner& scanner,
+                                                                 const tracker::Vma& v) {
+  tracker::ScanRequest r;
+  r.start = v.start;
+  r.end = v.end;
+  r.category_mask = uapi::kPageIsGuard;
+  r.return_mask = uapi::kPageIsGuard;
   std::vector<std::pair<uint64_t, uint64_t>> out;
-  if (pagemap_fd < 0) return out;
-  uapi::PageRegion regions[64];
-  uint64_t start = v.start;
-  while (start < v.end) {
-    uapi::PmScanArg arg{};
-    arg.size = sizeof arg;
-    arg.start = start;
-    arg.end = v.end;
-    arg.vec = reinterpret_cast<uint64_t>(regions);
-    arg.vec_len = 64;
-    arg.category_mask = uapi::kPageIsGuard;
-    arg.return_mask = uapi::kPageIsGuard;
-    long n = ::ioctl(pagemap_fd, uapi::kPagemapScan, &arg);
-    if (n < 0) break;
-    for (long i = 0; i < n; ++i) out.emplace_back(regions[i].start, regions[i].end);
-    if (n < 64 || arg.walk_end <= start) break;
-    start = arg.walk_end;
-  }
+  WPCKPT_TRY(scanner.scan(r, [&](const uapi::PageRegion& g) { out.emplace_back(g.start, g.end); }));
   return out;
 }
 
@@ -61,7 +41,10 @@ std::vector<std::pair<uint64_t, uint64_t>> guard_regions(int pagemap_fd, const t
 
 Result<std::vector<state::Mapping>> capture_mappings(pid_t pid, const MappingOptions& options) {
   WPCKPT_TRY_ASSIGN(auto vmas, tracker::read_smaps(pid));
-  UniqueFd pagemap(::open(fmt::format("/proc/{}/pagemap", pid).c_str(), O_RDONLY | O_CLOEXEC));
+  std::optional<tracker::PagemapScanner> scanner;
+  if (probe::has_feature("pagemap_scan_category_guard")) {
+    WPCKPT_TRY_ASSIGN(scanner, tracker::PagemapScanner::open(pid));
+  }
   std::vector<state::Mapping> out;
   for (const auto& v : vmas) {
     if (options.skip_end > options.skip_start && v.start >= options.skip_start && v.end <= options.skip_end) continue;
@@ -70,11 +53,11 @@ Result<std::vector<state::Mapping>> capture_mappings(pid_t pid, const MappingOpt
     m.end = v.end;
     m.prot = (v.read ? PROT_READ : 0) | (v.write ? PROT_WRITE : 0) | (v.exec ? PROT_EXEC : 0);
     m.shared = v.shared;
-    m.kind = kind_of(v);
+    m.kind = tracker::classify_memory(v);
     m.name = v.name;
     m.file_offset = v.offset;
     m.vm_flags = v.vm_flags;
-    bool special = v.is_special();
+    bool special = tracker::is_kernel_provided(m.kind);
     m.contents_in_image = !special;
     if (v.inode != 0 && !special) {
       // map_files follows the mapping to its inode even if the path was
@@ -94,7 +77,9 @@ Result<std::vector<state::Mapping>> capture_mappings(pid_t pid, const MappingOpt
       }
       m.file = id;
     }
-    if (!special) m.guards = guard_regions(pagemap.get(), v);
+    if (!special && scanner) {
+      WPCKPT_TRY_ASSIGN(m.guards, guard_regions(*scanner, v));
+    }
     out.push_back(std::move(m));
   }
   return out;

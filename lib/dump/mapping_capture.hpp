@@ -1,6 +1,6 @@
 // Every mapping of a frozen process as a state::Mapping: address, protection,
-// shared/private, backing (anon, file with identity, shmem/memfd, heap,
-// stack, the special [vdso]/[vvar]/[vvar_vclock]/[vsyscall]) and the guard
+// shared/private, kind (tracker/memory_kind.hpp; files with their identity)
+// and the guard
 // regions inside it. The pages themselves are the image's memory part
 // (lib/checkpoint/memory_capture.hpp); this is the layout restore rebuilds.
 #pragma once

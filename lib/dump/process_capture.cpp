@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "lib/base/uapi/process.hpp"
 #include "lib/dump/fault_point.hpp"
 #include "lib/ptrace/injector.hpp"
 #include "lib/ptrace/regs.hpp"
@@ -112,9 +113,9 @@ Result<void> inject_queries(pid_t pid, pid_t tid, state::ProcessState& out, cons
     if (cancel && cancel->load()) return interrupted_error(pid);
     WPCKPT_TRY_ASSIGN(long rc, inj->syscall(SYS_rt_sigaction, sig, 0, inj->data(), 8));
     if (rc != 0) return make_error(static_cast<int>(-rc), "injected rt_sigaction", fmt::format("signal {}", sig));
-    uint64_t act[4] = {};  // handler, flags, restorer, mask
-    WPCKPT_TRY(inj->read(inj->data(), act, sizeof act));
-    out.sigactions.push_back({sig, act[0], act[1], act[2], act[3]});
+    uapi::KernelSigaction act{};
+    WPCKPT_TRY(inj->read(inj->data(), &act, sizeof act));
+    out.sigactions.push_back({sig, act.handler, act.flags, act.restorer, act.mask});
   }
   WPCKPT_TRY_ASSIGN(long brk, inj->syscall(SYS_brk, 0));
   out.mm.brk = static_cast<uint64_t>(brk);

@@ -27,18 +27,14 @@ Result<state::ThreadState> capture_thread(pid_t pid, pid_t tid) {
   static_assert(sizeof(regs) == sizeof(t.regs));
   std::memcpy(&t.regs, &regs, sizeof regs);
 
-  // sigaltstack(NULL, &old): stack_t is {void* sp; int flags; size_t size}.
-  WPCKPT_TRY_ASSIGN(long rc, inj->syscall(SYS_sigaltstack, 0, inj->data()));
-  if (rc != 0) return make_error(static_cast<int>(-rc), "injected sigaltstack", "thread " + std::to_string(tid));
-  struct {
-    uint64_t sp;
-    int32_t flags, pad;
-    uint64_t size;
-  } ss{};
+  // sigaltstack(NULL, &old)
+  WPCKPT_TRY(inj->checked_syscall("injected sigaltstack", "thread " + std::to_string(tid), SYS_sigaltstack, 0,
+                                  inj->data()));
+  stack_t ss{};
   WPCKPT_TRY(inj->read(inj->data(), &ss, sizeof ss));
-  t.altstack = {ss.sp, ss.flags, ss.size};
+  t.altstack = {reinterpret_cast<uint64_t>(ss.ss_sp), ss.ss_flags, ss.ss_size};
   // prctl(PR_GET_TID_ADDRESS, &out): glibc's pthread_join relies on it.
-  WPCKPT_TRY_ASSIGN(rc, inj->syscall(SYS_prctl, PR_GET_TID_ADDRESS, inj->data()));
+  WPCKPT_TRY_ASSIGN(long rc, inj->syscall(SYS_prctl, PR_GET_TID_ADDRESS, inj->data()));
   if (rc == 0) WPCKPT_TRY(inj->read(inj->data(), &t.clear_child_tid, sizeof t.clear_child_tid));
   WPCKPT_TRY(inj->cure());
   return t;

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <linux/bpf.h>
-#include <linux/capability.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -20,6 +19,7 @@
 
 #include "lib/base/uapi/process.hpp"
 #include "lib/base/unique_fd.hpp"
+#include "lib/probe/capabilities.hpp"
 
 namespace wpckpt::probe {
 namespace {
@@ -69,13 +69,6 @@ ProbeOutcome with_seized_child(Inspect inspect) {
   ProbeOutcome o = inspect(child.pid);
   ptrace(PTRACE_DETACH, child.pid, nullptr, nullptr);
   return o;
-}
-
-bool has_effective_cap(int cap) {
-  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct data[2]{};
-  if (syscall(SYS_capget, &header, data) != 0) return false;
-  return (data[cap / 32].effective >> (cap % 32)) & 1u;
 }
 
 // Runs `body` in a forked child and reports its exit code (0 = present;
@@ -206,12 +199,12 @@ std::vector<FeatureProbe> process_probes() {
                     [] { return in_child("PR_SET_MM_MAP", set_mm_map_identity); }});
   probes.push_back({"cap_checkpoint_restore", "CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN in the effective set",
                     "restore cannot choose pids or replace /proc/PID/exe", false, [] {
-                      bool ok = has_effective_cap(kCapCheckpointRestore) || has_effective_cap(kCapSysAdmin);
+                      bool ok = has_effective_capability(kCapCheckpointRestore) || has_effective_capability(kCapSysAdmin);
                       return ProbeOutcome{ok, ok ? "ok" : "capability not in the effective set"};
                     }});
   probes.push_back({"cap_sys_resource", "CAP_SYS_RESOURCE in the effective set",
                     "restore cannot raise a hard rlimit above its current value", false, [] {
-                      bool ok = has_effective_cap(kCapSysResource);
+                      bool ok = has_effective_capability(kCapSysResource);
                       return ProbeOutcome{ok, ok ? "ok" : "capability not in the effective set"};
                     }});
   probes.push_back({"bpf_prog_load", "loading a BPF program (socket filter)",

@@ -24,8 +24,6 @@ namespace {
 static_assert(Injector::kScratchSize == stub::kAreaSize);
 static_assert(Injector::kScratchSize - Injector::kBlockSize == stub::kBlockOffset);
 
-constexpr int kPrSetVma = 0x53564d41;
-constexpr int kPrSetVmaAnonName = 0;
 constexpr char kScratchName[] = "wpckpt-scratch";
 
 // Kernel-internal restart codes a thread frozen in a syscall shows in rax.
@@ -92,7 +90,7 @@ Result<std::unique_ptr<Injector>> Injector::prepare(pid_t tid, const InjectorOpt
                                             {options.scratch_address, kScratchSize,
                                              PROT_READ | PROT_WRITE | PROT_EXEC, static_cast<uint64_t>(flags),
                                              static_cast<uint64_t>(-1), 0}));
-  if (addr < 0 && addr > -4096)
+  if (uapi::is_syscall_error(addr))
     return make_error(static_cast<int>(-addr), "injected mmap of the scratch area", thread_context(tid));
   inj->scratch_ = static_cast<uint64_t>(addr);
   if (options.scratch_address && inj->scratch_ != options.scratch_address)
@@ -100,7 +98,7 @@ Result<std::unique_ptr<Injector>> Injector::prepare(pid_t tid, const InjectorOpt
   WPCKPT_TRY(inj->write_stub());
   // Best effort: a name makes a leftover area recognisable in /proc/PID/maps.
   WPCKPT_TRY(inj->write(inj->data(), kScratchName, sizeof kScratchName));
-  WPCKPT_TRY_ASSIGN(long named, inj->syscall(SYS_prctl, kPrSetVma, kPrSetVmaAnonName, inj->scratch_, kScratchSize,
+  WPCKPT_TRY_ASSIGN(long named, inj->syscall(SYS_prctl, PR_SET_VMA, PR_SET_VMA_ANON_NAME, inj->scratch_, kScratchSize,
                                              inj->data()));
   if (named != 0) log::trace("naming the scratch area failed: {}", std::strerror(static_cast<int>(-named)));
   return inj;
@@ -167,6 +165,13 @@ Result<long> Injector::syscall(long nr, uint64_t a1, uint64_t a2, uint64_t a3, u
   if (cured_) return make_error(EINVAL, "injected syscall", thread_context(tid_)).with_hint("the injector is cured");
   uint64_t site = scratch_ ? scratch_ + stub::kSyscallOffset : site_;
   return call_at(site, nr, {a1, a2, a3, a4, a5, a6});
+}
+
+Result<long> Injector::checked_syscall(const char* what, const std::string& context, long nr, uint64_t a1,
+                                       uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6) {
+  WPCKPT_TRY_ASSIGN(long r, syscall(nr, a1, a2, a3, a4, a5, a6));
+  if (uapi::is_syscall_error(r)) return make_error(static_cast<int>(-r), what, context);
+  return r;
 }
 
 Result<void> Injector::write(uint64_t addr, const void* data, size_t len) {

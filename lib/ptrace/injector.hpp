@@ -32,6 +32,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "lib/base/result.hpp"
@@ -58,6 +59,10 @@ class Injector {
   // failed (e.g. the thread died).
   Result<long> syscall(long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0,
                        uint64_t a5 = 0, uint64_t a6 = 0);
+  // The same for a call that must succeed: a kernel error becomes an Error
+  // with that errno, `what` and `context`.
+  Result<long> checked_syscall(const char* what, const std::string& context, long nr, uint64_t a1 = 0,
+                               uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0);
 
   // The caller's part of the scratch area (target addresses).
   uint64_t data() const { return scratch_ + kCodeSize; }

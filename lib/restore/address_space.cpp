@@ -8,20 +8,17 @@
 #include <cstdio>
 #include <cstring>
 
+#include "lib/base/uapi/memory.hpp"
 #include "lib/base/uapi/process.hpp"
+#include "tracker/memory_kind.hpp"
 #include "tracker/proc_maps.hpp"
 
 namespace wpckpt::restore {
 
 namespace {
 
-constexpr uint64_t kPage = 4096;
-constexpr int kMadvGuardInstall = 102;
 
-bool is_vdso_group(const std::string& kind_or_name) {
-  return kind_or_name == "vdso" || kind_or_name == "vvar" || kind_or_name == "vvar_vclock" ||
-         kind_or_name == "[vdso]" || kind_or_name == "[vvar]" || kind_or_name == "[vvar_vclock]";
-}
+using tracker::MemoryKind;
 
 bool has_flag(const state::Mapping& m, const char* flag) {
   return std::find(m.vm_flags.begin(), m.vm_flags.end(), flag) != m.vm_flags.end();
@@ -33,14 +30,6 @@ std::string hex_range(uint64_t a, uint64_t b) {
   return buf;
 }
 
-// Runs an injected call whose kernel result must not be negative.
-Result<long> call(ptrace::Injector& inj, const char* what, const std::string& ctx, long nr, uint64_t a1 = 0,
-                  uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0) {
-  WPCKPT_TRY_ASSIGN(long r, inj.syscall(nr, a1, a2, a3, a4, a5, a6));
-  if (r < 0 && r > -4096) return make_error(static_cast<int>(-r), what, ctx);
-  return r;
-}
-
 }  // namespace
 
 uint64_t pick_free_area(std::vector<Range> busy, uint64_t len) {
@@ -48,8 +37,8 @@ uint64_t pick_free_area(std::vector<Range> busy, uint64_t len) {
   uint64_t candidate = 0x10000000;  // above the usual non-PIE executables, below mmap_base
   for (const auto& [s, e] : busy) {
     if (e <= candidate) continue;
-    if (candidate + len + kPage <= s) return candidate;
-    candidate = e + kPage;  // keep a page of distance from anything
+    if (candidate + len + uapi::kPageSize <= s) return candidate;
+    candidate = e + uapi::kPageSize;  // keep a page of distance from anything
   }
   return candidate;
 }
@@ -65,13 +54,13 @@ Result<uint64_t> pick_scratch_address(pid_t pid, const state::ProcessState& stat
 std::vector<state::Mapping> regular_mappings(const state::ProcessState& state) {
   std::vector<state::Mapping> out;
   for (const auto& m : state.mappings)
-    if (!is_vdso_group(m.kind) && m.kind != "vsyscall") out.push_back(m);
+    if (!tracker::is_kernel_provided(m.kind)) out.push_back(m);
   return out;
 }
 
 Result<uint64_t> vdso_syscall_site(const state::ProcessState& state) {
   for (const auto& m : state.mappings) {
-    if (m.kind != "vdso") continue;
+    if (m.kind != MemoryKind::Vdso) continue;
     const auto& img = state.vdso_image;
     for (size_t i = 0; i + 1 < img.size(); ++i)
       if (img[i] == 0x0f && img[i + 1] == 0x05) return m.start + i;
@@ -92,8 +81,8 @@ Result<void> move_vdso_group(ptrace::Injector& inj, const state::ProcessState& s
   };
   std::vector<Piece> pieces;
   for (const auto& m : state.mappings) {
-    if (!is_vdso_group(m.kind)) continue;
-    std::string name = "[" + m.kind + "]";
+    if (!tracker::is_vdso_group(m.kind)) continue;
+    std::string name = std::string("[") + tracker::memory_kind_name(m.kind) + "]";
     auto it = std::find_if(now.begin(), now.end(), [&](const tracker::Vma& v) { return v.name == name; });
     if (it == now.end() || it->size() != m.end - m.start) {
       return make_error(0, "move " + name, "this kernel has no " + name + " of " + std::to_string(m.end - m.start) + " bytes")
@@ -103,7 +92,7 @@ Result<void> move_vdso_group(ptrace::Injector& inj, const state::ProcessState& s
   }
   if (pieces.empty()) return ok();
   for (const auto& v : now) {
-    if (!is_vdso_group(v.name)) continue;
+    if (!tracker::is_vdso_group(tracker::classify_memory(v))) continue;
     bool recorded = std::any_of(pieces.begin(), pieces.end(), [&](const Piece& p) { return p.name == v.name; });
     if (!recorded) {
       return make_error(0, "move vdso", "this kernel has " + v.name + ", the image does not")
@@ -122,7 +111,7 @@ Result<void> move_vdso_group(ptrace::Injector& inj, const state::ProcessState& s
   auto move_all = [&](auto target_of) -> Result<void> {
     for (auto& p : pieces) {
       uint64_t dst = target_of(p);
-      WPCKPT_TRY(call(inj, "mremap", p.name + " to " + hex_range(dst, dst + p.len), SYS_mremap, p.from, p.len, p.len,
+      WPCKPT_TRY(inj.checked_syscall("mremap", p.name + " to " + hex_range(dst, dst + p.len), SYS_mremap, p.from, p.len, p.len,
                       MREMAP_MAYMOVE | MREMAP_FIXED, dst));
       p.from = dst;
     }
@@ -151,17 +140,17 @@ Result<void> map_one(ptrace::Injector& inj, const state::Mapping& m, const Mappi
   std::string ctx = hex_range(m.start, m.end) + (m.name.empty() ? "" : " " + m.name);
   int fd = -1;
   bool anonymous = true;
-  if (m.file && (m.kind == "file" || m.kind == "shmem")) {
+  if (m.file && tracker::maps_file_again(m.kind)) {
     auto it = files.by_path.find(m.file->path);
     if (it != files.by_path.end()) {
       fd = it->second;
       anonymous = false;
-    } else if (m.kind == "file") {
+    } else {
       return make_error(ENOENT, "map", ctx + ": the file was not opened").with_hint("this is a wpckpt bug");
     }
   }
   uint64_t offset = anonymous ? 0 : m.file_offset;
-  WPCKPT_TRY_ASSIGN(long got, call(inj, "mmap", ctx, SYS_mmap, m.start, m.end - m.start, m.prot,
+  WPCKPT_TRY_ASSIGN(long got, inj.checked_syscall("mmap", ctx, SYS_mmap, m.start, m.end - m.start, m.prot,
                                    static_cast<uint64_t>(mmap_flags(m, anonymous)), static_cast<uint64_t>(fd), offset));
   if (static_cast<uint64_t>(got) != m.start) return make_error(EFAULT, "mmap", ctx + ": placed elsewhere");
   struct {
@@ -171,7 +160,7 @@ Result<void> map_one(ptrace::Injector& inj, const state::Mapping& m, const Mappi
                  {"dc", MADV_DONTFORK}, {"wf", MADV_WIPEONFORK}};
   for (const auto& a : advices) {
     if (!has_flag(m, a.flag)) continue;
-    WPCKPT_TRY(call(inj, "madvise", ctx, SYS_madvise, m.start, m.end - m.start, static_cast<uint64_t>(a.advice)));
+    WPCKPT_TRY(inj.checked_syscall("madvise", ctx, SYS_madvise, m.start, m.end - m.start, static_cast<uint64_t>(a.advice)));
   }
   return ok();
 }
@@ -182,12 +171,12 @@ Result<void> build_mappings(ptrace::Injector& inj, const state::ProcessState& st
   WPCKPT_TRY_ASSIGN(auto now, tracker::read_maps(inj.tid()));
   uint64_t scratch_lo = inj.scratch(), scratch_hi = scratch_lo + ptrace::Injector::kScratchSize;
   for (const auto& v : now) {
-    if (is_vdso_group(v.name) || v.name == "[vsyscall]") continue;
+    if (tracker::is_kernel_provided(tracker::classify_memory(v))) continue;
     if (v.start < scratch_hi && scratch_lo < v.end) continue;
-    WPCKPT_TRY(call(inj, "munmap", hex_range(v.start, v.end) + " of the new process", SYS_munmap, v.start, v.size()));
+    WPCKPT_TRY(inj.checked_syscall("munmap", hex_range(v.start, v.end) + " of the new process", SYS_munmap, v.start, v.size()));
   }
   WPCKPT_TRY(move_vdso_group(inj, state, now));
-  if (std::any_of(state.mappings.begin(), state.mappings.end(), [](const auto& m) { return m.kind == "vdso"; })) {
+  if (std::any_of(state.mappings.begin(), state.mappings.end(), [](const auto& m) { return m.kind == MemoryKind::Vdso; })) {
     WPCKPT_TRY_ASSIGN(uint64_t site, vdso_syscall_site(state));
     inj.set_syscall_site(site);
   }
@@ -198,7 +187,7 @@ Result<void> build_mappings(ptrace::Injector& inj, const state::ProcessState& st
 Result<void> finish_mm(ptrace::Injector& inj, const state::ProcessState& state, const MappingFiles& files) {
   for (const auto& m : state.mappings) {
     for (const auto& [gs, ge] : m.guards) {
-      WPCKPT_TRY(call(inj, "install guard region", hex_range(gs, ge), SYS_madvise, gs, ge - gs, kMadvGuardInstall));
+      WPCKPT_TRY(inj.checked_syscall("install guard region", hex_range(gs, ge), SYS_madvise, gs, ge - gs, uapi::kMadvGuardInstall));
     }
   }
 
@@ -227,7 +216,7 @@ Result<void> finish_mm(ptrace::Injector& inj, const state::ProcessState& state, 
     map.auxv_size = static_cast<uint32_t>(auxv_bytes);
   }
   WPCKPT_TRY(inj.write(map_addr, &map, sizeof map));
-  auto r = call(inj, "prctl(PR_SET_MM_MAP)", "exe " + mm.exe_path, SYS_prctl, uapi::kPrSetMm, uapi::kPrSetMmMap,
+  auto r = inj.checked_syscall("prctl(PR_SET_MM_MAP)", "exe " + mm.exe_path, SYS_prctl, uapi::kPrSetMm, uapi::kPrSetMmMap,
                 map_addr, sizeof map);
   if (!r) {
     Error e = std::move(r).error();
@@ -238,16 +227,16 @@ Result<void> finish_mm(ptrace::Injector& inj, const state::ProcessState& state, 
   }
 
   for (const auto& a : state.sigactions) {
-    uint64_t act[4] = {a.handler, a.flags, a.restorer, a.mask};
-    WPCKPT_TRY(inj.write(inj.data(), act, sizeof act));
-    WPCKPT_TRY(call(inj, "rt_sigaction", "signal " + std::to_string(a.signo), SYS_rt_sigaction,
+    uapi::KernelSigaction act{a.handler, a.flags, a.restorer, a.mask};
+    WPCKPT_TRY(inj.write(inj.data(), &act, sizeof act));
+    WPCKPT_TRY(inj.checked_syscall("rt_sigaction", "signal " + std::to_string(a.signo), SYS_rt_sigaction,
                     static_cast<uint64_t>(a.signo), inj.data(), 0, 8));
   }
   if (!state.comm.empty()) {
     char comm[16] = {};
     std::memcpy(comm, state.comm.data(), std::min<size_t>(state.comm.size(), 15));
     WPCKPT_TRY(inj.write(inj.data(), comm, sizeof comm));
-    WPCKPT_TRY(call(inj, "prctl(PR_SET_NAME)", state.comm, SYS_prctl, PR_SET_NAME, inj.data()));
+    WPCKPT_TRY(inj.checked_syscall("prctl(PR_SET_NAME)", state.comm, SYS_prctl, PR_SET_NAME, inj.data()));
   }
   return ok();
 }

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <map>
 
+#include "lib/probe/capabilities.hpp"
 #include "lib/restore/validate.hpp"
 #include "lib/base/uapi/process.hpp"
 
@@ -160,7 +161,7 @@ void plan_limits(const state::ProcessState& state, ChildPlan& plan, std::vector<
   static const char* names[] = {"CPU",     "FSIZE",   "DATA",  "STACK",  "CORE",       "RSS",
                                 "NPROC",   "NOFILE",  "MEMLOCK", "AS",   "LOCKS",      "SIGPENDING",
                                 "MSGQUEUE", "NICE",   "RTPRIO", "RTTIME"};
-  bool can_raise = has_capability(uapi::kCapSysResource);
+  bool can_raise = probe::has_effective_capability(uapi::kCapSysResource);
   for (const auto& l : state.rlimits) {
     if (l.resource < 0 || l.resource >= RLIM_NLIMITS) continue;
     rlimit now{};

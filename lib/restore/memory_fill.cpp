@@ -8,9 +8,7 @@
 
 namespace wpckpt::restore {
 
-bool starts_zeroed(const state::Mapping& m) {
-  return m.kind == "anon" || m.kind == "heap" || m.kind == "stack" || (m.kind == "shmem" && !m.file);
-}
+bool starts_zeroed(const state::Mapping& m) { return tracker::restored_zeroed(m.kind); }
 
 namespace {
 

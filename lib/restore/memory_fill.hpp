@@ -28,7 +28,7 @@ Result<FillStats> fill_memory(const image::ImageChain& chain, int mem_fd,
                               const std::vector<state::Mapping>& mappings, const ProgressFn& progress);
 
 // True when zero pages of this mapping need no write: it was just created
-// as fresh anonymous memory (or fresh shared anonymous memory).
+// as fresh anonymous memory (tracker::restored_zeroed).
 bool starts_zeroed(const state::Mapping& m);
 
 }  // namespace wpckpt::restore

@@ -45,7 +45,7 @@ Result<MappingFiles> open_mapping_files(const state::ProcessState& st, ChildPlan
   // `first` keeps pointers into this vector: it must outlive the loop.
   const std::vector<state::Mapping> mappings = regular_mappings(st);
   for (const auto& m : mappings) {
-    if (!m.file || m.file->deleted || (m.kind != "file" && m.kind != "shmem")) continue;
+    if (!m.file || m.file->deleted || !tracker::maps_file_again(m.kind)) continue;
     first.emplace(m.file->path, &m);
     writable[m.file->path] |= m.shared && ((m.prot & PROT_WRITE) || has_vm_flag(m, "mw"));
   }
@@ -62,7 +62,6 @@ Result<MappingFiles> open_mapping_files(const state::ProcessState& st, ChildPlan
   for (const auto& [path, m] : first) {
     int fd = ::open(path.c_str(), (writable[path] ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     if (fd < 0) {
-      if (m->kind == "shmem") continue;  // recreated as shared anonymous memory, contents from the image
       return errno_error("open mapped file", path).with_hint("the file must exist where it was at dump time");
     }
     struct stat s{};

@@ -13,15 +13,6 @@ namespace wpckpt::restore {
 
 namespace {
 
-constexpr long kNrSetTidAddress = 218;
-
-Result<long> call(ptrace::Injector& inj, const char* what, const std::string& ctx, long nr, uint64_t a1 = 0,
-                  uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0) {
-  WPCKPT_TRY_ASSIGN(long r, inj.syscall(nr, a1, a2, a3, a4));
-  if (r < 0 && r > -4096) return make_error(static_cast<int>(-r), what, ctx);
-  return r;
-}
-
 int signo_of(const std::vector<uint8_t>& siginfo) {
   int32_t signo = 0;
   if (siginfo.size() >= 4) std::memcpy(&signo, siginfo.data(), 4);
@@ -46,7 +37,7 @@ Result<std::vector<pid_t>> create_threads(ptrace::Injector& main_inj, const stat
     args.set_tid_size = 1;
     WPCKPT_TRY(main_inj.write(tid_addr, &want, sizeof want));
     WPCKPT_TRY(main_inj.write(args_addr, &args, sizeof args));
-    WPCKPT_TRY_ASSIGN(long got, call(main_inj, "clone3 with set_tid", "thread " + std::to_string(t.tid),
+    WPCKPT_TRY_ASSIGN(long got, main_inj.checked_syscall("clone3 with set_tid", "thread " + std::to_string(t.tid),
                                      uapi::kNrClone3, args_addr, sizeof args));
     if (got != t.tid) return make_error(0, "clone3 with set_tid", "thread " + std::to_string(t.tid) + " got " + std::to_string(got));
     // The new thread is ours (TRACECLONE) and stops before its first instruction.
@@ -60,23 +51,22 @@ Result<std::vector<pid_t>> create_threads(ptrace::Injector& main_inj, const stat
 Result<void> register_thread(ptrace::Injector& inj, pid_t pid, const state::ThreadState& thread) {
   std::string ctx = "thread " + std::to_string(thread.tid);
   if (thread.rseq.abi_pointer != 0) {
-    WPCKPT_TRY(call(inj, "rseq", ctx, uapi::kNrRseq, thread.rseq.abi_pointer, thread.rseq.abi_size, 0,
+    WPCKPT_TRY(inj.checked_syscall("rseq", ctx, uapi::kNrRseq, thread.rseq.abi_pointer, thread.rseq.abi_size, 0,
                     thread.rseq.signature));
   }
   if (thread.altstack.flags != SS_DISABLE && thread.altstack.size != 0) {
-    struct {
-      uint64_t sp;
-      int32_t flags, pad;
-      uint64_t size;
-    } ss{thread.altstack.sp, thread.altstack.flags & static_cast<int32_t>(1u << 31) /* SS_AUTODISARM */, 0, thread.altstack.size};
+    stack_t ss{};
+    ss.ss_sp = reinterpret_cast<void*>(thread.altstack.sp);
+    ss.ss_flags = thread.altstack.flags & static_cast<int>(uapi::kSsAutodisarm);
+    ss.ss_size = thread.altstack.size;
     WPCKPT_TRY(inj.write(inj.data(), &ss, sizeof ss));
-    WPCKPT_TRY(call(inj, "sigaltstack", ctx, SYS_sigaltstack, inj.data(), 0));
+    WPCKPT_TRY(inj.checked_syscall("sigaltstack", ctx, SYS_sigaltstack, inj.data(), 0));
   }
-  if (thread.clear_child_tid != 0) WPCKPT_TRY(call(inj, "set_tid_address", ctx, kNrSetTidAddress, thread.clear_child_tid));
+  if (thread.clear_child_tid != 0) WPCKPT_TRY(inj.checked_syscall("set_tid_address", ctx, SYS_set_tid_address, thread.clear_child_tid));
   // Signals stay blocked in the injector's session: queued now, delivered after detach.
   for (const auto& info : thread.pending) {
     WPCKPT_TRY(inj.write(inj.data(), info.data(), info.size()));
-    WPCKPT_TRY(call(inj, "rt_tgsigqueueinfo", ctx + " signal " + std::to_string(signo_of(info)), SYS_rt_tgsigqueueinfo,
+    WPCKPT_TRY(inj.checked_syscall("rt_tgsigqueueinfo", ctx + " signal " + std::to_string(signo_of(info)), SYS_rt_tgsigqueueinfo,
                     static_cast<uint64_t>(pid), static_cast<uint64_t>(thread.tid),
                     static_cast<uint64_t>(signo_of(info)), inj.data()));
   }
@@ -86,7 +76,7 @@ Result<void> register_thread(ptrace::Injector& inj, pid_t pid, const state::Thre
 Result<void> queue_shared_signals(ptrace::Injector& main_inj, const state::ProcessState& state) {
   for (const auto& info : state.shared_pending) {
     WPCKPT_TRY(main_inj.write(main_inj.data(), info.data(), info.size()));
-    WPCKPT_TRY(call(main_inj, "rt_sigqueueinfo", "signal " + std::to_string(signo_of(info)), SYS_rt_sigqueueinfo,
+    WPCKPT_TRY(main_inj.checked_syscall("rt_sigqueueinfo", "signal " + std::to_string(signo_of(info)), SYS_rt_sigqueueinfo,
                     static_cast<uint64_t>(state.pid), static_cast<uint64_t>(signo_of(info)), main_inj.data()));
   }
   return ok();

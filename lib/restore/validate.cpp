@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "lib/base/uapi/process.hpp"
+#include "lib/probe/capabilities.hpp"
 #include "tracker/proc_maps.hpp"
 
 namespace wpckpt::restore {
@@ -79,19 +80,8 @@ Result<void> check_ids_free(const state::ProcessState& state) {
   return ok();
 }
 
-bool has_capability(int cap) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("CapEff:", 0) != 0) continue;
-    uint64_t mask = std::stoull(line.substr(7), nullptr, 16);
-    return (mask >> cap) & 1;
-  }
-  return false;
-}
-
 Result<void> check_capabilities() {
-  if (has_capability(uapi::kCapCheckpointRestore) || has_capability(uapi::kCapSysAdmin)) return ok();
+  if (probe::has_effective_capability(uapi::kCapCheckpointRestore) || probe::has_effective_capability(uapi::kCapSysAdmin)) return ok();
   return make_error(EPERM, "check capabilities", "CAP_CHECKPOINT_RESTORE and CAP_SYS_ADMIN are both missing")
       .with_hint("restore needs one of them (clone3 with set_tid, PR_SET_MM exe): run as root, or grant "
                  "CAP_CHECKPOINT_RESTORE, e.g. setcap cap_checkpoint_restore,cap_sys_ptrace+ep wpckpt");
@@ -136,7 +126,7 @@ Result<void> validate(const state::ProcessState& state) {
   WPCKPT_TRY(check_cpu_and_vdso(state));
   WPCKPT_TRY(check_ids_free(state));
   for (const auto& m : state.mappings) {
-    if (m.kind == "file" && m.file) WPCKPT_TRY(check_path(*m.file, "mapped file"));
+    if (tracker::maps_file_again(m.kind) && m.file) WPCKPT_TRY(check_path(*m.file, "mapped file"));
   }
   if (!state.mm.exe_path.empty()) {
     state::FileIdentity exe{state.mm.exe_path, state.mm.exe_dev, state.mm.exe_inode, 0, 0, false};

@@ -26,7 +26,6 @@ Result<void> check_cpu_and_vdso(const state::ProcessState& state);
 Result<void> check_ids_free(const state::ProcessState& state);
 // CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN (clone3 set_tid, PR_SET_MM exe).
 Result<void> check_capabilities();
-bool has_capability(int cap);
 
 // A file is the one recorded: same device and inode, or same size and mtime.
 Result<void> check_file_identity(const state::FileIdentity& want, const struct stat& st, const std::string& what);

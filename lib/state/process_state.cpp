@@ -66,7 +66,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Rlimit, resource, cur, max)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FileIdentity, path, dev, inode, size, mtime_ns, deleted)
 
 void to_json(json& j, const Mapping& m) {
-  j = json{{"start", m.start}, {"end", m.end}, {"prot", m.prot}, {"shared", m.shared}, {"kind", m.kind},
+  j = json{{"start", m.start}, {"end", m.end}, {"prot", m.prot}, {"shared", m.shared}, {"kind", tracker::memory_kind_name(m.kind)},
            {"name", m.name}, {"file_offset", m.file_offset}, {"vm_flags", m.vm_flags}, {"guards", m.guards},
            {"contents_in_image", m.contents_in_image}};
   if (m.file) j["file"] = *m.file;
@@ -77,7 +77,10 @@ void from_json(const json& j, Mapping& m) {
   m.end = j.value("end", d.end);
   m.prot = j.value("prot", d.prot);
   m.shared = j.value("shared", d.shared);
-  m.kind = j.value("kind", d.kind);
+  // An unknown kind is refused (from_json turns the exception into an Error).
+  auto kind = tracker::parse_memory_kind(j.value("kind", std::string(tracker::memory_kind_name(d.kind))));
+  if (!kind) throw json::type_error::create(302, "unknown mapping kind", &j);
+  m.kind = *kind;
   m.name = j.value("name", d.name);
   m.file_offset = j.value("file_offset", d.file_offset);
   m.vm_flags = j.value("vm_flags", d.vm_flags);

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "lib/base/result.hpp"
+#include "tracker/memory_kind.hpp"
 
 namespace wpckpt::state {
 
@@ -97,9 +98,7 @@ struct Mapping {
   uint64_t start = 0, end = 0;
   uint32_t prot = 0;           // PROT_*
   bool shared = false;         // MAP_SHARED vs MAP_PRIVATE
-  // "anon", "file", "shmem" (memfd / MAP_SHARED|MAP_ANONYMOUS / sysv), "heap",
-  // "stack", "vdso", "vvar", "vvar_vclock", "vsyscall"
-  std::string kind;
+  tracker::MemoryKind kind = tracker::MemoryKind::Anon;  // written by its name ("anon", "file", "shmem", ...)
   std::string name;            // as /proc/PID/maps shows it, may be empty
   uint64_t file_offset = 0;
   std::optional<FileIdentity> file;

@@ -102,9 +102,9 @@ TEST(DumpState, MatchesProcAndTheWorkload) {
   EXPECT_EQ(read_file("/proc/" + std::to_string(w.pid()) + "/maps").find("rwxp"), std::string::npos);
   bool has_vdso = false, has_stack = false;
   for (const auto& m : st.mappings) {
-    has_vdso |= m.kind == "vdso";
-    has_stack |= m.kind == "stack";
-    if (m.kind == "file") {
+    has_vdso |= m.kind == tracker::MemoryKind::Vdso;
+    has_stack |= m.kind == tracker::MemoryKind::Stack;
+    if (m.kind == tracker::MemoryKind::File) {
       EXPECT_TRUE(m.file.has_value() && m.file->inode != 0) << m.name;
     }
   }

@@ -46,7 +46,5 @@ constexpr uint64_t kPagemapExclusive = 1ull << 56;
 constexpr uint64_t kPagemapSoftDirty = 1ull << 55;
 
 constexpr int kClearRefsSoftDirty = 4;  // value written to /proc/PID/clear_refs
-constexpr int kMadvGuardInstall = 102;
-constexpr int kMadvGuardRemove = 103;
 
 }  // namespace wpckpt::uapi

@@ -72,6 +72,18 @@ constexpr int kCapSysPtrace = 19;
 constexpr int kCapSysResource = 24;
 constexpr int kCapCheckpointRestore = 40;
 
+// The kernel's struct sigaction as rt_sigaction(2) reads and writes it
+// (glibc's struct sigaction has a 128-byte mask and another field order).
+struct KernelSigaction {
+  uint64_t handler, flags, restorer, mask;
+};
+static_assert(sizeof(KernelSigaction) == 32);
+constexpr uint32_t kSsAutodisarm = 1u << 31;  // sigaltstack flag, <linux/signal.h> only
+
+// Syscall results: the kernel returns -errno, with errno in [1, kMaxErrno].
+constexpr long kMaxErrno = 4095;
+constexpr bool is_syscall_error(long result) { return result < 0 && result >= -kMaxErrno; }
+
 // rseq
 constexpr uint32_t kGlibcRseqSignature = 0x53053053;
 constexpr int kRseqFlagUnregister = 1;

@@ -12,6 +12,7 @@
 
 #include <cstring>
 
+#include "lib/base/uapi/process.hpp"
 #include "lib/ptrace/freezer.hpp"
 #include "tests/support/selfcheck_workload.hpp"
 
@@ -64,18 +65,18 @@ TEST(Injector, GetpidMmapAndSigactionThenCure) {
     ASSERT_TRUE(unmapped.ok());
     EXPECT_EQ(*unmapped, 0);
     // The workload's SIGUSR1 handler (SA_RESTART) and SIGUSR2 at default.
-    uint64_t act[4] = {};
+    wpckpt::uapi::KernelSigaction act{};
     auto rc = in.syscall(SYS_rt_sigaction, SIGUSR1, 0, in.data(), 8);
     ASSERT_TRUE(rc.ok());
     ASSERT_EQ(*rc, 0);
-    ASSERT_TRUE(in.read(in.data(), act, sizeof act).ok());
-    EXPECT_NE(act[0], 0u);
-    EXPECT_TRUE(act[1] & SA_RESTART);
-    EXPECT_TRUE(act[1] & 0x04000000) << "SA_RESTORER";
+    ASSERT_TRUE(in.read(in.data(), &act, sizeof act).ok());
+    EXPECT_NE(act.handler, 0u);
+    EXPECT_TRUE(act.flags & SA_RESTART);
+    EXPECT_TRUE(act.flags & 0x04000000) << "SA_RESTORER";
     rc = in.syscall(SYS_rt_sigaction, SIGUSR2, 0, in.data(), 8);
     ASSERT_TRUE(rc.ok() && *rc == 0);
-    ASSERT_TRUE(in.read(in.data(), act, sizeof act).ok());
-    EXPECT_EQ(act[0], 0u) << "SIG_DFL";
+    ASSERT_TRUE(in.read(in.data(), &act, sizeof act).ok());
+    EXPECT_EQ(act.handler, 0u) << "SIG_DFL";
     ASSERT_TRUE(in.cure().ok());
   }
   EXPECT_EQ(maps_of(w.pid()).find("rwxp"), std::string::npos);

@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -19,11 +20,13 @@
 #include <vector>
 
 #include "dump-format/image.hpp"
+#include "lib/base/uapi/process.hpp"
 #include "lib/ptrace/freezer.hpp"
 #include "lib/ptrace/injector.hpp"
 #include "lib/ptrace/regs.hpp"
 #include "lib/restore/validate.hpp"
 #include "lib/state/process_state.hpp"
+#include "tracker/memory_kind.hpp"
 #include "tracker/proc_maps.hpp"
 
 namespace wpckpt::test {
@@ -71,15 +74,15 @@ inline Result<void> mini_dump(pid_t pid, const std::filesystem::path& dir) {
     {
       // clear_child_tid (pthread_join waits on it) and, from the main thread, the handlers.
       WPCKPT_TRY_ASSIGN(auto inj, ptrace::Injector::prepare(tid));
-      WPCKPT_TRY_ASSIGN(long r, inj->syscall(SYS_prctl, 40 /* PR_GET_TID_ADDRESS */, inj->data()));
+      WPCKPT_TRY_ASSIGN(long r, inj->syscall(SYS_prctl, PR_GET_TID_ADDRESS, inj->data()));
       if (r == 0) WPCKPT_TRY(inj->read(inj->data(), &t.clear_child_tid, 8));
       for (int sig = 1; sig <= 64 && t.is_main; ++sig) {
         if (sig == SIGKILL || sig == SIGSTOP) continue;
-        uint64_t act[4] = {};
+        uapi::KernelSigaction act{};
         WPCKPT_TRY_ASSIGN(long got, inj->syscall(SYS_rt_sigaction, static_cast<uint64_t>(sig), 0, inj->data(), 8));
         if (got != 0) continue;
-        WPCKPT_TRY(inj->read(inj->data(), act, sizeof act));
-        if (act[0] != 0) s.sigactions.push_back({sig, act[0], act[1], act[2], act[3]});
+        WPCKPT_TRY(inj->read(inj->data(), &act, sizeof act));
+        if (act.handler != 0) s.sigactions.push_back({sig, act.handler, act.flags, act.restorer, act.mask});
       }
       WPCKPT_TRY(inj->cure());
     }
@@ -122,25 +125,16 @@ inline Result<void> mini_dump(pid_t pid, const std::filesystem::path& dir) {
     m.name = v.name;
     m.file_offset = v.offset;
     m.vm_flags = v.vm_flags;
-    if (v.name == "[heap]") {
-      m.kind = "heap";
-      s.mm.brk = v.end;
-    } else if (v.name == "[stack]") m.kind = "stack";
-    else if (v.name == "[vdso]") m.kind = "vdso";
-    else if (v.name == "[vvar]") m.kind = "vvar";
-    else if (v.name == "[vvar_vclock]") m.kind = "vvar_vclock";
-    else if (v.name == "[vsyscall]") m.kind = "vsyscall";
-    else if (v.inode != 0) {
-      m.kind = v.shared ? "shmem" : "file";
-      m.file = identity_of(v.name);
-    } else m.kind = v.shared ? "shmem" : "anon";
-    m.contents_in_image = !v.is_special() && v.read && !v.shared;
+    m.kind = tracker::classify_memory(v);
+    if (m.kind == tracker::MemoryKind::Heap) s.mm.brk = v.end;
+    if (tracker::maps_file_again(m.kind)) m.file = identity_of(v.name);
+    m.contents_in_image = !tracker::is_kernel_provided(m.kind) && v.read && !v.shared;
     if (m.contents_in_image) {
       image::MemoryArea a;
       a.start = v.start;
       a.end = v.end;
       a.prot = v.prot_string();
-      a.backing = m.kind;
+      a.backing = tracker::memory_kind_name(m.kind);
       a.path = v.name;
       areas.push_back(a);
     }

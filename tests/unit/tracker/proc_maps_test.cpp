@@ -1,5 +1,7 @@
 #include "tracker/proc_maps.hpp"
 
+#include "tracker/memory_kind.hpp"
+
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -20,7 +22,7 @@ TEST(ProcMaps, ParsesLinesWithAndWithoutNames) {
   ASSERT_TRUE(parse_maps_line("7ffd00000000-7ffd00001000 r-xs 00000000 00:00 0 ", v));
   EXPECT_TRUE(v.shared && v.exec && !v.write);
   EXPECT_TRUE(v.name.empty());
-  EXPECT_TRUE(v.is_anonymous());
+  EXPECT_EQ(v.inode, 0u);
   ASSERT_TRUE(parse_maps_line("7f00-8f00 rw-p 00000000 00:01 77 /memfd:x (deleted)", v));
   EXPECT_EQ(v.name, "/memfd:x (deleted)");
   EXPECT_FALSE(parse_maps_line("garbage", v));
@@ -44,14 +46,14 @@ TEST(ProcMaps, SeesOwnMappingWithFlags) {
       EXPECT_EQ(v.prot_string(), "r--p");
       EXPECT_TRUE(v.has_flag("rd"));
       EXPECT_FALSE(v.has_flag("wr"));
-      EXPECT_TRUE(v.is_anonymous());
+      EXPECT_EQ(classify_memory(v), MemoryKind::Anon);
     }
   }
   EXPECT_TRUE(found);
   auto maps = read_maps(getpid());
   ASSERT_TRUE(maps.ok());
   bool vdso = false;
-  for (const Vma& v : *maps) vdso = vdso || (v.name == "[vdso]" && v.is_special());
+  for (const Vma& v : *maps) vdso = vdso || (v.name == "[vdso]" && classify_memory(v) == MemoryKind::Vdso);
   EXPECT_TRUE(vdso);
   munmap(p, len);
 }

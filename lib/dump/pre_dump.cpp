@@ -1,0 +1,30 @@
+#include "lib/dump/pre_dump.hpp"
+
+#include <chrono>
+#include <memory>
+
+namespace wpckpt::dump {
+
+Result<PreDumpReport> pre_dump_process(const PreDumpRequest& r) {
+  auto t0 = std::chrono::steady_clock::now();
+  if (r.pid <= 0) return make_error(EINVAL, "pre-dump", "pid " + std::to_string(r.pid)).with_hint("give the pid of a running process");
+  PreDumpReport rep;
+  std::unique_ptr<image::ImageChain> parent;
+  if (r.prev_images_dir) {
+    WPCKPT_TRY_ASSIGN(parent, image::ImageChain::open(*r.prev_images_dir));
+  }
+  image::WriterOptions wopts;
+  wopts.compress_level = r.compress_level;
+  wopts.progress = r.progress;
+  WPCKPT_TRY_ASSIGN(auto writer,
+                    image::ImageWriter::create(r.images_dir, image::ImageKind::PreDump, r.prev_images_dir, wopts));
+  checkpoint::CaptureOptions copts;
+  copts.progress = r.progress;
+  WPCKPT_TRY_ASSIGN(rep.capture, checkpoint::capture_memory(r.pid, *writer, parent.get(), copts));
+  WPCKPT_TRY_ASSIGN(rep.commit, writer->commit());
+  checkpoint::fill_commit_stats(rep.capture, rep.commit);
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return rep;
+}
+
+}  // namespace wpckpt::dump

@@ -1,0 +1,38 @@
+// `wpckpt pre-dump`: write a delta of what a cooperating process wrote since
+// its parent image (or everything, the first time) into a new image; the
+// process keeps running. The one place that orchestrates it (open the parent,
+// create the writer, capture the memory, commit), used by the CLI and the
+// benchmarks alike; `dump_process` (dump.hpp) is its frozen counterpart.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <optional>
+
+#include "dump-format/image.hpp"
+#include "lib/base/progress.hpp"
+#include "lib/base/result.hpp"
+#include "lib/checkpoint/memory_capture.hpp"
+
+namespace wpckpt::dump {
+
+struct PreDumpRequest {
+  pid_t pid = 0;
+  std::filesystem::path images_dir;
+  std::optional<std::filesystem::path> prev_images_dir;
+  int compress_level = 1;
+  ProgressFn progress;  // phases of the writer and "scan", "copy"
+};
+
+struct PreDumpReport {
+  checkpoint::CaptureStats capture;  // commit figures filled in
+  image::CommitInfo commit;
+  double seconds = 0;  // the whole pre-dump, parent opening to commit
+};
+
+// Nothing is left behind on failure: no image, tracking as it was (the next
+// iteration then captures every area whole).
+Result<PreDumpReport> pre_dump_process(const PreDumpRequest& request);
+
+}  // namespace wpckpt::dump
