@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -62,12 +63,47 @@ Result<UniqueFd> copy_fd(int pidfd, int target_fd, const std::string& what) {
   return UniqueFd(static_cast<int>(fd));
 }
 
+// The page the agent makes: a memfd of exactly one state page, sealed so
+// that it can neither shrink nor grow (uapi::kAgentStateSeals). Mapping a
+// file its owner can truncate would let the owner kill us with SIGBUS.
+Result<void> check_state_fd(int fd, const std::string& who) {
+  auto refuse = [&](const std::string& what) {
+    return make_error(EPROTO, "check the agent's state page", who + ": " + what)
+        .with_hint("the process holds a memfd named \"" + std::string(uapi::kAgentMemfdName) +
+                   "\" that the wpckpt agent did not make; start the program with `wpckpt run -- CMD`");
+  };
+  struct stat st {};
+  if (fstat(fd, &st) != 0) return errno_error("fstat", "the agent's state of " + who);
+  if (!S_ISREG(st.st_mode)) return refuse("not a regular memfd");
+  int seals = fcntl(fd, F_GET_SEALS);
+  if (seals < 0) return refuse("it cannot be sealed (" + std::string(strerror(errno)) + ")");
+  if ((seals & uapi::kAgentStateSeals) != uapi::kAgentStateSeals)
+    return refuse("not sealed against resizing (seals " + std::to_string(seals) + ")");
+  if (static_cast<uint64_t>(st.st_size) != uapi::kAgentStateSize)
+    return refuse("it is " + std::to_string(st.st_size) + " bytes, not " + std::to_string(uapi::kAgentStateSize));
+  return ok();
+}
+
+// One read of every field the agent writes, so that checks and uses agree
+// even if the target rewrites the page meanwhile.
+AgentState snapshot(const AgentState& live) {
+  AgentState copy;
+  std::memcpy(&copy, &live, sizeof copy);
+  return copy;
+}
+
 bool process_alive(pid_t pid) { return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM); }
 
 }  // namespace
 
-AgentLink::AgentLink(pid_t pid, UniqueFd pidfd, UniqueFd state_fd, UniqueFd uffd, AgentState* state)
-    : pid_(pid), pidfd_(std::move(pidfd)), state_fd_(std::move(state_fd)), uffd_(std::move(uffd)), state_(state) {}
+AgentLink::AgentLink(pid_t pid, UniqueFd pidfd, UniqueFd state_fd, UniqueFd uffd, AgentState* state,
+                     const AgentState& seen)
+    : pid_(pid),
+      pidfd_(std::move(pidfd)),
+      state_fd_(std::move(state_fd)),
+      uffd_(std::move(uffd)),
+      state_(state),
+      seen_(seen) {}
 
 AgentLink::AgentLink(AgentLink&& o) noexcept
     : pid_(o.pid_),
@@ -75,6 +111,7 @@ AgentLink::AgentLink(AgentLink&& o) noexcept
       state_fd_(std::move(o.state_fd_)),
       uffd_(std::move(o.uffd_)),
       state_(std::exchange(o.state_, nullptr)),
+      seen_(o.seen_),
       locked_(std::exchange(o.locked_, false)) {}
 
 AgentLink::~AgentLink() {
@@ -95,6 +132,9 @@ Result<AgentLink> AgentLink::attach(pid_t pid) {
   WPCKPT_TRY_ASSIGN(int state_number, find_state_fd(pid));
   if (state_number < 0) return no_agent(pid);
   WPCKPT_TRY_ASSIGN(UniqueFd state_fd, copy_fd(pidfd.get(), state_number, "the agent's state of " + who));
+  // Any process can name a memfd "wpckpt-agent": nothing in it is trusted
+  // until it is known to be a page that cannot change size under our mapping.
+  WPCKPT_TRY(check_state_fd(state_fd.get(), who));
   void* map = mmap(nullptr, uapi::kAgentStateSize, PROT_READ | PROT_WRITE, MAP_SHARED, state_fd.get(), 0);
   if (map == MAP_FAILED) return errno_error("mmap", "the agent's state of " + who);
   auto* state = static_cast<AgentState*>(map);
@@ -102,25 +142,30 @@ Result<AgentLink> AgentLink::attach(pid_t pid) {
     munmap(map, uapi::kAgentStateSize);
     return e;
   };
-  if (state->magic != uapi::kAgentMagic || state->version != uapi::kAgentStateVersion)
+  // The target may still write the page: read each field once, then judge the copy.
+  AgentState seen = snapshot(*state);
+  if (seen.magic != uapi::kAgentMagic || seen.version != uapi::kAgentStateVersion)
     return fail(make_error(EPROTO, "read the agent's state", who)
-                    .with_hint("the process runs another version of the wpckpt agent; restart it with this wpckpt"));
-  if (state->pid != pid)
+                    .with_hint("the process runs another version of the wpckpt agent, or something that is not one; "
+                               "restart it with `wpckpt run -- CMD` of this wpckpt"));
+  if (seen.pid != pid)
     return fail(make_error(ESRCH, "read the agent's state", who + " (the state belongs to pid " +
-                                                                 std::to_string(state->pid) + ")")
+                                                                 std::to_string(seen.pid) + ")")
                     .with_hint("the process was cloned without fork(); start it with `wpckpt run -- CMD`"));
-  if (state->uffd < 0)
-    return fail(make_error(state->uffd_errno, "the agent's userfaultfd", who)
+  if (seen.uffd < 0) {
+    int err = seen.uffd_errno > 0 && seen.uffd_errno < 4096 ? seen.uffd_errno : 0;
+    return fail(make_error(err, "the agent's userfaultfd", who)
                     .with_hint("the agent could not create a userfaultfd; see `wpckpt check`"));
-  auto uffd = copy_fd(pidfd.get(), state->uffd, "the agent's userfaultfd of " + who);
+  }
+  auto uffd = copy_fd(pidfd.get(), seen.uffd, "the agent's userfaultfd of " + who);
   if (!uffd) return fail(std::move(uffd).error());
   if (fd_link("/proc/self/fd/" + std::to_string(uffd->get())) != "anon_inode:[userfaultfd]")
-    return fail(make_error(EBADF, "the agent's userfaultfd", who + " fd " + std::to_string(state->uffd))
+    return fail(make_error(EBADF, "the agent's userfaultfd", who + " fd " + std::to_string(seen.uffd))
                     .with_hint("the program closed or replaced the agent's descriptor; tracking is lost, restart it"));
-  return AgentLink(pid, std::move(pidfd), std::move(state_fd), std::move(uffd).value(), state);
+  return AgentLink(pid, std::move(pidfd), std::move(state_fd), std::move(uffd).value(), state, seen);
 }
 
-std::string AgentLink::route() const { return std::string(state_->route, strnlen(state_->route, sizeof state_->route)); }
+std::string AgentLink::route() const { return std::string(seen_.route, strnlen(seen_.route, sizeof seen_.route)); }
 
 uint64_t AgentLink::last_scan() const {
   return std::atomic_ref<uint64_t>(state_->last_scan).load(std::memory_order_acquire);

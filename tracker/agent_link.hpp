@@ -3,6 +3,10 @@
 // pidfd_getfd, which needs ptrace-attach rights over the process, so no other
 // user can reach them. The state page carries the tracking epoch; a lock in
 // it keeps two wpckpt instances from scanning one process at once.
+// The page is the target's: attach() refuses one that is not sealed against
+// resizing or not exactly one page (a fake agent's), and reads the agent's
+// fields once; the epoch and lock words are read atomically and can only
+// make the target's own images whole or its pre-dump wait.
 #pragma once
 
 #include <sys/types.h>
@@ -28,8 +32,8 @@ class AgentLink {
 
   pid_t pid() const { return pid_; }
   int uffd() const { return uffd_.get(); }
-  uint64_t token() const { return state_->token; }
-  uint64_t features() const { return state_->features; }
+  uint64_t token() const { return seen_.token; }
+  uint64_t features() const { return seen_.features; }
   std::string route() const;
 
   // Tracking epoch: the sequence number of the last scan that re-protected
@@ -44,10 +48,12 @@ class AgentLink {
   void unlock();
 
  private:
-  AgentLink(pid_t pid, UniqueFd pidfd, UniqueFd state_fd, UniqueFd uffd, uapi::AgentState* state);
+  AgentLink(pid_t pid, UniqueFd pidfd, UniqueFd state_fd, UniqueFd uffd, uapi::AgentState* state,
+            const uapi::AgentState& seen);
   pid_t pid_;
   UniqueFd pidfd_, state_fd_, uffd_;
-  uapi::AgentState* state_ = nullptr;  // shared mapping of the agent's memfd
+  uapi::AgentState* state_ = nullptr;  // shared mapping of the agent's memfd (checked: sealed, one page)
+  uapi::AgentState seen_{};            // the agent's fields as read once at attach; the target may rewrite the page
   bool locked_ = false;
 };
 

@@ -11,7 +11,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -65,36 +64,13 @@ int enable_wp_async(int uffd, unsigned long long* features) {
   return 0;
 }
 
-int make_state_fd(const AgentState& state) {
-  int fd = memfd_create(kAgentMemfdName, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0) return -1;
-  if (ftruncate(fd, kAgentStateSize) != 0 ||
-      pwrite(fd, &state, sizeof state, 0) != static_cast<ssize_t>(sizeof state)) {
-    close(fd);
-    return -1;
-  }
-  // The tool maps this page; a truncation would SIGBUS it.
-  fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
-  return fd;
-}
-
-uint64_t random_token() {
-  uint64_t token = 0;
-  if (getrandom(&token, sizeof token, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof token)) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    token = static_cast<uint64_t>(ts.tv_nsec) ^ (static_cast<uint64_t>(ts.tv_sec) << 20);
-  }
-  return token ^ (static_cast<uint64_t>(getpid()) << 44);
+// Direct system calls for create_agent_state_fd: -errno on failure.
+long direct_syscall(long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4) {
+  long r = syscall(nr, a1, a2, a3, a4);
+  return r < 0 ? -errno : r;
 }
 
 int start_fresh() {
-  AgentState state;
-  memset(&state, 0, sizeof state);
-  state.magic = kAgentMagic;
-  state.version = kAgentStateVersion;
-  state.pid = getpid();
-  state.token = random_token();
   Uffd u = open_uffd();
   int err = u.err;
   if (u.fd >= 0) {
@@ -104,13 +80,12 @@ int start_fresh() {
       u.fd = -1;
     }
   }
-  state.uffd = u.fd;
-  state.uffd_errno = err;
-  state.features = g_features;
-  strncpy(state.route, u.route, sizeof state.route - 1);
   g_uffd = u.fd;
-  g_state_fd = make_state_fd(state);
-  if (g_state_fd < 0) return -errno;
+  AgentState state = make_agent_state(getpid(), u.fd, err, g_features, u.route);
+  long fd = create_agent_state_fd(direct_syscall, reinterpret_cast<uint64_t>(kAgentMemfdName),
+                                  reinterpret_cast<uint64_t>(&state));
+  g_state_fd = fd < 0 ? -1 : static_cast<int>(fd);
+  if (fd < 0) return static_cast<int>(fd);
   return err == 0 ? 0 : -err;
 }
 

@@ -12,6 +12,7 @@
 #include "lib/dump/thread_capture.hpp"
 #include "lib/ptrace/freezer.hpp"
 #include "lib/state/process_state.hpp"
+#include "tracker/agent_link.hpp"
 
 namespace wpckpt::dump {
 namespace {
@@ -76,6 +77,8 @@ nlohmann::json report_json(const DumpReport& d) {
 
 Result<DumpReport> dump_process(const DumpRequest& r) {
   DumpReport rep;
+  // Before anything is created or stopped: a target without a real agent is refused as it is.
+  WPCKPT_TRY(tracker::AgentLink::attach(r.pid));
   std::unique_ptr<image::ImageChain> parent;
   if (r.prev_images_dir) {
     WPCKPT_TRY_ASSIGN(parent, image::ImageChain::open(*r.prev_images_dir));

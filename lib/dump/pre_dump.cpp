@@ -3,12 +3,16 @@
 #include <chrono>
 #include <memory>
 
+#include "tracker/agent_link.hpp"
+
 namespace wpckpt::dump {
 
 Result<PreDumpReport> pre_dump_process(const PreDumpRequest& r) {
   auto t0 = std::chrono::steady_clock::now();
   if (r.pid <= 0) return make_error(EINVAL, "pre-dump", "pid " + std::to_string(r.pid)).with_hint("give the pid of a running process");
   PreDumpReport rep;
+  // Before the image directory is created: a target without a real agent is refused.
+  WPCKPT_TRY(tracker::AgentLink::attach(r.pid));
   std::unique_ptr<image::ImageChain> parent;
   if (r.prev_images_dir) {
     WPCKPT_TRY_ASSIGN(parent, image::ImageChain::open(*r.prev_images_dir));

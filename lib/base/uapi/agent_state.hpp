@@ -5,9 +5,23 @@
 // of the memfd with pidfd_getfd, maps it shared and keeps the tracking epoch
 // there, so the epoch lives exactly as long as the process and its uffd.
 // The target never maps the page: tool writes to it are invisible to tracking.
+//
+// One writer (make_agent_state + create_agent_state_fd below) serves both
+// places that create the page: the agent in its own process, and restore,
+// which re-creates it inside the restored process by injected syscalls.
+// Header-only: the agent links nothing of ours but lib/base/uapi.
 #pragma once
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 
 namespace wpckpt::uapi {
 
@@ -35,5 +49,59 @@ struct AgentState {
   uint64_t last_scan_ns;   // CLOCK_REALTIME of that scan
 };
 static_assert(sizeof(AgentState) <= kAgentStateSize);
+
+// The memfd is sealed against shrinking and growing (and further seal
+// changes): the tool maps the page, and a truncation would make its reads
+// fault (SIGBUS). The tool refuses a page without these seals.
+constexpr unsigned kAgentMemfdFlags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
+constexpr int kAgentStateSeals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+
+// A fresh token for a new tracking lifetime: random, with a fallback that
+// still differs between processes and over time.
+inline uint64_t new_agent_token(int32_t pid) {
+  uint64_t token = 0;
+  if (getrandom(&token, sizeof token, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof token)) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    token = static_cast<uint64_t>(ts.tv_nsec) ^ (static_cast<uint64_t>(ts.tv_sec) << 20);
+  }
+  return token ^ (static_cast<uint64_t>(static_cast<uint32_t>(pid)) << 44);
+}
+
+// The page as the agent's side writes it; the tool's fields stay zero.
+inline AgentState make_agent_state(int32_t pid, int32_t uffd, int32_t uffd_errno, uint64_t features,
+                                   const char* route) {
+  AgentState state;
+  memset(&state, 0, sizeof state);
+  state.magic = kAgentMagic;
+  state.version = kAgentStateVersion;
+  state.pid = pid;
+  state.uffd = uffd;
+  state.uffd_errno = uffd_errno;
+  state.features = features;
+  state.token = new_agent_token(pid);
+  strncpy(state.route, route, sizeof state.route - 1);
+  return state;
+}
+
+// Creates the sealed state memfd holding `state_addr`'s AgentState, in the
+// process where `sys` runs system calls: sys(nr, a1, a2, a3, a4) returns the
+// kernel's result (-errno on failure). Addresses are in that process. Returns
+// the new descriptor, or -errno with nothing left open.
+template <typename Syscall>
+long create_agent_state_fd(Syscall&& sys, uint64_t name_addr, uint64_t state_addr) {
+  long fd = sys(SYS_memfd_create, name_addr, kAgentMemfdFlags, 0, 0);
+  if (fd < 0) return fd;
+  uint64_t ufd = static_cast<uint64_t>(fd);
+  long r = sys(SYS_ftruncate, ufd, kAgentStateSize, 0, 0);
+  if (r >= 0) r = sys(SYS_pwrite64, ufd, state_addr, sizeof(AgentState), 0);
+  if (r >= 0 && r != static_cast<long>(sizeof(AgentState))) r = -EIO;
+  if (r >= 0) r = sys(SYS_fcntl, ufd, F_ADD_SEALS, static_cast<uint64_t>(kAgentStateSeals), 0);
+  if (r < 0) {
+    sys(SYS_close, ufd, 0, 0, 0);
+    return r;
+  }
+  return fd;
+}
 
 }  // namespace wpckpt::uapi
