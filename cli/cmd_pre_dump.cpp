@@ -45,6 +45,8 @@ nlohmann::json stats_json(const checkpoint::CaptureStats& s, const PreDumpOption
           {"epoch", s.epoch},
           {"incremental", s.incremental},
           {"whole_reason", s.whole_reason},
+          {"scan_mode", s.scan_mode},
+          {"scan_mode_reason", s.scan_mode_reason},
           {"areas", s.areas},
           {"areas_registered", s.areas_registered},
           {"areas_untracked", s.areas_untracked},

@@ -102,14 +102,37 @@ ScanRequest present_request(const Vma& v) {
   return r;
 }
 
-Result<void> scan_area(int uffd, VmaQuery& query, PagemapScanner& scanner, ScannedArea& area, uint64_t& registered) {
+// Events mode: the tracking scan of an armed area, restricted to the named
+// ranges inside it. Each call re-protects what it reports, like the full one.
+Result<std::vector<PageRegion>> scan_named(PagemapScanner& scanner, const ScannedArea& area,
+                                           const std::vector<AddressRange>& ranges, uint64_t& pages_scanned) {
+  std::vector<PageRegion> out;
+  auto first = std::upper_bound(ranges.begin(), ranges.end(), area.vma.start,
+                                [](uint64_t a, const AddressRange& r) { return a < r.end; });
+  for (auto it = first; it != ranges.end() && it->start < area.vma.end; ++it) {
+    ScanRequest r = tracking_request(area);
+    r.start = std::max(it->start, area.vma.start);
+    r.end = std::min(it->end, area.vma.end);
+    pages_scanned += (r.end - r.start) / kPageSize;
+    WPCKPT_TRY(scanner.scan(r, [&](const PageRegion& reg) { out.push_back(reg); }));
+  }
+  return out;
+}
+
+Result<void> scan_area(int uffd, VmaQuery& query, PagemapScanner& scanner, ScannedArea& area, uint64_t& registered,
+                       const std::vector<AddressRange>* only_ranges, uint64_t& pages_scanned) {
   if (area.kind == AreaKind::Tracked) {
-    auto regions = scanner.scan(tracking_request(area));
+    bool named = only_ranges != nullptr && !area.fresh;
+    if (!named) pages_scanned += area.vma.size() / kPageSize;
+    auto regions = named ? scan_named(scanner, area, *only_ranges, pages_scanned) : scanner.scan(tracking_request(area));
     if (!regions && regions.error().err == EPERM) {
       // Some VMA in the range lost its registration after we read the maps
       // (munmap+mmap, mremap): register what is there now, take it whole.
       arm_whole(uffd, query, area, "changed during the scan", registered);
-      if (area.kind == AreaKind::Tracked) regions = scanner.scan(tracking_request(area));
+      if (area.kind == AreaKind::Tracked) {
+        if (named) pages_scanned += area.vma.size() / kPageSize;
+        regions = scanner.scan(tracking_request(area));
+      }
     }
     if (area.kind == AreaKind::Tracked) {
       if (!regions) return std::move(regions).error();
@@ -183,8 +206,9 @@ Result<IterationScan> scan_iteration(pid_t pid, int uffd, PagemapScanner& scanne
   }
   // All scans before any copy: each page is re-protected before it is read.
   for (ScannedArea& area : out.areas) {
-    WPCKPT_TRY(scan_area(uffd, query, scanner, area, out.areas_registered));
-    if (area.kind == AreaKind::Tracked) out.pages_scanned += area.vma.size() / kPageSize;
+    uint64_t scanned = 0;
+    WPCKPT_TRY(scan_area(uffd, query, scanner, area, out.areas_registered, options.only_ranges, scanned));
+    if (area.kind == AreaKind::Tracked) out.pages_scanned += scanned;
   }
   out.scan_calls = scanner.ioctl_calls() - calls_before;
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -14,6 +14,7 @@
 
 #include "lib/base/result.hpp"
 #include "lib/base/uapi/pagemap_scan.hpp"
+#include "tracker/events/event_window.hpp"
 #include "tracker/memory_kind.hpp"
 #include "tracker/page_reader.hpp"
 #include "tracker/pagemap_scanner.hpp"
@@ -53,6 +54,11 @@ struct IterationOptions {
   // iteration, a parent that is not the latest): every tracked area is
   // captured whole and re-armed.
   bool trust_marks = false;
+  // Events mode: in registered areas whose marks are trusted, scan only
+  // these ranges (ascending, disjoint: ranges_to_scan()), which the event
+  // queue says hold every page written since the last scan. New, changed
+  // and untracked areas are handled as always. nullptr: scan everything.
+  const std::vector<AddressRange>* only_ranges = nullptr;
 };
 
 Result<IterationScan> scan_iteration(pid_t pid, int uffd, PagemapScanner& scanner, const IterationOptions& options);

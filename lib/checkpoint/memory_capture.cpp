@@ -156,12 +156,29 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
   // From here on, marks older than this scan are gone: an image that never
   // commits leaves the process at this epoch, and no parent matches it.
   stats.epoch = link.last_scan() + 1;
+  // The event window ends here, before the scan: a write after this point
+  // faults on a page the scan re-protected, or lands before the scan sees it.
+  ScanPlan plan = plan_scan(options.events, stats.whole_reason, stats.epoch);
+  stats.scan_mode = plan.events ? "events" : "full";
+  stats.scan_mode_reason = plan.reason;
+  stats.event_faults = plan.window.faults;
+  stats.events_lost = plan.window.lost;
+  stats.event_window_seconds = plan.window.seconds();
+  if (options.events) options.events->taken_before_epoch = stats.epoch;
   uint64_t scan_ns = realtime_ns();
   link.begin_scan(stats.epoch, scan_ns);
   WPCKPT_TRY_ASSIGN(tracker::PagemapScanner scanner, tracker::PagemapScanner::open(pid));
   if (options.progress) options.progress("scan", 0, 1);
-  WPCKPT_TRY_ASSIGN(tracker::IterationScan scan,
-                    tracker::scan_iteration(pid, link.uffd(), scanner, {.trust_marks = stats.incremental}));
+  tracker::IterationOptions scan_options{.trust_marks = stats.incremental,
+                                         .only_ranges = plan.events ? &plan.ranges : nullptr};
+  WPCKPT_TRY_ASSIGN(tracker::IterationScan scan, tracker::scan_iteration(pid, link.uffd(), scanner, scan_options));
+  if (options.events) {
+    options.events->previous = plan.window;
+    if (plan.events && options.events->cross_check) {
+      WPCKPT_TRY(cross_check_scan(scanner, scan, plan, *options.events));
+      stats.cross_checked = true;
+    }
+  }
   stats.scan_seconds = scan.seconds;
   stats.pages_scanned = scan.pages_scanned;
   stats.areas = scan.areas.size();

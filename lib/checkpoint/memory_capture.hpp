@@ -20,12 +20,16 @@
 #include "dump-format/image.hpp"
 #include "lib/base/progress.hpp"
 #include "lib/base/result.hpp"
+#include "lib/checkpoint/event_scan.hpp"
 
 namespace wpckpt::checkpoint {
 
 struct CaptureOptions {
   bool target_stopped = false;  // the caller froze the process (dump): informational, recorded in metadata
   ProgressFn progress;          // phases "scan", "copy"
+  // The caller's event queue, kept across iterations (event_scan.hpp):
+  // scan only what it names when it saw everything. nullptr: full scan.
+  EventTracking* events = nullptr;
 };
 
 // An area not tracked by write-protect, and how it is handled instead.
@@ -52,6 +56,13 @@ struct CaptureStats {
   uint64_t areas = 0, areas_registered = 0, areas_untracked = 0;
   uint64_t pages_unreadable = 0; // vanished while copying; stored as zero
   std::vector<UntrackedArea> untracked;
+  // Events mode (event_scan.hpp): "events" or "full", and why.
+  std::string scan_mode = "full";
+  std::string scan_mode_reason;
+  uint64_t event_faults = 0;      // write-fault records since the previous take
+  uint64_t events_lost = 0;       // records lost since the previous take
+  double event_window_seconds = 0;
+  bool cross_checked = false;     // a full read-only scan confirmed the events missed nothing
 };
 
 // Writes the memory part of one iteration into `writer` (set_areas,

@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "lib/probe/process_probes.hpp"
+#include "tracker/events/event_probe.hpp"
 #include "tracker/kernel_probes.hpp"
 
 namespace wpckpt::probe {
@@ -17,6 +18,7 @@ struct Registry {
 
   Registry() {
     probes = tracker::kernel_probes();
+    for (FeatureProbe& p : tracker::event_probes()) probes.push_back(std::move(p));
     for (FeatureProbe& p : process_probes()) probes.push_back(std::move(p));
     for (const FeatureProbe& p : probes) keys.push_back(p.key);
   }
