@@ -68,6 +68,8 @@ int main(int argc, char** argv) {
   add_verify_command(app, exit_code);
   add_merge_command(app, exit_code);
   add_cat_command(app, exit_code);
+  add_watch_command(app, exit_code);
+  add_iterate_command(app, exit_code);
   add_cli_spec_command(app, exit_code);
 
   try {

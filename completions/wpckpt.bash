@@ -25,7 +25,7 @@ _wpckpt() {
     if [[ $cur == -* ]]; then
       COMPREPLY=($(compgen -W "-h --help --version -v --verbose -q --quiet" -- "$cur"))
     else
-      COMPREPLY=($(compgen -W "cat check dump merge pre-dump restore run show verify" -- "$cur"))
+      COMPREPLY=($(compgen -W "cat check dump iterate merge pre-dump restore run show verify watch" -- "$cur"))
     fi
     return
   fi
@@ -52,6 +52,18 @@ _wpckpt() {
         --compress-level) :; return ;;
       esac
       COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir -R --leave-running --compress-level --json" -- "$cur"))
+      ;;
+    iterate)
+      case $prev in
+        -t|--tree) _wpckpt_pids; return ;;
+        -D|--images-dir) _wpckpt_dirs; return ;;
+        --max-iterations) :; return ;;
+        --target-downtime-ms) :; return ;;
+        --final) :; return ;;
+        --interval) :; return ;;
+        --compress-level) :; return ;;
+      esac
+      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --max-iterations --target-downtime-ms --final -R --leave-running --interval --no-events --cross-check --compress-level --json" -- "$cur"))
       ;;
     merge)
       case $prev in
@@ -102,6 +114,14 @@ _wpckpt() {
         -D|--images-dir) _wpckpt_dirs; return ;;
       esac
       COMPREPLY=($(compgen -W "-h --help -D --images-dir --json" -- "$cur"))
+      ;;
+    watch)
+      case $prev in
+        -t|--tree) _wpckpt_pids; return ;;
+        --interval) :; return ;;
+        --count) :; return ;;
+      esac
+      COMPREPLY=($(compgen -W "-h --help -t --tree --interval --count --json" -- "$cur"))
       ;;
   esac
 }

@@ -7,19 +7,21 @@ end
 
 complete -c wpckpt -f
 # Before the verb: global options and the verbs.
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump merge pre-dump restore run show verify' -s h -l help -d 'Print this help message and exit'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump merge pre-dump restore run show verify' -l version -d 'Display program version information and exit'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump merge pre-dump restore run show verify' -s v -l verbose -d 'More messages (repeat for debug and trace)'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump merge pre-dump restore run show verify' -s q -l quiet -d 'Only errors'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump merge pre-dump restore run show verify' -a cat -d 'Print the bytes of an address range as of an image'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump merge pre-dump restore run show verify' -a check -d 'Report what this kernel supports, and what is missing'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump merge pre-dump restore run show verify' -a dump -d 'Freeze the process, write the last delta and its full state'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump merge pre-dump restore run show verify' -a merge -d 'Squash a chain into one standalone image'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump merge pre-dump restore run show verify' -a pre-dump -d 'Write a delta of what the process wrote; it keeps running'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump merge pre-dump restore run show verify' -a restore -d 'Bring the process back from an image chain'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump merge pre-dump restore run show verify' -a run -d 'Start CMD as a cooperating process (the agent is preloaded)'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump merge pre-dump restore run show verify' -a show -d 'Show what an image (and its chain) holds'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump merge pre-dump restore run show verify' -a verify -d 'Check every checksum and digest of the chain'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -s h -l help -d 'Print this help message and exit'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -l version -d 'Display program version information and exit'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -s v -l verbose -d 'More messages (repeat for debug and trace)'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -s q -l quiet -d 'Only errors'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -a cat -d 'Print the bytes of an address range as of an image'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -a check -d 'Report what this kernel supports, and what is missing'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -a dump -d 'Freeze the process, write the last delta and its full state'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -a iterate -d 'Pre-dump until the deltas converge, then the final dump'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -a merge -d 'Squash a chain into one standalone image'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -a pre-dump -d 'Write a delta of what the process wrote; it keeps running'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -a restore -d 'Bring the process back from an image chain'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -a run -d 'Start CMD as a cooperating process (the agent is preloaded)'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -a show -d 'Show what an image (and its chain) holds'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -a verify -d 'Check every checksum and digest of the chain'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -a watch -d 'Show the live write rate of a tracked process from the event queue'
 
 # wpckpt cat
 complete -c wpckpt -n '__fish_seen_subcommand_from cat' -s h -l help -d 'Print this help message and exit'
@@ -41,6 +43,20 @@ complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l prev-images-dir -x -
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -s R -l leave-running -d 'Resume the process after the dump instead of killing it'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l compress-level -x -d 'zstd level (negative: faster)'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l json -d 'Print a JSON document'
+
+# wpckpt iterate
+complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -s h -l help -d 'Print this help message and exit'
+complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -s t -l tree -x -a '(__fish_complete_pids)' -d 'Pid of the cooperating process'
+complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -s D -l images-dir -x -a '(__fish_complete_directories)' -d 'Directory for DIR/1, DIR/2, ... (created)'
+complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -l max-iterations -x -d 'Pre-dumps at most (default 10)'
+complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -l target-downtime-ms -x -d 'Stop when a dump is predicted to freeze the process less than this (default 300)'
+complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -l final -x -d 'After the pre-dumps: dump (default) or none'
+complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -s R -l leave-running -d 'The final dump resumes the process instead of killing it'
+complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -l interval -x -d 'At least this many seconds between two pre-dumps (default 0)'
+complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -l no-events -d 'Do not use the event queue: every pre-dump scans everything'
+complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -l cross-check -d 'Confirm every events-mode pre-dump with a full read-only scan; fail on a page the events missed'
+complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -l compress-level -x -d 'zstd level (negative: faster)'
+complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -l json -d 'Print one JSON object per iteration and one for the result, one per line'
 
 # wpckpt merge
 complete -c wpckpt -n '__fish_seen_subcommand_from merge' -s h -l help -d 'Print this help message and exit'
@@ -78,3 +94,10 @@ complete -c wpckpt -n '__fish_seen_subcommand_from show' -l json -d 'Print a JSO
 complete -c wpckpt -n '__fish_seen_subcommand_from verify' -s h -l help -d 'Print this help message and exit'
 complete -c wpckpt -n '__fish_seen_subcommand_from verify' -s D -l images-dir -x -a '(__fish_complete_directories)' -d 'Image directory'
 complete -c wpckpt -n '__fish_seen_subcommand_from verify' -l json -d 'Print a JSON document'
+
+# wpckpt watch
+complete -c wpckpt -n '__fish_seen_subcommand_from watch' -s h -l help -d 'Print this help message and exit'
+complete -c wpckpt -n '__fish_seen_subcommand_from watch' -s t -l tree -x -a '(__fish_complete_pids)' -d 'Pid of the tracked process'
+complete -c wpckpt -n '__fish_seen_subcommand_from watch' -l interval -x -d 'Seconds between samples (default 1)'
+complete -c wpckpt -n '__fish_seen_subcommand_from watch' -l count -x -d 'Stop after this many samples (default: until interrupted)'
+complete -c wpckpt -n '__fish_seen_subcommand_from watch' -l json -d 'Print one JSON object per sample, one per line'

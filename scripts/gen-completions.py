@@ -27,6 +27,11 @@ VALUE_KINDS = {
     "compress-level": "none",
     "addr": "none",
     "len": "none",
+    "interval": "none",
+    "count": "none",
+    "max-iterations": "none",
+    "target-downtime-ms": "none",
+    "final": "none",
 }
 # Verbs that take a command line after their options (`wpckpt run [--] CMD ARGS...`).
 COMMAND_VERBS = {"run"}

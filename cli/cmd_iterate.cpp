@@ -1,0 +1,152 @@
+// wpckpt iterate -t PID -D DIR: pre-dumps into DIR/1, DIR/2, ... until they
+// converge (or stop converging), then the final dump into the next one.
+// --json prints one JSON object per line: one per iteration, then the result.
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "cli/commands.hpp"
+#include "cli/output.hpp"
+#include "lib/iterate/iterate.hpp"
+
+namespace wpckpt::cli {
+namespace {
+
+struct IterateOptions {
+  bool json = false;
+  int pid = 0;
+  std::string images_dir;
+  int max_iterations = 10;
+  double target_downtime_ms = 300;
+  std::string final_step = "dump";
+  bool leave_running = false;
+  double interval = 0;
+  bool no_events = false;
+  bool cross_check = false;
+  int compress_level = 1;
+};
+
+std::atomic<bool> g_cancel{false};
+void on_cancel(int) { g_cancel.store(true); }
+
+void install_cancel_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_cancel;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+}
+
+nlohmann::json iteration_json(const iterate::IterationFigures& f) {
+  return {{"type", "iteration"},
+          {"iteration", f.iteration},
+          {"images_dir", f.dir.string()},
+          {"incremental", f.incremental},
+          {"scan_mode", f.scan_mode},
+          {"scan_mode_reason", f.scan_mode_reason},
+          {"pages_scanned", f.pages_scanned},
+          {"pages_written", f.pages_written},
+          {"bytes_raw", f.bytes_raw},
+          {"bytes_compressed", f.bytes_compressed},
+          {"scan_seconds", f.scan_seconds},
+          {"total_seconds", f.total_seconds},
+          {"dirty_pages_per_s", f.dirty_pages_per_s},
+          {"events_lost", f.events_lost},
+          {"cross_checked", f.cross_checked},
+          {"predicted_freeze_ms", f.predicted_freeze_ms}};
+}
+
+nlohmann::json result_json(const iterate::IterateReport& r) {
+  nlohmann::json final_dump = nullptr;
+  if (r.final_dump.ran) {
+    final_dump = {{"images_dir", r.final_dump.dir.string()},
+                  {"pages_written", r.final_dump.pages_written},
+                  {"frozen_ms", r.final_dump.frozen_ms},
+                  {"freezing_ms", r.final_dump.freezing_ms},
+                  {"left_running", r.final_dump.left_running}};
+  }
+  return {{"type", "result"},
+          {"iterations", r.iterations.size()},
+          {"stopped", r.stop_kind},
+          {"stop_reason", r.stop_reason},
+          {"events_available", r.events_available},
+          {"events_reason", r.events_reason},
+          {"final_dump", final_dump}};
+}
+
+void print_iteration_text(const iterate::IterationFigures& f) {
+  std::printf("%3d  %-6s %9llu pages written, %9llu scanned, %7.1f MiB stored, %7.3f s, %9.0f pages/s, dump now ~%.0f ms\n",
+              f.iteration, f.scan_mode.c_str(), static_cast<unsigned long long>(f.pages_written),
+              static_cast<unsigned long long>(f.pages_scanned), static_cast<double>(f.bytes_compressed) / (1 << 20),
+              f.total_seconds, f.dirty_pages_per_s, f.predicted_freeze_ms);
+  if (f.scan_mode != "events") std::printf("     full scan: %s\n", f.scan_mode_reason.c_str());
+  std::fflush(stdout);
+}
+
+int run_iterate(const IterateOptions& opts) {
+  if (opts.pid <= 0) return report_usage("-t/--tree needs a process id", opts.json);
+  if (opts.max_iterations < 1) return report_usage("--max-iterations must be at least 1", opts.json);
+  if (!(opts.target_downtime_ms > 0)) return report_usage("--target-downtime-ms must be positive", opts.json);
+  if (opts.final_step != "dump" && opts.final_step != "none")
+    return report_usage("--final must be 'dump' or 'none'", opts.json);
+  if (opts.leave_running && opts.final_step != "dump")
+    return report_usage("--leave-running applies to the final dump; it needs --final dump", opts.json);
+  install_cancel_handlers();
+  iterate::IterateRequest req;
+  req.pid = opts.pid;
+  req.images_dir = opts.images_dir;
+  req.max_iterations = opts.max_iterations;
+  req.target_downtime_ms = opts.target_downtime_ms;
+  req.final_step = opts.final_step == "dump" ? iterate::FinalStep::Dump : iterate::FinalStep::None;
+  req.leave_running = opts.leave_running;
+  req.interval_s = opts.interval;
+  req.use_events = !opts.no_events;
+  req.cross_check = opts.cross_check;
+  req.compress_level = opts.compress_level;
+  req.cancel = &g_cancel;
+  auto report = iterate::iterate(req, [&](const iterate::IterationFigures& f) {
+    if (opts.json) {
+      std::printf("%s\n", iteration_json(f).dump().c_str());
+      std::fflush(stdout);
+    } else {
+      print_iteration_text(f);
+    }
+  });
+  if (!report) return report_error(report.error(), opts.json);
+  if (opts.json) {
+    std::printf("%s\n", result_json(*report).dump().c_str());
+  } else {
+    if (!report->events_available) std::printf("no event queue (%s): every pre-dump scanned everything\n",
+                                               report->events_reason.c_str());
+    std::printf("%s\n", report->stop_reason.c_str());
+    if (report->final_dump.ran)
+      std::printf("final dump %s: %llu pages, frozen %.1f ms%s\n", report->final_dump.dir.c_str(),
+                  static_cast<unsigned long long>(report->final_dump.pages_written), report->final_dump.frozen_ms,
+                  report->final_dump.left_running ? ", the process runs on" : "");
+  }
+  return report->stop_kind == "interrupted" ? kExitFailure : kExitOk;
+}
+
+}  // namespace
+
+void add_iterate_command(CLI::App& app, int& exit_code) {
+  auto opts = std::make_shared<IterateOptions>();
+  CLI::App* sub = app.add_subcommand("iterate", "Pre-dump until the deltas converge, then the final dump");
+  sub->add_option("-t,--tree", opts->pid, "Pid of the cooperating process")->required();
+  sub->add_option("-D,--images-dir", opts->images_dir, "Directory for DIR/1, DIR/2, ... (created)")->required();
+  sub->add_option("--max-iterations", opts->max_iterations, "Pre-dumps at most (default 10)");
+  sub->add_option("--target-downtime-ms", opts->target_downtime_ms,
+                  "Stop when a dump is predicted to freeze the process less than this (default 300)");
+  sub->add_option("--final", opts->final_step, "After the pre-dumps: dump (default) or none");
+  sub->add_flag("-R,--leave-running", opts->leave_running, "The final dump resumes the process instead of killing it");
+  sub->add_option("--interval", opts->interval, "At least this many seconds between two pre-dumps (default 0)");
+  sub->add_flag("--no-events", opts->no_events, "Do not use the event queue: every pre-dump scans everything");
+  sub->add_flag("--cross-check", opts->cross_check,
+                "Confirm every events-mode pre-dump with a full read-only scan; fail on a page the events missed");
+  sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
+  sub->add_flag("--json", opts->json, "Print one JSON object per iteration and one for the result, one per line");
+  sub->callback([opts, &exit_code] { exit_code = run_iterate(*opts); });
+}
+
+}  // namespace wpckpt::cli

@@ -1,0 +1,178 @@
+#include "lib/iterate/iterate.hpp"
+
+#include <time.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+
+#include "dump-format/image.hpp"
+#include "lib/base/feature.hpp"
+#include "lib/base/log.hpp"
+#include "lib/checkpoint/freeze_model.hpp"
+#include "lib/checkpoint/memory_capture.hpp"
+#include "lib/dump/dump.hpp"
+#include "tracker/events/event_probe.hpp"
+#include "tracker/events/event_reader.hpp"
+
+namespace wpckpt::iterate {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A delta at least this large a fraction of the one before did not shrink.
+constexpr double kShrinkRatio = 0.9;
+// Per-page costs measured on fewer pages than this are noise.
+constexpr uint64_t kMinPagesForCost = 1000;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+bool cancelled(const IterateRequest& r) { return r.cancel != nullptr && r.cancel->load(); }
+
+void sleep_until(Clock::time_point t, const IterateRequest& r) {
+  while (!cancelled(r) && Clock::now() < t) {
+    timespec ts{0, 20'000'000};
+    nanosleep(&ts, nullptr);
+  }
+}
+
+Result<checkpoint::CaptureStats> pre_dump_once(const IterateRequest& req, const std::filesystem::path& dir,
+                                               const std::optional<std::filesystem::path>& parent,
+                                               checkpoint::EventTracking* events) {
+  std::unique_ptr<image::ImageChain> chain;
+  if (parent) {
+    WPCKPT_TRY_ASSIGN(chain, image::ImageChain::open(*parent));
+  }
+  image::WriterOptions wopts;
+  wopts.compress_level = req.compress_level;
+  WPCKPT_TRY_ASSIGN(auto writer, image::ImageWriter::create(dir, image::ImageKind::PreDump, parent, wopts));
+  checkpoint::CaptureOptions copts;
+  copts.events = events;
+  WPCKPT_TRY_ASSIGN(checkpoint::CaptureStats stats, checkpoint::capture_memory(req.pid, *writer, chain.get(), copts));
+  WPCKPT_TRY_ASSIGN(image::CommitInfo info, writer->commit());
+  checkpoint::fill_commit_stats(stats, info);
+  WPCKPT_TRY(checkpoint::confirm_committed(req.pid, info));
+  return stats;
+}
+
+}  // namespace
+
+Result<IterateReport> iterate(const IterateRequest& req,
+                              const std::function<void(const IterationFigures&)>& on_iteration) {
+  if (req.max_iterations < 1) return make_error(EINVAL, "iterate", "(--max-iterations must be at least 1)");
+  IterateReport report;
+  std::filesystem::path root = std::filesystem::absolute(req.images_dir);
+  std::error_code ec;
+  std::filesystem::create_directories(root, ec);
+  if (ec) return make_error(ec.value(), "create the images directory", root.string());
+
+  std::unique_ptr<tracker::EventReader> reader;
+  checkpoint::EventTracking tracking;
+  if (!req.use_events) {
+    report.events_reason = "switched off";
+  } else if (feature_disabled(tracker::kEventQueueFeature)) {
+    report.events_reason = std::string("switched off by ") + kDisableFeaturesEnv;
+  } else if (auto r = tracker::EventReader::start(req.pid); !r) {
+    report.events_reason = r.error().message();
+    log::info("pid {}: no event queue, full scans: {}", req.pid, report.events_reason);
+  } else {
+    reader = std::move(r).value();
+    tracking.reader = reader.get();
+    tracking.cross_check = req.cross_check;
+    report.events_available = true;
+  }
+
+  checkpoint::FreezeModel model;
+  std::optional<std::filesystem::path> parent;
+  uint64_t previous_delta = 0;
+  Clock::time_point next_start = Clock::now();
+  for (int i = 1;; ++i) {
+    sleep_until(next_start, req);
+    if (cancelled(req)) {
+      report.stop_kind = "interrupted";
+      report.stop_reason = "interrupted before iteration " + std::to_string(i);
+      break;
+    }
+    auto t0 = Clock::now();
+    next_start = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(req.interval_s));
+    std::filesystem::path dir = root / std::to_string(i);
+    WPCKPT_TRY_ASSIGN(checkpoint::CaptureStats s, pre_dump_once(req, dir, parent, reader ? &tracking : nullptr));
+    IterationFigures f;
+    f.iteration = i;
+    f.dir = dir;
+    f.incremental = s.incremental;
+    f.scan_mode = s.scan_mode;
+    f.scan_mode_reason = s.scan_mode_reason;
+    f.pages_scanned = s.pages_scanned;
+    f.pages_written = s.pages_written;
+    f.bytes_raw = s.bytes_raw;
+    f.bytes_compressed = s.bytes_compressed;
+    f.scan_seconds = s.scan_seconds;
+    f.total_seconds = seconds_since(t0);
+    f.events_lost = s.events_lost;
+    f.cross_checked = s.cross_checked;
+    // The rate: from the events when the window saw everything, else what
+    // the delta says (pages written since the parent's scan per second).
+    if (reader && s.events_lost == 0 && s.event_window_seconds > 0 && i > 1)
+      f.dirty_pages_per_s = static_cast<double>(s.event_faults) / s.event_window_seconds;
+    else
+      f.dirty_pages_per_s = s.dirty_rate_pages_per_s;
+    if (s.pages_written >= kMinPagesForCost)
+      model.per_page_s = (s.scan_seconds + s.copy_seconds + s.write_seconds) / static_cast<double>(s.pages_written);
+    // A dump right now would store what was written since this scan: about
+    // the rate times this iteration's length.
+    uint64_t expected = static_cast<uint64_t>(f.dirty_pages_per_s * f.total_seconds);
+    f.predicted_freeze_ms = model.predict_s(expected) * 1e3;
+    report.iterations.push_back(f);
+    if (on_iteration) on_iteration(f);
+    parent = dir;
+
+    if (req.stop_when_converged && i > 1 && f.predicted_freeze_ms <= req.target_downtime_ms) {
+      report.stop_kind = "converged";
+      report.stop_reason = "converged: a dump now is predicted to freeze the process " +
+                           std::to_string(static_cast<int>(f.predicted_freeze_ms)) + " ms (target " +
+                           std::to_string(static_cast<int>(req.target_downtime_ms)) + " ms)";
+      break;
+    }
+    if (req.stop_when_converged && i > 2 &&
+        static_cast<double>(s.pages_written) >= kShrinkRatio * static_cast<double>(previous_delta)) {
+      report.stop_kind = "not_converging";
+      report.stop_reason = "not converging: the delta did not shrink (" + std::to_string(previous_delta) + " -> " +
+                           std::to_string(s.pages_written) + " pages; the process writes " +
+                           std::to_string(static_cast<uint64_t>(f.dirty_pages_per_s)) +
+                           " pages/s); a dump now is predicted to freeze it " +
+                           std::to_string(static_cast<int>(f.predicted_freeze_ms)) + " ms";
+      break;
+    }
+    if (i >= req.max_iterations) {
+      report.stop_kind = "max_iterations";
+      report.stop_reason = "stopped after the maximum of " + std::to_string(req.max_iterations) +
+                           " iterations without converging; a dump now is predicted to freeze the process " +
+                           std::to_string(static_cast<int>(f.predicted_freeze_ms)) + " ms";
+      break;
+    }
+    if (i > 1) previous_delta = s.pages_written;
+    else previous_delta = UINT64_MAX;  // the first iteration is whole: no comparison
+  }
+  reader.reset();  // the final dump freezes the process: no more events to read
+
+  if (req.final_step == FinalStep::Dump && report.stop_kind != "interrupted" && parent) {
+    dump::DumpRequest d;
+    d.pid = req.pid;
+    d.images_dir = root / std::to_string(report.iterations.size() + 1);
+    d.prev_images_dir = parent;
+    d.leave_running = req.leave_running;
+    d.compress_level = req.compress_level;
+    d.cancel = req.cancel;
+    WPCKPT_TRY_ASSIGN(dump::DumpReport r, dump::dump_process(d));
+    report.final_dump.ran = true;
+    report.final_dump.dir = d.images_dir;
+    report.final_dump.pages_written = r.pages_written;
+    report.final_dump.frozen_ms = static_cast<double>(r.frozen_time) / 1e3;
+    report.final_dump.freezing_ms = static_cast<double>(r.freezing_time) / 1e3;
+    report.final_dump.left_running = r.left_running;
+  }
+  return report;
+}
+
+}  // namespace wpckpt::iterate
