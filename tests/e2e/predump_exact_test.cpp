@@ -2,6 +2,8 @@
 // pre-dumps the process is stopped, a last pre-dump taken, and the chain
 // must equal the process's memory byte for byte. Run several times per
 // workload: it is a race detector.
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <random>
 
@@ -99,12 +101,15 @@ TEST(PreDumpKilled, ChainStaysExactAcrossKilledIterations) {
     start_workload(w, {"--mib", "32", "--threads", "2", "--churn", "--read-into-heap", "--pause-us", "20"});
     std::filesystem::path parent = w.dir / "it0";
     ASSERT_FALSE(pre_dump(w.pid(), parent).is_null());
+    // Kill anywhere within the run time of a good pre-dump here: on a busy
+    // machine a fixed bound ends most runs before their scan starts.
+    int kill_window_us = 60'000;
     for (int i = 1; i <= 6; ++i) {
       std::filesystem::path doomed = w.dir / ("killed" + std::to_string(i));
       ChildProcess killed = ChildProcess::start({wpckpt_binary(), "pre-dump", "-t", std::to_string(w.pid()), "-D",
                                                  doomed.string(), "--prev-images-dir", parent.string()},
                                                 {}, "/dev/null", "/dev/null");
-      usleep(std::uniform_int_distribution<int>(0, 60'000)(rng));
+      usleep(std::uniform_int_distribution<int>(0, kill_window_us)(rng));
       killed.kill_now();
       if (std::filesystem::exists(doomed)) {
         // It finished before the kill: a complete image; continue from it.
@@ -112,8 +117,11 @@ TEST(PreDumpKilled, ChainStaysExactAcrossKilledIterations) {
         continue;
       }
       std::filesystem::path good = w.dir / ("it" + std::to_string(i));
+      auto t0 = std::chrono::steady_clock::now();
       nlohmann::json j = pre_dump(w.pid(), good, parent);
       ASSERT_FALSE(j.is_null());
+      auto run_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+      kill_window_us = std::max(60'000, static_cast<int>(run_us));
       if (!j["incremental"].get<bool>()) ++whole_after_kill;
       parent = good;
     }

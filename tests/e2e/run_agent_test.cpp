@@ -37,6 +37,8 @@ TEST(Run, ExecsInPlaceWithTheAgent) {
   auto links = fd_links(child.pid());
   EXPECT_EQ(count(links, "anon_inode:[userfaultfd]"), 1);
   EXPECT_EQ(count(links, "/memfd:wpckpt-agent (deleted)"), 1);
+  // The agent fills its state right after creating it: wait for that.
+  ASSERT_TRUE(wait_until([&] { return tracker::AgentLink::attach(child.pid()).ok(); }));
   auto link = tracker::AgentLink::attach(child.pid());
   ASSERT_TRUE(link.ok()) << link.error().message();
   EXPECT_EQ(link->features(), 1ull << 15);  // WP_ASYNC and nothing else
