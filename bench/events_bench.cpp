@@ -34,9 +34,9 @@
 #include <string>
 #include <vector>
 
-#include "dump-format/image.hpp"
 #include "lib/agent/wpckpt_agent.h"
 #include "lib/checkpoint/memory_capture.hpp"
+#include "lib/dump/pre_dump.hpp"
 #include "tracker/events/event_reader.hpp"
 
 namespace {
@@ -200,24 +200,14 @@ struct Dump {
 
 Dump pre_dump(pid_t pid, const fs::path& dir, const std::optional<fs::path>& parent,
               wpckpt::checkpoint::EventTracking* events) {
-  using namespace wpckpt;
-  auto t0 = Clock::now();
-  std::unique_ptr<image::ImageChain> chain;
-  if (parent) {
-    auto c = image::ImageChain::open(*parent);
-    if (!c) std::fprintf(stderr, "open: %s\n", c.error().message().c_str()), std::exit(1);
-    chain = std::move(c).value();
-  }
-  auto writer = image::ImageWriter::create(dir, image::ImageKind::PreDump, parent, {});
-  if (!writer) std::fprintf(stderr, "create: %s\n", writer.error().message().c_str()), std::exit(1);
-  checkpoint::CaptureOptions opts;
-  opts.events = events;
-  auto stats = checkpoint::capture_memory(pid, **writer, chain.get(), opts);
-  if (!stats) std::fprintf(stderr, "capture: %s\n", stats.error().message().c_str()), std::exit(1);
-  auto info = (*writer)->commit();
-  if (!info) std::fprintf(stderr, "commit: %s\n", info.error().message().c_str()), std::exit(1);
-  checkpoint::fill_commit_stats(*stats, *info);
-  return {*stats, since(t0)};
+  wpckpt::dump::PreDumpRequest r;
+  r.pid = pid;
+  r.images_dir = dir;
+  r.prev_images_dir = parent;
+  r.events = events;
+  auto report = wpckpt::dump::pre_dump_process(r);
+  if (!report) std::fprintf(stderr, "pre-dump: %s\n", report.error().message().c_str()), std::exit(1);
+  return {report->capture, report->seconds};
 }
 
 struct Chain {

@@ -24,6 +24,7 @@ Result<PreDumpReport> pre_dump_process(const PreDumpRequest& r) {
                     image::ImageWriter::create(r.images_dir, image::ImageKind::PreDump, r.prev_images_dir, wopts));
   checkpoint::CaptureOptions copts;
   copts.progress = r.progress;
+  copts.events = r.events;
   WPCKPT_TRY_ASSIGN(rep.capture, checkpoint::capture_memory(r.pid, *writer, parent.get(), copts));
   WPCKPT_TRY_ASSIGN(rep.commit, writer->commit());
   checkpoint::fill_commit_stats(rep.capture, rep.commit);

@@ -23,6 +23,10 @@ struct PreDumpRequest {
   std::optional<std::filesystem::path> prev_images_dir;
   int compress_level = 1;
   ProgressFn progress;  // phases of the writer and "scan", "copy"
+  // An event queue kept alive across iterations by the caller (`wpckpt
+  // iterate`): the scan covers only what it names when it saw everything
+  // since the parent (lib/checkpoint/event_scan.hpp). nullptr: full scan.
+  checkpoint::EventTracking* events = nullptr;
 };
 
 struct PreDumpReport {

@@ -6,12 +6,12 @@
 #include <memory>
 #include <optional>
 
-#include "dump-format/image.hpp"
 #include "lib/base/feature.hpp"
 #include "lib/base/log.hpp"
 #include "lib/checkpoint/freeze_model.hpp"
 #include "lib/checkpoint/memory_capture.hpp"
 #include "lib/dump/dump.hpp"
+#include "lib/dump/pre_dump.hpp"
 #include "tracker/events/event_probe.hpp"
 #include "tracker/events/event_reader.hpp"
 
@@ -39,20 +39,14 @@ void sleep_until(Clock::time_point t, const IterateRequest& r) {
 Result<checkpoint::CaptureStats> pre_dump_once(const IterateRequest& req, const std::filesystem::path& dir,
                                                const std::optional<std::filesystem::path>& parent,
                                                checkpoint::EventTracking* events) {
-  std::unique_ptr<image::ImageChain> chain;
-  if (parent) {
-    WPCKPT_TRY_ASSIGN(chain, image::ImageChain::open(*parent));
-  }
-  image::WriterOptions wopts;
-  wopts.compress_level = req.compress_level;
-  WPCKPT_TRY_ASSIGN(auto writer, image::ImageWriter::create(dir, image::ImageKind::PreDump, parent, wopts));
-  checkpoint::CaptureOptions copts;
-  copts.events = events;
-  WPCKPT_TRY_ASSIGN(checkpoint::CaptureStats stats, checkpoint::capture_memory(req.pid, *writer, chain.get(), copts));
-  WPCKPT_TRY_ASSIGN(image::CommitInfo info, writer->commit());
-  checkpoint::fill_commit_stats(stats, info);
-  WPCKPT_TRY(checkpoint::confirm_committed(req.pid, info));
-  return stats;
+  dump::PreDumpRequest r;
+  r.pid = req.pid;
+  r.images_dir = dir;
+  r.prev_images_dir = parent;
+  r.compress_level = req.compress_level;
+  r.events = events;
+  WPCKPT_TRY_ASSIGN(dump::PreDumpReport report, dump::pre_dump_process(r));
+  return report.capture;
 }
 
 }  // namespace
