@@ -34,61 +34,80 @@ Result<void> check_size(const fs::path& path, uint64_t actual, uint64_t expected
   return ok();
 }
 
-}  // namespace
+// Opens `name` of the image; a missing file gets the "incomplete image" hint.
+Result<CheckedFile> open_part(int dirfd, const fs::path& dir, const std::string& name, uid_t owner) {
+  Result<CheckedFile> file = open_image_file(dirfd, dir, name, owner);
+  if (!file && file.error().err == ENOENT) return missing_file(dir, name.c_str());
+  return file;
+}
 
-Result<std::unique_ptr<OpenImage>> open_image(const fs::path& dir, const OpenOptions& options) {
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0) return errno_error("open image", dir.string());
-  if (!S_ISDIR(st.st_mode)) return make_error(ENOTDIR, "open image", dir.string());
-  if (!options.allow_other_owner && st.st_uid != ::geteuid())
-    return make_error(EPERM, "open image", dir.string() + ": owned by uid " + std::to_string(st.st_uid) +
+Result<void> read_manifest(int dirfd, OpenImage& img, uid_t owner) {
+  WPCKPT_TRY_ASSIGN(CheckedFile file, open_part(dirfd, img.dir, kManifestName, owner));
+  const fs::path path = img.dir / kManifestName;
+  WPCKPT_TRY_ASSIGN(std::vector<std::byte> bytes, read_checked_file(file, path, kMaxManifestBytes));
+  img.manifest_digest = digest_bytes(bytes);
+  WPCKPT_TRY_ASSIGN(img.doc, parse_manifest(bytes, path.string()));
+  return ok();
+}
+
+Result<void> read_index(int dirfd, OpenImage& img, uid_t owner) {
+  WPCKPT_TRY_ASSIGN(CheckedFile file, open_part(dirfd, img.dir, kIndexName, owner));
+  const fs::path path = img.dir / kIndexName;
+  const FileRecord& record = img.doc.file_records.at(kIndexName);
+  WPCKPT_TRY(check_size(path, file.identity.size, record.size));
+  WPCKPT_TRY_ASSIGN(std::vector<std::byte> bytes, read_checked_file(file, path, kMaxIndexBytes));
+  if (!(digest_bytes(bytes) == record.digest))
+    return format_error(path.string(), "digest differs from the manifest's (damaged or replaced)");
+  WPCKPT_TRY_ASSIGN(img.index, parse_page_index(bytes, path.string()));
+  const Manifest::Stats& stats = img.doc.manifest.stats;
+  if (img.index.frame_pages != stats.frame_pages || img.index.stored_pages != stats.pages_stored ||
+      img.index.frames.size() != stats.frames)
+    return format_error((img.dir / kManifestName).string(), "stats disagree with pages.idx");
+  return ok();
+}
+
+Result<void> check_data_file(int dirfd, OpenImage& img, uid_t owner) {
+  WPCKPT_TRY_ASSIGN(CheckedFile file, open_part(dirfd, img.dir, kDataName, owner));
+  const fs::path path = img.dir / kDataName;
+  img.data_path = path.string();
+  img.data_identity = file.identity;
+  WPCKPT_TRY(check_size(path, file.identity.size, img.doc.file_records.at(kDataName).size));
+  WPCKPT_TRY(check_size(path, file.identity.size, img.index.data_file_size()));
+  std::byte header[kDataHeaderSize];
+  WPCKPT_TRY(pread_exact(file.fd.get(), header, 0, path));
+  return check_data_header(header, img.index.frame_pages, img.data_path);
+}
+
+// Who must own every file of the chain: the owner of the newest image's
+// directory, which must be the current user unless options allow another.
+Result<uid_t> chain_owner(const fs::path& dir, const OpenOptions& options) {
+  WPCKPT_TRY_ASSIGN(uid_t owner, directory_owner(dir));
+  if (!options.allow_other_owner && owner != ::geteuid())
+    return make_error(EPERM, "open image", dir.string() + ": owned by uid " + std::to_string(owner) +
                                                ", not by the current user (uid " + std::to_string(::geteuid()) + ")")
         .with_hint("images hold process memory; read them as the user who wrote them");
+  return owner;
+}
 
+}  // namespace
+
+Result<std::unique_ptr<OpenImage>> open_image(const fs::path& dir, uid_t owner) {
+  WPCKPT_TRY_ASSIGN(UniqueFd dirfd, open_image_dir(dir, owner));
   auto img = std::make_unique<OpenImage>();
   img->dir = dir;
-  const fs::path manifest_path = dir / kManifestName;
-  if (::access(manifest_path.c_str(), F_OK) != 0 && errno == ENOENT) return missing_file(dir, kManifestName);
-  WPCKPT_TRY_ASSIGN(std::vector<std::byte> manifest_bytes, read_small_file(manifest_path, kMaxManifestBytes));
-  img->manifest_digest = digest_bytes(manifest_bytes);
-  WPCKPT_TRY_ASSIGN(img->doc, parse_manifest(manifest_bytes, manifest_path.string()));
-  const Manifest::Stats& stats = img->doc.manifest.stats;
-
-  const fs::path index_path = dir / kIndexName;
-  const FileRecord& index_record = img->doc.file_records.at(kIndexName);
-  if (::access(index_path.c_str(), F_OK) != 0 && errno == ENOENT) return missing_file(dir, kIndexName);
-  WPCKPT_TRY_ASSIGN(std::vector<std::byte> index_bytes, read_small_file(index_path, kMaxIndexBytes));
-  WPCKPT_TRY(check_size(index_path, index_bytes.size(), index_record.size));
-  if (!(digest_bytes(index_bytes) == index_record.digest))
-    return format_error(index_path.string(), "digest differs from the manifest's (damaged or replaced)");
-  WPCKPT_TRY_ASSIGN(img->index, parse_page_index(index_bytes, index_path.string()));
-  if (img->index.frame_pages != stats.frame_pages || img->index.stored_pages != stats.pages_stored ||
-      img->index.frames.size() != stats.frames)
-    return format_error(manifest_path.string(), "stats disagree with pages.idx");
-
-  const fs::path data_path = dir / kDataName;
-  img->data_path = data_path.string();
-  img->data_fd.reset(::open(data_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!img->data_fd) {
-    if (errno == ENOENT) return missing_file(dir, kDataName);
-    return errno_error("open", data_path.string());
-  }
-  if (::fstat(img->data_fd.get(), &st) != 0) return errno_error("stat", data_path.string());
-  WPCKPT_TRY(check_size(data_path, static_cast<uint64_t>(st.st_size), img->doc.file_records.at(kDataName).size));
-  WPCKPT_TRY(check_size(data_path, static_cast<uint64_t>(st.st_size), img->index.data_file_size()));
-  std::byte header[kDataHeaderSize];
-  WPCKPT_TRY(pread_exact(img->data_fd.get(), header, 0, data_path));
-  WPCKPT_TRY(check_data_header(header, img->index.frame_pages, img->data_path));
-
+  WPCKPT_TRY(read_manifest(dirfd.get(), *img, owner));
+  WPCKPT_TRY(read_index(dirfd.get(), *img, owner));
+  WPCKPT_TRY(check_data_file(dirfd.get(), *img, owner));
   for (const std::string& name : img->doc.manifest.files) {
-    const fs::path path = dir / name;
-    if (::lstat(path.c_str(), &st) != 0) {
-      if (errno == ENOENT) return missing_file(dir, name.c_str());
-      return errno_error("stat", path.string());
-    }
-    WPCKPT_TRY(check_size(path, static_cast<uint64_t>(st.st_size), img->doc.file_records.at(name).size));
+    WPCKPT_TRY_ASSIGN(CheckedFile file, open_part(dirfd.get(), dir, name, owner));
+    WPCKPT_TRY(check_size(dir / name, file.identity.size, img->doc.file_records.at(name).size));
   }
   return img;
+}
+
+Result<std::shared_ptr<const UniqueFd>> ResolvedChain::data_file(size_t image) const {
+  const OpenImage& img = *images_.at(image);
+  return data_files_->get(image, [&] { return reopen_image_file(img.data_path, owner_, img.data_identity); });
 }
 
 Result<ResolvedChain> ResolvedChain::open(const fs::path& dir, const OpenOptions& options) {
@@ -96,6 +115,13 @@ Result<ResolvedChain> ResolvedChain::open(const fs::path& dir, const OpenOptions
   std::set<fs::path> seen;
   fs::path cur = dir;
   std::optional<Digest128> expected;  // what the previous (child) image links to
+  Result<uid_t> owner = chain_owner(dir, options);
+  if (!owner) {
+    Error e = std::move(owner).error();
+    if (e.hint.empty()) e.hint = "check the image directory given with -D";
+    return e;
+  }
+  chain.owner_ = *owner;
   for (;;) {
     std::error_code ec;
     fs::path canon = fs::canonical(cur, ec);
@@ -113,7 +139,7 @@ Result<ResolvedChain> ResolvedChain::open(const fs::path& dir, const OpenOptions
       return format_error((chain.images_.back()->dir / kManifestName).string(),
                           "parent \"" + cur.string() + "\" is already part of the chain (a cycle)");
     if (chain.images_.size() >= kMaxChainLength) return format_error(dir.string(), "chain longer than 100000 images");
-    WPCKPT_TRY_ASSIGN(std::unique_ptr<OpenImage> img, open_image(cur, options));
+    WPCKPT_TRY_ASSIGN(std::unique_ptr<OpenImage> img, open_image(cur, chain.owner_));
     if (expected && !(img->manifest_digest == *expected)) {
       const OpenImage& child = *chain.images_.back();
       return format_error((cur / kManifestName).string(),
@@ -179,7 +205,7 @@ Span ResolvedChain::resolve(uint64_t addr, uint64_t limit) const {
 
 namespace wpckpt::image {
 
-Result<void> read_frames(const OpenImage& img, uint64_t first, uint64_t count, std::vector<std::byte>& compressed,
+Result<void> read_frames(const OpenImage& img, int data_fd, uint64_t first, uint64_t count, std::vector<std::byte>& compressed,
                          std::vector<std::byte>& raw, FrameDecompressor& decompressor) {
   const auto& frames = img.index.frames;
   if (count == 0 || first >= frames.size() || count > frames.size() - first)
@@ -188,7 +214,7 @@ Result<void> read_frames(const OpenImage& img, uint64_t first, uint64_t count, s
   const uint64_t base = frames[first].offset;
   compressed.resize(last.offset + last.compressed_size - base);
   raw.resize((count - 1) * img.frame_bytes() + uint64_t{last.raw_pages} * kPageSize);
-  WPCKPT_TRY(pread_exact(img.data_fd.get(), compressed, base, img.data_path));
+  WPCKPT_TRY(pread_exact(data_fd, compressed, base, img.data_path));
   for (uint64_t k = 0; k < count; ++k) {
     const FrameEntry& f = frames[first + k];
     WPCKPT_TRY(decompressor.decompress(std::span(compressed).subspan(f.offset - base, f.compressed_size), f,

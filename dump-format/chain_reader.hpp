@@ -11,25 +11,30 @@
 #include "dump-format/digest.hpp"
 #include "dump-format/frame_codec.hpp"
 #include "dump-format/image.hpp"
+#include "dump-format/image_files.hpp"
 #include "dump-format/manifest.hpp"
+#include "dump-format/open_file_cache.hpp"
 #include "dump-format/page_index.hpp"
 #include "lib/base/unique_fd.hpp"
 
 namespace wpckpt::image {
 
-// An image directory whose manifest and index were read and checked.
+// An image directory whose manifest and index were read and checked, and
+// every file checked (image_files.hpp). The data file is not kept open: a
+// chain reopens it on demand (ResolvedChain::data_file).
 struct OpenImage {
   std::filesystem::path dir;
   ManifestDocument doc;
   Digest128 manifest_digest;  // of manifest.json's bytes: what a child links to
   PageIndex index;
-  UniqueFd data_fd;
   std::string data_path;
+  FileIdentity data_identity;  // the pages.dat that was checked
 
   uint64_t frame_bytes() const { return uint64_t{index.frame_pages} * kPageSize; }
 };
 
-Result<std::unique_ptr<OpenImage>> open_image(const std::filesystem::path& dir, const OpenOptions& options);
+// Opens and checks the image at `dir`, every file of which `owner` must own.
+Result<std::unique_ptr<OpenImage>> open_image(const std::filesystem::path& dir, uid_t owner);
 
 // Where a run of pages starting at an address comes from.
 struct Span {
@@ -45,6 +50,9 @@ class ResolvedChain {
   static Result<ResolvedChain> open(const std::filesystem::path& dir, const OpenOptions& options);
 
   const std::vector<std::unique_ptr<OpenImage>>& images() const { return images_; }
+  uid_t owner() const { return owner_; }  // of every file of the chain
+  // The open data file of image `image`; a few stay open (OpenFileCache).
+  Result<std::shared_ptr<const UniqueFd>> data_file(size_t image) const;
   const OpenImage& newest() const { return *images_.front(); }
   // The covered area (of the newest image, with contents) holding addr.
   const MemoryArea* area_at(uint64_t addr) const;
@@ -54,16 +62,18 @@ class ResolvedChain {
 
  private:
   std::vector<std::unique_ptr<OpenImage>> images_;
+  uid_t owner_ = 0;
+  std::unique_ptr<OpenFileCache> data_files_ = std::make_unique<OpenFileCache>();
 };
 
 }  // namespace wpckpt::image
 
 namespace wpckpt::image {
 
-// Reads frames [first, first + count) of `img` with one pread: compressed
+// Reads frames [first, first + count) of `img` from its data file `data_fd` with one pread: compressed
 // bytes into `compressed`, each checked and decompressed into `raw` (frame k
 // at (k - first) * frame bytes).
-Result<void> read_frames(const OpenImage& img, uint64_t first, uint64_t count, std::vector<std::byte>& compressed,
+Result<void> read_frames(const OpenImage& img, int data_fd, uint64_t first, uint64_t count, std::vector<std::byte>& compressed,
                          std::vector<std::byte>& raw, FrameDecompressor& decompressor);
 // Frames per worker job when streaming: about 1 MiB of pages.
 inline uint64_t frames_per_batch(const OpenImage& img) { return std::max<uint64_t>(1, 256 / img.index.frame_pages); }

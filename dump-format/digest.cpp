@@ -58,12 +58,17 @@ Digest128 StreamDigest::finish() const {
 }
 
 Result<Digest128> digest_file(const std::filesystem::path& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd) return errno_error("open", path.string());
+  return digest_fd(fd.get(), path);
+}
+
+Result<Digest128> digest_fd(int fd, const std::filesystem::path& path) {
+  if (::lseek(fd, 0, SEEK_SET) < 0) return errno_error("seek", path.string());
   StreamDigest digest;
   std::vector<std::byte> buf(1 << 20);
   for (;;) {
-    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+    ssize_t n = ::read(fd, buf.data(), buf.size());
     if (n < 0) {
       if (errno == EINTR) continue;
       return errno_error("read", path.string());

@@ -24,6 +24,8 @@ Digest128 digest_bytes(std::span<const std::byte> data);
 uint64_t checksum64(std::span<const std::byte> data);
 // Digest of a whole file, read in large chunks.
 Result<Digest128> digest_file(const std::filesystem::path& path);
+// The digest of what an open file holds from its start (`path` for messages).
+Result<Digest128> digest_fd(int fd, const std::filesystem::path& path);
 
 // Incremental digest for files written as a stream.
 class StreamDigest {

@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -132,11 +134,15 @@ struct PageSource {
 };
 
 struct OpenOptions {
-  bool allow_other_owner = false;  // refuse images owned by another user unless set
+  // Refuse images owned by another user unless set. Either way every file and
+  // directory of the chain must belong to one owner and be writable by no
+  // one else (dump-format/image_files.hpp).
+  bool allow_other_owner = false;
 };
 
 // A resolved chain: the image at `dir` and all its parents, every manifest
-// and index checked. Page data is read on demand, one frame at a time.
+// and index checked. Page data is read on demand, one frame at a time; only a
+// few data files are open at once, whatever the length of the chain.
 class ImageChain {
  public:
   static Result<std::unique_ptr<ImageChain>> open(const std::filesystem::path& dir, const OpenOptions& options = {});
@@ -144,6 +150,8 @@ class ImageChain {
 
   virtual const std::vector<std::filesystem::path>& dirs() const = 0;  // newest first
   virtual const Manifest& manifest(size_t image = 0) const = 0;
+  // The user every file of the chain belongs to (OpenOptions says who may be).
+  virtual uid_t owner() const = 0;
   virtual Result<std::vector<std::byte>> read_file(const std::string& name) const = 0;  // newest image's file
 
   virtual PageSource source(uint64_t page_addr) const = 0;

@@ -44,6 +44,155 @@ Error not_covered(uint64_t addr, const fs::path& dir) {
       .with_hint("`wpckpt show -D DIR` lists the areas the image covers");
 }
 
+// The runs of one area, and the batches of frames they need, in order.
+Plan make_plan(const ResolvedChain& chain, const MemoryArea& area) {
+  Plan plan;
+  auto add_stored = [&](RunItem it) {
+    const uint64_t per_batch = frames_per_batch(*chain.images()[it.image]);
+    Batch* last = plan.batches.empty() ? nullptr : &plan.batches.back();
+    if (last && last->image == it.image && it.frame >= last->first && it.frame < last->first + last->count) {
+    } else if (last && last->image == it.image && it.frame == last->first + last->count && last->count < per_batch) {
+      ++last->count;
+    } else {
+      plan.batches.push_back(Batch{it.image, it.frame, 1});
+    }
+    it.batch = plan.batches.size() - 1;
+    plan.items.push_back(it);
+  };
+  for (uint64_t p = area.start; p < area.end;) {
+    Span s = chain.resolve(p, area.end);
+    if (s.kind == PageSource::Zero) {
+      if (!plan.items.empty() && !plan.items.back().stored) plan.items.back().pages += s.pages;
+      else plan.items.push_back(RunItem{p, s.pages});
+      p += s.pages * kPageSize;
+      continue;
+    }
+    const uint64_t fp = chain.images()[s.image]->index.frame_pages;
+    for (uint64_t left = s.pages, dp = s.data_page; left > 0;) {
+      uint64_t in = dp % fp, n = std::min(left, fp - in);
+      add_stored(RunItem{p, n, true, s.image, dp / fp, in});
+      p += n * kPageSize;
+      dp += n;
+      left -= n;
+    }
+  }
+  return plan;
+}
+
+
+// Streams planned runs to a RunFn. The batches of frames a plan needs are
+// decompressed ahead on worker threads, in order; stored pages that follow
+// each other in memory and in one batch's buffer go to fn as one run (up to a
+// batch, 1 MiB).
+class RunStreamer {
+ public:
+  RunStreamer(const ResolvedChain& chain, const ImageChain::RunFn& fn, const ProgressFn& progress, uint64_t total,
+              bool threaded)
+      : chain_(chain), fn_(fn), progress_(progress), total_(total), threads_(OrderedWorkers::default_threads()) {
+    for (unsigned i = 0; i < threads_; ++i) decompressors_.push_back(std::make_unique<FrameDecompressor>());
+    workers_ = std::make_unique<OrderedWorkers>(threaded ? threads_ : 0, 2 * threads_,
+                                                [this](unsigned w, OrderedWorkers::Slot& s) { decompress(w, s); });
+  }
+
+  // The runs of one area. On error every job in flight is finished first.
+  Result<void> stream(const Plan& plan) {
+    plan_ = &plan;
+    submitted_ = 0;
+    current_ = SIZE_MAX;
+    Result<void> r = stream_items();
+    if (!r) {
+      workers_->recycle(std::move(cur_));
+      while (auto rest = workers_->next()) workers_->recycle(std::move(rest));
+    }
+    workers_->recycle(std::move(cur_));
+    return r;
+  }
+
+ private:
+  void decompress(unsigned worker, OrderedWorkers::Slot& s) {
+    Result<std::shared_ptr<const UniqueFd>> fd = chain_.data_file(s.a);
+    if (!fd) s.status = std::move(fd).error();
+    else s.status = read_frames(*chain_.images()[s.a], (*fd)->get(), s.b, s.c, s.in, s.out, *decompressors_[worker]);
+  }
+
+  Result<void> stream_items() {
+    for (const RunItem& it : plan_->items) {
+      if (!it.stored) {
+        WPCKPT_TRY(flush());
+        WPCKPT_TRY(fn_(it.addr, {}, it.pages));
+        count(it.pages);
+        continue;
+      }
+      if (it.batch != current_) WPCKPT_TRY(move_to_batch(it.batch));
+      WPCKPT_TRY(add_stored(it));
+    }
+    return flush();
+  }
+
+  // Makes `batch` the current one, keeping the workers up to a window of
+  // batches ahead.
+  Result<void> move_to_batch(size_t batch) {
+    WPCKPT_TRY(flush());
+    const std::vector<Batch>& batches = plan_->batches;
+    while (submitted_ < batches.size() && (submitted_ <= batch || workers_->in_flight() < workers_->window())) {
+      const Batch& b = batches[submitted_++];
+      std::unique_ptr<OrderedWorkers::Slot> slot = workers_->take_slot();
+      slot->a = b.image;
+      slot->b = b.first;
+      slot->c = b.count;
+      workers_->submit(std::move(slot));
+    }
+    workers_->recycle(std::move(cur_));
+    cur_ = workers_->next();
+    current_ = batch;
+    if (!cur_->status) return std::move(cur_->status).error();
+    return ok();
+  }
+
+  Result<void> add_stored(const RunItem& it) {
+    const OpenImage& img = *chain_.images()[it.image];
+    uint64_t off = (it.frame - plan_->batches[it.batch].first) * img.frame_bytes() + it.first_page * kPageSize;
+    if (off + it.pages * kPageSize > cur_->out.size())
+      return format_error(img.data_path, "frame " + std::to_string(it.frame) + " holds fewer pages than the index says");
+    if (run_pages_ && run_addr_ + run_pages_ * kPageSize == it.addr && run_off_ + run_pages_ * kPageSize == off) {
+      run_pages_ += it.pages;
+      return ok();
+    }
+    WPCKPT_TRY(flush());
+    run_addr_ = it.addr;
+    run_off_ = off;
+    run_pages_ = it.pages;
+    return ok();
+  }
+
+  Result<void> flush() {
+    if (run_pages_ == 0) return ok();
+    const uint64_t pages = run_pages_;
+    run_pages_ = 0;
+    Result<void> r = fn_(run_addr_, std::span<const std::byte>(cur_->out).subspan(run_off_, pages * kPageSize), 0);
+    count(pages);
+    return r;
+  }
+
+  void count(uint64_t pages) {
+    done_ += pages;
+    if (progress_) progress_("read pages", done_, total_);
+  }
+
+  const ResolvedChain& chain_;
+  const ImageChain::RunFn& fn_;
+  const ProgressFn& progress_;
+  const uint64_t total_;
+  const unsigned threads_;
+  std::vector<std::unique_ptr<FrameDecompressor>> decompressors_;
+  std::unique_ptr<OrderedWorkers> workers_;
+  const Plan* plan_ = nullptr;
+  size_t submitted_ = 0, current_ = SIZE_MAX;
+  std::unique_ptr<OrderedWorkers::Slot> cur_;
+  uint64_t run_addr_ = 0, run_off_ = 0, run_pages_ = 0;
+  uint64_t done_ = 0;
+};
+
 class Chain final : public ImageChain {
  public:
   explicit Chain(ResolvedChain chain) : chain_(std::move(chain)) {
@@ -52,6 +201,7 @@ class Chain final : public ImageChain {
 
   const std::vector<fs::path>& dirs() const override { return dirs_; }
   const Manifest& manifest(size_t image) const override { return chain_.images().at(image)->doc.manifest; }
+  uid_t owner() const override { return chain_.owner(); }
 
   Result<std::vector<std::byte>> read_file(const std::string& name) const override {
     const OpenImage& img = chain_.newest();
@@ -59,7 +209,9 @@ class Chain final : public ImageChain {
     if (std::find(files.begin(), files.end(), name) == files.end())
       return make_error(ENOENT, "read image file", (img.dir / name).string() + ": not part of the image");
     const FileRecord& record = img.doc.file_records.at(name);
-    WPCKPT_TRY_ASSIGN(std::vector<std::byte> data, read_small_file(img.dir / name, record.size));
+    WPCKPT_TRY_ASSIGN(UniqueFd dirfd, open_image_dir(img.dir, chain_.owner()));
+    WPCKPT_TRY_ASSIGN(CheckedFile file, open_image_file(dirfd.get(), img.dir, name, chain_.owner()));
+    WPCKPT_TRY_ASSIGN(std::vector<std::byte> data, read_checked_file(file, img.dir / name, record.size));
     if (data.size() != record.size || !(digest_bytes(data) == record.digest))
       return format_error((img.dir / name).string(), "size or digest differs from the manifest's (damaged or replaced)");
     return data;
@@ -97,80 +249,13 @@ class Chain final : public ImageChain {
   }
 
   Result<void> for_each_run(const RunFn& fn, const ProgressFn& progress) const override {
-    const auto& images = chain_.images();
-    unsigned threads = OrderedWorkers::default_threads();
-    std::vector<std::unique_ptr<FrameDecompressor>> decompressors;
-    for (unsigned i = 0; i < threads; ++i) decompressors.push_back(std::make_unique<FrameDecompressor>());
     const ChainSummary sum = summary();
-    const uint64_t total = sum.pages_covered;
     // A few frames are read faster here than by waking other threads.
     const bool threaded = sum.pages_stored + sum.pages_in_parent > kInlinePages;
-    OrderedWorkers workers(threaded ? threads : 0, 2 * threads, [&](unsigned w, OrderedWorkers::Slot& s) {
-      s.status = read_frames(*images[s.a], s.b, s.c, s.in, s.out, *decompressors[w]);
-    });
-    auto drain = [&] {
-      while (auto rest = workers.next()) workers.recycle(std::move(rest));
-    };
-    uint64_t done = 0;
+    RunStreamer streamer(chain_, fn, progress, sum.pages_covered, threaded);
     for (const MemoryArea& area : chain_.newest().doc.manifest.areas) {
       if (!area.contents) continue;
-      Plan plan = make_plan(area);
-      size_t submitted = 0, current = SIZE_MAX;
-      std::unique_ptr<OrderedWorkers::Slot> cur;
-      // Stored pages that follow each other in memory and in the batch's
-      // buffer go to fn as one run (up to a batch, 1 MiB).
-      uint64_t run_addr = 0, run_off = 0, run_pages = 0;
-      auto flush = [&]() -> Result<void> {
-        if (run_pages == 0) return ok();
-        Result<void> r = fn(run_addr, std::span<const std::byte>(cur->out).subspan(run_off, run_pages * kPageSize), 0);
-        done += run_pages;
-        run_pages = 0;
-        if (progress) progress("read pages", done, total);
-        return r;
-      };
-      for (const RunItem& it : plan.items) {
-        if (it.stored && it.batch != current) {
-          if (auto r = flush(); !r) return drain(), r;
-          // Keep the workers up to `window` batches ahead of us.
-          while (submitted < plan.batches.size() && (submitted <= it.batch || workers.in_flight() < workers.window())) {
-            const Batch& b = plan.batches[submitted++];
-            std::unique_ptr<OrderedWorkers::Slot> slot = workers.take_slot();
-            slot->a = b.image;
-            slot->b = b.first;
-            slot->c = b.count;
-            workers.submit(std::move(slot));
-          }
-          workers.recycle(std::move(cur));
-          cur = workers.next();
-          current = it.batch;
-          if (!cur->status) {
-            Error e = std::move(cur->status).error();
-            drain();
-            return e;
-          }
-        }
-        if (it.stored) {
-          const OpenImage& img = *images[it.image];
-          uint64_t off = (it.frame - plan.batches[it.batch].first) * img.frame_bytes() + it.first_page * kPageSize;
-          if (off + it.pages * kPageSize > cur->out.size())
-            return drain(), format_error(img.data_path, "frame " + std::to_string(it.frame) + " holds fewer pages than the index says");
-          if (run_pages && run_addr + run_pages * kPageSize == it.addr && run_off + run_pages * kPageSize == off) {
-            run_pages += it.pages;
-            continue;
-          }
-          if (auto r = flush(); !r) return drain(), r;
-          run_addr = it.addr;
-          run_off = off;
-          run_pages = it.pages;
-          continue;
-        }
-        if (auto r = flush(); !r) return drain(), r;
-        if (auto r = fn(it.addr, {}, it.pages); !r) return drain(), r;
-        done += it.pages;
-        if (progress) progress("read pages", done, total);
-      }
-      if (auto r = flush(); !r) return drain(), r;
-      workers.recycle(std::move(cur));
+      WPCKPT_TRY(streamer.stream(make_plan(chain_, area)));
     }
     return ok();
   }
@@ -192,49 +277,18 @@ class Chain final : public ImageChain {
   }
 
  private:
-  // The runs of one area, and the batches of frames they need, in order.
-  Plan make_plan(const MemoryArea& area) const {
-    Plan plan;
-    auto add_stored = [&](RunItem it) {
-      const uint64_t per_batch = frames_per_batch(*chain_.images()[it.image]);
-      Batch* last = plan.batches.empty() ? nullptr : &plan.batches.back();
-      if (last && last->image == it.image && it.frame >= last->first && it.frame < last->first + last->count) {
-      } else if (last && last->image == it.image && it.frame == last->first + last->count && last->count < per_batch) {
-        ++last->count;
-      } else {
-        plan.batches.push_back(Batch{it.image, it.frame, 1});
-      }
-      it.batch = plan.batches.size() - 1;
-      plan.items.push_back(it);
-    };
-    for (uint64_t p = area.start; p < area.end;) {
-      Span s = chain_.resolve(p, area.end);
-      if (s.kind == PageSource::Zero) {
-        if (!plan.items.empty() && !plan.items.back().stored) plan.items.back().pages += s.pages;
-        else plan.items.push_back(RunItem{p, s.pages});
-        p += s.pages * kPageSize;
-        continue;
-      }
-      const uint64_t fp = chain_.images()[s.image]->index.frame_pages;
-      for (uint64_t left = s.pages, dp = s.data_page; left > 0;) {
-        uint64_t in = dp % fp, n = std::min(left, fp - in);
-        add_stored(RunItem{p, n, true, s.image, dp / fp, in});
-        p += n * kPageSize;
-        dp += n;
-        left -= n;
-      }
-    }
-    return plan;
-  }
-
   // Bytes of the stored-page stream of image `image` from byte `pos` on.
   Result<void> copy_stored(size_t image, uint64_t pos, std::span<std::byte> dst) const {
     const OpenImage& img = *chain_.images()[image];
+    std::shared_ptr<const UniqueFd> fd;
     while (!dst.empty()) {
       uint64_t frame = pos / img.frame_bytes(), within = pos % img.frame_bytes();
       if (cache_image_ != image || cache_frame_ != frame) {
         cache_frame_ = kNoFrame;
-        WPCKPT_TRY(read_frames(img, frame, 1, cache_compressed_, cache_raw_, cache_decompressor_));
+        if (!fd) {
+          WPCKPT_TRY_ASSIGN(fd, chain_.data_file(image));
+        }
+        WPCKPT_TRY(read_frames(img, fd->get(), frame, 1, cache_compressed_, cache_raw_, cache_decompressor_));
         cache_image_ = image;
         cache_frame_ = frame;
       }

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "dump-format/byte_io.hpp"
+#include "dump-format/chain_reader.hpp"
 #include "dump-format/digest.hpp"
 #include "dump-format/file_io.hpp"
 #include "dump-format/frame_codec.hpp"
@@ -16,6 +17,7 @@
 #include "dump-format/manifest.hpp"
 #include "dump-format/ordered_workers.hpp"
 #include "dump-format/page_index.hpp"
+#include "dump-format/temp_dirs.hpp"
 
 namespace wpckpt::image {
 
@@ -39,8 +41,8 @@ bool is_zero_page(const std::byte* p) {
 
 class Writer final : public ImageWriter {
  public:
-  Writer(fs::path dir, fs::path tmp, ImageKind kind, const WriterOptions& options)
-      : dir_(std::move(dir)), tmp_(std::move(tmp)), kind_(kind), options_(options) {
+  Writer(fs::path dir, fs::path tmp, UniqueFd tmp_lock, ImageKind kind, const WriterOptions& options)
+      : dir_(std::move(dir)), tmp_(std::move(tmp)), tmp_lock_(std::move(tmp_lock)), kind_(kind), options_(options) {
     if (options_.frame_pages == 0) options_.frame_pages = kDefaultFramePages;
     threads_ = options_.threads ? options_.threads : OrderedWorkers::default_threads();
     for (unsigned i = 0; i < threads_; ++i) compressors_.push_back(std::make_unique<FrameCompressor>(options_.compress_level));
@@ -51,6 +53,7 @@ class Writer final : public ImageWriter {
   ~Writer() override {
     workers_.reset();  // joins before the directory goes away
     if (!committed_) remove_tree(tmp_);
+    // tmp_lock_ is released last: until then no cleaner touches tmp_.
   }
 
   Result<void> open_files(std::optional<std::string> parent_rel, std::optional<std::string> parent_digest) {
@@ -360,6 +363,7 @@ class Writer final : public ImageWriter {
   }
 
   fs::path dir_, tmp_;
+  UniqueFd tmp_lock_;  // flock held on tmp_ while this writer lives (temp_dirs.hpp)
   ImageKind kind_;
   WriterOptions options_;
   std::optional<std::string> parent_rel_, parent_digest_;
@@ -403,9 +407,10 @@ Result<std::unique_ptr<ImageWriter>> ImageWriter::create(const fs::path& dir_giv
         .with_hint("use at most " + std::to_string(kMaxFramePages) + " pages per frame");
   std::optional<std::string> parent_rel, parent_digest;
   if (parent) {
-    // The parent must be a readable chain; we link to its manifest's digest.
-    WPCKPT_TRY_ASSIGN(auto chain, ImageChain::open(*parent));
-    WPCKPT_TRY_ASSIGN(Digest128 digest, digest_file(*parent / kManifestName));
+    // The parent must be a readable chain; we link to the digest of the
+    // manifest that was checked (not one read again later).
+    WPCKPT_TRY_ASSIGN(ResolvedChain chain, ResolvedChain::open(*parent, OpenOptions{}));
+    const Digest128 digest = chain.newest().manifest_digest;
     std::error_code ec;
     fs::path canon_parent = fs::weakly_canonical(*parent, ec);
     fs::path canon_dir = fs::weakly_canonical(fs::absolute(dir, ec), ec);
@@ -413,8 +418,20 @@ Result<std::unique_ptr<ImageWriter>> ImageWriter::create(const fs::path& dir_giv
     parent_rel = canon_parent.lexically_relative(canon_dir).string();
     parent_digest = digest.hex();
   }
-  WPCKPT_TRY_ASSIGN(fs::path tmp, make_temp_sibling(dir));
-  auto writer = std::make_unique<Writer>(dir, tmp, kind, options);
+  remove_abandoned_temps(dir);
+  fs::path tmp;
+  UniqueFd tmp_lock;
+  for (int attempt = 0;; ++attempt) {
+    WPCKPT_TRY_ASSIGN(tmp, make_temp_sibling(dir));
+    Result<UniqueFd> lock = lock_temp_dir(tmp);
+    if (lock) {
+      tmp_lock = std::move(lock).value();
+      break;
+    }
+    // ENOENT: a cleaner took it for abandoned before we locked it.
+    if (lock.error().err != ENOENT || attempt == 2) return std::move(lock).error();
+  }
+  auto writer = std::make_unique<Writer>(dir, tmp, std::move(tmp_lock), kind, options);
   WPCKPT_TRY(writer->open_files(parent_rel, parent_digest));
   return std::unique_ptr<ImageWriter>(std::move(writer));
 }

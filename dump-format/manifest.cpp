@@ -188,103 +188,142 @@ std::string encode_manifest(const ManifestDocument& doc) {
   return canonical(j) + "\n";
 }
 
-Result<ManifestDocument> parse_manifest(std::span<const std::byte> text, const std::string& file) {
+namespace {
+
+Result<json> parse_json_object(std::span<const std::byte> text, const std::string& file) {
   if (text.size() > kMaxManifestBytes) return format_error(file, "larger than " + std::to_string(kMaxManifestBytes) + " bytes");
   if (!nesting_within(text, 64)) return format_error(file, "JSON nested deeper than 64 levels");
   json j = json::parse(reinterpret_cast<const char*>(text.data()), reinterpret_cast<const char*>(text.data()) + text.size(),
                        nullptr, false);
   if (j.is_discarded()) return format_error(file, "not valid JSON (truncated or damaged)");
   if (!j.is_object()) return format_error(file, "not a JSON object");
+  return j;
+}
 
-  Fields f(file);
-  ManifestDocument doc;
-  Manifest& m = doc.manifest;
-  try {
-    if (f.str(j, "format", "manifest") != "wpckpt-image" && !f.failed()) f.fail("format is not \"wpckpt-image\"");
-    uint64_t version = f.u64(j, "format_version", "manifest");
-    if (f.failed()) return f.error();
-    if (version != kManifestVersion)
-      return format_error(file, "format_version " + std::to_string(version) + " is not supported (this wpckpt reads " +
-                                    std::to_string(kManifestVersion) + ")")
-          .with_hint("the image was written by a different wpckpt version; use that version to read it");
-    m.format_version = static_cast<uint32_t>(version);
-
-    // The checksum covers the canonical text of everything else.
-    Digest128 stored = f.digest(j, "checksum", "manifest");
-    if (f.failed()) return f.error();
-    json body = j;
-    body.erase("checksum");
-    Digest128 actual = text_digest(canonical(body));
-    if (!(actual == stored)) return format_error(file, "checksum mismatch (stored " + stored.hex() + ", computed " + actual.hex() + ")");
-    // The file is exactly the canonical text: no byte can change unnoticed.
-    const std::string expected_text = canonical(j) + "\n";
-    if (text.size() != expected_text.size() || std::memcmp(text.data(), expected_text.data(), text.size()) != 0)
-      return format_error(file, "not in canonical form (damaged whitespace or truncated)");
-
-    std::string kind = f.str(j, "kind", "manifest");
-    if (kind == "pre-dump") m.kind = ImageKind::PreDump;
-    else if (kind == "dump") m.kind = ImageKind::Dump;
-    else if (!f.failed()) f.fail("kind \"" + kind + "\" is neither \"pre-dump\" nor \"dump\"");
-    m.created = f.str(j, "created", "manifest");
-    if (f.u64(j, "page_size", "manifest") != kPageSize && !f.failed()) f.fail("page_size is not 4096");
-    if (const json* parent = f.field(j, "parent", "manifest"); parent && !parent->is_null()) {
-      m.parent = f.str(*parent, "path", "parent");
-      m.parent_digest = f.digest(*parent, "digest", "parent").hex();
-      if (!f.failed() && m.parent->empty()) f.fail("parent.path is empty");
-    }
-    if (const json* areas = f.field(j, "areas", "manifest")) parse_areas(f, *areas, m);
-    if (const json* files = f.field(j, "files", "manifest")) {
-      if (!files->is_object()) f.fail("files is not an object");
-      else
-        for (auto it = files->begin(); it != files->end() && !f.failed(); ++it) {
-          std::string where = "files[\"" + it.key() + "\"]";
-          FileRecord r{f.u64(it.value(), "size", where), f.digest(it.value(), "digest", where)};
-          doc.file_records[it.key()] = r;
-        }
-    }
-    if (const json* extra = f.field(j, "extra_files", "manifest")) {
-      if (!extra->is_array()) f.fail("extra_files is not an array");
-      else
-        for (const json& name : *extra) {
-          if (!name.is_string() || !valid_extra_file_name(name.get<std::string>())) {
-            f.fail("extra_files holds an invalid file name");
-            break;
-          }
-          m.files.push_back(name.get<std::string>());
-        }
-    }
-    if (const json* s = f.field(j, "stats", "manifest")) {
-      Manifest::Stats& st = m.stats;
-      st.pages_stored = f.u64(*s, "pages_stored", "stats");
-      st.pages_zero = f.u64(*s, "pages_zero", "stats");
-      st.pages_fresh = f.u64(*s, "pages_fresh", "stats");
-      st.bytes_raw = f.u64(*s, "bytes_raw", "stats");
-      st.bytes_compressed = f.u64(*s, "bytes_compressed", "stats");
-      st.frames = f.u64(*s, "frames", "stats");
-      st.frame_pages = static_cast<uint32_t>(f.u64(*s, "frame_pages", "stats"));
-      if (const json* level = f.field(*s, "compress_level", "stats")) {
-        if (!level->is_number_integer()) f.fail("stats.compress_level is not an integer");
-        else m.stats.compress_level = level->get<int>();
-      }
-    }
-    if (const json* meta = f.field(j, "metadata", "manifest")) {
-      if (!meta->is_object()) f.fail("metadata is not an object");
-      else m.metadata = *meta;
-    }
-  } catch (const json::exception& e) {
-    return format_error(file, std::string("unexpected JSON content: ") + e.what());
-  }
+// The format name and version first (a newer format gets its own message),
+// then the checksum over the canonical text and the text's canonical form.
+Result<void> check_envelope(Fields& f, const json& j, std::span<const std::byte> text, const std::string& file,
+                            Manifest& m) {
+  if (f.str(j, "format", "manifest") != "wpckpt-image" && !f.failed()) f.fail("format is not \"wpckpt-image\"");
+  uint64_t version = f.u64(j, "format_version", "manifest");
   if (f.failed()) return f.error();
+  if (version != kManifestVersion)
+    return format_error(file, "format_version " + std::to_string(version) + " is not supported (this wpckpt reads " +
+                                  std::to_string(kManifestVersion) + ")")
+        .with_hint("the image was written by a different wpckpt version; use that version to read it");
+  m.format_version = static_cast<uint32_t>(version);
 
-  // Every file of the image has a record, and nothing else has one.
+  // The checksum covers the canonical text of everything else.
+  Digest128 stored = f.digest(j, "checksum", "manifest");
+  if (f.failed()) return f.error();
+  json body = j;
+  body.erase("checksum");
+  Digest128 actual = text_digest(canonical(body));
+  if (!(actual == stored)) return format_error(file, "checksum mismatch (stored " + stored.hex() + ", computed " + actual.hex() + ")");
+  // The file is exactly the canonical text: no byte can change unnoticed.
+  const std::string expected_text = canonical(j) + "\n";
+  if (text.size() != expected_text.size() || std::memcmp(text.data(), expected_text.data(), text.size()) != 0)
+    return format_error(file, "not in canonical form (damaged whitespace or truncated)");
+  return ok();
+}
+
+void parse_kind(Fields& f, const json& j, Manifest& m) {
+  std::string kind = f.str(j, "kind", "manifest");
+  if (kind == "pre-dump") m.kind = ImageKind::PreDump;
+  else if (kind == "dump") m.kind = ImageKind::Dump;
+  else if (!f.failed()) f.fail("kind \"" + kind + "\" is neither \"pre-dump\" nor \"dump\"");
+}
+
+void parse_parent(Fields& f, const json& j, Manifest& m) {
+  const json* parent = f.field(j, "parent", "manifest");
+  if (!parent || parent->is_null()) return;
+  m.parent = f.str(*parent, "path", "parent");
+  m.parent_digest = f.digest(*parent, "digest", "parent").hex();
+  if (!f.failed() && m.parent->empty()) f.fail("parent.path is empty");
+}
+
+void parse_file_records(Fields& f, const json& j, ManifestDocument& doc) {
+  const json* files = f.field(j, "files", "manifest");
+  if (!files) return;
+  if (!files->is_object()) return (void)f.fail("files is not an object");
+  for (auto it = files->begin(); it != files->end() && !f.failed(); ++it) {
+    std::string where = "files[\"" + it.key() + "\"]";
+    FileRecord r{f.u64(it.value(), "size", where), f.digest(it.value(), "digest", where)};
+    doc.file_records[it.key()] = r;
+  }
+}
+
+void parse_extra_files(Fields& f, const json& j, Manifest& m) {
+  const json* extra = f.field(j, "extra_files", "manifest");
+  if (!extra) return;
+  if (!extra->is_array()) return (void)f.fail("extra_files is not an array");
+  for (const json& name : *extra) {
+    if (!name.is_string() || !valid_extra_file_name(name.get<std::string>()))
+      return (void)f.fail("extra_files holds an invalid file name");
+    m.files.push_back(name.get<std::string>());
+  }
+}
+
+void parse_stats(Fields& f, const json& j, Manifest::Stats& st) {
+  const json* s = f.field(j, "stats", "manifest");
+  if (!s) return;
+  st.pages_stored = f.u64(*s, "pages_stored", "stats");
+  st.pages_zero = f.u64(*s, "pages_zero", "stats");
+  st.pages_fresh = f.u64(*s, "pages_fresh", "stats");
+  st.bytes_raw = f.u64(*s, "bytes_raw", "stats");
+  st.bytes_compressed = f.u64(*s, "bytes_compressed", "stats");
+  st.frames = f.u64(*s, "frames", "stats");
+  st.frame_pages = static_cast<uint32_t>(f.u64(*s, "frame_pages", "stats"));
+  if (const json* level = f.field(*s, "compress_level", "stats")) {
+    if (!level->is_number_integer()) f.fail("stats.compress_level is not an integer");
+    else st.compress_level = level->get<int>();
+  }
+}
+
+// Everything after the envelope; the first problem is kept in `f`.
+void parse_body(Fields& f, const json& j, ManifestDocument& doc) {
+  Manifest& m = doc.manifest;
+  parse_kind(f, j, m);
+  m.created = f.str(j, "created", "manifest");
+  if (f.u64(j, "page_size", "manifest") != kPageSize && !f.failed()) f.fail("page_size is not 4096");
+  parse_parent(f, j, m);
+  if (const json* areas = f.field(j, "areas", "manifest")) parse_areas(f, *areas, m);
+  parse_file_records(f, j, doc);
+  parse_extra_files(f, j, m);
+  parse_stats(f, j, m.stats);
+  if (const json* meta = f.field(j, "metadata", "manifest")) {
+    if (!meta->is_object()) f.fail("metadata is not an object");
+    else m.metadata = *meta;
+  }
+}
+
+// Every file of the image has a record, and nothing else has one.
+Result<void> check_file_records(const ManifestDocument& doc, const std::string& file) {
   std::vector<std::string> expected{kIndexName, kDataName};
-  for (const std::string& name : m.files) expected.push_back(name);
+  for (const std::string& name : doc.manifest.files) expected.push_back(name);
   std::sort(expected.begin(), expected.end());
   if (std::adjacent_find(expected.begin(), expected.end()) != expected.end())
     return format_error(file, "extra_files names a file twice");
   for (const std::string& name : expected)
     if (!doc.file_records.count(name)) return format_error(file, "files has no digest for \"" + name + "\"");
   if (doc.file_records.size() != expected.size()) return format_error(file, "files lists a file that is not part of the image");
+  return ok();
+}
+
+}  // namespace
+
+Result<ManifestDocument> parse_manifest(std::span<const std::byte> text, const std::string& file) {
+  WPCKPT_TRY_ASSIGN(json j, parse_json_object(text, file));
+  Fields f(file);
+  ManifestDocument doc;
+  try {
+    WPCKPT_TRY(check_envelope(f, j, text, file, doc.manifest));
+    parse_body(f, j, doc);
+  } catch (const json::exception& e) {
+    return format_error(file, std::string("unexpected JSON content: ") + e.what());
+  }
+  if (f.failed()) return f.error();
+  WPCKPT_TRY(check_file_records(doc, file));
   return doc;
 }
 

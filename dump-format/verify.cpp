@@ -10,7 +10,7 @@ namespace wpckpt::image {
 
 namespace {
 
-Result<void> verify_data(const OpenImage& img, VerifyReport& report, uint64_t& done, uint64_t total,
+Result<void> verify_data(const OpenImage& img, int data_fd, VerifyReport& report, uint64_t& done, uint64_t total,
                          const ProgressFn& progress) {
   unsigned threads = OrderedWorkers::default_threads();
   std::vector<std::unique_ptr<FrameDecompressor>> decompressors;
@@ -18,12 +18,12 @@ Result<void> verify_data(const OpenImage& img, VerifyReport& report, uint64_t& d
   // A small image is checked here rather than by waking other threads.
   const bool threaded = img.index.stored_pages > 512;
   OrderedWorkers workers(threaded ? threads : 0, 2 * threads, [&](unsigned w, OrderedWorkers::Slot& s) {
-    s.status = read_frames(img, s.b, s.c, s.in, s.out, *decompressors[w]);
+    s.status = read_frames(img, data_fd, s.b, s.c, s.in, s.out, *decompressors[w]);
   });
   // Frames are contiguous after the header, so hashing them in order hashes the file.
   StreamDigest digest;
   std::byte header[kDataHeaderSize];
-  WPCKPT_TRY(pread_exact(img.data_fd.get(), header, 0, img.data_path));
+  WPCKPT_TRY(pread_exact(data_fd, header, 0, img.data_path));
   digest.update(header);
   const uint64_t frames = img.index.frames.size(), per_batch = frames_per_batch(img);
   uint64_t submitted = 0;
@@ -66,17 +66,21 @@ Result<VerifyReport> verify_chain(const std::filesystem::path& dir, const Progre
   VerifyReport report;
   uint64_t total = 0, done = 0;
   for (const auto& img : chain.images()) total += img->doc.file_records.at(kDataName).size;
-  for (const auto& img : chain.images()) {
+  for (size_t i = 0; i < chain.images().size(); ++i) {
+    const auto& img = chain.images()[i];
+    WPCKPT_TRY_ASSIGN(UniqueFd dirfd, open_image_dir(img->dir, chain.owner()));
     for (const std::string& name : img->doc.manifest.files) {
       const std::filesystem::path path = img->dir / name;
-      WPCKPT_TRY_ASSIGN(Digest128 d, digest_file(path));
+      WPCKPT_TRY_ASSIGN(CheckedFile file, open_image_file(dirfd.get(), img->dir, name, chain.owner()));
+      WPCKPT_TRY_ASSIGN(Digest128 d, digest_fd(file.fd.get(), path));
       if (!(d == img->doc.file_records.at(name).digest))
         return format_error(path.string(), "digest differs from the manifest's (damaged or replaced)");
       report.bytes_checked += img->doc.file_records.at(name).size;
     }
     // The index and manifest were checked when the chain was opened.
     report.bytes_checked += img->doc.file_records.at(kIndexName).size;
-    WPCKPT_TRY(verify_data(*img, report, done, total, progress));
+    WPCKPT_TRY_ASSIGN(std::shared_ptr<const UniqueFd> data_fd, chain.data_file(i));
+    WPCKPT_TRY(verify_data(*img, data_fd->get(), report, done, total, progress));
     ++report.images;
   }
   return report;

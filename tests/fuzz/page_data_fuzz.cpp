@@ -53,15 +53,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (img.index.frames.empty()) return 0;
   img.index.extents.push_back(Extent{0x10000, img.index.stored_pages, 0, ExtentKind::Stored});
 
-  img.data_fd.reset(::memfd_create("pages.dat", MFD_CLOEXEC));
-  if (!img.data_fd || ::write(img.data_fd.get(), file.data(), file.size()) != static_cast<ssize_t>(file.size())) return 0;
+  wpckpt::UniqueFd data_fd(::memfd_create("pages.dat", MFD_CLOEXEC));
+  if (!data_fd || ::write(data_fd.get(), file.data(), file.size()) != static_cast<ssize_t>(file.size())) return 0;
   FrameDecompressor decompressor;
   std::vector<std::byte> compressed, raw;
-  (void)read_frames(img, 0, img.index.frames.size(), compressed, raw, decompressor);
+  (void)read_frames(img, data_fd.get(), 0, img.index.frames.size(), compressed, raw, decompressor);
   for (uint64_t k = 0; k < img.index.frames.size(); ++k) {
-    if (read_frames(img, k, 1, compressed, raw, decompressor) && raw.size() != img.index.frames[k].raw_pages * kPageSize)
+    if (read_frames(img, data_fd.get(), k, 1, compressed, raw, decompressor) && raw.size() != img.index.frames[k].raw_pages * kPageSize)
       __builtin_trap();
   }
-  (void)read_frames(img, img.index.frames.size(), 1, compressed, raw, decompressor);  // past the end: an error
+  (void)read_frames(img, data_fd.get(), img.index.frames.size(), 1, compressed, raw, decompressor);  // past the end: an error
   return 0;
 }

@@ -206,14 +206,21 @@ TEST_F(Corruption, UnknownVersionsAreRefused) {
 
 TEST_F(Corruption, ImagesOfAnotherOwnerAreRefusedUnlessAllowed) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to chown";
-  ASSERT_EQ(0, ::chown(base().c_str(), 12345, 12345));
+  for (const char* dir : {"top", "base"}) {
+    ASSERT_EQ(0, ::chown((tmp / dir).c_str(), 12345, 12345));
+    for (const auto& e : fs::directory_iterator(tmp / dir)) ASSERT_EQ(0, ::chown(e.path().c_str(), 12345, 12345));
+  }
   auto r = ImageChain::open(top());
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().err, EPERM);
   EXPECT_NE(r.error().message().find("uid 12345"), std::string::npos);
+  EXPECT_FALSE(verify_chain(top()));
   OpenOptions allow;
   allow.allow_other_owner = true;
-  EXPECT_TRUE(ImageChain::open(top(), allow));
+  auto allowed = ImageChain::open(top(), allow);
+  ASSERT_TRUE(allowed) << allowed.error().message();
+  EXPECT_EQ((*allowed)->owner(), 12345u);
+  EXPECT_TRUE((*allowed)->read_file("process.json"));
 }
 
 }  // namespace
