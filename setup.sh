@@ -9,6 +9,7 @@ packages=(
   libgtest-dev googletest
   libbpf-dev bpftool libelf-dev
   zstd xz-utils python3 coreutils procps
+  libcap2-bin passwd util-linux
   zsh fish man-db groff-base
 )
 

@@ -14,6 +14,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
+#include "lib/base/privilege.hpp"
 
 namespace wpckpt::cli {
 namespace {
@@ -28,10 +29,11 @@ struct RunOptions {
 };
 
 // Next to the binary (build tree), then the install layout bin/../lib.
-// WPCKPT_AGENT_LIBRARY overrides both.
+// WPCKPT_AGENT_LIBRARY overrides both, except in an elevated run
+// (lib/base/privilege.hpp).
 Result<std::filesystem::path> find_agent_library() {
   namespace fs = std::filesystem;
-  if (const char* env = std::getenv("WPCKPT_AGENT_LIBRARY")) {
+  if (const char* env = runs_elevated() ? nullptr : std::getenv("WPCKPT_AGENT_LIBRARY")) {
     if (fs::exists(env)) return fs::absolute(env);
     return make_error(ENOENT, "find the wpckpt agent", env).with_hint("WPCKPT_AGENT_LIBRARY names no file");
   }

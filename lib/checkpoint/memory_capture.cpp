@@ -9,6 +9,7 @@
 
 #include "lib/base/log.hpp"
 #include "lib/base/uapi/memory.hpp"
+#include "lib/ptrace/may_trace.hpp"
 #include "tracker/agent_link.hpp"
 #include "tracker/iteration_scan.hpp"
 #include "tracker/page_reader.hpp"
@@ -146,7 +147,11 @@ class PageStreamer {
 Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const image::ImageChain* parent,
                                     const CaptureOptions& options) {
   CaptureStats stats;
+  // Before and after taking the agent's descriptors (the pid may be reused
+  // meanwhile): nothing of the process is read unless its user may.
+  WPCKPT_TRY(ptrace::check_may_trace(pid));
   WPCKPT_TRY_ASSIGN(tracker::AgentLink link, tracker::AgentLink::attach(pid));
+  WPCKPT_TRY(ptrace::check_may_trace(pid));
   WPCKPT_TRY(link.lock());
   uint64_t parent_ns = 0;
   stats.whole_reason = distrust_reason(parent, link, parent_ns);

@@ -11,6 +11,7 @@
 #include "lib/dump/process_capture.hpp"
 #include "lib/dump/thread_capture.hpp"
 #include "lib/ptrace/freezer.hpp"
+#include "lib/ptrace/may_trace.hpp"
 #include "lib/state/process_state.hpp"
 #include "tracker/agent_link.hpp"
 
@@ -77,7 +78,10 @@ nlohmann::json report_json(const DumpReport& d) {
 
 Result<DumpReport> dump_process(const DumpRequest& r) {
   DumpReport rep;
-  // Before anything is created or stopped: a target without a real agent is refused as it is.
+  // Before anything is created or stopped: the user behind wpckpt may
+  // checkpoint the process (lib/ptrace/may_trace.hpp), and a target without a
+  // real agent is refused as it is.
+  WPCKPT_TRY(ptrace::check_may_trace(r.pid));
   WPCKPT_TRY(tracker::AgentLink::attach(r.pid));
   std::unique_ptr<image::ImageChain> parent;
   if (r.prev_images_dir) {
@@ -94,6 +98,8 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   WPCKPT_TRY_ASSIGN(ptrace::Freezer frozen, ptrace::Freezer::freeze(r.pid));
   auto t_frozen = Clock::now();
   rep.freezing_time = micros(t_frozen - t_freeze);
+  // Again, now that it is stopped: the pid may have been reused since.
+  WPCKPT_TRY(ptrace::check_may_trace(r.pid));
   fault_point("frozen", r.cancel);
   WPCKPT_TRY(check_cancel(r));
 

@@ -8,10 +8,12 @@
 #include <cstring>
 #include <string>
 
+#include "lib/base/privilege.hpp"
+
 namespace wpckpt::dump {
 
 void fault_point(const char* name, const std::atomic<bool>* cancel) {
-  const char* spec = std::getenv("WPCKPT_FAULT_POINT");
+  const char* spec = test_hook_env("WPCKPT_FAULT_POINT");
   if (!spec) return;
   std::string s(spec);
   size_t colon = s.find(':');

@@ -3,7 +3,8 @@
 // environment has WPCKPT_FAULT_POINT=<name>[:<milliseconds>]: at the point of
 // that name the process prints "wpckpt: fault point <name>" to stderr and
 // sleeps (forever without a duration). A signal that cancels the dump ends
-// the sleep early.
+// the sleep early. Ignored in a privileged run and in a build without test
+// hooks (lib/base/privilege.hpp).
 #pragma once
 
 #include <sys/types.h>

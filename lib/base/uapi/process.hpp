@@ -67,6 +67,9 @@ struct CloneArgs {
 static_assert(sizeof(CloneArgs) == 88);
 
 // capabilities
+constexpr int kCapSetgid = 6;
+constexpr int kCapSetuid = 7;
+constexpr int kCapSetpcap = 8;
 constexpr int kCapSysAdmin = 21;
 constexpr int kCapSysPtrace = 19;
 constexpr int kCapSysResource = 24;
