@@ -22,6 +22,7 @@
 #include "lib/restore/address_space.hpp"
 #include "lib/restore/agent_link.hpp"
 #include "lib/restore/child_plan.hpp"
+#include "lib/restore/credentials.hpp"
 #include "lib/restore/memory_fill.hpp"
 #include "lib/restore/spawn.hpp"
 #include "lib/restore/threads.hpp"
@@ -140,6 +141,8 @@ Result<RestoreReport> restore_process(const std::filesystem::path& dir, const Re
   WPCKPT_TRY_ASSIGN(auto bytes, chain->read_file(state::kProcessStateFile));
   WPCKPT_TRY_ASSIGN(state::ProcessState st, state::parse(bytes));
   WPCKPT_TRY(validate(st));
+  // Refused here, before anything exists, if the image's owner could not have had them.
+  WPCKPT_TRY_ASSIGN(CredentialSwitch creds, plan_credentials(st.creds, chain->owner()));
   report.images = chain->dirs().size();
 
   ChildPlan plan;
@@ -154,12 +157,6 @@ Result<RestoreReport> restore_process(const std::filesystem::path& dir, const Re
   }
   WPCKPT_TRY(plan_fds(st, plan, [&](const std::string& name) { return chain->read_file(name); }));
   plan_limits(st, plan, report.warnings);
-  if (st.creds.euid != geteuid() || st.creds.egid != getegid()) {
-    // Changing them needs per-thread injected setres[ug]id and capset: not built yet.
-    report.warnings.push_back("the dumped process ran as uid " + std::to_string(st.creds.euid) + " gid " +
-                              std::to_string(st.creds.egid) + "; it is restored with wpckpt's credentials (uid " +
-                              std::to_string(geteuid()) + ")");
-  }
   std::vector<UniqueFd> held;
   WPCKPT_TRY_ASSIGN(MappingFiles files, open_mapping_files(st, plan, held));
 
@@ -194,8 +191,11 @@ Result<RestoreReport> restore_process(const std::filesystem::path& dir, const Re
     }
     WPCKPT_TRY_ASSIGN(auto thread_inj, ptrace::Injector::prepare(tids[i]));
     WPCKPT_TRY(register_thread(*thread_inj, st.pid, st.threads[i]));
+    WPCKPT_TRY(switch_credentials(*thread_inj, creds));
     WPCKPT_TRY(thread_inj->cure());
   }
+  // Last: everything before needed the restorer's privileges.
+  WPCKPT_TRY(switch_credentials(*inj, creds));
   WPCKPT_TRY(inj->cure());
   for (size_t i = 0; i < st.threads.size(); ++i) WPCKPT_TRY(set_thread_state(tids[i], st.threads[i]));
 

@@ -61,7 +61,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MmFields, start_code, end_code, 
                                                 exe_dev, exe_inode)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Credentials, uid, euid, suid, fsuid, gid, egid, sgid, fsgid, groups,
                                                 cap_effective, cap_permitted, cap_inheritable, cap_bounding,
-                                                cap_ambient, securebits, no_new_privs)
+                                                cap_ambient, securebits, no_new_privs, dumpable)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Rlimit, resource, cur, max)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FileIdentity, path, dev, inode, size, mtime_ns, deleted)
 

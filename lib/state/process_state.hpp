@@ -79,6 +79,7 @@ struct Credentials {
   uint64_t cap_effective = 0, cap_permitted = 0, cap_inheritable = 0, cap_bounding = 0, cap_ambient = 0;
   uint32_t securebits = 0;
   bool no_new_privs = false;
+  int dumpable = 1;  // prctl(PR_GET_DUMPABLE); 0 for e.g. ssh-agent, which turns dumping off
 };
 
 struct Rlimit {

@@ -1,0 +1,145 @@
+// A restored process runs with the credentials recorded in its image, never
+// the restorer's (#10 item 2): root restores, with --allow-other-owner, the
+// dump a real non-root user (created for the test) made of its own process,
+// and every thread of the restored process has that user's ids, groups and
+// (empty) capability sets; an image whose process.json claims more than its
+// owner could have had (uid 0, root's group, capabilities; digests
+// recomputed, as anyone can) is refused and nothing is created.
+#include <gtest/gtest.h>
+#include <dirent.h>
+#include <signal.h>
+
+#include <fstream>
+
+#include "dump-format/digest.hpp"
+#include "dump-format/manifest.hpp"
+#include "lib/state/process_state.hpp"
+#include "tests/e2e/privilege_helpers.hpp"
+#include "tests/e2e/restore_helpers.hpp"
+
+namespace wpckpt::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::vector<std::string> kCredentialFields = {"Uid",    "Gid",    "Groups", "CapInh",    "CapPrm",
+                                                    "CapEff", "CapBnd", "CapAmb", "NoNewPrivs"};
+
+std::map<std::string, std::string> credentials_of(const std::string& status_path) {
+  std::map<std::string, std::string> out;
+  for (const std::string& key : kCredentialFields) out[key] = status_field(status_path, key);
+  return out;
+}
+
+std::vector<std::string> task_status_paths(pid_t pid) {
+  std::vector<std::string> paths;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& e : fs::directory_iterator(dir)) paths.push_back((e.path() / "status").string());
+  return paths;
+}
+
+// Rewrites process.json of `image` with `edit`, and the manifest's record of
+// it (size, digest, checksum), as an attacker would; the files keep their owner.
+template <typename Edit>
+void craft(const fs::path& image, Edit edit) {
+  const fs::path state_path = image / "process.json";
+  std::string text = read_file(state_path);
+  auto st = state::parse(std::as_bytes(std::span(text.data(), text.size())));
+  ASSERT_TRUE(st) << st.error().message();
+  edit(st->creds);
+  const std::string changed = state::serialize(*st);
+  std::ofstream(state_path, std::ios::binary | std::ios::trunc) << changed;
+  const std::string manifest_text = read_file(image / image::kManifestName);
+  auto doc = image::parse_manifest(std::as_bytes(std::span(manifest_text.data(), manifest_text.size())), "manifest");
+  ASSERT_TRUE(doc) << doc.error().message();
+  doc->file_records["process.json"] =
+      image::FileRecord{changed.size(), image::digest_bytes(std::as_bytes(std::span(changed.data(), changed.size())))};
+  std::ofstream(image / image::kManifestName, std::ios::binary | std::ios::trunc) << image::encode_manifest(*doc);
+}
+
+TEST(RestoreCredentials, AnotherUsersImageIsRestoredWithThatUsersCredentials) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to create a user and to restore another user's image";
+  TestUser user;
+  if (!user.ok()) GTEST_SKIP() << "could not create a test user (useradd/groupadd)";
+  TempDir dir;
+  const fs::path home = user.own_dir(dir.path(), "home");
+  const std::string out = (home / "out.txt").string();
+  std::ofstream(out).close();
+  ASSERT_EQ(0, ::chown(out.c_str(), user.uid(), user.gid()));
+
+  // The user's own process, started and dumped by the user.
+  std::vector<std::string> argv = user.as_user();
+  for (const std::string& a : {wpckpt_binary(), std::string("run"), std::string("--"), workload("zdtm_counter"),
+                               std::string("2"), std::string("8")})
+    argv.push_back(a);
+  ChildProcess proc = ChildProcess::start(argv, {}, out);
+  const pid_t pid = proc.pid();
+  ASSERT_TRUE(wait_until([&] { return read_file(out).find("READY") != std::string::npos; })) << read_file(out);
+  const auto before = credentials_of("/proc/" + std::to_string(pid) + "/status");
+  ASSERT_EQ(before.at("Uid"), std::to_string(user.uid()) + "\t" + std::to_string(user.uid()) + "\t" +
+                                  std::to_string(user.uid()) + "\t" + std::to_string(user.uid()));
+  ASSERT_NE(before.at("Groups").find(std::to_string(user.extra_gid())), std::string::npos) << before.at("Groups");
+
+  std::vector<std::string> dump = user.as_user();
+  for (const std::string& a : {wpckpt_binary(), std::string("dump"), std::string("-t"), std::to_string(pid),
+                               std::string("-D"), (home / "dump").string()})
+    dump.push_back(a);
+  auto d = run_command(dump, {}, std::chrono::seconds(120));
+  ASSERT_EQ(d.exit_code, 0) << "the user could not dump its own process: " << d.err;
+  proc.wait();
+  ASSERT_TRUE(pid_gone(pid));
+  struct stat st {};
+  ASSERT_EQ(0, ::stat((home / "dump").c_str(), &st));
+  ASSERT_EQ(st.st_uid, user.uid());
+  ASSERT_EQ(0, system(("cp -a " + (home / "dump").string() + " " + (home / "pristine").string()).c_str()));
+
+  // Without --allow-other-owner root refuses the user's image.
+  auto refused = run_wpckpt({"restore", "-D", (home / "dump").string()});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("not by the current user"), std::string::npos) << refused.err;
+
+  {
+    ChildProcess restore = start_restore(home / "dump", pid, {"--allow-other-owner"});
+    ASSERT_TRUE(restored(pid));
+    KillByPid cleanup{pid};
+    for (const std::string& path : task_status_paths(pid)) {
+      const auto after = credentials_of(path);
+      for (const std::string& key : kCredentialFields) EXPECT_EQ(after.at(key), before.at(key)) << path << " " << key;
+    }
+    EXPECT_EQ(task_status_paths(pid).size(), 3u);
+    // It still works: the workload checks itself after SIGUSR1.
+    ASSERT_EQ(::kill(pid, SIGUSR1), 0);
+    EXPECT_EQ(exit_code_of(restore.wait()), 0);
+    EXPECT_NE(read_file(out).find("PASS"), std::string::npos) << read_file(out);
+    cleanup.pid = -1;
+  }
+  ASSERT_TRUE(wait_until([&] { return pid_gone(pid); }));
+
+  // Crafted images: more than the user could have had.
+  struct Claim {
+    const char* name;
+    std::function<void(state::Credentials&)> edit;
+    std::string message;
+  };
+  const std::vector<Claim> claims = {
+      {"uid0", [](state::Credentials& c) { c.uid = c.euid = c.suid = c.fsuid = 0; },
+       "records uid 0 in an image owned by uid " + std::to_string(user.uid())},
+      {"gid0", [](state::Credentials& c) { c.groups.push_back(0); }, "records gid 0, not a group of uid"},
+      {"caps", [](state::Credentials& c) { c.cap_effective = c.cap_permitted = 1ull << 21; },
+       "capabilities 0000000000200000 for an unprivileged user"},
+  };
+  for (const Claim& claim : claims) {
+    const fs::path crafted = home / claim.name;
+    ASSERT_EQ(0, system(("cp -a " + (home / "pristine").string() + " " + crafted.string()).c_str()));
+    craft(crafted, claim.edit);
+    if (HasFatalFailure()) return;
+    auto r = run_wpckpt({"restore", "-D", crafted.string(), "--allow-other-owner"});
+    EXPECT_NE(r.exit_code, 0) << claim.name;
+    EXPECT_NE(r.err.find(claim.message), std::string::npos) << claim.name << ": " << r.err;
+    EXPECT_TRUE(pid_gone(pid)) << claim.name << ": a process was created";
+    KillByPid cleanup{pid_gone(pid) ? -1 : pid};
+  }
+}
+
+}  // namespace
+}  // namespace wpckpt::test
