@@ -13,6 +13,10 @@
 namespace wpckpt::test {
 namespace {
 
+// Fault points exist unless the build turned test hooks off.
+#define REQUIRE_FAULT_POINTS() \
+  if (!WPCKPT_TEST_HOOKS_ON) GTEST_SKIP() << "built with -DWPCKPT_TEST_HOOKS=OFF: no fault points"
+
 // wpckpt dump started in the background, stopping at a fault point.
 struct BackgroundDump {
   TempDir logs;
@@ -35,6 +39,7 @@ struct BackgroundDump {
 class DumpKilled : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(DumpKilled, TargetSurvivesAndTheChainStaysUsable) {
+  REQUIRE_FAULT_POINTS();
   SelfcheckWorkload w({"-t", "3"}, true);
   TempDir dir;
   ASSERT_EQ(run_wpckpt({"pre-dump", "-t", std::to_string(w.pid()), "-D", (dir / "pre1").string()}).exit_code, 0);
@@ -60,6 +65,7 @@ TEST_P(DumpKilled, TargetSurvivesAndTheChainStaysUsable) {
 INSTANTIATE_TEST_SUITE_P(Points, DumpKilled, ::testing::Values("frozen", "injecting", "captured"));
 
 TEST(DumpRobustness, SigtermDetachesAndWritesNothing) {
+  REQUIRE_FAULT_POINTS();
   SelfcheckWorkload w({"-t", "2"}, true);
   TempDir dir;
   ASSERT_EQ(run_wpckpt({"pre-dump", "-t", std::to_string(w.pid()), "-D", (dir / "pre1").string()}).exit_code, 0);
@@ -78,6 +84,7 @@ TEST(DumpRobustness, SigtermDetachesAndWritesNothing) {
 }
 
 TEST(DumpRobustness, TargetKilledWhileFrozen) {
+  REQUIRE_FAULT_POINTS();
   SelfcheckWorkload w({"-t", "2"}, true);
   TempDir dir;
   ASSERT_EQ(run_wpckpt({"pre-dump", "-t", std::to_string(w.pid()), "-D", (dir / "pre1").string()}).exit_code, 0);
