@@ -20,7 +20,7 @@ namespace wpckpt::restore {
 
 namespace {
 
-// The scratch area's data part is 28 KiB.
+// 16 KiB of gid_t: fits the injector's data area (checked again when used).
 constexpr size_t kMaxGroups = 4096;
 
 std::string hex64(uint64_t v) {
@@ -178,8 +178,7 @@ Result<void> check_restorer_can(const CredentialSwitch& plan, const state::Crede
 
 Result<void> injected(ptrace::Injector& inj, const char* what, long nr, uint64_t a1 = 0, uint64_t a2 = 0,
                       uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0) {
-  WPCKPT_TRY_ASSIGN(long r, inj.syscall(nr, a1, a2, a3, a4, a5));
-  if (r < 0) return make_error(static_cast<int>(-r), std::string("injected ") + what, "thread " + std::to_string(inj.tid()));
+  WPCKPT_TRY(inj.checked_syscall(what, "in thread " + std::to_string(inj.tid()), nr, a1, a2, a3, a4, a5));
   return ok();
 }
 
@@ -243,6 +242,8 @@ Result<void> switch_ids_and_capabilities(ptrace::Injector& inj, const Credential
   // Groups first: changing them needs CAP_SETGID, which the uid switch may take away.
   if (sorted(c.groups) != sorted(own.groups)) {
     std::vector<gid_t> groups(c.groups.begin(), c.groups.end());
+    if (groups.size() * sizeof(gid_t) > ptrace::Injector::data_size())
+      return make_error(E2BIG, "restore credentials", std::to_string(groups.size()) + " supplementary groups");
     if (!groups.empty()) WPCKPT_TRY(inj.write(inj.data(), groups.data(), groups.size() * sizeof(gid_t)));
     WPCKPT_TRY(injected(inj, "setgroups", SYS_setgroups, groups.size(), inj.data()));
   }
