@@ -77,6 +77,15 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? kExitOk : kExitUsage;
+  } catch (const std::exception& e) {
+    // A bug (libraries return errors, they do not throw): say so, never abort.
+    std::cerr << "wpckpt: error: internal error: " << e.what() << "\n"
+              << "wpckpt: hint: this is a bug in wpckpt; please report it with the command line\n";
+    return kExitFailure;
+  } catch (...) {
+    std::cerr << "wpckpt: error: internal error: unknown exception\n"
+              << "wpckpt: hint: this is a bug in wpckpt; please report it with the command line\n";
+    return kExitFailure;
   }
   return exit_code;
 }

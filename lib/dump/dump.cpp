@@ -117,7 +117,7 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   rep.memdump_time = mem_total - std::min(mem_total, rep.memwrite_time);
   WPCKPT_TRY(check_cancel(r));
 
-  std::string doc = state::serialize(st);
+  WPCKPT_TRY_ASSIGN(std::string doc, state::serialize(st));
   WPCKPT_TRY(writer->add_file(state::kProcessStateFile, std::as_bytes(std::span(doc.data(), doc.size()))));
   for (const auto& [name, bytes] : files)
     WPCKPT_TRY(writer->add_file(name, std::as_bytes(std::span(bytes.data(), bytes.size()))));

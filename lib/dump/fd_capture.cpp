@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "lib/base/parse_number.hpp"
 #include "lib/base/uapi/agent_state.hpp"
 #include "lib/base/unique_fd.hpp"
 #include "lib/dump/process_capture.hpp"
@@ -35,7 +36,7 @@ Result<std::vector<int>> list_fds(pid_t pid) {
   if (!dir) return errno_error("open", path);
   std::vector<int> fds;
   while (dirent* e = ::readdir(dir))
-    if (e->d_name[0] >= '0' && e->d_name[0] <= '9') fds.push_back(std::atoi(e->d_name));
+    if (auto fd = parse_number<int>(e->d_name)) fds.push_back(*fd);  // skips "." and ".."
   ::closedir(dir);
   std::sort(fds.begin(), fds.end());
   return fds;
@@ -45,16 +46,27 @@ Result<std::vector<int>> list_fds(pid_t pid) {
 struct FdInfo {
   std::vector<std::pair<std::string, std::string>> fields;
   std::vector<std::string> lines;
+  std::string where;  // "/proc/PID/fdinfo/N", for errors
   std::string get(const std::string& key) const {
     for (const auto& [k, v] : fields)
       if (k == key) return v;
     return {};
   }
+  bool has(const std::string& key) const {
+    return std::any_of(fields.begin(), fields.end(), [&](const auto& f) { return f.first == key; });
+  }
+  // A numeric field; missing or malformed is an error naming the file and the key.
+  template <typename T>
+  Result<T> number(const std::string& key, int base = 10) const {
+    if (!has(key)) return make_error(EINVAL, "parse", where + " (no '" + key + "' line)");
+    return parse_number<T>(get(key), base, where + " " + key);
+  }
 };
 
 Result<FdInfo> read_fdinfo(pid_t pid, int fd) {
-  WPCKPT_TRY_ASSIGN(std::string text, read_text(fmt::format("/proc/{}/fdinfo/{}", pid, fd)));
   FdInfo info;
+  info.where = fmt::format("/proc/{}/fdinfo/{}", pid, fd);
+  WPCKPT_TRY_ASSIGN(std::string text, read_text(info.where));
   std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
@@ -134,19 +146,20 @@ Error unsupported(pid_t pid, int fd, const std::string& kind, const std::string&
 }
 
 // Kind-specific details from fdinfo.
-void anon_details(const std::string& kind, const FdInfo& info, state::FdState& f) {
+Result<void> anon_details(const std::string& kind, const FdInfo& info, state::FdState& f) {
   if (kind == "eventfd") {
-    f.details["count"] = std::stoull(info.get("eventfd-count").empty() ? "0" : info.get("eventfd-count"), nullptr, 16);
+    WPCKPT_TRY_ASSIGN(f.details["count"], info.number<uint64_t>("eventfd-count", 16));
     f.details["semaphore"] = info.get("eventfd-semaphore") == "1";
   } else if (kind == "signalfd") {
-    f.details["sigmask"] = std::stoull(info.get("sigmask").empty() ? "0" : info.get("sigmask"), nullptr, 16);
+    WPCKPT_TRY_ASSIGN(f.details["sigmask"], info.number<uint64_t>("sigmask", 16));
   } else if (kind == "timerfd") {
-    f.details["clockid"] = std::atoi(info.get("clockid").c_str());
-    f.details["ticks"] = std::stoull(info.get("ticks").empty() ? "0" : info.get("ticks"));
-    f.details["settime_flags"] = std::stoi(info.get("settime flags").empty() ? "0" : info.get("settime flags"), nullptr, 8);
+    WPCKPT_TRY_ASSIGN(f.details["clockid"], info.number<int>("clockid"));
+    WPCKPT_TRY_ASSIGN(f.details["ticks"], info.number<uint64_t>("ticks"));
+    WPCKPT_TRY_ASSIGN(f.details["settime_flags"], info.number<int>("settime flags", 8));
     for (const char* key : {"it_value", "it_interval"}) {
       long long sec = 0, nsec = 0;
-      std::sscanf(info.get(key).c_str(), "(%lld, %lld)", &sec, &nsec);
+      if (std::sscanf(info.get(key).c_str(), "(%lld, %lld)", &sec, &nsec) != 2)
+        return make_error(EINVAL, "parse", info.where + " " + key + " ('" + info.get(key) + "')");
       f.details[key] = {sec, nsec};
     }
   } else if (kind == "epoll") {
@@ -156,11 +169,13 @@ void anon_details(const std::string& kind, const FdInfo& info, state::FdState& f
       int tfd = 0;
       unsigned events = 0;
       unsigned long long data = 0;
-      if (std::sscanf(line.c_str(), "tfd: %d events: %x data: %llx", &tfd, &events, &data) == 3)
-        targets.push_back({{"fd", tfd}, {"events", events}, {"data", data}});
+      if (std::sscanf(line.c_str(), "tfd: %d events: %x data: %llx", &tfd, &events, &data) != 3)
+        return make_error(EINVAL, "parse", info.where + " ('" + line + "')");
+      targets.push_back({{"fd", tfd}, {"events", events}, {"data", data}});
     }
     f.details["targets"] = targets;
   }
+  return ok();
 }
 
 }  // namespace
@@ -185,11 +200,11 @@ Result<FdCapture> capture_fds(pid_t pid) {
     WPCKPT_TRY_ASSIGN(FdInfo info, read_fdinfo(pid, fd));
     state::FdState f;
     f.fd = fd;
-    int flags = static_cast<int>(std::stol(info.get("flags").empty() ? "0" : info.get("flags"), nullptr, 8));
+    WPCKPT_TRY_ASSIGN(int flags, info.number<int>("flags", 8));
     f.cloexec = (flags & O_CLOEXEC) != 0;
     f.flags = flags & ~O_CLOEXEC;
-    f.pos = std::stoull(info.get("pos").empty() ? "0" : info.get("pos"));
-    f.details["mnt_id"] = std::atoi(info.get("mnt_id").c_str());
+    WPCKPT_TRY_ASSIGN(f.pos, info.number<uint64_t>("pos"));
+    WPCKPT_TRY_ASSIGN(f.details["mnt_id"], info.number<int>("mnt_id"));
 
     if (starts_with(link, "socket:")) return unsupported(pid, fd, "socket", link);
     struct stat st {};
@@ -201,7 +216,7 @@ Result<FdCapture> capture_fds(pid_t pid) {
       if (name != "eventfd" && name != "epoll" && name != "signalfd" && name != "timerfd")
         return unsupported(pid, fd, name, link);
       f.kind = name;
-      anon_details(name, info, f);
+      WPCKPT_TRY(anon_details(name, info, f));
     } else if (starts_with(link, "pipe:") || S_ISFIFO(st.st_mode)) {
       f.kind = starts_with(link, "pipe:") ? "pipe" : "fifo";
       if (f.kind == "fifo") f.file = identity(link, st);
@@ -227,7 +242,10 @@ Result<FdCapture> capture_fds(pid_t pid) {
       }
       f.details["contents_file"] = file_name;
       UniqueFd probe(::open(fd_path.c_str(), O_RDONLY | O_CLOEXEC));
-      if (probe) f.details["seals"] = ::fcntl(probe.get(), F_GET_SEALS);
+      if (!probe) return errno_error("open", fd_path);
+      int seals = ::fcntl(probe.get(), F_GET_SEALS);
+      if (seals < 0) return errno_error("fcntl(F_GET_SEALS)", fd_path);
+      f.details["seals"] = seals;
     } else if (!link.empty() && link[0] == '/') {
       f.file = identity(link, st);
       if (S_ISDIR(st.st_mode)) f.kind = "dir";

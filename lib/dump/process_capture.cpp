@@ -8,9 +8,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <array>
 #include <fstream>
 #include <sstream>
 
+#include "lib/base/parse_number.hpp"
 #include "lib/base/uapi/process.hpp"
 #include "lib/dump/fault_point.hpp"
 #include "lib/ptrace/injector.hpp"
@@ -36,52 +38,80 @@ Result<void> read_stat(pid_t pid, state::ProcessState& out) {
   std::string tok;
   while (in >> tok) f.push_back(tok);
   if (f.size() < 52) return make_error(EINVAL, "parse", proc(pid, "stat") + " (too few fields)");
-  auto u = [&](int n) { return std::stoull(f[n]); };
-  out.ppid = static_cast<int>(u(4));
-  out.pgid = static_cast<int>(u(5));
-  out.sid = static_cast<int>(u(6));
+  const std::string where = proc(pid, "stat");
+  auto u = [&](int n, auto& field) -> Result<void> {
+    WPCKPT_TRY_ASSIGN(field, parse_number<std::remove_reference_t<decltype(field)>>(
+                                 f[static_cast<size_t>(n)], 10, where + " field " + std::to_string(n)));
+    return ok();
+  };
+  WPCKPT_TRY(u(4, out.ppid));
+  WPCKPT_TRY(u(5, out.pgid));
+  WPCKPT_TRY(u(6, out.sid));
   state::MmFields& mm = out.mm;
-  mm.start_code = u(26), mm.end_code = u(27), mm.start_stack = u(28);
-  mm.start_data = u(45), mm.end_data = u(46), mm.start_brk = u(47);
-  mm.arg_start = u(48), mm.arg_end = u(49), mm.env_start = u(50), mm.env_end = u(51);
+  WPCKPT_TRY(u(26, mm.start_code));
+  WPCKPT_TRY(u(27, mm.end_code));
+  WPCKPT_TRY(u(28, mm.start_stack));
+  WPCKPT_TRY(u(45, mm.start_data));
+  WPCKPT_TRY(u(46, mm.end_data));
+  WPCKPT_TRY(u(47, mm.start_brk));
+  WPCKPT_TRY(u(48, mm.arg_start));
+  WPCKPT_TRY(u(49, mm.arg_end));
+  WPCKPT_TRY(u(50, mm.env_start));
+  WPCKPT_TRY(u(51, mm.env_end));
   return ok();
+}
+
+// Whitespace-separated numbers of one /proc/PID/status line, all or an error.
+template <typename T>
+Result<std::vector<T>> numbers(const std::string& text, int base, const std::string& what) {
+  std::istringstream in(text);
+  std::vector<T> out;
+  for (std::string tok; in >> tok;) {
+    WPCKPT_TRY_ASSIGN(T v, parse_number<T>(tok, base, what));
+    out.push_back(v);
+  }
+  return out;
 }
 
 // /proc/PID/status: umask and credentials.
 Result<void> read_status(pid_t pid, state::ProcessState& out) {
-  WPCKPT_TRY_ASSIGN(std::string text, read_text(proc(pid, "status")));
+  const std::string where = proc(pid, "status");
+  WPCKPT_TRY_ASSIGN(std::string text, read_text(where));
   std::istringstream in(text);
   std::string line;
   state::Credentials& c = out.creds;
-  auto hex = [](const std::string& v) { return std::stoull(v, nullptr, 16); };
+  auto ids = [&](const std::string& key, const std::string& value, std::array<uint32_t*, 4> fields) -> Result<void> {
+    WPCKPT_TRY_ASSIGN(auto v, numbers<uint32_t>(value, 10, where + " " + key));
+    if (v.size() != 4) return make_error(EINVAL, "parse", where + " " + key + " (not 4 ids)");
+    for (size_t i = 0; i < 4; ++i) *fields[i] = v[i];
+    return ok();
+  };
   while (std::getline(in, line)) {
     size_t colon = line.find(':');
     if (colon == std::string::npos) continue;
     std::string key = line.substr(0, colon);
-    std::istringstream v(line.substr(colon + 1));
+    std::string value = line.substr(colon + 1);
+    const std::string what = where + " " + key;
     if (key == "Umask") {
-      std::string m;
-      v >> m;
-      out.umask = static_cast<uint32_t>(std::stoul(m, nullptr, 8));
+      WPCKPT_TRY_ASSIGN(out.umask, parse_number<uint32_t>(value, 8, what));
     } else if (key == "Uid") {
-      v >> c.uid >> c.euid >> c.suid >> c.fsuid;
+      WPCKPT_TRY(ids(key, value, {&c.uid, &c.euid, &c.suid, &c.fsuid}));
     } else if (key == "Gid") {
-      v >> c.gid >> c.egid >> c.sgid >> c.fsgid;
+      WPCKPT_TRY(ids(key, value, {&c.gid, &c.egid, &c.sgid, &c.fsgid}));
     } else if (key == "Groups") {
-      uint32_t g;
-      while (v >> g) c.groups.push_back(g);
-    } else if (key == "CapInh" || key == "CapPrm" || key == "CapEff" || key == "CapBnd" || key == "CapAmb") {
-      std::string h;
-      v >> h;
-      uint64_t value = hex(h);
-      if (key == "CapInh") c.cap_inheritable = value;
-      if (key == "CapPrm") c.cap_permitted = value;
-      if (key == "CapEff") c.cap_effective = value;
-      if (key == "CapBnd") c.cap_bounding = value;
-      if (key == "CapAmb") c.cap_ambient = value;
+      WPCKPT_TRY_ASSIGN(c.groups, numbers<uint32_t>(value, 10, what));
+    } else if (key == "CapInh") {
+      WPCKPT_TRY_ASSIGN(c.cap_inheritable, parse_number<uint64_t>(value, 16, what));
+    } else if (key == "CapPrm") {
+      WPCKPT_TRY_ASSIGN(c.cap_permitted, parse_number<uint64_t>(value, 16, what));
+    } else if (key == "CapEff") {
+      WPCKPT_TRY_ASSIGN(c.cap_effective, parse_number<uint64_t>(value, 16, what));
+    } else if (key == "CapBnd") {
+      WPCKPT_TRY_ASSIGN(c.cap_bounding, parse_number<uint64_t>(value, 16, what));
+    } else if (key == "CapAmb") {
+      WPCKPT_TRY_ASSIGN(c.cap_ambient, parse_number<uint64_t>(value, 16, what));
     } else if (key == "NoNewPrivs") {
-      int n = 0;
-      v >> n;
+      WPCKPT_TRY_ASSIGN(int n, parse_number<int>(value, 10, what));
       c.no_new_privs = n != 0;
     }
   }

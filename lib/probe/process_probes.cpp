@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "lib/base/parse_number.hpp"
 #include "lib/base/uapi/process.hpp"
 #include "lib/base/unique_fd.hpp"
 #include "lib/probe/capabilities.hpp"
@@ -97,7 +98,12 @@ int set_mm_map_identity() {
   std::vector<std::string> f{"", ""};  // fields 1 and 2 end at the last ')'; f[n - 1] is field n
   for (std::string s; fields >> s;) f.push_back(s);
   if (f.size() < 51) return EIO;
-  auto field = [&](int n) { return std::stoull(f[n - 1]); };
+  bool parsed = true;
+  auto field = [&](int n) {
+    auto v = parse_number<uint64_t>(f[static_cast<size_t>(n - 1)]);
+    parsed = parsed && v;
+    return v ? *v : 0;
+  };
   std::ifstream auxv_file("/proc/self/auxv", std::ios::binary);
   std::vector<char> auxv((std::istreambuf_iterator<char>(auxv_file)), std::istreambuf_iterator<char>());
   PrctlMmMap map{};
@@ -115,6 +121,7 @@ int set_mm_map_identity() {
   map.auxv = reinterpret_cast<uint64_t>(auxv.data());
   map.auxv_size = static_cast<uint32_t>(auxv.size());
   map.exe_fd = static_cast<uint32_t>(-1);
+  if (!parsed) return EIO;
   if (prctl(kPrSetMm, kPrSetMmMap, &map, sizeof map, 0) != 0) return errno;
   return 0;
 }

@@ -1,5 +1,7 @@
 #include "lib/state/process_state.hpp"
 
+#include "lib/state/json_fields.hpp"
+
 namespace wpckpt::state {
 
 using nlohmann::json;
@@ -32,101 +34,121 @@ bool from_hex(const std::string& text, std::vector<uint8_t>& out) {
   return true;
 }
 
-// Binary blobs travel as hex strings inside the JSON document.
+Error field_error(const std::string& where, const std::string& what) {
+  return make_error(0, "read process state:", "field '" + where + "' " + what)
+      .with_hint("process.json is damaged or was not written by wpckpt; restore from another image");
+}
 
 }  // namespace wpckpt::state
 
-namespace nlohmann {
-template <>
-struct adl_serializer<std::vector<uint8_t>> {
-  static void to_json(json& j, const std::vector<uint8_t>& v) { j = wpckpt::state::to_hex(v); }
-  static void from_json(const json& j, std::vector<uint8_t>& v) {
-    if (!wpckpt::state::from_hex(j.get<std::string>(), v)) throw json::type_error::create(302, "bad hex blob", &j);
-  }
-};
-}  // namespace nlohmann
+// Mapping kinds travel by name; found by argument-dependent lookup from the
+// readers in json_fields.hpp, hence in the enum's namespace.
+namespace wpckpt::tracker {
+Result<void> read_json(const nlohmann::json& j, MemoryKind& out, const std::string& where) {
+  std::string name;
+  WPCKPT_TRY(state::read_json(j, name, where));
+  auto kind = parse_memory_kind(name);
+  if (!kind) return state::field_error(where, "is '" + name + "', not a kind of mapping this wpckpt knows");
+  out = *kind;
+  return ok();
+}
+nlohmann::json write_json(MemoryKind kind) { return memory_kind_name(kind); }
+}  // namespace wpckpt::tracker
 
 namespace wpckpt::state {
 
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Registers, r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx,
-                                                rdx, rsi, rdi, orig_rax, rip, cs, eflags, rsp, ss, fs_base, gs_base,
-                                                ds, es, fs, gs)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RseqState, abi_pointer, abi_size, signature)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(AltStack, sp, flags, size)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ThreadState, tid, is_main, regs, xsave, sigmask, pending, rseq,
-                                                clear_child_tid, altstack, rseq_ip_fixed)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SignalAction, signo, handler, flags, restorer, mask)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MmFields, start_code, end_code, start_data, end_data, start_brk, brk,
-                                                start_stack, arg_start, arg_end, env_start, env_end, auxv, exe_path,
-                                                exe_dev, exe_inode)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Credentials, uid, euid, suid, fsuid, gid, egid, sgid, fsgid, groups,
-                                                cap_effective, cap_permitted, cap_inheritable, cap_bounding,
-                                                cap_ambient, securebits, no_new_privs, dumpable)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Rlimit, resource, cur, max)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FileIdentity, path, dev, inode, size, mtime_ns, deleted)
+// Every field of process.json, once: the writer and the checked reader both
+// walk these lists (json_fields.hpp). Registers are all required; the rest
+// has defaults.
+template <typename V>
+void fields(V& v, Registers& r) {
+  v.req("r15", r.r15), v.req("r14", r.r14), v.req("r13", r.r13), v.req("r12", r.r12), v.req("rbp", r.rbp);
+  v.req("rbx", r.rbx), v.req("r11", r.r11), v.req("r10", r.r10), v.req("r9", r.r9), v.req("r8", r.r8);
+  v.req("rax", r.rax), v.req("rcx", r.rcx), v.req("rdx", r.rdx), v.req("rsi", r.rsi), v.req("rdi", r.rdi);
+  v.req("orig_rax", r.orig_rax), v.req("rip", r.rip), v.req("cs", r.cs), v.req("eflags", r.eflags);
+  v.req("rsp", r.rsp), v.req("ss", r.ss), v.req("fs_base", r.fs_base), v.req("gs_base", r.gs_base);
+  v.req("ds", r.ds), v.req("es", r.es), v.req("fs", r.fs), v.req("gs", r.gs);
+}
+template <typename V>
+void fields(V& v, RseqState& r) {
+  v.opt("abi_pointer", r.abi_pointer), v.opt("abi_size", r.abi_size), v.opt("signature", r.signature);
+}
+template <typename V>
+void fields(V& v, AltStack& a) {
+  v.opt("sp", a.sp), v.opt("flags", a.flags), v.opt("size", a.size);
+}
+template <typename V>
+void fields(V& v, ThreadState& t) {
+  v.opt("tid", t.tid), v.opt("is_main", t.is_main), v.req("regs", t.regs), v.opt("xsave", t.xsave);
+  v.opt("sigmask", t.sigmask), v.opt("pending", t.pending), v.opt("rseq", t.rseq);
+  v.opt("clear_child_tid", t.clear_child_tid), v.opt("altstack", t.altstack), v.opt("rseq_ip_fixed", t.rseq_ip_fixed);
+}
+template <typename V>
+void fields(V& v, SignalAction& a) {
+  v.opt("signo", a.signo), v.opt("handler", a.handler), v.opt("flags", a.flags), v.opt("restorer", a.restorer);
+  v.opt("mask", a.mask);
+}
+template <typename V>
+void fields(V& v, MmFields& m) {
+  v.opt("start_code", m.start_code), v.opt("end_code", m.end_code), v.opt("start_data", m.start_data);
+  v.opt("end_data", m.end_data), v.opt("start_brk", m.start_brk), v.opt("brk", m.brk);
+  v.opt("start_stack", m.start_stack), v.opt("arg_start", m.arg_start), v.opt("arg_end", m.arg_end);
+  v.opt("env_start", m.env_start), v.opt("env_end", m.env_end), v.opt("auxv", m.auxv);
+  v.opt("exe_path", m.exe_path), v.opt("exe_dev", m.exe_dev), v.opt("exe_inode", m.exe_inode);
+}
+template <typename V>
+void fields(V& v, Credentials& c) {
+  v.opt("uid", c.uid), v.opt("euid", c.euid), v.opt("suid", c.suid), v.opt("fsuid", c.fsuid);
+  v.opt("gid", c.gid), v.opt("egid", c.egid), v.opt("sgid", c.sgid), v.opt("fsgid", c.fsgid);
+  v.opt("groups", c.groups), v.opt("cap_effective", c.cap_effective), v.opt("cap_permitted", c.cap_permitted);
+  v.opt("cap_inheritable", c.cap_inheritable), v.opt("cap_bounding", c.cap_bounding);
+  v.opt("cap_ambient", c.cap_ambient), v.opt("securebits", c.securebits), v.opt("no_new_privs", c.no_new_privs);
+  v.opt("dumpable", c.dumpable);
+}
+template <typename V>
+void fields(V& v, Rlimit& r) {
+  v.opt("resource", r.resource), v.opt("cur", r.cur), v.opt("max", r.max);
+}
+template <typename V>
+void fields(V& v, FileIdentity& f) {
+  v.opt("path", f.path), v.opt("dev", f.dev), v.opt("inode", f.inode), v.opt("size", f.size);
+  v.opt("mtime_ns", f.mtime_ns), v.opt("deleted", f.deleted);
+}
+template <typename V>
+void fields(V& v, Mapping& m) {
+  v.opt("start", m.start), v.opt("end", m.end), v.opt("prot", m.prot), v.opt("shared", m.shared);
+  v.opt("kind", m.kind), v.opt("name", m.name), v.opt("file_offset", m.file_offset), v.opt("vm_flags", m.vm_flags);
+  v.opt("guards", m.guards), v.opt("contents_in_image", m.contents_in_image), v.opt("file", m.file);
+}
+template <typename V>
+void fields(V& v, FdState& f) {
+  v.opt("fd", f.fd), v.opt("cloexec", f.cloexec), v.opt("kind", f.kind), v.opt("flags", f.flags);
+  v.opt("pos", f.pos), v.opt("object_id", f.object_id), v.opt("details", f.details), v.opt("file", f.file);
+}
+template <typename V>
+void fields(V& v, ProcessState& s) {
+  v.opt("state_version", s.state_version), v.opt("pid", s.pid), v.opt("ppid", s.ppid), v.opt("pgid", s.pgid);
+  v.opt("sid", s.sid), v.opt("comm", s.comm), v.opt("threads", s.threads), v.opt("sigactions", s.sigactions);
+  v.opt("shared_pending", s.shared_pending), v.opt("mm", s.mm), v.opt("cwd", s.cwd), v.opt("root", s.root);
+  v.opt("umask", s.umask), v.opt("rlimits", s.rlimits), v.opt("creds", s.creds);
+  v.opt("personality", s.personality), v.opt("xcr0", s.xcr0), v.opt("xsave_size", s.xsave_size);
+  v.opt("vdso_image", s.vdso_image), v.opt("mappings", s.mappings), v.opt("fds", s.fds);
+  v.opt("tracking", s.tracking);
+}
 
-void to_json(json& j, const Mapping& m) {
-  j = json{{"start", m.start}, {"end", m.end}, {"prot", m.prot}, {"shared", m.shared}, {"kind", tracker::memory_kind_name(m.kind)},
-           {"name", m.name}, {"file_offset", m.file_offset}, {"vm_flags", m.vm_flags}, {"guards", m.guards},
-           {"contents_in_image", m.contents_in_image}};
-  if (m.file) j["file"] = *m.file;
-}
-void from_json(const json& j, Mapping& m) {
-  Mapping d;
-  m.start = j.value("start", d.start);
-  m.end = j.value("end", d.end);
-  m.prot = j.value("prot", d.prot);
-  m.shared = j.value("shared", d.shared);
-  // An unknown kind is refused (from_json turns the exception into an Error).
-  auto kind = tracker::parse_memory_kind(j.value("kind", std::string(tracker::memory_kind_name(d.kind))));
-  if (!kind) throw json::type_error::create(302, "unknown mapping kind", &j);
-  m.kind = *kind;
-  m.name = j.value("name", d.name);
-  m.file_offset = j.value("file_offset", d.file_offset);
-  m.vm_flags = j.value("vm_flags", d.vm_flags);
-  m.guards = j.value("guards", d.guards);
-  m.contents_in_image = j.value("contents_in_image", d.contents_in_image);
-  if (j.contains("file")) m.file = j.at("file").get<FileIdentity>();
-}
-
-void to_json(json& j, const FdState& f) {
-  j = json{{"fd", f.fd},     {"cloexec", f.cloexec},     {"kind", f.kind},      {"flags", f.flags},
-           {"pos", f.pos},   {"object_id", f.object_id}, {"details", f.details}};
-  if (f.file) j["file"] = *f.file;
-}
-void from_json(const json& j, FdState& f) {
-  FdState d;
-  f.fd = j.value("fd", d.fd);
-  f.cloexec = j.value("cloexec", d.cloexec);
-  f.kind = j.value("kind", d.kind);
-  f.flags = j.value("flags", d.flags);
-  f.pos = j.value("pos", d.pos);
-  f.object_id = j.value("object_id", d.object_id);
-  f.details = j.value("details", d.details);
-  if (j.contains("file")) f.file = j.at("file").get<FileIdentity>();
-}
-
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ProcessState, state_version, pid, ppid, pgid, sid, comm, threads,
-                                                sigactions, shared_pending, mm, cwd, root, umask, rlimits, creds,
-                                                personality, xcr0, xsave_size, vdso_image, mappings, fds, tracking)
-
-json to_json(const ProcessState& state) {
-  json j;
-  to_json(j, state);
-  return j;
-}
+json to_json(const ProcessState& state) { return write_json(state); }
 
 Result<ProcessState> from_json(const json& doc) {
-  try {
-    ProcessState s = doc.get<ProcessState>();
-    if (s.state_version == 0 || s.state_version > kStateVersion) {
-      return make_error(0, "read process state", std::string("state_version ") + std::to_string(s.state_version))
-          .with_hint("this image was written by a newer wpckpt; restore it with that version");
-    }
-    return s;
-  } catch (const json::exception& e) {
-    return make_error(EINVAL, "parse process state", e.what());
+  ProcessState s;
+  // The version first: a newer writer may have changed what the other fields mean.
+  if (auto it = doc.find("state_version"); doc.is_object() && it != doc.end())
+    WPCKPT_TRY(read_json(*it, s.state_version, "state_version"));
+  if (s.state_version == 0 || s.state_version > kStateVersion) {
+    return make_error(0, "read process state", std::string("state_version ") + std::to_string(s.state_version))
+        .with_hint("this image was written by a newer wpckpt; restore it with that version");
   }
+  WPCKPT_TRY(read_json(doc, s, ""));
+  return s;
 }
 
 Result<ProcessState> parse(std::span<const std::byte> bytes) {
@@ -136,6 +158,15 @@ Result<ProcessState> parse(std::span<const std::byte> bytes) {
   return from_json(doc);
 }
 
-std::string serialize(const ProcessState& state) { return to_json(state).dump(); }
+Result<std::string> serialize(const ProcessState& state) {
+  // dump() throws on a string that is not UTF-8 (a process name or a path may
+  // be any bytes); such a process cannot be described in process.json yet.
+  try {
+    return to_json(state).dump();
+  } catch (const json::exception& e) {
+    return make_error(EILSEQ, "describe process", std::to_string(state.pid) + " (" + e.what() + ")")
+        .with_hint("a name or path of the process is not valid UTF-8, which process.json cannot hold yet: rename it");
+  }
+}
 
 }  // namespace wpckpt::state

@@ -148,7 +148,8 @@ struct ProcessState {
 nlohmann::json to_json(const ProcessState& state);
 Result<ProcessState> from_json(const nlohmann::json& doc);
 Result<ProcessState> parse(std::span<const std::byte> bytes);
-std::string serialize(const ProcessState& state);
+// Fails (EILSEQ) for a name or path that is not valid UTF-8.
+Result<std::string> serialize(const ProcessState& state);
 
 std::string to_hex(std::span<const uint8_t> bytes);
 bool from_hex(const std::string& text, std::vector<uint8_t>& out);

@@ -161,13 +161,13 @@ inline Result<void> mini_dump(pid_t pid, const std::filesystem::path& dir) {
     if (target == "/dev/null") fd.kind = "devnull";
     else if (target.rfind("/dev/", 0) == 0 || target.rfind("pipe:", 0) == 0) fd.kind = "tty";
     else fd.kind = "file";
-    fd.file = state::FileIdentity{target};
+    fd.file = identity_of(target);
     s.fds.push_back(fd);
   }
 
   WPCKPT_TRY_ASSIGN(auto writer, image::ImageWriter::create(dir, image::ImageKind::Dump, std::nullopt, {}));
   writer->set_areas(areas);
-  std::string json = state::serialize(s);
+  WPCKPT_TRY_ASSIGN(std::string json, state::serialize(s));
   WPCKPT_TRY(writer->add_file(state::kProcessStateFile, std::as_bytes(std::span(json))));
   int mem = ::open((proc + "/mem").c_str(), O_RDONLY);
   std::vector<std::byte> buf;
