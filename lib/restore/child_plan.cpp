@@ -6,8 +6,10 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -16,7 +18,9 @@
 #include <map>
 
 #include "lib/probe/capabilities.hpp"
+#include "lib/restore/file_open.hpp"
 #include "lib/restore/validate.hpp"
+#include "lib/state/json_fields.hpp"
 #include "lib/base/uapi/process.hpp"
 
 namespace wpckpt::restore {
@@ -25,17 +29,18 @@ namespace {
 
 int pipe_end_of(const state::FdState& f) { return (f.flags & O_ACCMODE) == O_WRONLY ? 1 : 0; }
 
-std::vector<uint8_t> hex_field(const nlohmann::json& details, const char* key) {
-  std::vector<uint8_t> out;
-  if (details.contains(key) && details[key].is_string()) state::from_hex(details[key].get<std::string>(), out);
-  return out;
+// A kind-specific field of a descriptor, type-checked; absent keeps `out`.
+template <typename T>
+Result<void> detail(const state::FdState& f, const char* key, T& out) {
+  std::string where = "fd " + std::to_string(f.fd) + " details";
+  if (!f.details.is_object()) return state::field_error(where, "must be an object");
+  auto it = f.details.find(key);
+  if (it == f.details.end()) return ok();
+  return state::read_json(*it, out, where + "." + key);
 }
 
-uint64_t u64_field(const nlohmann::json& details, const char* key, uint64_t def = 0) {
-  if (details.contains(key) && details[key].is_number()) return details[key].get<uint64_t>();
-  return def;
-}
-
+// F_SEAL_SEAL, SHRINK, GROW, WRITE, FUTURE_WRITE, EXEC (fcntl(2)).
+constexpr int kKnownSeals = 0x3f;
 constexpr int kOpenFlagsDropped = O_CREAT | O_TRUNC | O_EXCL | O_CLOEXEC | O_NOCTTY;
 
 }  // namespace
@@ -45,8 +50,15 @@ Result<void> plan_fds(const state::ProcessState& state, ChildPlan& plan, const I
   // inherited from wpckpt: the restored program talks to wpckpt's terminal or pipe).
   // A pipe is one object for both its ends (the dump records its inode);
   // other kinds are one object per open file description (object_id).
-  auto object_key = [](const state::FdState& f) {
-    if (f.kind == "pipe") return std::make_pair(u64_field(f.details, "pipe_ino", f.object_id), f.kind);
+  std::map<int, uint64_t> pipe_of;  // fd -> the pipe's inode
+  for (const auto& f : state.fds) {
+    if (f.kind != "pipe") continue;
+    uint64_t ino = f.object_id;
+    WPCKPT_TRY(detail(f, "pipe_ino", ino));
+    pipe_of[f.fd] = ino;
+  }
+  auto object_key = [&](const state::FdState& f) {
+    if (f.kind == "pipe") return std::make_pair(pipe_of[f.fd], f.kind);
     return std::make_pair(f.object_id, f.kind);
   };
   std::map<uint64_t, int> pipe_ends;  // pipe -> bit 1 read, bit 2 write
@@ -73,7 +85,8 @@ Result<void> plan_fds(const state::ProcessState& state, ChildPlan& plan, const I
         target.object = it->second;
         target.end = f.kind == "pipe" ? pipe_end_of(f) : 0;
         if (f.kind == "pipe") {
-          auto data = hex_field(f.details, "data");
+          std::vector<uint8_t> data;
+          WPCKPT_TRY(detail(f, "data", data));
           if (!data.empty()) plan.objects[it->second].data = std::move(data);
         }
         plan.targets.push_back(target);
@@ -89,24 +102,43 @@ Result<void> plan_fds(const state::ProcessState& state, ChildPlan& plan, const I
         return make_error(ENOENT, "reopen fd " + std::to_string(f.fd), path + " (deleted before the dump)")
             .with_hint("a descriptor of a deleted file cannot be restored yet");
       }
-      o.how = f.kind == "fifo" ? FdObject::How::Fifo : FdObject::How::Open;
-      o.path = f.kind == "devnull" && path.empty() ? "/dev/null" : path;
-      if (o.path.empty()) return make_error(EINVAL, "reopen fd " + std::to_string(f.fd), "no path recorded");
+      o.how = FdObject::How::Open;
+      if (f.file) o.file = *f.file;
+      if (f.kind == "devnull" && path.empty()) o.file.path = "/dev/null";
+      if (o.file.path.empty() || o.file.path[0] != '/')
+        return make_error(EINVAL, "reopen fd " + std::to_string(f.fd), "no absolute path recorded");
+      o.first_fd = f.fd;
+      o.regular_or_block = f.kind == "file";
+      o.file_type = f.kind == "dir" ? S_IFDIR : f.kind == "fifo" ? S_IFIFO : f.kind == "file" ? 0 : S_IFCHR;
+      if (f.kind == "devnull") {
+        o.check_rdev = true, o.rdev_major = 1, o.rdev_minor = 3;
+      } else if (o.file_type == S_IFCHR) {
+        std::pair<uint32_t, uint32_t> rdev{};
+        WPCKPT_TRY(detail(f, "rdev", rdev));
+        o.check_rdev = true, o.rdev_major = rdev.first, o.rdev_minor = rdev.second;
+      }
       o.seek = f.kind == "file";
       o.pos = f.pos;
     } else if (f.kind == "pipe") {
       o.how = FdObject::How::Pipe;
       o.flags = f.flags & O_NONBLOCK;
-      o.data = hex_field(f.details, "data");
+      WPCKPT_TRY(detail(f, "data", o.data));
       target.end = pipe_end_of(f);
     } else if (f.kind == "eventfd") {
       o.how = FdObject::How::Eventfd;
-      o.count = u64_field(f.details, "count");
-      o.flags = (f.flags & O_NONBLOCK) | (f.details.value("semaphore", false) ? EFD_SEMAPHORE : 0);
+      bool semaphore = false;
+      WPCKPT_TRY(detail(f, "count", o.count));
+      WPCKPT_TRY(detail(f, "semaphore", semaphore));
+      o.flags = (f.flags & O_NONBLOCK) | (semaphore ? EFD_SEMAPHORE : 0);
     } else if (f.kind == "memfd") {
       o.how = FdObject::How::Memfd;
-      o.path = f.details.value("name", std::string("restored"));
-      std::string contents = f.details.value("contents_file", std::string());
+      o.path = "restored";
+      std::string contents;
+      WPCKPT_TRY(detail(f, "name", o.path));
+      WPCKPT_TRY(detail(f, "contents_file", contents));
+      WPCKPT_TRY(detail(f, "seals", o.seals));
+      if (o.seals & ~kKnownSeals)
+        return state::field_error("fd " + std::to_string(f.fd) + " details.seals", "has unknown seal bits");
       if (!contents.empty()) {
         WPCKPT_TRY_ASSIGN(auto bytes, read_image_file(contents));
         o.data.resize(bytes.size());
@@ -116,34 +148,42 @@ Result<void> plan_fds(const state::ProcessState& state, ChildPlan& plan, const I
       o.pos = f.pos;
     } else if (f.kind == "signalfd") {
       o.how = FdObject::How::Signalfd;
-      o.count = u64_field(f.details, "sigmask");
+      WPCKPT_TRY(detail(f, "sigmask", o.count));
       o.flags = f.flags & O_NONBLOCK;
     } else if (f.kind == "timerfd") {
       o.how = FdObject::How::Timerfd;
-      o.clockid = static_cast<int>(u64_field(f.details, "clockid", CLOCK_MONOTONIC));
+      o.clockid = CLOCK_MONOTONIC;
+      WPCKPT_TRY(detail(f, "clockid", o.clockid));
       o.flags = f.flags & O_NONBLOCK;
       // fdinfo's it_value is the time left: re-armed relative to now.
-      auto pair = [&](const char* key, uint64_t* out) {
-        if (f.details.contains(key) && f.details[key].is_array() && f.details[key].size() == 2) {
-          out[0] = f.details[key][0].get<uint64_t>();
-          out[1] = f.details[key][1].get<uint64_t>();
-        }
-      };
-      pair("it_interval", &o.timer[0]);
-      pair("it_value", &o.timer[2]);
+      std::pair<uint64_t, uint64_t> interval{}, value{};
+      uint64_t ticks = 0;
+      WPCKPT_TRY(detail(f, "it_interval", interval));
+      WPCKPT_TRY(detail(f, "it_value", value));
+      WPCKPT_TRY(detail(f, "ticks", ticks));
+      if (interval.second >= 1'000'000'000 || value.second >= 1'000'000'000)
+        return state::field_error("fd " + std::to_string(f.fd) + " details", "has a timer with nanoseconds >= 1e9");
+      o.timer[0] = interval.first, o.timer[1] = interval.second;
+      o.timer[2] = value.first, o.timer[3] = value.second;
       // Expirations not read yet (fdinfo then shows it_value 0 for a periodic
       // timer): fire at once, so the next read sees at least one.
       bool armed = o.timer[2] != 0 || o.timer[3] != 0;
-      if (u64_field(f.details, "ticks") > 0 || (!armed && (o.timer[0] != 0 || o.timer[1] != 0))) {
+      if (ticks > 0 || (!armed && (o.timer[0] != 0 || o.timer[1] != 0))) {
         o.timer[2] = 0;
         o.timer[3] = 1;
       }
     } else if (f.kind == "epoll") {
       o.how = FdObject::How::Epoll;
-      if (f.details.contains("targets") && f.details["targets"].is_array()) {
-        for (const auto& t : f.details["targets"]) {
-          plan.epoll_targets.push_back({f.fd, t.value("fd", -1), t.value("events", 0u), t.value("data", uint64_t{0})});
-        }
+      std::vector<nlohmann::json> targets;
+      WPCKPT_TRY(detail(f, "targets", targets));
+      for (size_t i = 0; i < targets.size(); ++i) {
+        EpollTarget t{f.fd, -1, 0, 0};
+        state::JsonReader r(targets[i], "fd " + std::to_string(f.fd) + " details.targets[" + std::to_string(i) + "]");
+        r.req("fd", t.fd);
+        r.opt("events", t.events);
+        r.opt("data", t.data);
+        WPCKPT_TRY(r.result());
+        plan.epoll_targets.push_back(t);
       }
     } else {
       return make_error(ENOTSUP, "restore fd " + std::to_string(f.fd), "of kind '" + f.kind + "'")
@@ -153,6 +193,30 @@ Result<void> plan_fds(const state::ProcessState& state, ChildPlan& plan, const I
     if (key.first != 0) object_of[key] = plan.objects.size();
     plan.objects.push_back(std::move(o));
     plan.targets.push_back(target);
+  }
+  return ok();
+}
+
+Result<void> open_fd_files(ChildPlan& plan, std::vector<UniqueFd>& held) {
+  const int floor = plan_fd_floor(plan);
+  for (FdObject& o : plan.objects) {
+    if (o.how != FdObject::How::Open) continue;
+    RecordedFile want;
+    want.identity = &o.file;
+    want.type = o.file_type;
+    want.regular_or_block = o.regular_or_block;
+    want.what = "fd " + std::to_string(o.first_fd);
+    want.check_rdev = o.check_rdev;
+    want.rdev = makedev(o.rdev_major, o.rdev_minor);
+    WPCKPT_TRY_ASSIGN(UniqueFd fd, open_recorded(want, o.flags));
+    if (o.seek && ::lseek(fd.get(), static_cast<off_t>(o.pos), SEEK_SET) < 0 && errno != ESPIPE)
+      return errno_error(want.what + ": seek to offset " + std::to_string(o.pos) + " of", o.file.path);
+    // Above every number the plan gives: the child's dup3 cannot overwrite it.
+    UniqueFd high(::fcntl(fd.get(), F_DUPFD_CLOEXEC, floor));
+    if (!high) return errno_error("fcntl(F_DUPFD)", want.what);
+    o.how = FdObject::How::Inherit;
+    o.inherit_fd = high.get();
+    held.push_back(std::move(high));
   }
   return ok();
 }
@@ -204,6 +268,8 @@ enum Step : int32_t {
   kStepCwd,
   kStepRlimit,
   kStepPersonality,
+  kStepSeals,
+  kStepDeathSignal,
 };
 
 [[noreturn]] void fail(int report_fd, int32_t step, int fd) {
@@ -220,39 +286,32 @@ int move_high(int fd, int floor) {
   return high;
 }
 
-int open_object(FdObject& o, int report_fd) {
+int open_object(FdObject& o) {
   using How = FdObject::How;
   switch (o.how) {
-    case How::Open: {
-      int fd = ::open(o.path.c_str(), o.flags);
-      if (fd < 0) return -1;
-      if (o.seek && lseek(fd, static_cast<off_t>(o.pos), SEEK_SET) < 0 && errno != ESPIPE) {
-        ::close(fd);
-        return -2;
-      }
-      return fd;
-    }
-    case How::Fifo: {
-      // Opening one end alone would block (or fail with ENXIO): hold both ends meanwhile.
-      int helper = ::open(o.path.c_str(), O_RDWR | O_NONBLOCK);
-      if (helper < 0) return -1;
-      int fd = ::open(o.path.c_str(), o.flags | O_NONBLOCK);
-      if (fd >= 0 && !(o.flags & O_NONBLOCK)) fcntl(fd, F_SETFL, o.flags);
-      ::close(helper);
-      return fd;
-    }
     case How::Eventfd:
       return eventfd(static_cast<unsigned>(o.count), o.flags);
     case How::Memfd: {
-      int fd = static_cast<int>(syscall(SYS_memfd_create, o.path.c_str(), 0));
+      int fd = static_cast<int>(syscall(SYS_memfd_create, o.path.c_str(), MFD_ALLOW_SEALING));
       if (fd < 0) return -1;
       size_t done = 0;
       while (done < o.data.size()) {
         ssize_t n = ::write(fd, o.data.data() + done, o.data.size() - done);
-        if (n <= 0) return -1;
+        if (n <= 0) {
+          ::close(fd);
+          return -1;
+        }
         done += static_cast<size_t>(n);
       }
-      lseek(fd, static_cast<off_t>(o.pos), SEEK_SET);
+      if (lseek(fd, static_cast<off_t>(o.pos), SEEK_SET) < 0) {
+        ::close(fd);
+        return -2;
+      }
+      // The seals last: F_SEAL_WRITE would refuse the contents.
+      if (o.seals != 0 && fcntl(fd, F_ADD_SEALS, o.seals) != 0) {
+        ::close(fd);
+        return -3;
+      }
       return fd;
     }
     case How::Signalfd: {
@@ -270,11 +329,11 @@ int open_object(FdObject& o, int report_fd) {
     }
     case How::Epoll:
       return epoll_create1(0);
+    case How::Open:     // opened by wpckpt: an Inherit by now
     case How::Inherit:
     case How::Pipe:
       break;
   }
-  (void)report_fd;
   return -1;
 }
 
@@ -309,12 +368,19 @@ std::string describe_child_step(int32_t step) {
     case kStepCwd: return "chdir";
     case kStepRlimit: return "setrlimit";
     case kStepPersonality: return "personality";
+    case kStepSeals: return "re-apply memfd seals";
+    case kStepDeathSignal: return "set the parent-death signal";
     default: return "step " + std::to_string(step);
   }
 }
 
-void run_child_plan(ChildPlan& plan, int report_fd, int hold_fd) {
+void run_child_plan(ChildPlan& plan, int report_fd, int hold_fd, pid_t parent) {
   using How = FdObject::How;
+  if (parent > 0) {
+    // A killed wpckpt must not leave this half-built process behind.
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(report_fd, kStepDeathSignal, -1);
+    if (getppid() != parent) _exit(127);  // it died before the line above
+  }
   // No signal may run wpckpt's handlers here, and none may interrupt the rebuild.
   uint64_t all = ~uint64_t{0};
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, nullptr, 8);
@@ -346,24 +412,26 @@ void run_child_plan(ChildPlan& plan, int report_fd, int hold_fd) {
       int p[2];
       if (pipe2(p, o.flags) != 0) fail(report_fd, kStepPipe, first_fd);
       if (!o.data.empty()) {
-        if (o.data.size() > 65536) fcntl(p[1], F_SETPIPE_SZ, static_cast<int>(o.data.size()));
+        if (o.data.size() > 65536 && fcntl(p[1], F_SETPIPE_SZ, static_cast<int>(o.data.size())) < 0)
+          fail(report_fd, kStepPipeData, first_fd);
         int fl = fcntl(p[1], F_GETFL);
-        fcntl(p[1], F_SETFL, fl | O_NONBLOCK);
+        if (fl < 0 || fcntl(p[1], F_SETFL, fl | O_NONBLOCK) != 0) fail(report_fd, kStepPipeData, first_fd);
         size_t done = 0;
         while (done < o.data.size()) {
           ssize_t n = ::write(p[1], o.data.data() + done, o.data.size() - done);
           if (n <= 0) fail(report_fd, kStepPipeData, first_fd);
           done += static_cast<size_t>(n);
         }
-        fcntl(p[1], F_SETFL, fl);
+        if (fcntl(p[1], F_SETFL, fl) != 0) fail(report_fd, kStepPipeData, first_fd);
       }
       o.tmp[0] = move_high(p[0], floor);
       o.tmp[1] = move_high(p[1], floor);
       if (o.tmp[0] < 0 || o.tmp[1] < 0) fail(report_fd, kStepMoveHigh, first_fd);
       continue;
     }
-    int fd = open_object(o, report_fd);
+    int fd = open_object(o);
     if (fd == -2) fail(report_fd, kStepSeek, first_fd);
+    if (fd == -3) fail(report_fd, kStepSeals, first_fd);
     if (fd < 0) {
       int32_t step = o.how == How::Eventfd    ? kStepEventfd
                      : o.how == How::Memfd    ? kStepMemfd

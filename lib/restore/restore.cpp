@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -23,6 +24,7 @@
 #include "lib/restore/agent_link.hpp"
 #include "lib/restore/child_plan.hpp"
 #include "lib/restore/credentials.hpp"
+#include "lib/restore/file_open.hpp"
 #include "lib/restore/memory_fill.hpp"
 #include "lib/restore/spawn.hpp"
 #include "lib/restore/threads.hpp"
@@ -61,22 +63,26 @@ Result<MappingFiles> open_mapping_files(const state::ProcessState& st, ChildPlan
     return high;
   };
   for (const auto& [path, m] : first) {
-    int fd = ::open(path.c_str(), (writable[path] ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-    if (fd < 0) {
-      return errno_error("open mapped file", path).with_hint("the file must exist where it was at dump time");
+    RecordedFile want;
+    want.identity = &*m->file;
+    want.what = "mapped file";
+    want.content_matters = true;  // the mapping shows its bytes
+    auto fd = open_recorded(want, writable[path] ? O_RDWR : O_RDONLY);
+    if (!fd) {
+      if (m->kind == tracker::MemoryKind::Shmem) continue;  // recreated as shared anonymous memory, contents from the image
+      return std::move(fd).error();
     }
-    struct stat s{};
-    fstat(fd, &s);
-    if (auto r = check_file_identity(*m->file, s, "mapped file"); !r) {
-      ::close(fd);
-      return std::move(r).error();
-    }
-    WPCKPT_TRY_ASSIGN(files.by_path[path], place(fd));
+    WPCKPT_TRY_ASSIGN(files.by_path[path], place(fd->release()));
   }
   if (!st.mm.exe_path.empty()) {
-    int fd = ::open(st.mm.exe_path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno_error("open executable", st.mm.exe_path);
-    WPCKPT_TRY_ASSIGN(files.exe_fd, place(fd));
+    state::FileIdentity exe{st.mm.exe_path, st.mm.exe_dev, st.mm.exe_inode, 0, 0, false};
+    RecordedFile want;
+    want.identity = &exe;
+    want.type = S_IFREG;
+    want.what = "executable";
+    want.content_matters = true;
+    WPCKPT_TRY_ASSIGN(UniqueFd fd, open_recorded(want, O_RDONLY));
+    WPCKPT_TRY_ASSIGN(files.exe_fd, place(fd.release()));
   }
   return files;
 }
@@ -115,6 +121,14 @@ Result<void> drop_inherited_rseq(ptrace::Injector& inj) {
   WPCKPT_TRY_ASSIGN(long r, inj.syscall(uapi::kNrRseq, rseq.abi_pointer, rseq.abi_size, uapi::kRseqFlagUnregister,
                                         rseq.signature));
   if (r < 0) return make_error(static_cast<int>(-r), "unregister inherited rseq");
+  return ok();
+}
+
+// The child dies with wpckpt until it is seized (run_child_plan); from now on
+// PTRACE_O_EXITKILL does that, and once detached it must outlive wpckpt.
+Result<void> clear_death_signal(ptrace::Injector& inj) {
+  WPCKPT_TRY_ASSIGN(long r, inj.syscall(SYS_prctl, PR_SET_PDEATHSIG, 0));
+  if (r < 0) return make_error(static_cast<int>(-r), "clear the parent-death signal of the new process");
   return ok();
 }
 
@@ -157,8 +171,17 @@ Result<RestoreReport> restore_process(const std::filesystem::path& dir, const Re
   }
   WPCKPT_TRY(plan_fds(st, plan, [&](const std::string& name) { return chain->read_file(name); }));
   plan_limits(st, plan, report.warnings);
+  // Every file the image names is opened now, as the image's owner, before anything is created.
   std::vector<UniqueFd> held;
-  WPCKPT_TRY_ASSIGN(MappingFiles files, open_mapping_files(st, plan, held));
+  MappingFiles files;
+  WPCKPT_TRY_ASSIGN(ImageOwner owner, image_owner(chain->dirs().front()));
+  WPCKPT_TRY(as_owner(owner, [&]() -> Result<void> {
+    if (!plan.root.empty()) WPCKPT_TRY(check_directory_access(plan.root, "root directory"));
+    if (!plan.cwd.empty()) WPCKPT_TRY(check_directory_access(plan.cwd, "working directory"));
+    WPCKPT_TRY(open_fd_files(plan, held));
+    WPCKPT_TRY_ASSIGN(files, open_mapping_files(st, plan, held));
+    return ok();
+  }));
 
   WPCKPT_TRY_ASSIGN(SpawnedProcess proc, spawn_restored(plan, options.detached));
   KillOnFailure guard(proc);
@@ -171,6 +194,7 @@ Result<RestoreReport> restore_process(const std::filesystem::path& dir, const Re
   inj_options.scratch_address = scratch;
   WPCKPT_TRY_ASSIGN(auto inj, ptrace::Injector::prepare(proc.pid, inj_options));
   WPCKPT_TRY(drop_inherited_rseq(*inj));
+  WPCKPT_TRY(clear_death_signal(*inj));
   WPCKPT_TRY(build_mappings(*inj, st, files));
   WPCKPT_TRY_ASSIGN(FillStats fill, fill_memory(*chain, inj->mem_fd(), regular_mappings(st), options.progress));
   WPCKPT_TRY(finish_mm(*inj, st, files));

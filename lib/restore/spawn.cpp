@@ -73,11 +73,12 @@ Result<SpawnedProcess> spawn_restored(ChildPlan& plan, bool detached) {
 
   SpawnedProcess proc;
   if (!detached) {
+    const pid_t self = getpid();
     WPCKPT_TRY_ASSIGN(pid_t pid, clone_with_pid(plan.pid));
     if (pid == 0) {
       report_r.release();
       hold_w.release();
-      run_child_plan(plan, report_w.get(), hold_r.get());
+      run_child_plan(plan, report_w.get(), hold_r.get(), self);
     }
     proc.pid = pid;
     proc.is_our_child = true;
@@ -93,7 +94,8 @@ Result<SpawnedProcess> spawn_restored(ChildPlan& plan, bool detached) {
       args.set_tid = reinterpret_cast<uint64_t>(&tid);
       args.set_tid_size = 1;
       r = syscall(uapi::kNrClone3, &args, sizeof args);
-      if (r == 0) run_child_plan(plan, report_w.get(), hold_r.get());
+      // Its parent exits at once: no death signal (hold_fd's EOF ends it if wpckpt dies).
+      if (r == 0) run_child_plan(plan, report_w.get(), hold_r.get(), 0);
       if (r < 0) {
         ChildReport rep{-1, errno, -1};
         [[maybe_unused]] ssize_t n = ::write(report_w.get(), &rep, sizeof rep);

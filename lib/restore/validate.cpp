@@ -102,6 +102,19 @@ Result<void> check_file_identity(const state::FileIdentity& want, const struct s
       .with_hint("restoring would map different bytes than the process had; put the original file back");
 }
 
+Result<void> check_same_file(const state::FileIdentity& want, const struct stat& st, const std::string& what) {
+  int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+  bool same_inode = want.dev == static_cast<uint64_t>(st.st_dev) && want.inode == static_cast<uint64_t>(st.st_ino);
+  bool same_bytes = want.mtime_ns != 0 && want.size == static_cast<uint64_t>(st.st_size) && want.mtime_ns == mtime;
+  if (same_inode || same_bytes) return ok();
+  std::ostringstream ctx;
+  ctx << want.path << " is not the file it had at the dump (recorded dev " << want.dev << " inode " << want.inode
+      << " size " << want.size << ", now dev " << st.st_dev << " inode " << st.st_ino << " size " << st.st_size << ")";
+  return make_error(0, what + ":", ctx.str())
+      .with_hint("the file was replaced after the dump; the process would continue on another file at its old "
+                 "offset. Put the original back to restore");
+}
+
 namespace {
 
 Result<void> check_path(const state::FileIdentity& file, const std::string& what) {

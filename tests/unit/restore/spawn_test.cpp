@@ -10,6 +10,8 @@
 
 #include <fstream>
 
+#include "lib/restore/file_open.hpp"
+
 #include "lib/restore/validate.hpp"
 #include "tests/support/test_support.hpp"
 
@@ -25,6 +27,18 @@ int free_pid() {
     struct stat st{};
     if (::stat(("/proc/" + std::to_string(pid)).c_str(), &st) != 0) return pid;
   }
+}
+
+state::FileIdentity identity_of(const std::string& path) {
+  state::FileIdentity id{path};
+  struct stat st{};
+  if (::stat(path.c_str(), &st) == 0) {
+    id.dev = st.st_dev;
+    id.inode = st.st_ino;
+    id.size = static_cast<uint64_t>(st.st_size);
+    id.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+  }
+  return id;
 }
 
 std::string fdinfo_field(int pid, int fd, const std::string& key) {
@@ -75,7 +89,7 @@ TEST(SpawnRestored, RebuildsDescriptors) {
   f.flags = O_RDWR | O_CREAT | O_TRUNC | O_APPEND;
   f.pos = 7;
   f.object_id = 1;
-  f.file = state::FileIdentity{file};
+  f.file = identity_of(file);
   s.fds.push_back(f);
   f.fd = 9;  // a dup of the same description
   f.cloexec = true;
@@ -104,7 +118,11 @@ TEST(SpawnRestored, RebuildsDescriptors) {
   plan.cwd = s.cwd;
   plan.umask = s.umask;
   ASSERT_TRUE(plan_fds(s, plan, no_files).ok());
+  std::vector<UniqueFd> held;
+  auto opened = open_fd_files(plan, held);
+  ASSERT_TRUE(opened.ok()) << opened.error().message();
   auto spawned = spawn_restored(plan, false);
+  held.clear();
   ASSERT_TRUE(spawned.ok()) << spawned.error().message();
   SpawnedProcess proc = std::move(spawned).value();
   EXPECT_EQ(proc.pid, s.pid);
@@ -139,21 +157,144 @@ TEST(SpawnRestored, RebuildsDescriptors) {
 TEST(SpawnRestored, ReportsWhatFailedInTheChild) {
   state::ProcessState s;
   s.pid = free_pid();
-  state::FdState f;
-  f.fd = 4;
-  f.kind = "file";
-  f.flags = O_RDONLY;
-  f.file = state::FileIdentity{"/nonexistent/wpckpt-test"};
-  s.fds.push_back(f);
   ChildPlan plan;
   plan.pid = s.pid;
+  plan.cwd = "/nonexistent/wpckpt-test";
   ASSERT_TRUE(plan_fds(s, plan, no_files).ok());
   auto spawned = spawn_restored(plan, false);
   ASSERT_FALSE(spawned.ok());
   EXPECT_EQ(spawned.error().err, ENOENT);
-  EXPECT_NE(spawned.error().message().find("fd 4"), std::string::npos);
+  EXPECT_NE(spawned.error().message().find("chdir"), std::string::npos) << spawned.error().message();
   struct stat st{};
   EXPECT_NE(::stat(("/proc/" + std::to_string(s.pid)).c_str(), &st), 0);  // nothing left behind
+}
+
+// One recorded descriptor of `kind` on `path`, planned and opened as restore does.
+Result<void> open_one(const std::string& kind, int flags, const state::FileIdentity& id) {
+  state::ProcessState s;
+  s.pid = free_pid();
+  state::FdState f;
+  f.fd = 4;
+  f.kind = kind;
+  f.flags = flags;
+  f.object_id = 1;
+  f.file = id;
+  s.fds.push_back(f);
+  ChildPlan plan;
+  WPCKPT_TRY(plan_fds(s, plan, no_files));
+  std::vector<UniqueFd> held;
+  return open_fd_files(plan, held);
+}
+
+TEST(OpenFdFiles, AMissingFileIsNamedWithItsDescriptor) {
+  auto r = open_one("file", O_RDONLY, state::FileIdentity{"/nonexistent/wpckpt-test"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().err, ENOENT);
+  EXPECT_NE(r.error().message().find("fd 4"), std::string::npos) << r.error().message();
+}
+
+TEST(OpenFdFiles, AFileReplacedByAFifoIsRefusedWithoutBlocking) {
+  test::TempDir dir;
+  std::string path = dir / "log";
+  { std::ofstream(path) << "log line\n"; }
+  state::FileIdentity id = identity_of(path);
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  for (int flags : {O_WRONLY | O_APPEND, O_RDONLY, O_RDWR}) {  // O_WRONLY would block in open(2) forever
+    auto r = open_one("file", flags, id);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message().find("fd 4"), std::string::npos) << r.error().message();
+    EXPECT_NE(r.error().message().find(path + " is now a FIFO, it was a regular file"), std::string::npos)
+        << r.error().message();
+  }
+}
+
+TEST(OpenFdFiles, AReplacedFileIsRefusedAndAGrownOneIsNot) {
+  test::TempDir dir;
+  std::string path = dir / "data";
+  { std::ofstream(path) << "original"; }
+  state::FileIdentity id = identity_of(path);
+  { std::ofstream(path, std::ios::app) << " and more"; }  // the same file, grown (a log): fine
+  EXPECT_TRUE(open_one("file", O_RDWR, id).ok());
+  std::string other = dir / "other";
+  { std::ofstream(other) << "another file"; }
+  ASSERT_EQ(::rename(other.c_str(), path.c_str()), 0);
+  auto r = open_one("file", O_RDWR, id);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("fd 4: " + path + " is not the file it had at the dump"), std::string::npos)
+      << r.error().message();
+}
+
+TEST(OpenFdFiles, ASymlinkInPlaceOfTheFileIsRefused) {
+  test::TempDir dir;
+  std::string path = dir / "data";
+  { std::ofstream(path) << "original"; }
+  state::FileIdentity id = identity_of(path);
+  std::string moved = dir / "moved";
+  ASSERT_EQ(::rename(path.c_str(), moved.c_str()), 0);
+  ASSERT_EQ(::symlink(moved.c_str(), path.c_str()), 0);  // same inode behind it, but not by the recorded path
+  auto r = open_one("file", O_RDONLY, id);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("is now a symbolic link"), std::string::npos) << r.error().message();
+}
+
+TEST(SpawnRestored, MemfdContentsAndSealsAreBack) {
+  state::ProcessState s;
+  s.pid = free_pid();
+  state::FdState m;
+  m.fd = 6;
+  m.kind = "memfd";
+  m.flags = O_RDWR;
+  m.pos = 3;
+  m.object_id = 1;
+  m.details["name"] = "sealed";
+  m.details["contents_file"] = "memfd-1.bin";
+  m.details["seals"] = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL;
+  s.fds.push_back(m);
+  auto files = [](const std::string& name) -> Result<std::vector<std::byte>> {
+    if (name != "memfd-1.bin") return make_error(ENOENT, "read", name);
+    std::string text = "sealed contents";
+    return std::vector<std::byte>(reinterpret_cast<const std::byte*>(text.data()),
+                                  reinterpret_cast<const std::byte*>(text.data()) + text.size());
+  };
+  ChildPlan plan;
+  plan.pid = s.pid;
+  ASSERT_TRUE(plan_fds(s, plan, files).ok());
+  auto spawned = spawn_restored(plan, false);
+  ASSERT_TRUE(spawned.ok()) << spawned.error().message();
+  SpawnedProcess proc = std::move(spawned).value();
+  std::string fd_path = "/proc/" + std::to_string(proc.pid) + "/fd/6";
+  EXPECT_EQ(std::filesystem::read_symlink(fd_path).string(), "/memfd:sealed (deleted)");
+  EXPECT_EQ(fdinfo_field(proc.pid, 6, "pos").find("3") != std::string::npos, true);
+  int fd = ::open(fd_path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(fcntl(fd, F_GET_SEALS), F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+  char buf[32] = {};
+  EXPECT_EQ(pread(fd, buf, sizeof buf, 0), 15);
+  EXPECT_STREQ(buf, "sealed contents");
+  close(fd);
+  kill_spawned(proc);
+}
+
+TEST(PlanFds, RefusesUnknownSealBitsAndMistypedDetails) {
+  state::ProcessState s;
+  state::FdState m;
+  m.fd = 6;
+  m.kind = "memfd";
+  m.object_id = 1;
+  m.details["seals"] = 0x4000;
+  s.fds.push_back(m);
+  ChildPlan plan;
+  auto r = plan_fds(s, plan, no_files);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("seals"), std::string::npos) << r.error().message();
+  s.fds[0].kind = "eventfd";
+  s.fds[0].details = {{"count", "five"}};
+  ChildPlan plan2;
+  r = plan_fds(s, plan2, no_files);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("'fd 6 details.count' must be an integer, is a string"), std::string::npos)
+      << r.error().message();
 }
 
 }  // namespace
