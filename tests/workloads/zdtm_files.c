@@ -12,6 +12,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t got_usr1;
@@ -47,7 +48,12 @@ int main(int argc, char** argv) {
   sigaction(SIGUSR1, &sa, NULL);
   printf("READY\n");
   fflush(stdout);
-  while (!got_usr1) pause();
+  /* Not pause(): a SIGUSR1 handled just before it (e.g. right after the
+   * restore, before the restarted call) would leave it waiting forever. */
+  while (!got_usr1) {
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
 
   int ok = 1;
   char buf[64] = {0};

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t got_usr1, usr2_count, rt_count;
@@ -52,7 +53,12 @@ int main(void) {
   syscall(SYS_rt_tgsigqueueinfo, getpid(), gettid(), SIGRTMIN + 1, &si); /* thread-directed */
   printf("READY\n");
   fflush(stdout);
-  while (!got_usr1) pause();
+  /* Not pause(): a SIGUSR1 handled just before it (e.g. right after the
+   * restore, before the restarted call) would leave it waiting forever. */
+  while (!got_usr1) {
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
 
   int ok = 1;
   sigset_t now, pending;
