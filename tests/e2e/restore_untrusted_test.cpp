@@ -101,7 +101,7 @@ template <typename At>
 void kill_restore_when(const std::vector<std::string>& extra, At at) {
   ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);  // orphans come to us, and we reap them
   Checkpointed c;
-  checkpoint(c, {workload("zdtm_counter"), "2", "256"}, "READY");
+  checkpoint(c, {workload("zdtm_counter"), "2", "64"}, "READY");
   KillByPid guard{c.pid};
   std::vector<std::string> argv = {wpckpt_binary(), "restore", "-D", c.last.string()};
   argv.insert(argv.end(), extra.begin(), extra.end());
