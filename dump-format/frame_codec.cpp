@@ -37,11 +37,14 @@ FrameCompressor::~FrameCompressor() { ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(ctx_
 
 Result<size_t> FrameCompressor::compress(std::span<const std::byte> raw, std::vector<std::byte>& out) {
   if (!ctx_) return make_error(ENOMEM, "ZSTD_createCCtx");
-  size_t at = out.size();
-  out.resize(at + ZSTD_compressBound(raw.size()));
-  size_t n = ZSTD_compress2(static_cast<ZSTD_CCtx*>(ctx_), out.data() + at, out.size() - at, raw.data(), raw.size());
+  size_t bound = ZSTD_compressBound(raw.size());
+  if (scratch_size_ < bound) {
+    scratch_.reset(new std::byte[bound]);  // default-initialised: not zeroed
+    scratch_size_ = bound;
+  }
+  size_t n = ZSTD_compress2(static_cast<ZSTD_CCtx*>(ctx_), scratch_.get(), bound, raw.data(), raw.size());
   if (ZSTD_isError(n)) return Error{0, "zstd compress", ZSTD_getErrorName(n), {}};
-  out.resize(at + n);
+  out.insert(out.end(), scratch_.get(), scratch_.get() + n);
   return n;
 }
 

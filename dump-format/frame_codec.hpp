@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -35,6 +36,10 @@ class FrameCompressor {
 
  private:
   void* ctx_;
+  // Compressed bytes land here first: growing `out` by the bound would
+  // zero-fill it for every frame.
+  std::unique_ptr<std::byte[]> scratch_;
+  size_t scratch_size_ = 0;
 };
 
 // One zstd decompression context.

@@ -18,6 +18,7 @@
 #include "dump-format/ordered_workers.hpp"
 #include "dump-format/page_index.hpp"
 #include "dump-format/temp_dirs.hpp"
+#include "lib/base/page_buffer.hpp"
 
 namespace wpckpt::image {
 
@@ -185,7 +186,7 @@ class Writer final : public ImageWriter {
       if (!batch_) {
         batch_ = workers_ ? workers_->take_slot() : std::make_unique<OrderedWorkers::Slot>();
         batch_->in.clear();
-        batch_->in.reserve(batch_bytes_);
+        reserve_populated(batch_->in, batch_bytes_);  // a fresh slot: no fault per page
       }
       size_t room = (batch_bytes_ - batch_->in.size()) / kPageSize;
       size_t n = static_cast<size_t>(std::min<uint64_t>(room, count));
@@ -207,6 +208,7 @@ class Writer final : public ImageWriter {
 
   void compress_batch(unsigned worker, OrderedWorkers::Slot& s) {
     s.out.clear();
+    reserve_populated(s.out, frame_compress_bound(s.in.size()));
     s.frames.clear();
     for (size_t at = 0; at < s.in.size(); at += frame_bytes_) {
       auto raw = std::span<const std::byte>(s.in).subspan(at, std::min(frame_bytes_, s.in.size() - at));

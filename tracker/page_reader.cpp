@@ -20,7 +20,20 @@ Result<PageReader> PageReader::open(pid_t pid, size_t batch_bytes) {
 }
 
 PageReader::PageReader(pid_t pid, UniqueFd mem, size_t batch_bytes)
-    : pid_(pid), mem_(std::move(mem)), buffer_(batch_bytes / kPageSize * kPageSize) {}
+    : pid_(pid), mem_(std::move(mem)), batch_bytes_(batch_bytes / kPageSize * kPageSize) {}
+
+Result<size_t> PageReader::size_buffer(std::span<const PageRun> runs) {
+  uint64_t want = 0;
+  for (const PageRun& r : runs) {
+    want += r.pages * kPageSize;
+    if (want >= batch_bytes_) break;
+  }
+  want = std::min<uint64_t>(want, batch_bytes_);
+  if (!buffer_.reserve(static_cast<size_t>(want)))
+    return errno_error("allocate copy buffer", std::to_string(want) + " bytes")
+        .with_hint("free some memory, or lower the batch size");
+  return std::min<size_t>(buffer_.capacity(), batch_bytes_);
+}
 
 // Bytes read from /proc/PID/mem at addr (a page multiple, maybe short).
 Result<size_t> PageReader::read_fallback(uint64_t addr, std::byte* out, size_t len) {
@@ -36,17 +49,19 @@ Result<size_t> PageReader::read_fallback(uint64_t addr, std::byte* out, size_t l
 }
 
 Result<void> PageReader::read(std::span<const PageRun> runs, const DataFn& fn, const HoleFn& hole) {
+  if (runs.empty()) return ok();
+  WPCKPT_TRY_ASSIGN(size_t buffer_size, size_buffer(runs));
   size_t run = 0;
   uint64_t offset = 0;  // bytes already done of runs[run]
   iovec local{}, remote[kMaxIov];
   while (run < runs.size()) {
-    // Fill one batch: up to kMaxIov remote ranges and buffer_.size() bytes.
+    // Fill one batch: up to kMaxIov remote ranges and buffer_size bytes.
     size_t count = 0, total = 0;
     size_t r = run;
     uint64_t off = offset;
-    while (r < runs.size() && count < kMaxIov && total < buffer_.size()) {
+    while (r < runs.size() && count < kMaxIov && total < buffer_size) {
       uint64_t run_bytes = runs[r].pages * kPageSize;
-      size_t take = static_cast<size_t>(std::min<uint64_t>(run_bytes - off, buffer_.size() - total));
+      size_t take = static_cast<size_t>(std::min<uint64_t>(run_bytes - off, buffer_size - total));
       remote[count++] = {reinterpret_cast<void*>(runs[r].addr + off), take};
       total += take;
       off += take;
@@ -86,7 +101,7 @@ Result<void> PageReader::read(std::span<const PageRun> runs, const DataFn& fn, c
     // process_vm_readv stopped at runs[run] + offset: try /proc/PID/mem for
     // the rest of that run (PROT_NONE areas), else call that page a hole.
     uint64_t addr = runs[run].addr + offset;
-    size_t rest = static_cast<size_t>(std::min<uint64_t>(runs[run].pages * kPageSize - offset, buffer_.size()));
+    size_t rest = static_cast<size_t>(std::min<uint64_t>(runs[run].pages * kPageSize - offset, buffer_size));
     WPCKPT_TRY_ASSIGN(size_t fallback, read_fallback(addr, buffer_.data(), rest));
     if (fallback > 0) {
       WPCKPT_TRY(fn(addr, {buffer_.data(), fallback}));

@@ -1,5 +1,6 @@
 // Copies pages out of a running process: process_vm_readv with many remote
-// ranges per call into one bounded buffer, falling back to /proc/PID/mem
+// ranges per call into one bounded buffer (sized by the work: the bytes of
+// the runs asked for, capped by batch_bytes; kept for later calls), falling back to /proc/PID/mem
 // (which may read PROT_NONE memory, FOLL_FORCE) for what it refuses. Pages
 // that cannot be read at all — the area vanished meanwhile, or a file mapping
 // past the end of its file — are reported as holes instead of failing.
@@ -13,6 +14,7 @@
 #include <span>
 #include <vector>
 
+#include "lib/base/page_buffer.hpp"
 #include "lib/base/result.hpp"
 #include "lib/base/uapi/memory.hpp"
 #include "lib/base/unique_fd.hpp"
@@ -47,9 +49,12 @@ class PageReader {
  private:
   PageReader(pid_t pid, UniqueFd mem, size_t batch_bytes);
   Result<size_t> read_fallback(uint64_t addr, std::byte* out, size_t len);
+  // Grows buffer_ to what `runs` need, at most batch_bytes_; returns its usable size.
+  Result<size_t> size_buffer(std::span<const PageRun> runs);
   pid_t pid_;
   UniqueFd mem_;
-  std::vector<std::byte> buffer_;
+  size_t batch_bytes_;
+  PageBuffer buffer_;
   ReadStats stats_;
 };
 
