@@ -86,7 +86,7 @@ void fill_pages(char* mem, size_t bytes, uint64_t seed) {
 }
 
 struct Run {
-  double wall = 0;
+  double wall = 0, cpu = 0;  // cpu: user + system seconds of the verb (robust on a loaded machine)
   long max_rss_kib = 0;
   int status = -1;
   nlohmann::json doc;
@@ -116,6 +116,8 @@ Run run_verb(const std::vector<std::string>& args, const fs::path& out_file) {
   wait4(pid, &status, 0, &ru);
   r.wall = since(t0);
   r.max_rss_kib = ru.ru_maxrss;
+  r.cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
   r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   std::string text;
   if (FILE* f = std::fopen(out_file.c_str(), "r")) {
@@ -222,7 +224,7 @@ double fault_us() {
 
 struct Results {
   Series oneshot_frozen, oneshot_wall, full_pre, delta_pre, delta_pages, final_frozen, final_wall, final_pages;
-  Series restore_single, restore_chain;
+  Series restore_single, restore_chain, cpu_full_pre, cpu_delta_pre, cpu_restore_single, cpu_restore_chain;
   Series rss_pre, rss_dump, rss_restore;
   double oneshot_bytes = 0, chain_bytes = 0, raw_bytes = 0, full_pre_copy_gbps = 0;
 };
@@ -235,10 +237,11 @@ void stop_process(pid_t pid) {
 
 // Restores `dir` detached; the restored process becomes our child (we are
 // its subreaper), so we can stop it by pid and reap it.
-void restore_once(const std::string& wpckpt, const fs::path& dir, Series& wall, Series& rss) {
+void restore_once(const std::string& wpckpt, const fs::path& dir, Series& wall, Series& cpu, Series& rss) {
   Run r = run_verb({wpckpt, "restore", "-D", dir.string(), "-d", "--json"}, dir.parent_path() / "out.json");
   if (r.status == 0) {
     wall.add(r.wall);
+    cpu.add(r.cpu);
     rss.add(static_cast<double>(r.max_rss_kib) / 1024.0);
   }
   stop_process(static_cast<pid_t>(num(r.doc, "pid")));
@@ -281,6 +284,7 @@ Results measure(const std::string& wpckpt, const fs::path& self, const fs::path&
     res.raw_bytes = num(a.doc, "bytes_raw");
     Run p1 = run_verb({wpckpt, "pre-dump", "-t", pid, "-D", d("pre1"), "--json"}, work / "out.json");
     res.full_pre.add(p1.wall);
+    res.cpu_full_pre.add(p1.cpu);
     res.rss_pre.add(static_cast<double>(p1.max_rss_kib) / 1024.0);
     double copy = num(p1.doc, "copy_seconds");
     if (copy > 0) res.full_pre_copy_gbps = num(p1.doc, "bytes_raw") / copy / 1e9;
@@ -292,6 +296,7 @@ Results measure(const std::string& wpckpt, const fs::path& self, const fs::path&
     Run p3 = run_verb({wpckpt, "pre-dump", "-t", pid, "-D", d("pre3"), "--prev-images-dir", d("pre2"), "--json"},
                       work / "out.json");
     res.delta_pre.add(p3.wall);
+    res.cpu_delta_pre.add(p3.cpu);
     res.delta_pages.add(num(p3.doc, "pages_written"));
     res.rss_pre.add(static_cast<double>(std::max(p2.max_rss_kib, p3.max_rss_kib)) / 1024.0);
     usleep(static_cast<useconds_t>(gap * 1e6));
@@ -306,8 +311,8 @@ Results measure(const std::string& wpckpt, const fs::path& self, const fs::path&
   }
   stop_process(target);
   for (int i = 0; i < repeat; ++i) {
-    restore_once(wpckpt, work / "oneshot", res.restore_single, res.rss_restore);
-    restore_once(wpckpt, work / "final", res.restore_chain, res.rss_restore);
+    restore_once(wpckpt, work / "oneshot", res.restore_single, res.cpu_restore_single, res.rss_restore);
+    restore_once(wpckpt, work / "final", res.restore_chain, res.cpu_restore_chain, res.rss_restore);
   }
   for (const char* name : {"oneshot", "pre1", "pre2", "pre3", "final"}) fs::remove_all(work / name);
   return res;
@@ -379,12 +384,16 @@ int main(int argc, char** argv) {
     line("one-shot dump: frozen", r.oneshot_frozen, "s");
     line("one-shot dump: wall", r.oneshot_wall, "s");
     line("full pre-dump: wall", r.full_pre, "s");
+    line("full pre-dump: cpu (user+sys)", r.cpu_full_pre, "s");
     line("delta pre-dump: wall", r.delta_pre, "s");
+    line("delta pre-dump: cpu (user+sys)", r.cpu_delta_pre, "s");
     line("delta pre-dump: pages", r.delta_pages, "pages");
     line("final dump after pre-dump: frozen", r.final_frozen, "ms", 1e3);
     line("final dump after pre-dump: pages", r.final_pages, "pages");
     line("restore one image", r.restore_single, "s");
     line("restore 4-image chain", r.restore_chain, "s");
+    line("restore one image: cpu", r.cpu_restore_single, "s");
+    line("restore 4-image chain: cpu", r.cpu_restore_chain, "s");
     line("peak RSS pre-dump (max of runs)", Series{{r.rss_pre.max()}}, "MiB");
     line("peak RSS dump", Series{{r.rss_dump.max()}}, "MiB");
     line("peak RSS restore", Series{{r.rss_restore.max()}}, "MiB");
@@ -395,6 +404,8 @@ int main(int argc, char** argv) {
     std::printf("  goals (medians):\n");
     std::printf("   1 delta pre-dump (%.3f%% written) / full pre-dump  %8.4f  (goal <= 0.02 at 0.1%%)  %s\n", delta_frac,
                 full > 0 ? delta / full : 0, verdict(full > 0 && delta / full <= 0.02));
+    double cfull = r.cpu_full_pre.median(), cdelta = r.cpu_delta_pre.median();
+    std::printf("   1 the same in cpu time (user+sys)                 %8.4f\n", cfull > 0 ? cdelta / cfull : 0);
     double pipeline = r.final_pages.median() * kPage / (z2 * 1e9);
     std::printf("   1 final dump frozen %.1f ms; 30 ms + its %.0f pages at pipeline speed = %.1f ms  %s\n", fin * 1e3,
                 r.final_pages.median(), (0.030 + pipeline) * 1e3, verdict(fin <= 0.030 + pipeline));
@@ -416,6 +427,8 @@ int main(int argc, char** argv) {
     double single = r.restore_single.median(), chain = r.restore_chain.median();
     std::printf("   4 restore chain / restore one image           %8.2f  (goal <= 1.0)  %s\n",
                 single > 0 ? chain / single : 0, verdict(single > 0 && chain <= single * 1.05));
+    double csingle = r.cpu_restore_single.median(), cchain = r.cpu_restore_chain.median();
+    std::printf("   4 the same in cpu time (user+sys)             %8.2f\n", csingle > 0 ? cchain / csingle : 0);
     if (double criu = criu_restore_reference(gib); criu > 0)
       std::printf("   4 CRIU restore (issue 11: %.2f s) / our slower restore %6.1fx (goal >= 3)  %s\n", criu,
                   criu / std::max(single, chain), verdict(criu / std::max(single, chain) >= 3));

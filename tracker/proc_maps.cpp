@@ -106,4 +106,20 @@ Result<std::vector<Vma>> read_smaps(pid_t pid) {
   return vmas;
 }
 
+Result<std::vector<Vma>> read_maps_reusing_flags(pid_t pid, const std::vector<Vma>& earlier) {
+  WPCKPT_TRY_ASSIGN(std::vector<Vma> now, read_maps(pid));
+  auto same = [](const Vma& a, const Vma& b) {
+    return a.start == b.start && a.end == b.end && a.read == b.read && a.write == b.write && a.exec == b.exec &&
+           a.shared == b.shared && a.offset == b.offset && a.dev_major == b.dev_major && a.dev_minor == b.dev_minor &&
+           a.inode == b.inode && a.name == b.name;
+  };
+  size_t j = 0;  // both lists are in address order
+  for (Vma& v : now) {
+    while (j < earlier.size() && earlier[j].end <= v.start) ++j;
+    if (j == earlier.size() || !same(v, earlier[j])) return read_smaps(pid);
+    v.vm_flags = earlier[j].vm_flags;
+  }
+  return now;
+}
+
 }  // namespace wpckpt::tracker

@@ -33,5 +33,13 @@ bool parse_maps_line(const std::string& line, Vma& out);
 Result<std::vector<Vma>> read_maps(pid_t pid);
 // /proc/PID/smaps: the same areas with VmFlags filled.
 Result<std::vector<Vma>> read_smaps(pid_t pid);
+// The areas of /proc/PID/maps now, with the VmFlags of `earlier` (a
+// read_smaps() of the same process) when every area is still the same one
+// (bounds, protection, offset, device, inode, name); else read_smaps(pid).
+// smaps walks every page table (about 20-60 ms per populated GiB): a dump
+// reads it before freezing and only maps (no page walk) while frozen.
+// Limit: a flag change that splits nothing (madvise or mlock of a whole
+// area) between the two reads is not seen.
+Result<std::vector<Vma>> read_maps_reusing_flags(pid_t pid, const std::vector<Vma>& earlier);
 
 }  // namespace wpckpt::tracker

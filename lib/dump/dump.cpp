@@ -14,6 +14,7 @@
 #include "lib/ptrace/may_trace.hpp"
 #include "lib/state/process_state.hpp"
 #include "tracker/agent_link.hpp"
+#include "tracker/proc_maps.hpp"
 
 namespace wpckpt::dump {
 namespace {
@@ -32,6 +33,7 @@ Result<void> check_cancel(const DumpRequest& r) {
 
 // Everything a restore needs besides the pages, captured from the frozen process.
 Result<state::ProcessState> capture_state(const DumpRequest& r, const ptrace::Freezer& frozen,
+                                          const std::vector<tracker::Vma>* smaps_before_freeze,
                                           std::vector<std::pair<std::string, std::vector<uint8_t>>>& files) {
   state::ProcessState st;
   auto t0 = Clock::now();
@@ -51,7 +53,7 @@ Result<state::ProcessState> capture_state(const DumpRequest& r, const ptrace::Fr
   WPCKPT_TRY(capture_process(r.pid, frozen.tids().front(), st, r.cancel));
   auto t_process = Clock::now();
   // After every injector is cured: no scratch area left to skip.
-  WPCKPT_TRY_ASSIGN(st.mappings, capture_mappings(r.pid));
+  WPCKPT_TRY_ASSIGN(st.mappings, capture_mappings(r.pid, {.smaps_before_freeze = smaps_before_freeze}));
   log::debug("state capture (us): fds {}, {} threads {}, process {}, mappings {}", micros(t_fds - t0),
              st.threads.size(), micros(t_threads - t_fds), micros(t_process - t_threads),
              micros(Clock::now() - t_process));
@@ -94,6 +96,9 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
                     image::ImageWriter::create(r.images_dir, image::ImageKind::Dump, r.prev_images_dir, wopts));
   WPCKPT_TRY(check_cancel(r));
 
+  // The area flags need smaps, which walks every page table: read it while
+  // the process runs; frozen, only areas that changed since are read again.
+  auto smaps = tracker::read_smaps(r.pid);
   auto t_freeze = Clock::now();
   WPCKPT_TRY_ASSIGN(ptrace::Freezer frozen, ptrace::Freezer::freeze(r.pid));
   auto t_frozen = Clock::now();
@@ -104,7 +109,7 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   WPCKPT_TRY(check_cancel(r));
 
   std::vector<std::pair<std::string, std::vector<uint8_t>>> files;
-  WPCKPT_TRY_ASSIGN(state::ProcessState st, capture_state(r, frozen, files));
+  WPCKPT_TRY_ASSIGN(state::ProcessState st, capture_state(r, frozen, smaps ? &*smaps : nullptr, files));
   WPCKPT_TRY(check_cancel(r));
 
   checkpoint::CaptureOptions copts;

@@ -40,7 +40,9 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> guard_regions(tracker::Pagema
 }  // namespace
 
 Result<std::vector<state::Mapping>> capture_mappings(pid_t pid, const MappingOptions& options) {
-  WPCKPT_TRY_ASSIGN(auto vmas, tracker::read_smaps(pid));
+  WPCKPT_TRY_ASSIGN(auto vmas, options.smaps_before_freeze
+                                    ? tracker::read_maps_reusing_flags(pid, *options.smaps_before_freeze)
+                                    : tracker::read_smaps(pid));
   std::optional<tracker::PagemapScanner> scanner;
   if (probe::has_feature("pagemap_scan_category_guard")) {
     WPCKPT_TRY_ASSIGN(scanner, tracker::PagemapScanner::open(pid));

@@ -11,11 +11,15 @@
 
 #include "lib/base/result.hpp"
 #include "lib/state/process_state.hpp"
+#include "tracker/proc_maps.hpp"
 
 namespace wpckpt::dump {
 
 struct MappingOptions {
   uint64_t skip_start = 0, skip_end = 0;  // an area to leave out (an injector's scratch area)
+  // smaps read before the freeze: its VmFlags are reused for areas that are
+  // still the same, so the frozen process's page tables are not walked.
+  const std::vector<tracker::Vma>* smaps_before_freeze = nullptr;
 };
 
 Result<std::vector<state::Mapping>> capture_mappings(pid_t pid, const MappingOptions& options = {});

@@ -58,5 +58,39 @@ TEST(ProcMaps, SeesOwnMappingWithFlags) {
   munmap(p, len);
 }
 
+// The flags of an earlier smaps are reused for areas that are still the
+// same; an area created since is read again (a new smaps), never left
+// without flags.
+TEST(ProcMaps, ReusesEarlierFlagsOnlyForUnchangedAreas) {
+  auto earlier = read_smaps(getpid());
+  ASSERT_TRUE(earlier.ok()) << earlier.error().message();
+  // Mark the earlier areas so that reuse is visible.
+  std::vector<Vma> marked = *earlier;
+  for (Vma& v : marked) v.vm_flags.push_back("marked");
+  auto same = read_maps_reusing_flags(getpid(), marked);
+  ASSERT_TRUE(same.ok()) << same.error().message();
+  ASSERT_EQ(same->size(), marked.size());
+  for (size_t i = 0; i < same->size(); ++i) {
+    EXPECT_EQ((*same)[i].start, marked[i].start);
+    EXPECT_TRUE((*same)[i].has_flag("marked")) << (*same)[i].name;
+  }
+
+  void* p = mmap(nullptr, 2 * 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  auto changed = read_maps_reusing_flags(getpid(), marked);
+  ASSERT_TRUE(changed.ok()) << changed.error().message();
+  bool found = false;
+  for (const Vma& v : *changed) {
+    EXPECT_FALSE(v.has_flag("marked")) << "a changed address space is read again whole";
+    if (v.start <= reinterpret_cast<uint64_t>(p) && reinterpret_cast<uint64_t>(p) < v.end) {
+      found = true;
+      EXPECT_TRUE(v.has_flag("rd"));
+      EXPECT_FALSE(v.has_flag("wr"));
+    }
+  }
+  EXPECT_TRUE(found);
+  munmap(p, 2 * 4096);
+}
+
 }  // namespace
 }  // namespace wpckpt::tracker
