@@ -48,7 +48,9 @@ void craft(const fs::path& image, Edit edit) {
   auto st = state::parse(std::as_bytes(std::span(text.data(), text.size())));
   ASSERT_TRUE(st) << st.error().message();
   edit(st->creds);
-  const std::string changed = state::serialize(*st);
+  auto serialized = state::serialize(*st);
+  ASSERT_TRUE(serialized) << serialized.error().message();
+  const std::string changed = *serialized;
   std::ofstream(state_path, std::ios::binary | std::ios::trunc) << changed;
   const std::string manifest_text = read_file(image / image::kManifestName);
   auto doc = image::parse_manifest(std::as_bytes(std::span(manifest_text.data(), manifest_text.size())), "manifest");
