@@ -1,6 +1,7 @@
 #include "tracker/proc_maps.hpp"
 
 #include "tracker/memory_kind.hpp"
+#include "tests/support/test_support.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/mman.h>
@@ -62,12 +63,15 @@ TEST(ProcMaps, SeesOwnMappingWithFlags) {
 // same; an area created since is read again (a new smaps), never left
 // without flags.
 TEST(ProcMaps, ReusesEarlierFlagsOnlyForUnchangedAreas) {
-  auto earlier = read_smaps(getpid());
+  // A sleeping child holds still; this test's own heap grows as it reads.
+  test::ChildProcess sleeper = test::ChildProcess::start({"/bin/sleep", "30"});
+  usleep(100000);  // past its exec and dynamic loading
+  auto earlier = read_smaps(sleeper.pid());
   ASSERT_TRUE(earlier.ok()) << earlier.error().message();
   // Mark the earlier areas so that reuse is visible.
   std::vector<Vma> marked = *earlier;
   for (Vma& v : marked) v.vm_flags.push_back("marked");
-  auto same = read_maps_reusing_flags(getpid(), marked);
+  auto same = read_maps_reusing_flags(sleeper.pid(), marked);
   ASSERT_TRUE(same.ok()) << same.error().message();
   ASSERT_EQ(same->size(), marked.size());
   for (size_t i = 0; i < same->size(); ++i) {
@@ -75,6 +79,7 @@ TEST(ProcMaps, ReusesEarlierFlagsOnlyForUnchangedAreas) {
     EXPECT_TRUE((*same)[i].has_flag("marked")) << (*same)[i].name;
   }
 
+  // This process's own areas differ from the child's: read again whole.
   void* p = mmap(nullptr, 2 * 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(p, MAP_FAILED);
   auto changed = read_maps_reusing_flags(getpid(), marked);
