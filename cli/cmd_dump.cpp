@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cli/commands.hpp"
+#include "cli/image_paths.hpp"
 #include "cli/output.hpp"
 #include "cli/progress.hpp"
 #include "lib/dump/dump.hpp"
@@ -55,7 +56,11 @@ int run_dump(const DumpOptions& opts) {
   dump::DumpRequest req;
   req.pid = opts.pid;
   req.images_dir = opts.images_dir;
-  if (!opts.prev_images_dir.empty()) req.prev_images_dir = opts.prev_images_dir;
+  if (!opts.prev_images_dir.empty()) {
+    auto where = resolve_prev_images_dir(opts.images_dir, opts.prev_images_dir);
+    if (!where) return report_error(where.error(), opts.json);
+    req.prev_images_dir = *where;
+  }
   req.leave_running = opts.leave_running;
   req.compress_level = opts.compress_level;
   req.progress = bar.callback();
@@ -86,8 +91,8 @@ void add_dump_command(CLI::App& app, int& exit_code) {
   auto opts = std::make_shared<DumpOptions>();
   CLI::App* sub = app.add_subcommand("dump", "Freeze the process, write the last delta and its full state");
   sub->add_option("-t,--tree", opts->pid, "Pid of the cooperating process")->required();
-  sub->add_option("-D,--images-dir", opts->images_dir, "Directory of the new image (must not exist)")->required();
-  sub->add_option("--prev-images-dir", opts->prev_images_dir, "Parent image (a pre-dump of the same process)");
+  sub->add_option("-D,--images-dir", opts->images_dir, "Directory of the new image: new, or an empty directory")->required();
+  sub->add_option("--prev-images-dir", opts->prev_images_dir, "Parent image (a pre-dump of the same process), relative to -D unless absolute");
   sub->add_flag("-R,--leave-running", opts->leave_running, "Resume the process after the dump instead of killing it");
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
   sub->add_flag("--json", opts->json, "Print a JSON document");

@@ -1,6 +1,6 @@
 // wpckpt merge: one standalone image (no parent) with the same content as the
-// chain ending at -D. The output directory must not exist; it appears only
-// when complete.
+// chain ending at -D. The output directory must be new or empty; the image
+// appears there only when complete.
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -50,7 +50,7 @@ void add_merge_command(CLI::App& app, int& exit_code) {
   auto opts = std::make_shared<MergeOptions>();
   CLI::App* sub = app.add_subcommand("merge", "Squash a chain into one standalone image");
   sub->add_option("-D,--images-dir", opts->images_dir, "Newest image of the chain")->required();
-  sub->add_option("-o,--output", opts->output, "Directory of the standalone image (must not exist)")->required();
+  sub->add_option("-o,--output", opts->output, "Directory of the standalone image: new, or an empty directory")->required();
   sub->add_flag("--json", opts->json, "Print a JSON document");
   sub->callback([opts, &exit_code] { exit_code = merge(*opts); });
 }

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli/commands.hpp"
+#include "cli/image_paths.hpp"
 #include "cli/output.hpp"
 #include "cli/progress.hpp"
 #include "lib/dump/pre_dump.hpp"
@@ -79,7 +80,11 @@ int pre_dump(const PreDumpOptions& opts) {
   dump::PreDumpRequest req;
   req.pid = opts.pid;
   req.images_dir = opts.images_dir;
-  if (!opts.prev_images_dir.empty()) req.prev_images_dir = opts.prev_images_dir;
+  if (!opts.prev_images_dir.empty()) {
+    auto where = resolve_prev_images_dir(opts.images_dir, opts.prev_images_dir);
+    if (!where) return report_error(where.error(), opts.json);
+    req.prev_images_dir = *where;
+  }
   req.compress_level = opts.compress_level;
   req.progress = bar.callback();
   auto report = dump::pre_dump_process(req);
@@ -96,8 +101,8 @@ void add_pre_dump_command(CLI::App& app, int& exit_code) {
   auto opts = std::make_shared<PreDumpOptions>();
   CLI::App* sub = app.add_subcommand("pre-dump", "Write a delta of what the process wrote; it keeps running");
   sub->add_option("-t,--tree", opts->pid, "Pid of the cooperating process")->required();
-  sub->add_option("-D,--images-dir", opts->images_dir, "Directory of the new image (must not exist)")->required();
-  sub->add_option("--prev-images-dir", opts->prev_images_dir, "Parent image (default: none, a full first iteration)");
+  sub->add_option("-D,--images-dir", opts->images_dir, "Directory of the new image: new, or an empty directory")->required();
+  sub->add_option("--prev-images-dir", opts->prev_images_dir, "Parent image, relative to -D unless absolute (default: none, a full first iteration)");
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
   sub->add_flag("--json", opts->json, "Print a JSON document");
   sub->callback([opts, &exit_code] { exit_code = pre_dump(*opts); });

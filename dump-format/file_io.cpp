@@ -1,22 +1,65 @@
 #include "dump-format/file_io.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <string_view>
 
 namespace wpckpt::image {
 
 namespace fs = std::filesystem;
 
-Result<fs::path> make_temp_sibling(const fs::path& dir) {
+namespace {
+
+// True when the directory `fd` holds no entry but "." and "..".
+Result<bool> directory_is_empty(int fd, const fs::path& dir) {
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    Error e = errno_error("read directory", dir.string());
+    ::close(fd);
+    return e;
+  }
+  bool empty = true;
+  errno = 0;
+  while (const dirent* e = ::readdir(d)) {
+    std::string_view name = e->d_name;
+    if (name != "." && name != "..") {
+      empty = false;
+      break;
+    }
+  }
+  int err = errno;
+  ::closedir(d);
+  if (err != 0) return make_error(err, "read directory", dir.string());
+  return empty;
+}
+
+}  // namespace
+
+Result<TargetState> check_image_target(const fs::path& dir) {
   struct stat st {};
-  if (::lstat(dir.c_str(), &st) == 0)
-    return make_error(EEXIST, "create image", dir.string())
-        .with_hint("an image is never overwritten; choose a new directory or remove the old one");
-  if (errno != ENOENT) return errno_error("stat", dir.string());
+  if (::lstat(dir.c_str(), &st) != 0) {
+    if (errno == ENOENT) return TargetState::Absent;
+    return errno_error("stat", dir.string());
+  }
+  if (!S_ISDIR(st.st_mode))
+    return make_error(EEXIST, "create image", dir.string() + " (exists and is not a directory)")
+        .with_hint("name a new directory or an empty one; an image is never written over a file or a symlink");
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return errno_error("open", dir.string());
+  WPCKPT_TRY_ASSIGN(bool empty, directory_is_empty(fd, dir));
+  if (!empty)
+    return make_error(ENOTEMPTY, "create image", dir.string())
+        .with_hint("an image is never written over files: name a new or empty directory (mkdir imgs/N), or remove "
+                   "this one");
+  return TargetState::EmptyDir;
+}
+
+Result<fs::path> make_temp_sibling(const fs::path& dir) {
   fs::path parent = dir.parent_path().empty() ? fs::path(".") : dir.parent_path();
   std::string name = dir.filename().string();
   if (name.empty() || name == "." || name == "..") return make_error(EINVAL, "create image", dir.string());
@@ -88,12 +131,17 @@ Result<void> fsync_dir(const fs::path& dir) {
   return fsync_fd(fd.get(), dir);
 }
 
-Result<void> commit_directory(const fs::path& tmp, const fs::path& dir) {
+Result<void> commit_directory(const fs::path& tmp, const fs::path& dir, TargetState was) {
   WPCKPT_TRY(fsync_dir(tmp));
-  // RENAME_NOREPLACE: a plain rename would replace an empty directory.
-  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dir.c_str(), RENAME_NOREPLACE) != 0) {
+  // Absent: RENAME_NOREPLACE, because a plain rename would replace an empty
+  // directory someone created meanwhile. EmptyDir: a plain rename replaces
+  // the directory only if it is still empty (else ENOTEMPTY/EEXIST).
+  unsigned flags = was == TargetState::Absent ? RENAME_NOREPLACE : 0;
+  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dir.c_str(), flags) != 0) {
     Error e = errno_error("rename " + tmp.string() + " to", dir.string());
-    if (e.err == EEXIST) return std::move(e).with_hint("an image is never overwritten; choose a new directory");
+    if (e.err == EEXIST || e.err == ENOTEMPTY)
+      return std::move(e).with_hint("something was written at the target during the dump; an image is never written "
+                                    "over files: choose a new or empty directory");
     return e;
   }
   fs::path parent = dir.parent_path().empty() ? fs::path(".") : dir.parent_path();

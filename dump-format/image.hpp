@@ -76,7 +76,9 @@ struct CommitInfo {
 // writer removes everything it wrote. Files are 0600, directories 0700.
 class ImageWriter {
  public:
-  // Fails if `dir` exists. `parent`, if given, must be a readable image; its
+  // Fails if `dir` exists, unless it is an empty directory (CRIU's `-D`
+  // convention), which commit() then replaces; the image directory is 0700
+  // whatever mode the empty one had. `parent`, if given, must be a readable image; its
   // relative path and digest go into the manifest.
   static Result<std::unique_ptr<ImageWriter>> create(const std::filesystem::path& dir, ImageKind kind,
                                                      const std::optional<std::filesystem::path>& parent,
@@ -94,7 +96,8 @@ class ImageWriter {
   // page added before. All-zero pages are detected and stored as zero entries.
   virtual Result<void> add_pages(uint64_t addr, std::span<const std::byte> data) = 0;
   virtual Result<void> add_zero_pages(uint64_t addr, uint64_t count) = 0;
-  // fsync files, rename the temporary directory to `dir`, fsync the parent.
+  // fsync files, rename the temporary directory to `dir` (over it if it was
+  // an empty directory and still is), fsync the parent.
   // Fails (and writes nothing) if the areas overlap or are unaligned, or if a
   // page entry lies outside every area with contents.
   virtual Result<CommitInfo> commit() = 0;

@@ -42,8 +42,13 @@ bool is_zero_page(const std::byte* p) {
 
 class Writer final : public ImageWriter {
  public:
-  Writer(fs::path dir, fs::path tmp, UniqueFd tmp_lock, ImageKind kind, const WriterOptions& options)
-      : dir_(std::move(dir)), tmp_(std::move(tmp)), tmp_lock_(std::move(tmp_lock)), kind_(kind), options_(options) {
+  Writer(fs::path dir, fs::path tmp, UniqueFd tmp_lock, TargetState target, ImageKind kind, const WriterOptions& options)
+      : dir_(std::move(dir)),
+        tmp_(std::move(tmp)),
+        tmp_lock_(std::move(tmp_lock)),
+        target_(target),
+        kind_(kind),
+        options_(options) {
     if (options_.frame_pages == 0) options_.frame_pages = kDefaultFramePages;
     threads_ = options_.threads ? options_.threads : OrderedWorkers::default_threads();
     for (unsigned i = 0; i < threads_; ++i) compressors_.push_back(std::make_unique<FrameCompressor>(options_.compress_level));
@@ -351,7 +356,7 @@ class Writer final : public ImageWriter {
     doc.file_records = records_;
     std::string text = encode_manifest(doc);
     WPCKPT_TRY(write_private_file(tmp_ / kManifestName, std::as_bytes(std::span(text))));
-    WPCKPT_TRY(commit_directory(tmp_, dir_));
+    WPCKPT_TRY(commit_directory(tmp_, dir_, target_));
 
     CommitInfo info;
     info.dir = dir_;
@@ -366,6 +371,7 @@ class Writer final : public ImageWriter {
 
   fs::path dir_, tmp_;
   UniqueFd tmp_lock_;  // flock held on tmp_ while this writer lives (temp_dirs.hpp)
+  TargetState target_;
   ImageKind kind_;
   WriterOptions options_;
   std::optional<std::string> parent_rel_, parent_digest_;
@@ -407,6 +413,7 @@ Result<std::unique_ptr<ImageWriter>> ImageWriter::create(const fs::path& dir_giv
   if (options.frame_pages > kMaxFramePages)
     return make_error(EINVAL, "create image", "frame size " + std::to_string(options.frame_pages) + " pages")
         .with_hint("use at most " + std::to_string(kMaxFramePages) + " pages per frame");
+  WPCKPT_TRY_ASSIGN(TargetState target, check_image_target(dir));
   std::optional<std::string> parent_rel, parent_digest;
   if (parent) {
     // The parent must be a readable chain; we link to the digest of the
@@ -433,7 +440,7 @@ Result<std::unique_ptr<ImageWriter>> ImageWriter::create(const fs::path& dir_giv
     // ENOENT: a cleaner took it for abandoned before we locked it.
     if (lock.error().err != ENOENT || attempt == 2) return std::move(lock).error();
   }
-  auto writer = std::make_unique<Writer>(dir, tmp, std::move(tmp_lock), kind, options);
+  auto writer = std::make_unique<Writer>(dir, tmp, std::move(tmp_lock), target, kind, options);
   WPCKPT_TRY(writer->open_files(parent_rel, parent_digest));
   return std::unique_ptr<ImageWriter>(std::move(writer));
 }

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <fstream>
+
 #include "dump-format/image.hpp"
 #include "tests/support/test_support.hpp"
 #include "tests/unit/dump-format/image_test_util.hpp"
@@ -81,12 +83,77 @@ TEST(ImageRoundTrip, PagesZerosAndExtraFilesComeBack) {
   EXPECT_EQ(report->images, 1u);
 }
 
-TEST(ImageRoundTrip, ExistingDirectoryIsNeverOverwritten) {
+TEST(ImageRoundTrip, ANonEmptyDirectoryOrAFileIsNeverOverwritten) {
   wpckpt::test::TempDir tmp;
   std::filesystem::create_directory(tmp / "img");
+  std::ofstream(tmp / "img" / "notes") << "keep me";
   auto w = ImageWriter::create(tmp / "img", ImageKind::PreDump, std::nullopt, {});
   ASSERT_FALSE(w);
-  EXPECT_EQ(w.error().err, EEXIST);
+  EXPECT_EQ(w.error().err, ENOTEMPTY);
+  EXPECT_FALSE(w.error().hint.empty());
+  EXPECT_TRUE(std::filesystem::exists(tmp / "img" / "notes"));
+
+  std::ofstream(tmp / "file") << "x";
+  auto f = ImageWriter::create(tmp / "file", ImageKind::PreDump, std::nullopt, {});
+  ASSERT_FALSE(f);
+  EXPECT_EQ(f.error().err, EEXIST);
+
+  // A symlink to an empty directory is refused too (rename would replace the link, not the directory).
+  std::filesystem::create_directory(tmp / "empty");
+  std::filesystem::create_directory_symlink(tmp / "empty", tmp / "link");
+  auto l = ImageWriter::create(tmp / "link", ImageKind::PreDump, std::nullopt, {});
+  ASSERT_FALSE(l);
+  EXPECT_EQ(l.error().err, EEXIST);
+}
+
+// CRIU's convention: `mkdir -p imgs/1` before the dump. The empty directory
+// is replaced by the image (mode 0700, whatever the empty one had).
+TEST(ImageRoundTrip, AnEmptyDirectoryIsReplacedByTheImage) {
+  wpckpt::test::TempDir tmp;
+  std::filesystem::create_directory(tmp / "img");
+  ASSERT_EQ(0, ::chmod((tmp / "img").c_str(), 0755));
+  auto w = writer_for(tmp / "img", std::nullopt);
+  ASSERT_TRUE(w);
+  w->set_areas({area(kBase, kBase + 2 * kPageSize)});
+  ASSERT_TRUE(w->add_pages(kBase, make_page(7, kBase, 1)));
+  // Nothing is visible before the commit: the directory stays empty.
+  EXPECT_TRUE(std::filesystem::is_empty(tmp / "img"));
+  auto info = w->commit();
+  ASSERT_TRUE(info) << info.error().message();
+  struct stat st {};
+  ASSERT_EQ(0, ::stat((tmp / "img").c_str(), &st));
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  ASSERT_TRUE(verify_chain(tmp / "img"));
+
+  // A child in another empty directory links to it by a relative path.
+  std::filesystem::create_directory(tmp / "img2");
+  auto c = writer_for(tmp / "img2", tmp / "img");
+  ASSERT_TRUE(c);
+  c->set_areas({area(kBase, kBase + 2 * kPageSize)});
+  ASSERT_TRUE(c->commit());
+  auto chain = ImageChain::open(tmp / "img2");
+  ASSERT_TRUE(chain) << chain.error().message();
+  EXPECT_EQ((*chain)->manifest().parent, std::optional<std::string>("../img"));
+  EXPECT_EQ((*chain)->dirs().size(), 2u);
+}
+
+// Someone writes into the empty directory during the dump: the commit fails,
+// their file stays, no image appears, no temporary is left.
+TEST(ImageRoundTrip, AnEmptyDirectoryFilledDuringTheWriteIsNotReplaced) {
+  wpckpt::test::TempDir tmp;
+  std::filesystem::create_directory(tmp / "img");
+  auto w = writer_for(tmp / "img", std::nullopt);
+  ASSERT_TRUE(w);
+  w->set_areas({area(kBase, kBase + kPageSize)});
+  std::ofstream(tmp / "img" / "late") << "theirs";
+  auto info = w->commit();
+  ASSERT_FALSE(info);
+  EXPECT_TRUE(info.error().err == ENOTEMPTY || info.error().err == EEXIST) << info.error().message();
+  w.reset();
+  EXPECT_TRUE(std::filesystem::exists(tmp / "img" / "late"));
+  EXPECT_FALSE(std::filesystem::exists(tmp / "img" / "manifest.json"));
+  for (const auto& e : std::filesystem::directory_iterator(tmp.path()))
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
 }
 
 TEST(ImageRoundTrip, ATrailingSlashNamesTheDirectory) {
