@@ -1,4 +1,4 @@
-// wpckpt check [--json] [--feature NAME]: what this kernel supports.
+// wpckpt check [--json] [--feature NAME|list]: what this kernel supports.
 #include <sys/utsname.h>
 
 #include <iostream>
@@ -22,7 +22,19 @@ std::string kernel_release() {
   return std::string(u.sysname) + " " + u.release + " " + u.machine;
 }
 
+// `check --feature list`, as CRIU's: every feature name, one per line.
+int list_features(const CheckOptions& opts) {
+  std::vector<std::string> keys = probe::feature_keys();
+  if (opts.json) {
+    print_json(keys);
+  } else {
+    for (const std::string& k : keys) std::cout << k << "\n";
+  }
+  return kExitOk;
+}
+
 int check_one(const CheckOptions& opts) {
+  if (opts.feature == "list") return list_features(opts);
   auto status = probe::feature(opts.feature);
   if (!status) {
     std::string known;
@@ -81,7 +93,7 @@ void add_check_command(CLI::App& app, int& exit_code) {
   auto opts = std::make_shared<CheckOptions>();
   CLI::App* sub = app.add_subcommand("check", "Report what this kernel supports, and what is missing");
   sub->add_flag("--json", opts->json, "Print a JSON document");
-  sub->add_option("--feature", opts->feature, "Check one feature: exit 0 present, 1 missing, 2 unknown name");
+  sub->add_option("--feature", opts->feature, "Check one feature: exit 0 present, 1 missing, 2 unknown name; 'list' prints the names");
   sub->callback([opts, &exit_code] { exit_code = opts->feature.empty() ? check_all(*opts) : check_one(*opts); });
 }
 

@@ -9,6 +9,8 @@
 #include <string>
 
 #include "cli/commands.hpp"
+#include "cli/criu_compat.hpp"
+#include "cli/log_file.hpp"
 #include "cli/image_paths.hpp"
 #include "cli/output.hpp"
 #include "cli/progress.hpp"
@@ -22,6 +24,7 @@ struct DumpOptions {
   int pid = 0;
   std::string images_dir, prev_images_dir;
   int compress_level = 1;
+  CriuOptions criu;
 };
 
 // SIGINT/SIGTERM/SIGHUP during a dump: stop at the next step, detach, leave
@@ -82,6 +85,12 @@ int run_dump(const DumpOptions& opts) {
   } else {
     print_text(*report, opts);
   }
+  if (opts.criu.display_stats) {
+    const dump::DumpReport& r = *report;
+    display_dump_stats({r.freezing_time, r.frozen_time, r.memdump_time, r.memwrite_time, r.pages_scanned,
+                        r.pages_skipped_parent, r.pages_written},
+                       opts.json);
+  }
   return kExitOk;
 }
 
@@ -95,8 +104,14 @@ void add_dump_command(CLI::App& app, int& exit_code) {
   sub->add_option("--prev-images-dir", opts->prev_images_dir, "Parent image (a pre-dump of the same process), relative to -D unless absolute");
   sub->add_flag("-R,--leave-running", opts->leave_running, "Resume the process after the dump instead of killing it");
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
+  add_criu_options(sub, opts->criu,
+                   "The process is a shell job: a terminal on its fd 0-2 is external (always so; see the man page)",
+                   true);
   sub->add_flag("--json", opts->json, "Print a JSON document");
-  sub->callback([opts, &exit_code] { exit_code = run_dump(*opts); });
+  sub->callback([opts, &exit_code] {
+    exit_code = run_with_log_file(opts->images_dir, opts->criu.log_file, LogFile::ImagesDir::New, opts->json,
+                                  [&] { return run_dump(*opts); });
+  });
 }
 
 }  // namespace wpckpt::cli

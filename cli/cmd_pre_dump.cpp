@@ -7,7 +7,9 @@
 #include <string>
 
 #include "cli/commands.hpp"
+#include "cli/criu_compat.hpp"
 #include "cli/image_paths.hpp"
+#include "cli/log_file.hpp"
 #include "cli/output.hpp"
 #include "cli/progress.hpp"
 #include "lib/dump/pre_dump.hpp"
@@ -16,10 +18,11 @@ namespace wpckpt::cli {
 namespace {
 
 struct PreDumpOptions {
-  bool json = false;
+  bool json = false, leave_running = false;
   int pid = 0;
   std::string images_dir, prev_images_dir;
   int compress_level = 1;
+  CriuOptions criu;
 };
 
 nlohmann::json stats_json(const checkpoint::CaptureStats& s, const PreDumpOptions& opts, double total_seconds) {
@@ -92,6 +95,14 @@ int pre_dump(const PreDumpOptions& opts) {
   if (!report) return report_error(report.error(), opts.json);
   if (opts.json) print_json(stats_json(report->capture, opts, report->seconds));
   else print_text(report->capture, opts, report->seconds);
+  if (opts.criu.display_stats) {
+    // A pre-dump never freezes the process: CRIU's freezing and frozen times are 0.
+    const checkpoint::CaptureStats& stats = report->capture;
+    auto us = [](double s) { return static_cast<uint64_t>(s * 1e6); };
+    display_dump_stats({0, 0, us(stats.scan_seconds + stats.copy_seconds), us(stats.write_seconds),
+                        stats.pages_scanned, stats.pages_skipped_parent, stats.pages_written},
+                       opts.json);
+  }
   return kExitOk;
 }
 
@@ -104,8 +115,14 @@ void add_pre_dump_command(CLI::App& app, int& exit_code) {
   sub->add_option("-D,--images-dir", opts->images_dir, "Directory of the new image: new, or an empty directory")->required();
   sub->add_option("--prev-images-dir", opts->prev_images_dir, "Parent image, relative to -D unless absolute (default: none, a full first iteration)");
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
+  sub->add_flag("-R,--leave-running", opts->leave_running,
+                "Accepted for CRIU scripts: a pre-dump always leaves the process running");
+  add_criu_options(sub, opts->criu, "Accepted for CRIU scripts: a pre-dump does not capture terminals", true);
   sub->add_flag("--json", opts->json, "Print a JSON document");
-  sub->callback([opts, &exit_code] { exit_code = pre_dump(*opts); });
+  sub->callback([opts, &exit_code] {
+    exit_code = run_with_log_file(opts->images_dir, opts->criu.log_file, LogFile::ImagesDir::New, opts->json,
+                                  [&] { return pre_dump(*opts); });
+  });
 }
 
 }  // namespace wpckpt::cli

@@ -1,25 +1,90 @@
 // wpckpt restore: Bring the process back from an image chain
 #include <fmt/core.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "cli/commands.hpp"
+#include "cli/criu_compat.hpp"
+#include "cli/log_file.hpp"
 #include "cli/output.hpp"
 #include "cli/progress.hpp"
+#include "dump-format/image.hpp"
 #include "lib/base/log.hpp"
+#include "lib/base/unique_fd.hpp"
 #include "lib/restore/restore.hpp"
 #include "dump-format/image.hpp"
 #include "lib/restore/supervise.hpp"
+#include "lib/state/process_state.hpp"
 
 namespace wpckpt::cli {
 namespace {
 
 struct RestoreOptions {
   bool json = false, detached = false, lazy = false, allow_other_owner = false;
-  std::string images_dir;
+  std::string images_dir, pidfile;
+  CriuOptions criu;
+};
+
+// -j/--shell-job: the process gets wpckpt's own fd 0-2 in place of the
+// terminal it had there (and wpckpt's session and process group, which it
+// always gets). Refused when such an fd of wpckpt is not a terminal: the
+// process would silently get a pipe or a file instead.
+Result<void> check_shell_job(const RestoreOptions& opts) {
+  image::OpenOptions oo;
+  oo.allow_other_owner = opts.allow_other_owner;
+  WPCKPT_TRY_ASSIGN(auto chain, image::ImageChain::open(opts.images_dir, oo));
+  WPCKPT_TRY_ASSIGN(auto bytes, chain->read_file(state::kProcessStateFile));
+  WPCKPT_TRY_ASSIGN(state::ProcessState st, state::parse(bytes));
+  for (const state::FdState& f : st.fds) {
+    if (f.fd > 2 || f.kind != "tty" || ::isatty(f.fd)) continue;
+    std::string n = std::to_string(f.fd);
+    return make_error(ENOTTY, "restore --shell-job",
+                      "fd " + n + " of the process was a terminal" + (f.file ? " (" + f.file->path + ")" : "") +
+                          ", but wpckpt's fd " + n + " is not one")
+        .with_hint("run the restore in a terminal (the process then uses that terminal), or restore without -j to "
+                   "give the process wpckpt's fd " + n + " as it is");
+  }
+  return ok();
+}
+
+// --pidfile FILE: created before the restore (never over an existing file, as
+// CRIU), the pid written once the process runs, removed if the restore fails.
+class PidFile {
+ public:
+  static Result<PidFile> create(const std::string& path) {
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) {
+      Error e = errno_error("create pid file", path);
+      if (e.err == EEXIST) return std::move(e).with_hint("remove the old pid file first (it is never overwritten)");
+      return e;
+    }
+    return PidFile(path, std::move(fd));
+  }
+  PidFile(PidFile&&) = default;
+  ~PidFile() {
+    if (fd_ && !written_) ::unlink(path_.c_str());
+  }
+  Result<void> write(pid_t pid) {
+    std::string text = std::to_string(pid) + "\n";
+    if (::write(fd_.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+      return errno_error("write pid file", path_);
+    written_ = true;
+    fd_.reset();
+    return ok();
+  }
+
+ private:
+  PidFile(std::string path, UniqueFd fd) : path_(std::move(path)), fd_(std::move(fd)) {}
+  std::string path_;
+  UniqueFd fd_;
+  bool written_ = false;
 };
 
 nlohmann::json report_json(const restore::RestoreReport& r, bool detached) {
@@ -43,6 +108,15 @@ int run_restore(const RestoreOptions& opts) {
                             .with_hint("lazy restore is not supported yet; restore without --lazy"),
                         opts.json);
   }
+  if (opts.criu.shell_job) {
+    if (auto sj = check_shell_job(opts); !sj) return report_error(sj.error(), opts.json);
+  }
+  std::optional<PidFile> pidfile;
+  if (!opts.pidfile.empty()) {
+    auto created = PidFile::create(opts.pidfile);
+    if (!created) return report_error(created.error(), opts.json);
+    pidfile.emplace(std::move(created).value());
+  }
   ProgressBar bar(!opts.json);
   restore::RestoreOptions ro;
   ro.detached = opts.detached;
@@ -53,6 +127,10 @@ int run_restore(const RestoreOptions& opts) {
   if (!result) return report_error(result.error(), opts.json);
   const restore::RestoreReport& r = *result;
   for (const auto& w : r.warnings) log::warn("{}", w);
+  if (pidfile) {
+    // The process runs: a pid file we cannot write is reported, the process is not undone.
+    if (auto w = pidfile->write(r.pid); !w) log::error("{} (restored pid {})", w.error().message(), r.pid);
+  }
   nlohmann::json doc = report_json(r, opts.detached);
   if (opts.json) {
     print_json(doc);
@@ -63,6 +141,8 @@ int run_restore(const RestoreOptions& opts) {
   }
   log::info("restored pid {} ({} threads, {} images): {} pages, {:.3f} s fill, {:.2f} GB/s, {:.3f} s total", r.pid,
             r.threads, r.images, r.pages_stored, r.fill_seconds, doc["gb_per_s"].get<double>(), r.seconds);
+  if (opts.criu.display_stats)
+    display_restore_stats(r.pages_stored, static_cast<uint64_t>(r.seconds * 1e6), opts.json);
   if (opts.detached) return kExitOk;
   // The restored process is our child: we end with its status.
   return restore::supervise_child(r.pid);
@@ -77,8 +157,16 @@ void add_restore_command(CLI::App& app, int& exit_code) {
   sub->add_flag("-d,--restore-detached", opts->detached, "Detach: print the pid and exit");
   sub->add_flag("--lazy", opts->lazy, "Fill memory on demand (userfaultfd MISSING; not supported yet)");
   sub->add_flag("--allow-other-owner", opts->allow_other_owner, "Restore images owned by another user");
+  sub->add_option("--pidfile", opts->pidfile, "Write the restored process's pid to FILE (a new file)");
+  add_criu_options(sub, opts->criu,
+                   "Give the process this terminal in place of the one it had on fd 0-2; refused if wpckpt's "
+                   "fd 0-2 is not a terminal",
+                   false);
   sub->add_flag("--json", opts->json, "Print a JSON document");
-  sub->callback([opts, &exit_code] { exit_code = run_restore(*opts); });
+  sub->callback([opts, &exit_code] {
+    exit_code = run_with_log_file(opts->images_dir, opts->criu.log_file, LogFile::ImagesDir::Existing, opts->json,
+                                  [&] { return run_restore(*opts); });
+  });
 }
 
 }  // namespace wpckpt::cli

@@ -8,7 +8,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool exists(const fs::path& p) {
+bool path_exists(const fs::path& p) {
   struct stat st {};
   return ::stat(p.c_str(), &st) == 0;
 }
@@ -30,9 +30,9 @@ Result<fs::path> resolve_prev_images_dir(const fs::path& images_dir, const std::
   if (given.is_absolute()) return given;
   fs::path dir = resolved(images_dir);
   fs::path candidate = resolved(dir / given);
-  if (exists(candidate)) return candidate;
+  if (path_exists(candidate)) return candidate;
   const std::string what = "--prev-images-dir " + prev;
-  if (exists(given)) {
+  if (path_exists(given)) {
     fs::path from_cwd = resolved(given);
     return make_error(ENOENT, "open parent image",
                       what + ": " + candidate.string() + " (a relative path is relative to -D, as in CRIU) does not " +

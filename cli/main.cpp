@@ -7,14 +7,21 @@
 #include <vector>
 
 #include "cli/commands.hpp"
+#include "cli/criu_compat.hpp"
 #include "cli/output.hpp"
 #include "lib/base/feature.hpp"
 #include "lib/base/log.hpp"
 
 namespace {
 
-void apply_verbosity(int verbose, bool quiet) {
+// -q, then CRIU's -vN (--verbosity N: 0 nothing, 1 errors, 2 warnings, the
+// default, 3 info, 4 debug; 5 trace), then -v/-vv/-vvv.
+void apply_verbosity(int verbose, bool quiet, int verbosity) {
   using wpckpt::log::Level;
+  if (verbosity >= 0) {
+    wpckpt::log::set_level(static_cast<Level>(verbosity));
+    return;
+  }
   if (quiet) {
     wpckpt::log::set_level(Level::Error);
     return;
@@ -46,15 +53,17 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("wpckpt ") + WPCKPT_VERSION);
   app.require_subcommand(1);
   app.fallthrough();
-  int verbose = 0;
+  int verbose = 0, verbosity = -1;
   bool quiet = false;
   std::vector<std::string> disabled;
   app.add_flag("-v,--verbose", verbose, "More messages (repeat for debug and trace)");
   app.add_flag("-q,--quiet", quiet, "Only errors");
+  app.add_option("--verbosity", verbosity, "Log level as CRIU's -vN: 0 none, 1 errors, 2 warnings, 3 info, 4 debug, 5 trace")
+      ->check(CLI::Range(0, 5));
   app.add_option("--disable-feature", disabled, "Treat a probed feature as missing (for testing fallbacks)")
       ->group("");  // hidden
   app.parse_complete_callback([&] {
-    apply_verbosity(verbose, quiet);
+    apply_verbosity(verbose, quiet, verbosity);
     apply_disabled_features(disabled);
   });
 
@@ -72,8 +81,12 @@ int main(int argc, char** argv) {
   add_iterate_command(app, exit_code);
   add_cli_spec_command(app, exit_code);
 
+  // CRIU's -v0..-v4 become --verbosity=N (CLI11 would read "-v4" as "-v -4").
+  std::vector<std::string> words = numeric_verbosity_as_option(argc, argv);
+  std::vector<char*> args;
+  for (std::string& w : words) args.push_back(w.data());
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(args.size()), args.data());
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? kExitOk : kExitUsage;

@@ -1,8 +1,12 @@
 #include "cli/output.hpp"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+
+#include "lib/base/log.hpp"
 
 namespace wpckpt::cli {
 
@@ -18,6 +22,11 @@ nlohmann::json error_json(const Error& error) {
 }
 
 int report_error(const Error& error, bool json) {
+  // With --log-file the log ends with the error too (it is also printed below).
+  if (log::output_fd() != STDERR_FILENO) {
+    log::write(log::Level::Error, error.message());
+    if (!error.hint.empty()) log::write(log::Level::Error, "hint: " + error.hint);
+  }
   if (json) {
     print_json({{"ok", false}, {"error", error_json(error)}});
   } else {

@@ -17,13 +17,17 @@ _wpckpt() {
   COMPREPLY=()
   for ((i = 1; i < COMP_CWORD; i++)); do
     case ${COMP_WORDS[i]} in
+      --verbosity) ((i++)) ;;
       -*) ;;
       *) verb=${COMP_WORDS[i]}; verb_at=$i; break ;;
     esac
   done
   if [[ -z $verb ]]; then
+    case $prev in
+      --verbosity) :; return ;;
+    esac
     if [[ $cur == -* ]]; then
-      COMPREPLY=($(compgen -W "-h --help --version -v --verbose -q --quiet" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help --version -v --verbose -q --quiet --verbosity" -- "$cur"))
     else
       COMPREPLY=($(compgen -W "cat check dump iterate merge pre-dump restore run show verify watch" -- "$cur"))
     fi
@@ -50,8 +54,9 @@ _wpckpt() {
         -D|--images-dir) _wpckpt_dirs; return ;;
         --prev-images-dir) _wpckpt_dirs; return ;;
         --compress-level) :; return ;;
+        -o|--log-file) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir -R --leave-running --compress-level --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir -R --leave-running --compress-level --track-mem -j --shell-job --display-stats -o --log-file --json" -- "$cur"))
       ;;
     iterate)
       case $prev in
@@ -78,14 +83,17 @@ _wpckpt() {
         -D|--images-dir) _wpckpt_dirs; return ;;
         --prev-images-dir) _wpckpt_dirs; return ;;
         --compress-level) :; return ;;
+        -o|--log-file) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir --compress-level --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir --compress-level -R --leave-running --track-mem -j --shell-job --display-stats -o --log-file --json" -- "$cur"))
       ;;
     restore)
       case $prev in
         -D|--images-dir) _wpckpt_dirs; return ;;
+        --pidfile) _wpckpt_files; return ;;
+        -o|--log-file) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -D --images-dir -d --restore-detached --lazy --allow-other-owner --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -D --images-dir -d --restore-detached --lazy --allow-other-owner --pidfile -j --shell-job --display-stats -o --log-file --json" -- "$cur"))
       ;;
     run)
       for ((i = verb_at + 1; i < COMP_CWORD; i++)); do

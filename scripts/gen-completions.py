@@ -32,6 +32,7 @@ VALUE_KINDS = {
     "max-iterations": "none",
     "target-downtime-ms": "none",
     "final": "none",
+    "verbosity": "none",
 }
 # Verbs that take a command line after their options (`wpckpt run [--] CMD ARGS...`).
 COMMAND_VERBS = {"run"}

@@ -8,6 +8,7 @@
 namespace wpckpt::log {
 namespace {
 std::atomic<Level> g_level{Level::Warn};
+std::atomic<int> g_output_fd{STDERR_FILENO};
 
 const char* level_name(Level level) {
   switch (level) {
@@ -24,6 +25,8 @@ const char* level_name(Level level) {
 
 void set_level(Level level) { g_level.store(level, std::memory_order_relaxed); }
 Level level() { return g_level.load(std::memory_order_relaxed); }
+void set_output_fd(int fd) { g_output_fd.store(fd, std::memory_order_relaxed); }
+int output_fd() { return g_output_fd.load(std::memory_order_relaxed); }
 bool enabled(Level l) { return static_cast<int>(l) <= static_cast<int>(level()); }
 
 void write(Level l, std::string_view text) {
@@ -33,7 +36,7 @@ void write(Level l, std::string_view text) {
   line += ": ";
   line += text;
   line += '\n';
-  ssize_t unused = ::write(STDERR_FILENO, line.data(), line.size());
+  ssize_t unused = ::write(output_fd(), line.data(), line.size());
   (void)unused;
 }
 

@@ -1,6 +1,7 @@
-// Log levels for the libraries and the CLI (-q, -v, -vv). Messages go to
-// stderr as "wpckpt: <level>: <text>". The level is process-wide: it is the
-// one piece of global state we keep, set once by the CLI at start.
+// Log levels for the libraries and the CLI (-q, -v, -vv, -v0..-v4). Messages
+// go to stderr as "wpckpt: <level>: <text>", or to the file of --log-file.
+// The level and the output are process-wide: the one piece of global state we
+// keep, set by the CLI at start.
 #pragma once
 
 #include <fmt/core.h>
@@ -15,6 +16,10 @@ void set_level(Level level);
 Level level();
 bool enabled(Level level);
 void write(Level level, std::string_view text);
+// Where messages go (default STDERR_FILENO). The caller keeps `fd` open
+// while it is set.
+void set_output_fd(int fd);
+int output_fd();
 
 template <typename... Args>
 void error(fmt::format_string<Args...> f, Args&&... args) {

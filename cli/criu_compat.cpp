@@ -1,0 +1,61 @@
+#include "cli/criu_compat.hpp"
+
+#include <cstdio>
+#include <cstring>
+
+namespace wpckpt::cli {
+
+void add_criu_options(CLI::App* verb, CriuOptions& into, const char* shell_job_help, bool track_mem) {
+  if (track_mem)
+    verb->add_flag("--track-mem", into.track_mem, "Accepted for CRIU scripts: memory tracking is always on");
+  verb->add_flag("-j,--shell-job", into.shell_job, shell_job_help);
+  verb->add_flag("--display-stats", into.display_stats, "Print CRIU's statistics lines at the end");
+  verb->add_option("-o,--log-file", into.log_file, "Write the log to FILE, inside -D unless absolute (as CRIU)");
+}
+
+std::vector<std::string> numeric_verbosity_as_option(int argc, char** argv) {
+  std::vector<std::string> out;
+  bool rewrite = true;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (i > 0 && (a == "--" || a == "run")) rewrite = false;  // the rest belongs to the command
+    if (rewrite && i > 0 && a.size() == 3 && a[0] == '-' && a[1] == 'v' && a[2] >= '0' && a[2] <= '5')
+      a = std::string("--verbosity=") + a[2];
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+namespace {
+
+void line(std::FILE* to, const char* what, uint64_t n) {
+  std::fprintf(to, "%s: %llu (0x%llx)\n", what, static_cast<unsigned long long>(n), static_cast<unsigned long long>(n));
+}
+void time_line(std::FILE* to, const char* what, uint64_t us) {
+  std::fprintf(to, "%s: %llu us\n", what, static_cast<unsigned long long>(us));
+}
+
+}  // namespace
+
+void display_dump_stats(const DumpStatsText& s, bool json) {
+  std::FILE* to = json ? stderr : stdout;
+  std::fprintf(to, "Displaying dump stats:\n");
+  time_line(to, "Freezing time", s.freezing_us);
+  time_line(to, "Frozen time", s.frozen_us);
+  time_line(to, "Memory dump time", s.memdump_us);
+  time_line(to, "Memory write time", s.memwrite_us);
+  line(to, "Memory pages scanned", s.pages_scanned);
+  line(to, "Memory pages skipped from parent", s.pages_skipped_parent);
+  line(to, "Memory pages written", s.pages_written);
+  std::fflush(to);
+}
+
+void display_restore_stats(uint64_t pages_restored, uint64_t restore_us, bool json) {
+  std::FILE* to = json ? stderr : stdout;
+  std::fprintf(to, "Displaying restore stats:\n");
+  line(to, "Pages restored", pages_restored);
+  time_line(to, "Restore time", restore_us);
+  std::fflush(to);
+}
+
+}  // namespace wpckpt::cli

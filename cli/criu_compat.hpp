@@ -1,0 +1,41 @@
+// What CRIU's scripts pass, in one place, so that a script written for
+// `criu` runs with `wpckpt`: the options the checkpoint verbs accept under
+// CRIU's names, CRIU's numeric verbosity, and CRIU's --display-stats text.
+// What each option does for us (and what it cannot mean) is in man/.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace wpckpt::cli {
+
+struct CriuOptions {
+  bool track_mem = false;      // accepted: tracking is always on
+  bool shell_job = false;      // -j: what it means is the verb's (see its man page)
+  bool display_stats = false;  // CRIU's stats lines at the end
+  std::string log_file;        // -o: inside -D unless absolute
+};
+
+// --track-mem (when `track_mem`), -j/--shell-job, --display-stats and
+// -o/--log-file on `verb`.
+void add_criu_options(CLI::App* verb, CriuOptions& into, const char* shell_job_help, bool track_mem);
+
+// CRIU's -v0 ... -v4 (our -v5 is trace): CLI11 would read "-v4" as "-v -4".
+// Returns argv with each such word before "--" (and before the command of
+// `run`) replaced by "--verbosity=N".
+std::vector<std::string> numeric_verbosity_as_option(int argc, char** argv);
+
+// CRIU's "Displaying dump stats" lines (its names and units: scripts parse
+// them). On stdout, or on stderr when stdout carries a --json document.
+struct DumpStatsText {
+  uint64_t freezing_us = 0, frozen_us = 0, memdump_us = 0, memwrite_us = 0;
+  uint64_t pages_scanned = 0, pages_skipped_parent = 0, pages_written = 0;
+};
+void display_dump_stats(const DumpStatsText& stats, bool json);
+// CRIU's "Displaying restore stats": what we measure of it.
+void display_restore_stats(uint64_t pages_restored, uint64_t restore_us, bool json);
+
+}  // namespace wpckpt::cli
