@@ -354,7 +354,7 @@ void bench_size(double gib, const std::vector<double>& fractions, int iterations
                 row.tracked_ns, row.mprotect_failed ? "ENOMEM" : mp, row.dump.seconds, full_seconds,
                 full_seconds / row.dump.seconds, row.mprotect_failed ? "failed (vm.max_map_count)" : mc);
   }
-  // Against the kernel's own costs (KERNEL-FACTS section 11).
+  // Against the kernel's own costs (docs/KERNEL.md §11).
   const Row& last = rows.back();
   double per_page_copy = last.dump.stats.copy_seconds / static_cast<double>(last.dump.stats.pages_written);
   std::printf("\n  vs kernel: async-WP fault adds %.2f us/page (kernel: 0.76-0.83); scan %.2f ms for %.0f GiB "

@@ -4,7 +4,7 @@
 // pays) and zstd decompression of the same image (ImageChain::for_each_run
 // with nothing done with the bytes). Sizes in GiB on the command line
 // (default: 1 8). Pages are "mixed": half text-like, half random, half of
-// each page zero (zstd ratio about 2, like KERNEL-FACTS' synthetic pages).
+// each page zero (zstd ratio about 2, like the synthetic pages of docs/KERNEL.md §11).
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>

@@ -40,11 +40,4 @@ void add_cli_spec_command(CLI::App& app, int& exit_code) {
   });
 }
 
-int not_built(const char* verb, const char* issue) {
-  report_error(make_error(0, std::string("'") + verb + "' is not built yet")
-                   .with_hint(std::string("this verb arrives with ") + issue),
-               false);
-  return kExitNotBuilt;
-}
-
 }  // namespace wpckpt::cli

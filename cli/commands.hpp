@@ -23,7 +23,4 @@ void add_iterate_command(CLI::App& app, int& exit_code);
 // page tests compare it with completions/ and man/.
 void add_cli_spec_command(CLI::App& app, int& exit_code);
 
-// For verbs that are designed but not built yet: says so, exits kExitNotBuilt.
-int not_built(const char* verb, const char* issue);
-
 }  // namespace wpckpt::cli

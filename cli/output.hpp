@@ -14,7 +14,6 @@ namespace wpckpt::cli {
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;     // the operation failed (or, for check/verify, the answer is "no")
 constexpr int kExitUsage = 2;       // bad command line, unknown name
-constexpr int kExitNotBuilt = 3;    // the verb exists in the design but is not built yet
 
 // Prints the error (text to stderr, or {"error": {...}} to stdout with json)
 // and returns kExitFailure.

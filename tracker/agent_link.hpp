@@ -1,5 +1,5 @@
 // The tool's side of a cooperating process: copies of the agent's
-// userfaultfd and state page (KERNEL-FACTS section 2), taken with
+// userfaultfd and state page (docs/KERNEL.md §2), taken with
 // pidfd_getfd, which needs ptrace-attach rights over the process, so no other
 // user can reach them. The state page carries the tracking epoch; a lock in
 // it keeps two wpckpt instances from scanning one process at once.

@@ -35,7 +35,7 @@ void classify(ScannedArea& area) {
   } else if (v.size() > kHugeSparseBytes && !area.registered) {
     // Sanitizer shadows, GC heaps: tera-byte reservations.
     // A write-protect scan would install markers and page tables across all
-    // of it (2 MiB per GiB, KERNEL-FACTS section 3).
+    // of it (2 MiB per GiB, docs/KERNEL.md §3).
     area.kind = AreaKind::PresentOnly;
     area.reason = "huge reservation: present pages only";
   } else {
@@ -79,7 +79,7 @@ void arm(int uffd, VmaQuery& query, ScannedArea& area, bool trust_marks, uint64_
 
 // A fresh area asks for every category so that never-touched and discarded
 // pages are known to be zero without reading them. An armed area asks for
-// WRITTEN only: the kernel's fast path (KERNEL-FACTS section 1), about 30x
+// WRITTEN only: the kernel's fast path (docs/KERNEL.md §1), about 30x
 // cheaper per page table; its written pages are all read, and the few that
 // were discarded since read back as zeros.
 ScanRequest tracking_request(const ScannedArea& area) {

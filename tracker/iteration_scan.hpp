@@ -2,8 +2,8 @@
 // register what is new with the agent's uffd (area by area: registration is
 // all-or-nothing per call), and PAGEMAP_SCAN with write-protect matching to
 // learn — and atomically re-protect — what was written since the last scan.
-// The caller copies the reported pages AFTER this returns (KERNEL-FACTS
-// section 3: the other order loses writes). Nothing here writes images.
+// The caller copies the reported pages AFTER this returns (docs/KERNEL.md
+// §3: the other order loses writes). Nothing here writes images.
 #pragma once
 
 #include <sys/types.h>

@@ -54,7 +54,7 @@ Result<void> PagemapScanner::scan(const ScanRequest& request, const RegionFn& fn
     for (long i = 0; i < n; ++i) emit(vec_[static_cast<size_t>(i)]);
     // A vector that did not fill means the walk reached the end, whatever
     // walk_end says: it can keep a stale value from the kernel's internal
-    // 512-region flushes (KERNEL-FACTS section 3 and 11).
+    // 512-region flushes (docs/KERNEL.md §3 and §11).
     if (static_cast<size_t>(n) < vec_.size()) break;
     // Full vector: pages past walk_end were neither reported nor protected.
     uint64_t next = arg.walk_end;

@@ -1,4 +1,4 @@
-// PAGEMAP_SCAN on /proc/PID/pagemap (KERNEL-FACTS section 3), with the walk
+// PAGEMAP_SCAN on /proc/PID/pagemap (docs/KERNEL.md §3), with the walk
 // resumed until the whole range is covered even when the output vector
 // fills, and the walk_end quirks handled.
 #pragma once

@@ -36,7 +36,7 @@ struct Uffd {
 
 // The three routes, most capable first: a uffd that also sees kernel-mode
 // faults; the unprivileged user-mode-only one (with WP_ASYNC it still sees
-// kernel writes such as read(2), KERNEL-FACTS section 2); /dev/userfaultfd.
+// kernel writes such as read(2), docs/KERNEL.md §2); /dev/userfaultfd.
 Uffd open_uffd() {
   const int flags = O_CLOEXEC | O_NONBLOCK;
   long fd = syscall(kNrUserfaultfd, flags);
@@ -56,7 +56,7 @@ Uffd open_uffd() {
 }
 
 // Asks for WP_ASYNC and nothing else: any EVENT_* feature would make the
-// program's munmap/mremap/madvise/fork wait for a reader (section 5).
+// program's munmap/mremap/madvise/fork wait for a reader (docs/KERNEL.md §5).
 int enable_wp_async(int uffd, unsigned long long* features) {
   UffdioApi api{kUffdApi, kFeatWpAsync, 0};
   if (ioctl(uffd, kUffdioApi, &api) != 0) return errno;
@@ -90,7 +90,7 @@ int start_fresh() {
 }
 
 // fork child: the inherited uffd still targets the parent's address space
-// (KERNEL-FACTS section 2): drop it and become a target of our own.
+// (docs/KERNEL.md §2): drop it and become a target of our own.
 void after_fork_in_child() {
   if (g_state_fd < 0 && g_uffd < 0) return;
   wpckpt_agent_stop();

@@ -1,5 +1,5 @@
 // Freezing a process for a consistent snapshot: every thread seized and held
-// in PTRACE_EVENT_STOP (KERNEL-FACTS.md section 7). RAII: the destructor
+// in PTRACE_EVENT_STOP (docs/KERNEL.md §7). RAII: the destructor
 // detaches every thread that is still ours, so the target runs on unchanged
 // whatever happened (error, exception-free early return, SIGINT handled by
 // the caller). If this process dies instead, the kernel detaches the threads

@@ -4,7 +4,7 @@
 //   the exact registers and signal mask, park the thread in the event stop it
 //   was frozen in). RAII: the destructor cures if cure() was not called.
 //
-// Mechanics (KERNEL-FACTS.md section 7): the first and the last call (mmap and
+// Mechanics (docs/KERNEL.md §7): the first and the last call (mmap and
 // munmap of the scratch area) run on a `syscall` instruction found in [vdso];
 // all others run on the stub at the start of the scratch area. Calls are
 // driven by PTRACE_SYSCALL stops, never by int3/single-step traps, and the

@@ -2,7 +2,7 @@
 // general registers (NT_PRSTATUS), the full XSAVE area (NT_X86_XSTATE), the
 // blocked signal mask, the pending signal queues and the rseq registration.
 // Every call needs `tid` in a ptrace-stop, traced by the calling thread.
-// KERNEL-FACTS.md section 7.
+// docs/KERNEL.md §7.
 #pragma once
 
 #include <sys/types.h>

@@ -1,5 +1,5 @@
 // PAGEMAP_SCAN ioctl on /proc/PID/pagemap (Linux 6.7+), absent from the 6.1
-// headers. Values from include/uapi/linux/fs.h; see KERNEL-FACTS.md section 1.
+// headers. Values from include/uapi/linux/fs.h; see docs/KERNEL.md §1.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
 // ptrace, prctl, clone3, pidfd and rseq values that the 6.1 headers or glibc
-// 2.36 lack or spell differently (KERNEL-FACTS.md section 1, x86_64 only).
+// 2.36 lack or spell differently (docs/KERNEL.md §1, x86_64 only).
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
 // userfaultfd UAPI that the installed 6.1 headers lack (WP_ASYNC,
-// WP_UNPOPULATED, MOVE, POISON) — see shared KERNEL-FACTS.md section 1.
+// WP_UNPOPULATED, MOVE, POISON) — see docs/KERNEL.md §1.
 // Everything lives in wpckpt::uapi as constexpr values and our own struct
 // names, never as macros, so it cannot clash with newer <linux/userfaultfd.h>.
 #pragma once
