@@ -12,7 +12,7 @@ struct FreezeModel {
   // (bench/dump_bench: a dump right after a pre-dump).
   double fixed_s = 0.030;
   // Scan, copy, compress and write of one written page while frozen
-  // (KERNEL-FACTS section 11: ~1.5 us copy + ~4 us zstd level 1).
+  // (docs/KERNEL.md §11: ~1.5 us copy + ~4 us zstd level 1).
   double per_page_s = 6e-6;
 
   double predict_s(uint64_t pages) const { return fixed_s + static_cast<double>(pages) * per_page_s; }

@@ -4,7 +4,7 @@
 // The target never waits for us: when we fall behind, the kernel drops
 // records and counts them, and the window says it is incomplete.
 //
-// What the events cannot see (docs: man/wpckpt-iterate.1, KERNEL-FACTS 12),
+// What the events cannot see (docs: man/wpckpt-iterate.1, docs/KERNEL.md §12),
 // so a window names every written page only if none of them happened:
 //  - writes through get_user_pages by another process (process_vm_writev,
 //    /proc/PID/mem, ptrace pokes): they take the target's mmap lock, which
