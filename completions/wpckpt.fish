@@ -11,6 +11,7 @@ complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate me
 complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -l version -d 'Display program version information and exit'
 complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -s v -l verbose -d 'More messages (repeat for debug and trace)'
 complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -s q -l quiet -d 'Only errors'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -l verbosity -x -d 'Log level as CRIU\'s -vN: 0 none, 1 errors, 2 warnings, 3 info, 4 debug, 5 trace'
 complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -a cat -d 'Print the bytes of an address range as of an image'
 complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -a check -d 'Report what this kernel supports, and what is missing'
 complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show verify watch' -a dump -d 'Freeze the process, write the last delta and its full state'
@@ -33,15 +34,19 @@ complete -c wpckpt -n '__fish_seen_subcommand_from cat' -l json -d 'Print a JSON
 # wpckpt check
 complete -c wpckpt -n '__fish_seen_subcommand_from check' -s h -l help -d 'Print this help message and exit'
 complete -c wpckpt -n '__fish_seen_subcommand_from check' -l json -d 'Print a JSON document'
-complete -c wpckpt -n '__fish_seen_subcommand_from check' -l feature -x -a '(__wpckpt_features)' -d 'Check one feature: exit 0 present, 1 missing, 2 unknown name'
+complete -c wpckpt -n '__fish_seen_subcommand_from check' -l feature -x -a '(__wpckpt_features)' -d 'Check one feature: exit 0 present, 1 missing, 2 unknown name; \'list\' prints the names'
 
 # wpckpt dump
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -s h -l help -d 'Print this help message and exit'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -s t -l tree -x -a '(__fish_complete_pids)' -d 'Pid of the cooperating process'
-complete -c wpckpt -n '__fish_seen_subcommand_from dump' -s D -l images-dir -x -a '(__fish_complete_directories)' -d 'Directory of the new image (must not exist)'
-complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l prev-images-dir -x -a '(__fish_complete_directories)' -d 'Parent image (a pre-dump of the same process)'
+complete -c wpckpt -n '__fish_seen_subcommand_from dump' -s D -l images-dir -x -a '(__fish_complete_directories)' -d 'Directory of the new image: new, or an empty directory'
+complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l prev-images-dir -x -a '(__fish_complete_directories)' -d 'Parent image (a pre-dump of the same process), relative to -D unless absolute'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -s R -l leave-running -d 'Resume the process after the dump instead of killing it'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l compress-level -x -d 'zstd level (negative: faster)'
+complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l track-mem -d 'Accepted for CRIU scripts: memory tracking is always on'
+complete -c wpckpt -n '__fish_seen_subcommand_from dump' -s j -l shell-job -d 'The process is a shell job: a terminal on its fd 0-2 is external (always so; see the man page)'
+complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l display-stats -d 'Print CRIU\'s statistics lines at the end'
+complete -c wpckpt -n '__fish_seen_subcommand_from dump' -s o -l log-file -r -F -d 'Write the log to FILE, inside -D unless absolute (as CRIU)'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l json -d 'Print a JSON document'
 
 # wpckpt iterate
@@ -61,15 +66,20 @@ complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -l json -d 'Print on
 # wpckpt merge
 complete -c wpckpt -n '__fish_seen_subcommand_from merge' -s h -l help -d 'Print this help message and exit'
 complete -c wpckpt -n '__fish_seen_subcommand_from merge' -s D -l images-dir -x -a '(__fish_complete_directories)' -d 'Newest image of the chain'
-complete -c wpckpt -n '__fish_seen_subcommand_from merge' -s o -l output -x -a '(__fish_complete_directories)' -d 'Directory of the standalone image (must not exist)'
+complete -c wpckpt -n '__fish_seen_subcommand_from merge' -s o -l output -x -a '(__fish_complete_directories)' -d 'Directory of the standalone image: new, or an empty directory'
 complete -c wpckpt -n '__fish_seen_subcommand_from merge' -l json -d 'Print a JSON document'
 
 # wpckpt pre-dump
 complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -s h -l help -d 'Print this help message and exit'
 complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -s t -l tree -x -a '(__fish_complete_pids)' -d 'Pid of the cooperating process'
-complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -s D -l images-dir -x -a '(__fish_complete_directories)' -d 'Directory of the new image (must not exist)'
-complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -l prev-images-dir -x -a '(__fish_complete_directories)' -d 'Parent image (default: none, a full first iteration)'
+complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -s D -l images-dir -x -a '(__fish_complete_directories)' -d 'Directory of the new image: new, or an empty directory'
+complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -l prev-images-dir -x -a '(__fish_complete_directories)' -d 'Parent image, relative to -D unless absolute (default: none, a full first iteration)'
 complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -l compress-level -x -d 'zstd level (negative: faster)'
+complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -s R -l leave-running -d 'Accepted for CRIU scripts: a pre-dump always leaves the process running'
+complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -l track-mem -d 'Accepted for CRIU scripts: memory tracking is always on'
+complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -s j -l shell-job -d 'Accepted for CRIU scripts: a pre-dump does not capture terminals'
+complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -l display-stats -d 'Print CRIU\'s statistics lines at the end'
+complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -s o -l log-file -r -F -d 'Write the log to FILE, inside -D unless absolute (as CRIU)'
 complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -l json -d 'Print a JSON document'
 
 # wpckpt restore
@@ -78,6 +88,10 @@ complete -c wpckpt -n '__fish_seen_subcommand_from restore' -s D -l images-dir -
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -s d -l restore-detached -d 'Detach: print the pid and exit'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l lazy -d 'Fill memory on demand (userfaultfd MISSING; not supported yet)'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l allow-other-owner -d 'Restore images owned by another user'
+complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l pidfile -r -F -d 'Write the restored process\'s pid to FILE (a new file)'
+complete -c wpckpt -n '__fish_seen_subcommand_from restore' -s j -l shell-job -d 'Give the process this terminal in place of the one it had on fd 0-2; refused if wpckpt\'s fd 0-2 is not a terminal'
+complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l display-stats -d 'Print CRIU\'s statistics lines at the end'
+complete -c wpckpt -n '__fish_seen_subcommand_from restore' -s o -l log-file -r -F -d 'Write the log to FILE, inside -D unless absolute (as CRIU)'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l json -d 'Print a JSON document'
 
 # wpckpt run
