@@ -15,6 +15,9 @@
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
 #include "lib/base/privilege.hpp"
+#include "lib/base/feature.hpp"
+#include "lib/base/uapi/agent_state.hpp"
+#include "lib/probe/features.hpp"
 
 namespace wpckpt::cli {
 namespace {
@@ -56,11 +59,25 @@ std::string preload_with(const std::string& agent) {
   return list + agent;
 }
 
+// The userfaultfd routes the feature switches leave to the agent.
+std::string agent_routes() {
+  std::string routes;
+  for (const auto& [key, route] : {std::pair{"userfaultfd_syscall", uapi::kRouteSyscall},
+                                   std::pair{"userfaultfd_user_mode_only", uapi::kRouteUserModeOnly},
+                                   std::pair{"dev_userfaultfd", uapi::kRouteDev}}) {
+    if (feature_disabled(key)) continue;
+    routes += (routes.empty() ? "" : ",") + std::string(route);
+  }
+  return routes;
+}
+
 int run(const RunOptions& opts) {
+  if (auto needed = probe::require_features("run"); !needed) return report_error(needed.error(), opts.json);
   auto agent = find_agent_library();
   if (!agent) return report_error(agent.error(), opts.json);
   std::string preload = preload_with(agent->string());
   setenv("LD_PRELOAD", preload.c_str(), 1);
+  setenv(uapi::kAgentRoutesEnv, agent_routes().c_str(), 1);
   std::vector<char*> argv;
   for (const std::string& a : opts.command) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);

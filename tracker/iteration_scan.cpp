@@ -82,35 +82,36 @@ void arm(int uffd, VmaQuery& query, ScannedArea& area, bool trust_marks, uint64_
 // WRITTEN only: the kernel's fast path (docs/KERNEL.md §1), about 30x
 // cheaper per page table; its written pages are all read, and the few that
 // were discarded since read back as zeros.
-ScanRequest tracking_request(const ScannedArea& area) {
+ScanRequest tracking_request(const ScannedArea& area, uint64_t return_mask) {
   ScanRequest r;
   r.start = area.vma.start;
   r.end = area.vma.end;
   r.write_protect = true;
   r.check_wp_async = true;
   r.category_mask = uapi::kPageIsWritten;
-  r.return_mask = area.fresh ? kScanReturnMask : uapi::kPageIsWritten;
+  r.return_mask = area.fresh ? return_mask : uapi::kPageIsWritten;
   return r;
 }
 
-ScanRequest present_request(const Vma& v) {
+ScanRequest present_request(const Vma& v, uint64_t return_mask) {
   ScanRequest r;
   r.start = v.start;
   r.end = v.end;
   r.category_anyof_mask = uapi::kPageIsPresent | uapi::kPageIsSwapped;
-  r.return_mask = kScanReturnMask;
+  r.return_mask = return_mask;
   return r;
 }
 
 // Events mode: the tracking scan of an armed area, restricted to the named
 // ranges inside it. Each call re-protects what it reports, like the full one.
 Result<std::vector<PageRegion>> scan_named(PagemapScanner& scanner, const ScannedArea& area,
-                                           const std::vector<AddressRange>& ranges, uint64_t& pages_scanned) {
+                                           const std::vector<AddressRange>& ranges, uint64_t return_mask,
+                                           uint64_t& pages_scanned) {
   std::vector<PageRegion> out;
   auto first = std::upper_bound(ranges.begin(), ranges.end(), area.vma.start,
                                 [](uint64_t a, const AddressRange& r) { return a < r.end; });
   for (auto it = first; it != ranges.end() && it->start < area.vma.end; ++it) {
-    ScanRequest r = tracking_request(area);
+    ScanRequest r = tracking_request(area, return_mask);
     r.start = std::max(it->start, area.vma.start);
     r.end = std::min(it->end, area.vma.end);
     pages_scanned += (r.end - r.start) / kPageSize;
@@ -119,19 +120,20 @@ Result<std::vector<PageRegion>> scan_named(PagemapScanner& scanner, const Scanne
   return out;
 }
 
-Result<void> scan_area(int uffd, VmaQuery& query, PagemapScanner& scanner, ScannedArea& area, uint64_t& registered,
-                       const std::vector<AddressRange>* only_ranges, uint64_t& pages_scanned) {
+Result<void> scan_area(int uffd, VmaQuery& query, PagemapScanner& scanner, ScannedArea& area, uint64_t return_mask,
+                       uint64_t& registered, const std::vector<AddressRange>* only_ranges, uint64_t& pages_scanned) {
   if (area.kind == AreaKind::Tracked) {
     bool named = only_ranges != nullptr && !area.fresh;
     if (!named) pages_scanned += area.vma.size() / kPageSize;
-    auto regions = named ? scan_named(scanner, area, *only_ranges, pages_scanned) : scanner.scan(tracking_request(area));
+    auto regions = named ? scan_named(scanner, area, *only_ranges, return_mask, pages_scanned)
+                         : scanner.scan(tracking_request(area, return_mask));
     if (!regions && regions.error().err == EPERM) {
       // Some VMA in the range lost its registration after we read the maps
       // (munmap+mmap, mremap): register what is there now, take it whole.
       arm_whole(uffd, query, area, "changed during the scan", registered);
       if (area.kind == AreaKind::Tracked) {
         if (named) pages_scanned += area.vma.size() / kPageSize;
-        regions = scanner.scan(tracking_request(area));
+        regions = scanner.scan(tracking_request(area, return_mask));
       }
     }
     if (area.kind == AreaKind::Tracked) {
@@ -142,7 +144,7 @@ Result<void> scan_area(int uffd, VmaQuery& query, PagemapScanner& scanner, Scann
   }
   if (area.kind == AreaKind::PresentOnly) {
     area.fresh = true;
-    WPCKPT_TRY_ASSIGN(area.regions, scanner.scan(present_request(area.vma)));
+    WPCKPT_TRY_ASSIGN(area.regions, scanner.scan(present_request(area.vma, return_mask)));
   }
   if (area.kind == AreaKind::CopiedWhole) area.fresh = true;
   return ok();
@@ -207,7 +209,8 @@ Result<IterationScan> scan_iteration(pid_t pid, int uffd, PagemapScanner& scanne
   // All scans before any copy: each page is re-protected before it is read.
   for (ScannedArea& area : out.areas) {
     uint64_t scanned = 0;
-    WPCKPT_TRY(scan_area(uffd, query, scanner, area, out.areas_registered, options.only_ranges, scanned));
+    WPCKPT_TRY(scan_area(uffd, query, scanner, area, options.return_mask, out.areas_registered, options.only_ranges,
+                         scanned));
     if (area.kind == AreaKind::Tracked) out.pages_scanned += scanned;
   }
   out.scan_calls = scanner.ioctl_calls() - calls_before;

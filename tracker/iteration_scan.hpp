@@ -59,6 +59,8 @@ struct IterationOptions {
   // queue says hold every page written since the last scan. New, changed
   // and untracked areas are handled as always. nullptr: scan everything.
   const std::vector<AddressRange>* only_ranges = nullptr;
+  // Categories a fresh area's scan asks for: kScanReturnMask without what the kernel lacks.
+  uint64_t return_mask = kScanReturnMask;
 };
 
 Result<IterationScan> scan_iteration(pid_t pid, int uffd, PagemapScanner& scanner, const IterationOptions& options);

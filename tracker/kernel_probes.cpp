@@ -162,91 +162,115 @@ ProbeOutcome probe_uffd_missing() {
 }
 
 FeatureProbe api_feature(const char* key, uint64_t bit, const char* description, const char* loss) {
-  return {key, description, loss, false, [bit] { return probe_uffd_api(bit); }};
+  return {key, description, loss, false, [bit] { return probe_uffd_api(bit); }, {}};
 }
+
+// Tracking cannot work without it: pre-dump and dump refuse (check says "REQUIRED").
+void needed_for_checkpoints(FeatureProbe& p) {
+  p.required = true;
+  p.needed_by = {"pre-dump", "dump"};
+}
+
+constexpr const char* kLazyNotBuilt = "nothing yet: lazy restore (restore --lazy) is not built";
 
 }  // namespace
 
 std::vector<FeatureProbe> kernel_probes() {
   std::vector<FeatureProbe> probes;
   probes.push_back({"userfaultfd_syscall", "userfaultfd(2) without UFFD_USER_MODE_ONLY",
-                    "the agent falls back to UFFD_USER_MODE_ONLY or /dev/userfaultfd", false, [] {
+                    "the agent (and restore, re-creating it) use UFFD_USER_MODE_ONLY or /dev/userfaultfd instead",
+                    false, [] {
                       long fd = syscall(kNrUserfaultfd, O_CLOEXEC | O_NONBLOCK);
                       ProbeOutcome o = outcome_of(fd, "userfaultfd(2)");
                       if (fd >= 0) close(static_cast<int>(fd));
                       return o;
                     }});
   probes.push_back({"userfaultfd_user_mode_only", "userfaultfd(2) with UFFD_USER_MODE_ONLY (unprivileged route)",
-                    "unprivileged targets cannot create a userfaultfd", false, [] {
+                    "no unprivileged route: the agent uses userfaultfd(2) or /dev/userfaultfd only", false, [] {
                       long fd = syscall(kNrUserfaultfd, O_CLOEXEC | O_NONBLOCK | kUffdUserModeOnly);
                       ProbeOutcome o = outcome_of(fd, "userfaultfd(2)");
                       if (fd >= 0) close(static_cast<int>(fd));
                       return o;
                     }});
   probes.push_back({"dev_userfaultfd", "/dev/userfaultfd and USERFAULTFD_IOC_NEW",
-                    "no userfaultfd route through the device node", false, [] {
+                    "the agent does not fall back to /dev/userfaultfd", false, [] {
                       UniqueFd dev(::open("/dev/userfaultfd", O_RDWR | O_CLOEXEC));
                       if (!dev) return ProbeOutcome{false, errno_text("open /dev/userfaultfd", errno)};
                       long fd = ioctl(dev.get(), kUserfaultfdIocNew, O_CLOEXEC | O_NONBLOCK);
                       ProbeOutcome o = outcome_of(fd, "USERFAULTFD_IOC_NEW");
                       if (fd >= 0) close(static_cast<int>(fd));
                       return o;
-                    }});
+                    }, {}});
   probes.push_back(api_feature("uffd_wp_async", kFeatWpAsync, "asynchronous write-protect (UFFD_FEATURE_WP_ASYNC)",
-                               "no exact incremental tracking: every pre-dump copies all memory"));
-  probes.back().required = true;
+                               "no tracking: run, pre-dump and dump refuse; restore makes a process that cannot be "
+                               "checkpointed again"));
+  needed_for_checkpoints(probes.back());
+  probes.back().needed_by.push_back("run");
   probes.push_back(api_feature("uffd_wp_unpopulated", kFeatWpUnpopulated,
                                "write-protect markers on untouched pages (WP_UNPOPULATED)",
-                               "first writes to never-touched pages are not tracked"));
+                               "writes to never-touched pages could go unseen: every pre-dump and dump captures "
+                               "every area whole"));
   probes.push_back(api_feature("uffd_wp_hugetlbfs_shmem", kFeatWpHugetlbfsShmem,
                                "write-protect of hugetlbfs and shmem (WP_HUGETLBFS_SHMEM)",
-                               "shared memory is copied whole at every iteration"));
+                               "nothing: wpckpt does not ask for it (shared memory is copied whole at every "
+                               "iteration anyway)"));
   probes.push_back(api_feature("uffd_missing_shmem", kFeatMissingShmem, "MISSING faults on shmem",
-                               "lazy restore cannot serve shared memory on demand"));
+                               kLazyNotBuilt));
   probes.push_back(api_feature("uffd_event_fork", kFeatEventFork, "UFFD_EVENT_FORK (needs CAP_SYS_PTRACE)",
-                               "lazy restore of processes that fork is refused"));
+                               kLazyNotBuilt));
   probes.push_back(api_feature("uffd_event_remap", kFeatEventRemap, "UFFD_EVENT_REMAP",
-                               "lazy restore of processes that mremap is refused"));
+                               kLazyNotBuilt));
   probes.push_back(api_feature("uffd_event_remove", kFeatEventRemove, "UFFD_EVENT_REMOVE",
-                               "lazy restore of processes that discard memory is refused"));
+                               kLazyNotBuilt));
   probes.push_back(api_feature("uffd_event_unmap", kFeatEventUnmap, "UFFD_EVENT_UNMAP",
-                               "lazy restore of processes that munmap is refused"));
-  probes.push_back(api_feature("uffd_move", kFeatMove, "UFFDIO_MOVE", "restore copies pages instead of moving them"));
+                               kLazyNotBuilt));
+  probes.push_back(api_feature("uffd_move", kFeatMove, "UFFDIO_MOVE",
+                               "nothing: restore writes pages through /proc/PID/mem"));
   probes.push_back({"uffd_missing", "MISSING-mode registration and UFFDIO_COPY",
-                    "no lazy restore (restore --lazy)", false, probe_uffd_missing});
+                    kLazyNotBuilt, false, probe_uffd_missing, {}});
   probes.push_back({"pagemap_scan", "the PAGEMAP_SCAN ioctl on /proc/PID/pagemap",
-                    "no scan of written pages: every pre-dump copies all memory", true,
-                    [] { return probe_pagemap_scan_category(kPageIsPresent); }});
+                    "no scan of written pages: pre-dump and dump refuse", true,
+                    [] { return probe_pagemap_scan_category(kPageIsPresent); }, {}});
+  needed_for_checkpoints(probes.back());
   probes.push_back({"pagemap_scan_wp_matching",
                     "async write-protect end to end: a written page is reported exactly and re-protected",
-                    "no exact incremental tracking", true, [] { return probe_wp_async_scan(false); }});
+                    "no exact tracking: pre-dump and dump refuse", true, [] { return probe_wp_async_scan(false); }, {}});
+  needed_for_checkpoints(probes.back());
   probes.push_back({"discarded_pages_written", "MADV_DONTNEED'ed protected pages are reported as written",
-                    "discarded pages are found by comparing present pages between iterations (slower)", false,
-                    [] { return probe_wp_async_scan(true); }});
+                    "a page discarded after a scan would keep its old contents in a delta: every pre-dump and dump "
+                    "captures every area whole", false,
+                    [] { return probe_wp_async_scan(true); }, {}});
   struct Category {
     const char* key;
     uint64_t bit;
     const char* loss;
+    bool needed;  // pre-dump and dump refuse without it
   };
   static const Category categories[] = {
-      {"pagemap_scan_category_wpallowed", kPageIsWpallowed, "areas without async WP cannot be told apart"},
-      {"pagemap_scan_category_written", kPageIsWritten, "no incremental tracking"},
-      {"pagemap_scan_category_file", kPageIsFile, "file pages cannot be told from anonymous ones"},
-      {"pagemap_scan_category_present", kPageIsPresent, "the first dump reads pagemap entry by entry"},
-      {"pagemap_scan_category_swapped", kPageIsSwapped, "swapped pages are read through /proc/PID/pagemap"},
-      {"pagemap_scan_category_pfnzero", kPageIsPfnzero, "zero-page mappings are copied and compared"},
-      {"pagemap_scan_category_huge", kPageIsHuge, "huge pages are not reported as such"},
-      {"pagemap_scan_category_soft_dirty", kPageIsSoftDirty, "none (wpckpt does not use soft-dirty)"},
-      {"pagemap_scan_category_guard", kPageIsGuard, "guard regions are read from smaps and may be dumped as zeros"},
+      {"pagemap_scan_category_wpallowed", kPageIsWpallowed,
+       "new areas cannot be told from tracked ones: pre-dump and dump refuse", true},
+      {"pagemap_scan_category_written", kPageIsWritten, "no scan of written pages: pre-dump and dump refuse", true},
+      {"pagemap_scan_category_file", kPageIsFile, "nothing: wpckpt does not ask for it", false},
+      {"pagemap_scan_category_present", kPageIsPresent, "present pages cannot be found: pre-dump and dump refuse",
+       true},
+      {"pagemap_scan_category_swapped", kPageIsSwapped, "swapped pages cannot be found: pre-dump and dump refuse",
+       true},
+      {"pagemap_scan_category_pfnzero", kPageIsPfnzero,
+       "pages mapped to the shared zero page are read and found zero by the writer (slower)", false},
+      {"pagemap_scan_category_huge", kPageIsHuge, "nothing: wpckpt does not ask for it", false},
+      {"pagemap_scan_category_soft_dirty", kPageIsSoftDirty, "nothing: wpckpt does not use soft-dirty bits", false},
+      {"pagemap_scan_category_guard", kPageIsGuard,
+       "guard regions (MADV_GUARD_INSTALL) are not seen: a dump stores them as zero pages and restore makes them "
+       "ordinary memory", false},
   };
   for (const Category& c : categories) {
     uint64_t bit = c.bit;
     probes.push_back({c.key, "PAGEMAP_SCAN accepts this page category", c.loss, false,
-                      [bit] { return probe_pagemap_scan_category(bit); }});
+                      [bit] { return probe_pagemap_scan_category(bit); }, {}});
+    if (c.needed) needed_for_checkpoints(probes.back());
   }
   probes.push_back({"soft_dirty", "soft-dirty page bits (CONFIG_MEM_SOFT_DIRTY, what CRIU uses)",
-                    "none: wpckpt tracks with async write-protect; only a soft-dirty fallback is lost", false,
-                    probe_soft_dirty});
+                    "nothing: wpckpt tracks with async write-protect", false, probe_soft_dirty, {}});
   return probes;
 }
 

@@ -12,15 +12,15 @@ namespace {
 constexpr size_t kMaxIov = 1024;  // IOV_MAX
 }
 
-Result<PageReader> PageReader::open(pid_t pid, size_t batch_bytes) {
+Result<PageReader> PageReader::open(pid_t pid, size_t batch_bytes, bool use_vm_readv) {
   std::string path = "/proc/" + std::to_string(pid) + "/mem";
   UniqueFd mem(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!mem) return errno_error("open", path);
-  return PageReader(pid, std::move(mem), std::max<size_t>(batch_bytes, kPageSize));
+  return PageReader(pid, std::move(mem), std::max<size_t>(batch_bytes, kPageSize), use_vm_readv);
 }
 
-PageReader::PageReader(pid_t pid, UniqueFd mem, size_t batch_bytes)
-    : pid_(pid), mem_(std::move(mem)), batch_bytes_(batch_bytes / kPageSize * kPageSize) {}
+PageReader::PageReader(pid_t pid, UniqueFd mem, size_t batch_bytes, bool use_vm_readv)
+    : pid_(pid), use_vm_readv_(use_vm_readv), mem_(std::move(mem)), batch_bytes_(batch_bytes / kPageSize * kPageSize) {}
 
 Result<size_t> PageReader::size_buffer(std::span<const PageRun> runs) {
   uint64_t want = 0;
@@ -71,9 +71,12 @@ Result<void> PageReader::read(std::span<const PageRun> runs, const DataFn& fn, c
       }
     }
     local = {buffer_.data(), total};
-    ++stats_.syscalls;
-    ssize_t got = process_vm_readv(pid_, &local, 1, remote, count, 0);
-    if (got < 0 && errno == ESRCH) return errno_error("process_vm_readv", "pid " + std::to_string(pid_));
+    ssize_t got = -1;  // without process_vm_readv, every run goes the /proc/PID/mem way below
+    if (use_vm_readv_) {
+      ++stats_.syscalls;
+      got = process_vm_readv(pid_, &local, 1, remote, count, 0);
+      if (got < 0 && errno == ESRCH) return errno_error("process_vm_readv", "pid " + std::to_string(pid_));
+    }
     size_t good = got < 0 ? 0 : static_cast<size_t>(got) / kPageSize * kPageSize;
     // Hand out what was read, range by range.
     size_t pos = 0;

@@ -36,7 +36,9 @@ struct ReadStats {
 class PageReader {
  public:
   static constexpr size_t kDefaultBatchBytes = 16u << 20;
-  static Result<PageReader> open(pid_t pid, size_t batch_bytes = kDefaultBatchBytes);
+  // use_vm_readv false: everything through /proc/PID/mem (process_vm_readv
+  // switched off or missing), one read per run instead of one per batch.
+  static Result<PageReader> open(pid_t pid, size_t batch_bytes = kDefaultBatchBytes, bool use_vm_readv = true);
 
   // Data for [addr, addr + data.size()); valid only during the call.
   using DataFn = std::function<Result<void>(uint64_t addr, std::span<const std::byte> data)>;
@@ -47,11 +49,12 @@ class PageReader {
   const ReadStats& stats() const { return stats_; }
 
  private:
-  PageReader(pid_t pid, UniqueFd mem, size_t batch_bytes);
+  PageReader(pid_t pid, UniqueFd mem, size_t batch_bytes, bool use_vm_readv);
   Result<size_t> read_fallback(uint64_t addr, std::byte* out, size_t len);
   // Grows buffer_ to what `runs` need, at most batch_bytes_; returns its usable size.
   Result<size_t> size_buffer(std::span<const PageRun> runs);
   pid_t pid_;
+  bool use_vm_readv_ = true;
   UniqueFd mem_;
   size_t batch_bytes_;
   PageBuffer buffer_;

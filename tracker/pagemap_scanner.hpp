@@ -26,10 +26,12 @@ struct ScanRequest {
   uint64_t return_mask = 0;
 };
 
-// What a tracking scan asks back for each written region.
+// What a tracking scan asks back for each written region. The kernel refuses
+// (EINVAL) a category it does not know: a caller drops the optional ones
+// (PFNZERO: zero pages are then read and found zero by the writer; GUARD:
+// guard regions are then not seen) when the kernel lacks them.
 constexpr uint64_t kScanReturnMask = uapi::kPageIsWritten | uapi::kPageIsPresent | uapi::kPageIsSwapped |
-                                     uapi::kPageIsPfnzero | uapi::kPageIsHuge | uapi::kPageIsFile |
-                                     uapi::kPageIsGuard;
+                                     uapi::kPageIsPfnzero | uapi::kPageIsGuard;
 
 class PagemapScanner {
  public:

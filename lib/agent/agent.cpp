@@ -39,18 +39,27 @@ struct Uffd {
 // kernel writes such as read(2), docs/KERNEL.md §2); /dev/userfaultfd.
 Uffd open_uffd() {
   const int flags = O_CLOEXEC | O_NONBLOCK;
-  long fd = syscall(kNrUserfaultfd, flags);
-  if (fd >= 0) return {static_cast<int>(fd), 0, "syscall"};
-  int err = errno;
-  fd = syscall(kNrUserfaultfd, flags | kUffdUserModeOnly);
-  if (fd >= 0) return {static_cast<int>(fd), 0, "user-mode-only"};
-  int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-  if (dev >= 0) {
-    fd = ioctl(dev, kUserfaultfdIocNew, flags);
-    int dev_err = errno;
-    close(dev);
-    if (fd >= 0) return {static_cast<int>(fd), 0, "dev"};
-    err = dev_err;
+  const char* routes = getenv(kAgentRoutesEnv);
+  int err = ENOSYS;  // when no route is allowed
+  if (agent_route_allowed(routes, kRouteSyscall)) {
+    long fd = syscall(kNrUserfaultfd, flags);
+    if (fd >= 0) return {static_cast<int>(fd), 0, kRouteSyscall};
+    err = errno;
+  }
+  if (agent_route_allowed(routes, kRouteUserModeOnly)) {
+    long fd = syscall(kNrUserfaultfd, flags | kUffdUserModeOnly);
+    if (fd >= 0) return {static_cast<int>(fd), 0, kRouteUserModeOnly};
+    if (err == ENOSYS) err = errno;
+  }
+  if (agent_route_allowed(routes, kRouteDev)) {
+    int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+    if (dev >= 0) {
+      long fd = ioctl(dev, kUserfaultfdIocNew, flags);
+      int dev_err = errno;
+      close(dev);
+      if (fd >= 0) return {static_cast<int>(fd), 0, kRouteDev};
+      err = dev_err;
+    }
   }
   return {-1, err, ""};
 }

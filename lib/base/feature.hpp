@@ -20,12 +20,18 @@ struct ProbeOutcome {
 struct FeatureProbe {
   std::string key;          // stable snake_case name, used by --json and --feature
   std::string description;  // one line: what it is
-  std::string loss;         // what the user loses when it is missing
+  std::string loss;         // what the user loses when it is missing: what the verbs really do then
   bool required = false;    // pre-dump/dump cannot work without it
   std::function<ProbeOutcome()> run;
+  // Verbs ("run", "pre-dump", "dump", "restore") that refuse without it,
+  // before touching any process (probe::require_features). Every other verb
+  // works without it: it has a fallback (the loss text says which) or does
+  // not use it.
+  std::vector<std::string> needed_by;
 };
 
-// Tests and users switch probes off to exercise fallback paths:
+// Tests and users switch features off to exercise fallback paths (the verbs
+// then behave as on a kernel without them):
 // WPCKPT_DISABLE_FEATURES=key1,key2 (the CLI's hidden --disable-feature sets it
 // too, so that child processes see the same switches).
 constexpr const char* kDisableFeaturesEnv = "WPCKPT_DISABLE_FEATURES";

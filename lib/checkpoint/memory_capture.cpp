@@ -10,6 +10,7 @@
 #include "lib/base/log.hpp"
 #include "lib/base/uapi/memory.hpp"
 #include "lib/ptrace/may_trace.hpp"
+#include "lib/probe/features.hpp"
 #include "tracker/agent_link.hpp"
 #include "tracker/iteration_scan.hpp"
 #include "tracker/page_reader.hpp"
@@ -44,6 +45,11 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 // Why the parent's delta cannot be trusted, or "" when it can.
 std::string distrust_reason(const image::ImageChain* parent, const tracker::AgentLink& link, uint64_t& parent_ns) {
+  // Kernel behaviour a delta relies on (KERNEL-FACTS section 5): without it
+  // some written pages go unreported, so every iteration is taken whole.
+  for (const char* key : {"uffd_wp_unpopulated", "discarded_pages_written"}) {
+    if (!probe::has_feature(key)) return std::string("feature ") + key + " is missing or switched off (see `wpckpt check`)";
+  }
   if (parent == nullptr) return "first iteration";
   const nlohmann::json& meta = parent->manifest(0).metadata;
   auto it = meta.find("tracking");
@@ -57,6 +63,14 @@ std::string distrust_reason(const image::ImageChain* parent, const tracker::Agen
            std::to_string(link.last_scan()) + "; an iteration after it failed or went elsewhere)";
   parent_ns = t.value("scan_time_ns", uint64_t{0});
   return {};
+}
+
+// The categories a scan may ask for on this kernel (and with these switches).
+uint64_t scan_return_mask() {
+  uint64_t mask = tracker::kScanReturnMask;
+  if (!probe::has_feature("pagemap_scan_category_pfnzero")) mask &= ~uapi::kPageIsPfnzero;
+  if (!probe::has_feature("pagemap_scan_category_guard")) mask &= ~uapi::kPageIsGuard;
+  return mask;
 }
 
 image::MemoryArea memory_area(const ScannedArea& a) {
@@ -175,7 +189,8 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
   WPCKPT_TRY_ASSIGN(tracker::PagemapScanner scanner, tracker::PagemapScanner::open(pid));
   if (options.progress) options.progress("scan", 0, 1);
   tracker::IterationOptions scan_options{.trust_marks = stats.incremental,
-                                         .only_ranges = plan.events ? &plan.ranges : nullptr};
+                                         .only_ranges = plan.events ? &plan.ranges : nullptr,
+                                         .return_mask = scan_return_mask()};
   WPCKPT_TRY_ASSIGN(tracker::IterationScan scan, tracker::scan_iteration(pid, link.uffd(), scanner, scan_options));
   if (options.events) {
     options.events->previous = plan.window;
@@ -211,7 +226,9 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
   writer.set_areas(std::move(areas));
   stats.pages_written = to_copy;
 
-  WPCKPT_TRY_ASSIGN(tracker::PageReader reader, tracker::PageReader::open(pid));
+  WPCKPT_TRY_ASSIGN(tracker::PageReader reader,
+                    tracker::PageReader::open(pid, tracker::PageReader::kDefaultBatchBytes,
+                                              probe::has_feature("process_vm_readv")));
   PageStreamer streamer(writer, reader, stats, options.progress, to_copy);
   for (const PageJob& j : jobs) WPCKPT_TRY(streamer.add(j));
   WPCKPT_TRY(streamer.flush());

@@ -10,6 +10,7 @@
 #include "lib/dump/mapping_capture.hpp"
 #include "lib/dump/process_capture.hpp"
 #include "lib/dump/thread_capture.hpp"
+#include "lib/probe/features.hpp"
 #include "lib/ptrace/freezer.hpp"
 #include "lib/ptrace/may_trace.hpp"
 #include "lib/state/process_state.hpp"
@@ -80,9 +81,11 @@ nlohmann::json report_json(const DumpReport& d) {
 
 Result<DumpReport> dump_process(const DumpRequest& r) {
   DumpReport rep;
-  // Before anything is created or stopped: the user behind wpckpt may
-  // checkpoint the process (lib/ptrace/may_trace.hpp), and a target without a
-  // real agent is refused as it is.
+  // Before anything is created or stopped: a kernel (or switches) without
+  // what a dump needs, a process the user behind wpckpt may not checkpoint
+  // (lib/ptrace/may_trace.hpp), or a target without a real agent, is refused
+  // as it is.
+  WPCKPT_TRY(probe::require_features("dump"));
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
   WPCKPT_TRY(tracker::AgentLink::attach(r.pid));
   std::unique_ptr<image::ImageChain> parent;

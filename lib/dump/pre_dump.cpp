@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "lib/ptrace/may_trace.hpp"
+#include "lib/probe/features.hpp"
 #include "tracker/agent_link.hpp"
 
 namespace wpckpt::dump {
@@ -12,9 +13,10 @@ Result<PreDumpReport> pre_dump_process(const PreDumpRequest& r) {
   auto t0 = std::chrono::steady_clock::now();
   if (r.pid <= 0) return make_error(EINVAL, "pre-dump", "pid " + std::to_string(r.pid)).with_hint("give the pid of a running process");
   PreDumpReport rep;
-  // Before the image directory is created: the user behind wpckpt may
-  // checkpoint the process (lib/ptrace/may_trace.hpp), and a target without a
-  // real agent is refused.
+  // Before the image directory is created: a kernel (or switches) without
+  // what tracking needs, a process the user behind wpckpt may not checkpoint
+  // (lib/ptrace/may_trace.hpp), or a target without a real agent, is refused.
+  WPCKPT_TRY(probe::require_features("pre-dump"));
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
   WPCKPT_TRY(tracker::AgentLink::attach(r.pid));
   std::unique_ptr<image::ImageChain> parent;

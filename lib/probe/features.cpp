@@ -1,5 +1,6 @@
 #include "lib/probe/features.hpp"
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 
@@ -39,7 +40,7 @@ std::optional<FeatureStatus> feature(std::string_view key) {
   if (auto it = r.cache.find(key); it != r.cache.end()) return it->second;
   for (const FeatureProbe& p : r.probes) {
     if (p.key != key) continue;
-    FeatureStatus s{p.key, p.description, p.loss, p.required, false, false, {}};
+    FeatureStatus s{p.key, p.description, p.loss, p.required, false, false, {}, p.needed_by};
     if (feature_disabled(p.key)) {
       s.disabled = true;
       s.detail = std::string("switched off by ") + kDisableFeaturesEnv;
@@ -63,6 +64,23 @@ std::vector<FeatureStatus> all_features() {
 bool has_feature(std::string_view key) {
   auto s = feature(key);
   return s && s->present;
+}
+
+Result<void> require_features(std::string_view verb) {
+  std::vector<std::string> needed;  // only these are probed: the rest cost the verb nothing
+  {
+    Registry& r = registry();
+    for (const FeatureProbe& p : r.probes)
+      if (std::find(p.needed_by.begin(), p.needed_by.end(), verb) != p.needed_by.end()) needed.push_back(p.key);
+  }
+  for (const std::string& key : needed) {
+    std::optional<FeatureStatus> s = feature(key);
+    if (!s || s->present) continue;
+    return make_error(ENOTSUP, std::string(verb),
+                      "needs feature " + key + ", " + (s->disabled ? s->detail : "missing (" + s->detail + ")"))
+        .with_hint("without " + key + ": " + s->loss + "; see `wpckpt check`");
+  }
+  return ok();
 }
 
 }  // namespace wpckpt::probe

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "lib/base/feature.hpp"
+#include "lib/base/result.hpp"
 
 namespace wpckpt::probe {
 
@@ -17,6 +18,7 @@ struct FeatureStatus {
   bool present = false;
   bool disabled = false;  // switched off by WPCKPT_DISABLE_FEATURES
   std::string detail;
+  std::vector<std::string> needed_by;  // verbs that refuse without it
 };
 
 // Every known feature key, in display order.
@@ -27,5 +29,9 @@ std::optional<FeatureStatus> feature(std::string_view key);
 std::vector<FeatureStatus> all_features();
 // Convenience for code paths that choose a fallback.
 bool has_feature(std::string_view key);
+// Fails, naming the first missing (or switched-off) feature that `verb`
+// needs, with the loss text `wpckpt check` prints for it. Verbs call it
+// before they touch a process or create anything.
+Result<void> require_features(std::string_view verb);
 
 }  // namespace wpckpt::probe

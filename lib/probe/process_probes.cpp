@@ -148,21 +148,22 @@ ProbeOutcome probe_bpf(uint32_t prog_type) {
 
 std::vector<FeatureProbe> process_probes() {
   std::vector<FeatureProbe> probes;
-  probes.push_back({"pidfd_open", "pidfd_open(2)", "the tool cannot take the agent's uffd with pidfd_getfd", true, [] {
+  probes.push_back({"pidfd_open", "pidfd_open(2)",
+                    "the tool cannot reach the agent's userfaultfd: pre-dump and dump refuse", true, [] {
                       long fd = syscall(kNrPidfdOpen, getpid(), 0);
                       ProbeOutcome o = outcome_of(fd, "pidfd_open");
                       if (fd >= 0) close(static_cast<int>(fd));
                       return o;
-                    }});
+                    }, {"pre-dump", "dump"}});
   probes.push_back({"pidfd_getfd", "pidfd_getfd(2): copy a descriptor out of another process",
-                    "the agent must pass its uffd over a unix socket instead", false, [] {
+                    "the tool cannot take a copy of the agent's userfaultfd: pre-dump and dump refuse", true, [] {
                       UniqueFd pidfd(static_cast<int>(syscall(kNrPidfdOpen, getpid(), 0)));
                       if (!pidfd) return ProbeOutcome{false, errno_text("pidfd_open", errno)};
                       long fd = syscall(kNrPidfdGetfd, pidfd.get(), pidfd.get(), 0);
                       ProbeOutcome o = outcome_of(fd, "pidfd_getfd");
                       if (fd >= 0) close(static_cast<int>(fd));
                       return o;
-                    }});
+                    }, {"pre-dump", "dump"}});
   probes.push_back({"process_vm_readv", "process_vm_readv(2)", "pages are read through /proc/PID/mem (slower)", false,
                     [] {
                       char src[64] = "wpckpt", dst[64] = {};
@@ -172,19 +173,21 @@ std::vector<FeatureProbe> process_probes() {
                       if (std::strcmp(dst, "wpckpt") != 0) return ProbeOutcome{false, "read back wrong bytes"};
                       return ProbeOutcome{true, "ok"};
                     }});
-  probes.push_back({"ptrace_seize", "PTRACE_SEIZE + PTRACE_INTERRUPT of a child", "no freeze: no dump, no restore", true,
-                    [] { return with_seized_child([](pid_t) { return ProbeOutcome{true, "ok"}; }); }});
+  probes.push_back({"ptrace_seize", "PTRACE_SEIZE + PTRACE_INTERRUPT of a child",
+                    "no freeze, no syscall injection: dump and restore refuse", true,
+                    [] { return with_seized_child([](pid_t) { return ProbeOutcome{true, "ok"}; }); },
+                    {"dump", "restore"}});
   probes.push_back({"ptrace_rseq_configuration", "PTRACE_GET_RSEQ_CONFIGURATION",
-                    "rseq registrations are not saved; restored threads re-register through glibc only", false, [] {
+                    "the threads' rseq registrations cannot be read: dump and restore refuse", false, [] {
                       return with_seized_child([](pid_t pid) {
                         PtraceRseqConfiguration conf{};
                         long rc = ptrace(static_cast<__ptrace_request>(kPtraceGetRseqConfiguration), pid,
                                          reinterpret_cast<void*>(sizeof conf), &conf);
                         return outcome_of(rc, "PTRACE_GET_RSEQ_CONFIGURATION");
                       });
-                    }});
+                    }, {"dump", "restore"}});
   probes.push_back({"clone3_set_tid", "clone3(2) with set_tid (restore with the same pid)",
-                    "restore cannot give the process its old pid", false, [] {
+                    "restore cannot give the process its old pid: it refuses", false, [] {
                       // Ask for our own pid: a kernel that supports set_tid and lets us
                       // use it answers EEXIST; no process is ever created.
                       pid_t wanted = getpid();
@@ -200,25 +203,26 @@ std::vector<FeatureProbe> process_probes() {
                       }
                       if (errno == EEXIST) return ProbeOutcome{true, "ok (EEXIST for a pid in use)"};
                       return outcome_of(-1, "clone3(set_tid)");
-                    }});
+                    }, {"restore"}});
   probes.push_back({"pr_set_mm_map", "prctl(PR_SET_MM, PR_SET_MM_MAP)",
-                    "restore cannot set brk, arg/env and auxv of the process", false,
-                    [] { return in_child("PR_SET_MM_MAP", set_mm_map_identity); }});
+                    "restore cannot set brk, arg/env, auxv and the executable of the process: it refuses", false,
+                    [] { return in_child("PR_SET_MM_MAP", set_mm_map_identity); }, {"restore"}});
   probes.push_back({"cap_checkpoint_restore", "CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN in the effective set",
-                    "restore cannot choose pids or replace /proc/PID/exe", false, [] {
+                    "restore cannot choose pids or replace /proc/PID/exe: it refuses", false, [] {
                       bool ok = has_effective_capability(kCapCheckpointRestore) || has_effective_capability(kCapSysAdmin);
                       return ProbeOutcome{ok, ok ? "ok" : "capability not in the effective set"};
-                    }});
+                    }, {"restore"}});
   probes.push_back({"cap_sys_resource", "CAP_SYS_RESOURCE in the effective set",
-                    "restore cannot raise a hard rlimit above its current value", false, [] {
+                    "restore cannot raise a hard rlimit above its current value (it keeps the current one and warns)",
+                    false, [] {
                       bool ok = has_effective_capability(kCapSysResource);
                       return ProbeOutcome{ok, ok ? "ok" : "capability not in the effective set"};
                     }});
   probes.push_back({"bpf_prog_load", "loading a BPF program (socket filter)",
-                    "no BPF event queue (dirty rate is computed per scan instead)", false,
+                    "nothing by itself: the BPF event queue is feature bpf_fault_events", false,
                     [] { return probe_bpf(BPF_PROG_TYPE_SOCKET_FILTER); }});
   probes.push_back({"bpf_tracing", "loading a BPF tracepoint program",
-                    "no live dirty-rate or area-change events from BPF", false,
+                    "nothing by itself: the BPF event queue is feature bpf_fault_events", false,
                     [] { return probe_bpf(BPF_PROG_TYPE_TRACEPOINT); }});
   return probes;
 }

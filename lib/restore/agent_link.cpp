@@ -9,6 +9,7 @@
 
 #include "lib/base/uapi/agent_state.hpp"
 #include "lib/base/uapi/userfaultfd.hpp"
+#include "lib/probe/features.hpp"
 
 namespace wpckpt::restore {
 
@@ -20,13 +21,21 @@ Result<void> recreate_agent_link(ptrace::Injector& inj, const state::ProcessStat
   const auto& t = state.tracking;
   if (!t.is_object() || !t.contains("uffd_fd") || !t["uffd_fd"].is_number_integer()) return ok();
   const int uffd_number = t["uffd_fd"].get<int>();
+  if (!probe::has_feature("uffd_wp_async"))
+    return make_error(ENOTSUP, "re-create the agent's userfaultfd", "uffd_wp_async is missing or switched off");
+  // The agent's routes that exist here (and are not switched off), in its order.
   const int flags = O_CLOEXEC | O_NONBLOCK;
-  const char* route = "syscall";
-  WPCKPT_TRY_ASSIGN(long got, inj.syscall(uapi::kNrUserfaultfd, flags));
-  if (got < 0) {
-    route = "user-mode-only";
-    WPCKPT_TRY_ASSIGN(got, inj.checked_syscall("userfaultfd", kInRestored, uapi::kNrUserfaultfd, flags | uapi::kUffdUserModeOnly));
+  const char* route = nullptr;
+  long got = -ENOSYS;
+  if (probe::has_feature("userfaultfd_syscall")) {
+    route = uapi::kRouteSyscall;
+    WPCKPT_TRY_ASSIGN(got, inj.syscall(uapi::kNrUserfaultfd, flags));
   }
+  if (got < 0 && probe::has_feature("userfaultfd_user_mode_only")) {
+    route = uapi::kRouteUserModeOnly;
+    WPCKPT_TRY_ASSIGN(got, inj.syscall(uapi::kNrUserfaultfd, flags | uapi::kUffdUserModeOnly));
+  }
+  if (got < 0) return make_error(static_cast<int>(-got), "userfaultfd", kInRestored);
   uapi::UffdioApi api{uapi::kUffdApi, uapi::kFeatWpAsync, 0};
   WPCKPT_TRY(inj.write(inj.data(), &api, sizeof api));
   WPCKPT_TRY(inj.checked_syscall("UFFDIO_API", kInRestored, SYS_ioctl, static_cast<uint64_t>(got), uapi::kUffdioApi, inj.data()));

@@ -19,6 +19,7 @@
 
 #include "lib/probe/capabilities.hpp"
 #include "lib/restore/file_open.hpp"
+#include "lib/probe/features.hpp"
 #include "lib/restore/validate.hpp"
 #include "lib/state/json_fields.hpp"
 #include "lib/base/uapi/process.hpp"
@@ -225,7 +226,7 @@ void plan_limits(const state::ProcessState& state, ChildPlan& plan, std::vector<
   static const char* names[] = {"CPU",     "FSIZE",   "DATA",  "STACK",  "CORE",       "RSS",
                                 "NPROC",   "NOFILE",  "MEMLOCK", "AS",   "LOCKS",      "SIGPENDING",
                                 "MSGQUEUE", "NICE",   "RTPRIO", "RTTIME"};
-  bool can_raise = probe::has_effective_capability(uapi::kCapSysResource);
+  bool can_raise = probe::has_feature("cap_sys_resource");  // switchable: the warning path is testable
   for (const auto& l : state.rlimits) {
     if (l.resource < 0 || l.resource >= RLIM_NLIMITS) continue;
     rlimit now{};

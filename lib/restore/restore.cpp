@@ -17,6 +17,7 @@
 #include "dump-format/image.hpp"
 #include "lib/base/log.hpp"
 #include "lib/base/uapi/process.hpp"
+#include "lib/probe/features.hpp"
 #include "lib/ptrace/injector.hpp"
 #include "lib/ptrace/regs.hpp"
 #include "lib/ptrace/stop.hpp"
@@ -145,6 +146,7 @@ Result<void> close_in_child(ptrace::Injector& inj, const std::vector<int>& fds) 
 Result<RestoreReport> restore_process(const std::filesystem::path& dir, const RestoreOptions& options) {
   auto t0 = std::chrono::steady_clock::now();
   RestoreReport report;
+  WPCKPT_TRY(probe::require_features("restore"));
   image::OpenOptions open_options;
   open_options.allow_other_owner = options.allow_other_owner;
   WPCKPT_TRY_ASSIGN(auto chain, image::ImageChain::open(dir, open_options));

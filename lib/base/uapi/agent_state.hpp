@@ -50,6 +50,28 @@ struct AgentState {
 };
 static_assert(sizeof(AgentState) <= kAgentStateSize);
 
+// How the agent got its userfaultfd (AgentState::route), most capable first.
+constexpr const char* kRouteSyscall = "syscall";            // userfaultfd(2)
+constexpr const char* kRouteUserModeOnly = "user-mode-only";  // userfaultfd(2) with UFFD_USER_MODE_ONLY
+constexpr const char* kRouteDev = "dev";                    // /dev/userfaultfd
+// The routes the agent may try, comma separated (unset: all). `wpckpt run`
+// sets it from the feature switches, so that the agent behaves as on a
+// kernel without the routes switched off.
+constexpr const char* kAgentRoutesEnv = "WPCKPT_AGENT_ROUTES";
+
+inline bool agent_route_allowed(const char* routes, const char* route) {
+  if (routes == nullptr) return true;
+  size_t len = strlen(route);
+  for (const char* p = routes; *p != '\0';) {
+    const char* end = strchr(p, ',');
+    size_t n = end ? static_cast<size_t>(end - p) : strlen(p);
+    if (n == len && strncmp(p, route, len) == 0) return true;
+    if (end == nullptr) break;
+    p = end + 1;
+  }
+  return false;
+}
+
 // The memfd is sealed against shrinking and growing (and further seal
 // changes): the tool maps the page, and a truncation would make its reads
 // fault (SIGBUS). The tool refuses a page without these seals.
