@@ -1,9 +1,12 @@
 #include "tracker/kernel_probes.hpp"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -81,7 +84,57 @@ long scan(int pagemap, char* start, size_t len, uint64_t flags, uint64_t mask, P
 // Async write-protect end to end: register, protect, write one page, and a
 // PAGEMAP_SCAN with WP matching reports exactly that page, then nothing.
 // With discard=true, the checked page is MADV_DONTNEED'ed instead of written.
-ProbeOutcome probe_wp_async_scan(bool discard) {
+// Runs `body` with an open /proc/self/pagemap. A wpckpt with file
+// capabilities (setcap) is not dumpable, so its /proc/self files belong to
+// root and its own user cannot open them: then the body runs in a child that
+// first gives up every capability and only then becomes dumpable (a plain
+// process of the same user, nothing for others to take over), and reports
+// back through a pipe.
+template <typename Body>
+ProbeOutcome with_own_pagemap(Body body) {
+  if (prctl(PR_GET_DUMPABLE) == 1) {
+    UniqueFd pagemap(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+    if (!pagemap) return {false, errno_text("open /proc/self/pagemap", errno)};
+    return body(pagemap.get());
+  }
+  int ends[2];
+  if (pipe2(ends, O_CLOEXEC) != 0) return {false, errno_text("pipe2", errno)};
+  UniqueFd rd(ends[0]), wr(ends[1]);
+  pid_t pid = fork();
+  if (pid < 0) return {false, errno_text("fork", errno)};
+  if (pid == 0) {
+    rd = UniqueFd();
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct none[2]{};
+    ProbeOutcome o;
+    if (syscall(SYS_capset, &header, none) != 0) {
+      o = {false, errno_text("capset (drop all)", errno)};
+    } else if (prctl(PR_SET_DUMPABLE, 1) != 0) {
+      o = {false, errno_text("PR_SET_DUMPABLE", errno)};
+    } else {
+      UniqueFd pagemap(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+      o = pagemap ? body(pagemap.get()) : ProbeOutcome{false, errno_text("open /proc/self/pagemap", errno)};
+    }
+    std::string msg = (o.present ? "1" : "0") + o.detail;
+    ssize_t n = write(wr.get(), msg.data(), msg.size());
+    _exit(n == static_cast<ssize_t>(msg.size()) ? 0 : 1);
+  }
+  wr = UniqueFd();
+  std::string msg;
+  char buf[256];
+  for (ssize_t n; (n = read(rd.get(), buf, sizeof buf)) > 0;) msg.append(buf, static_cast<size_t>(n));
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (msg.empty() || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return {false, "the pagemap probe child failed"};
+  return {msg[0] == '1', msg.substr(1)};
+}
+
+// Async write-protect end to end on a scratch mapping: the written (or
+// discarded) third page, and only it, is reported, then no longer after
+// re-protection. Everything happens in one process: a fork would drop the
+// registration from the child's copy.
+ProbeOutcome wp_async_scan(int pagemap, bool discard) {
   UniqueFd uffd = open_any_uffd();
   if (!uffd) return {false, errno_text("userfaultfd", errno)};
   UffdioApi api{kUffdApi, kFeatWpAsync, 0};
@@ -95,8 +148,6 @@ ProbeOutcome probe_wp_async_scan(bool discard) {
   if (ioctl(uffd.get(), kUffdioRegister, &reg) != 0) return {false, errno_text("UFFDIO_REGISTER", errno)};
   UffdioWriteprotect wp{{reinterpret_cast<uint64_t>(mem.addr), mem.len}, kWriteprotectModeWp};
   if (ioctl(uffd.get(), kUffdioWriteprotect, &wp) != 0) return {false, errno_text("UFFDIO_WRITEPROTECT", errno)};
-  UniqueFd pagemap(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
-  if (!pagemap) return {false, errno_text("open /proc/self/pagemap", errno)};
 
   char* target = mem.addr + 2 * ScratchMapping::kPage;
   if (discard) {
@@ -105,7 +156,7 @@ ProbeOutcome probe_wp_async_scan(bool discard) {
     *reinterpret_cast<volatile char*>(target) = 2;
   }
   PageRegion vec[8];
-  long n = scan(pagemap.get(), mem.addr, mem.len, kPmScanWpMatching | kPmScanCheckWpasync,
+  long n = scan(pagemap, mem.addr, mem.len, kPmScanWpMatching | kPmScanCheckWpasync,
                 kPageIsWritten, vec, 8);
   if (n < 0) return {false, errno_text("PAGEMAP_SCAN", errno)};
   bool exact = n == 1 && vec[0].start == reinterpret_cast<uint64_t>(target) &&
@@ -114,34 +165,38 @@ ProbeOutcome probe_wp_async_scan(bool discard) {
     return {false, discard ? "a discarded page is not reported as written (compare present sets instead)"
                            : "the written page was not reported exactly (" + std::to_string(n) + " regions)"};
   }
-  long again = scan(pagemap.get(), mem.addr, mem.len, kPmScanWpMatching, kPageIsWritten, vec, 8);
+  long again = scan(pagemap, mem.addr, mem.len, kPmScanWpMatching, kPageIsWritten, vec, 8);
   if (again != 0) return {false, "pages stay reported after re-protection"};
   return {true, "ok"};
 }
 
+ProbeOutcome probe_wp_async_scan(bool discard) {
+  return with_own_pagemap([discard](int pagemap) { return wp_async_scan(pagemap, discard); });
+}
+
 ProbeOutcome probe_pagemap_scan_category(uint64_t category) {
-  UniqueFd pagemap(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
-  if (!pagemap) return {false, errno_text("open /proc/self/pagemap", errno)};
-  ScratchMapping mem(1);
-  if (!mem.addr) return {false, errno_text("mmap", errno)};
-  PageRegion vec[1];
-  return outcome_of(scan(pagemap.get(), mem.addr, mem.len, 0, category, vec, 1), "PAGEMAP_SCAN");
+  return with_own_pagemap([category](int pagemap) {
+    ScratchMapping mem(1);
+    if (!mem.addr) return ProbeOutcome{false, errno_text("mmap", errno)};
+    PageRegion vec[1];
+    return outcome_of(scan(pagemap, mem.addr, mem.len, 0, category, vec, 1), "PAGEMAP_SCAN");
+  });
 }
 
 // A freshly written page carries the soft-dirty bit (pagemap bit 55) only on
 // kernels built with CONFIG_MEM_SOFT_DIRTY.
 ProbeOutcome probe_soft_dirty() {
-  ScratchMapping mem(1);
-  if (!mem.addr) return {false, errno_text("mmap", errno)};
-  *reinterpret_cast<volatile char*>(mem.addr) = 1;
-  UniqueFd pagemap(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
-  if (!pagemap) return {false, errno_text("open /proc/self/pagemap", errno)};
-  uint64_t entry = 0;
-  off_t off = static_cast<off_t>(reinterpret_cast<uint64_t>(mem.addr) / ScratchMapping::kPage * 8);
-  if (pread(pagemap.get(), &entry, sizeof entry, off) != sizeof entry) return {false, errno_text("pread pagemap", errno)};
-  if (!(entry & kPagemapPresent)) return {false, "page not present after a write"};
-  if (!(entry & kPagemapSoftDirty)) return {false, "written page has no soft-dirty bit (CONFIG_MEM_SOFT_DIRTY=n)"};
-  return {true, "ok"};
+  return with_own_pagemap([](int pagemap) -> ProbeOutcome {
+    ScratchMapping mem(1);
+    if (!mem.addr) return {false, errno_text("mmap", errno)};
+    *reinterpret_cast<volatile char*>(mem.addr) = 1;
+    uint64_t entry = 0;
+    off_t off = static_cast<off_t>(reinterpret_cast<uint64_t>(mem.addr) / ScratchMapping::kPage * 8);
+    if (pread(pagemap, &entry, sizeof entry, off) != sizeof entry) return {false, errno_text("pread pagemap", errno)};
+    if (!(entry & kPagemapPresent)) return {false, "page not present after a write"};
+    if (!(entry & kPagemapSoftDirty)) return {false, "written page has no soft-dirty bit (CONFIG_MEM_SOFT_DIRTY=n)"};
+    return {true, "ok"};
+  });
 }
 
 // MISSING mode end to end: register a page, fill it with UFFDIO_COPY.

@@ -85,8 +85,8 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   // what a dump needs, a process the user behind wpckpt may not checkpoint
   // (lib/ptrace/may_trace.hpp), or a target without a real agent, is refused
   // as it is.
-  WPCKPT_TRY(probe::require_features("dump"));
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
+  WPCKPT_TRY(probe::require_features("dump"));
   WPCKPT_TRY(tracker::AgentLink::attach(r.pid));
   std::unique_ptr<image::ImageChain> parent;
   if (r.prev_images_dir) {

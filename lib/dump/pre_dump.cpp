@@ -16,8 +16,8 @@ Result<PreDumpReport> pre_dump_process(const PreDumpRequest& r) {
   // Before the image directory is created: a kernel (or switches) without
   // what tracking needs, a process the user behind wpckpt may not checkpoint
   // (lib/ptrace/may_trace.hpp), or a target without a real agent, is refused.
-  WPCKPT_TRY(probe::require_features("pre-dump"));
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
+  WPCKPT_TRY(probe::require_features("pre-dump"));
   WPCKPT_TRY(tracker::AgentLink::attach(r.pid));
   std::unique_ptr<image::ImageChain> parent;
   if (r.prev_images_dir) {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -60,7 +61,12 @@ int main(int argc, char** argv) {
   printf("READY %d\n", getpid());
   fflush(stdout);
   if (threads == 0) {
-    while (!got_usr1) pause();
+    /* Not pause(): a SIGUSR1 handled just before it (e.g. right after the
+     * restore, before the restarted call) would leave it waiting forever. */
+    while (!got_usr1) {
+      struct timespec ts = {0, 10 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
   } else {
     uint64_t seen = 0;
     while (!got_usr1) {
