@@ -47,7 +47,7 @@ void craft(const fs::path& image, Edit edit) {
   std::string text = read_file(state_path);
   auto st = state::parse(std::as_bytes(std::span(text.data(), text.size())));
   ASSERT_TRUE(st) << st.error().message();
-  edit(st->creds);
+  edit(*st);
   auto serialized = state::serialize(*st);
   ASSERT_TRUE(serialized) << serialized.error().message();
   const std::string changed = *serialized;
@@ -138,15 +138,37 @@ TEST(RestoreCredentials, AnotherUsersImageIsRestoredWithThatUsersCredentials) {
   // Crafted images: more than the user could have had.
   struct Claim {
     const char* name;
-    std::function<void(state::Credentials&)> edit;
+    std::function<void(state::ProcessState&)> edit;
     std::string message;
   };
+  // A file only root may write, with the identity a crafted image would
+  // record for it (anyone can stat it).
+  const fs::path secret = dir.path() / "root-only";
+  std::ofstream(secret) << "root's\n";
+  ASSERT_EQ(0, ::chmod(secret.c_str(), 0600));
+  struct stat secret_st {};
+  ASSERT_EQ(0, ::stat(secret.c_str(), &secret_st));
   const std::vector<Claim> claims = {
-      {"uid0", [](state::Credentials& c) { c.uid = c.euid = c.suid = c.fsuid = 0; },
+      {"uid0", [](state::ProcessState& s) { s.creds.uid = s.creds.euid = s.creds.suid = s.creds.fsuid = 0; },
        "records uid 0 in an image owned by uid " + std::to_string(user.uid())},
-      {"gid0", [](state::Credentials& c) { c.groups.push_back(0); }, "records gid 0, not a group of uid"},
-      {"caps", [](state::Credentials& c) { c.cap_effective = c.cap_permitted = 1ull << 21; },
+      {"gid0", [](state::ProcessState& s) { s.creds.groups.push_back(0); }, "records gid 0, not a group of uid"},
+      {"caps", [](state::ProcessState& s) { s.creds.cap_effective = s.creds.cap_permitted = 1ull << 21; },
        "capabilities 0000000000200000 for an unprivileged user"},
+      // The user's own credentials, but its stdout now names root's file:
+      // restore opens it as the user, which the kernel refuses.
+      {"redirect",
+       [&](state::ProcessState& s) {
+         for (state::FdState& f : s.fds) {
+           if (f.fd != 1 || !f.file) continue;
+           f.file->path = secret.string();
+           f.file->dev = secret_st.st_dev;
+           f.file->inode = secret_st.st_ino;
+           f.file->size = static_cast<uint64_t>(secret_st.st_size);
+           f.file->mtime_ns = static_cast<int64_t>(secret_st.st_mtim.tv_sec) * 1000000000 + secret_st.st_mtim.tv_nsec;
+           f.pos = 0;
+         }
+       },
+       "reopen " + secret.string()},
   };
   for (const Claim& claim : claims) {
     const fs::path crafted = home / claim.name;
@@ -156,9 +178,14 @@ TEST(RestoreCredentials, AnotherUsersImageIsRestoredWithThatUsersCredentials) {
     auto r = run_wpckpt({"restore", "-D", crafted.string(), "--allow-other-owner"});
     EXPECT_NE(r.exit_code, 0) << claim.name;
     EXPECT_NE(r.err.find(claim.message), std::string::npos) << claim.name << ": " << r.err;
+    if (std::string(claim.name) == "redirect") {
+      EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+      EXPECT_NE(r.err.find("restore refuses what its owner could not do"), std::string::npos) << r.err;
+    }
     EXPECT_TRUE(pid_gone(pid)) << claim.name << ": a process was created";
     KillByPid cleanup{pid_gone(pid) ? -1 : pid};
   }
+  EXPECT_EQ(read_file(secret), "root's\n");
 }
 
 // A user restores its own image with a setcap copy of wpckpt (the setup
