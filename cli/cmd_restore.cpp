@@ -43,7 +43,7 @@ Result<void> check_shell_job(const RestoreOptions& opts) {
   WPCKPT_TRY_ASSIGN(auto bytes, chain->read_file(state::kProcessStateFile));
   WPCKPT_TRY_ASSIGN(state::ProcessState st, state::parse(bytes));
   for (const state::FdState& f : st.fds) {
-    if (f.fd > 2 || f.kind != "tty" || ::isatty(f.fd)) continue;
+    if (f.fd > 2 || f.kind != state::FdKind::Tty || ::isatty(f.fd)) continue;
     std::string n = std::to_string(f.fd);
     return make_error(ENOTTY, "restore --shell-job",
                       "fd " + n + " of the process was a terminal" + (f.file ? " (" + f.file->path + ")" : "") +

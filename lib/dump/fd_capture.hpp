@@ -7,7 +7,8 @@
 //
 // The agent's userfaultfd and state memfd are not listed: their numbers go
 // to `tracking` (restore re-creates them). Any other kind (sockets, for now)
-// fails the capture with an error naming the fd and its kind.
+// fails the capture with an error naming the fd and its kind. What each kind
+// records is its handler's (lib/fds/fd_handler.hpp).
 #pragma once
 
 #include <sys/types.h>

@@ -17,6 +17,7 @@
 #include "dump-format/image.hpp"
 #include "lib/base/log.hpp"
 #include "lib/base/uapi/process.hpp"
+#include "lib/fds/recorded_file.hpp"
 #include "lib/probe/features.hpp"
 #include "lib/ptrace/injector.hpp"
 #include "lib/ptrace/regs.hpp"
@@ -25,13 +26,14 @@
 #include "lib/restore/agent_link.hpp"
 #include "lib/restore/child_plan.hpp"
 #include "lib/restore/credentials.hpp"
-#include "lib/restore/file_open.hpp"
 #include "lib/restore/memory_fill.hpp"
 #include "lib/restore/spawn.hpp"
 #include "lib/restore/threads.hpp"
 #include "lib/restore/validate.hpp"
 
 namespace wpckpt::restore {
+
+using fds::RecordedFile;
 
 namespace {
 
@@ -68,7 +70,7 @@ Result<MappingFiles> open_mapping_files(const state::ProcessState& st, ChildPlan
     want.identity = &*m->file;
     want.what = "mapped file";
     want.content_matters = true;  // the mapping shows its bytes
-    auto fd = open_recorded(want, writable[path] ? O_RDWR : O_RDONLY);
+    auto fd = fds::open_recorded(want, writable[path] ? O_RDWR : O_RDONLY);
     if (!fd) {
       if (m->kind == tracker::MemoryKind::Shmem) continue;  // recreated as shared anonymous memory, contents from the image
       return std::move(fd).error();
@@ -82,7 +84,7 @@ Result<MappingFiles> open_mapping_files(const state::ProcessState& st, ChildPlan
     want.type = S_IFREG;
     want.what = "executable";
     want.content_matters = true;
-    WPCKPT_TRY_ASSIGN(UniqueFd fd, open_recorded(want, O_RDONLY));
+    WPCKPT_TRY_ASSIGN(UniqueFd fd, fds::open_recorded(want, O_RDONLY));
     WPCKPT_TRY_ASSIGN(files.exe_fd, place(fd.release()));
   }
   return files;
@@ -176,10 +178,10 @@ Result<RestoreReport> restore_process(const std::filesystem::path& dir, const Re
   // Every file the image names is opened now, as the image's owner, before anything is created.
   std::vector<UniqueFd> held;
   MappingFiles files;
-  WPCKPT_TRY_ASSIGN(ImageOwner owner, image_owner(chain->dirs().front()));
-  WPCKPT_TRY(as_owner(owner, [&]() -> Result<void> {
-    if (!plan.root.empty()) WPCKPT_TRY(check_directory_access(plan.root, "root directory"));
-    if (!plan.cwd.empty()) WPCKPT_TRY(check_directory_access(plan.cwd, "working directory"));
+  WPCKPT_TRY_ASSIGN(fds::ImageOwner owner, fds::image_owner(chain->dirs().front()));
+  WPCKPT_TRY(fds::as_owner(owner, [&]() -> Result<void> {
+    if (!plan.root.empty()) WPCKPT_TRY(fds::check_directory_access(plan.root, "root directory"));
+    if (!plan.cwd.empty()) WPCKPT_TRY(fds::check_directory_access(plan.cwd, "working directory"));
     WPCKPT_TRY(open_fd_files(plan, held));
     WPCKPT_TRY_ASSIGN(files, open_mapping_files(st, plan, held));
     return ok();

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "lib/fds/recorded_file.hpp"
 #include "lib/base/uapi/process.hpp"
 #include "lib/probe/capabilities.hpp"
 #include "tracker/proc_maps.hpp"
@@ -87,34 +88,6 @@ Result<void> check_capabilities() {
                  "CAP_CHECKPOINT_RESTORE, e.g. setcap cap_checkpoint_restore,cap_sys_ptrace+ep wpckpt");
 }
 
-Result<void> check_file_identity(const state::FileIdentity& want, const struct stat& st, const std::string& what) {
-  // Size and mtime say whether the bytes are the same (a copy with cp -p is
-  // fine, an edit in place is not); without a recorded mtime, the inode.
-  int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-  bool same = want.mtime_ns != 0
-                  ? want.size == static_cast<uint64_t>(st.st_size) && want.mtime_ns == mtime
-                  : want.dev == static_cast<uint64_t>(st.st_dev) && want.inode == static_cast<uint64_t>(st.st_ino);
-  if (same) return ok();
-  std::ostringstream ctx;
-  ctx << want.path << " (" << what << "): recorded dev " << want.dev << " inode " << want.inode << " size "
-      << want.size << ", now dev " << st.st_dev << " inode " << st.st_ino << " size " << st.st_size;
-  return make_error(0, "file changed since the dump:", ctx.str())
-      .with_hint("restoring would map different bytes than the process had; put the original file back");
-}
-
-Result<void> check_same_file(const state::FileIdentity& want, const struct stat& st, const std::string& what) {
-  int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-  bool same_inode = want.dev == static_cast<uint64_t>(st.st_dev) && want.inode == static_cast<uint64_t>(st.st_ino);
-  bool same_bytes = want.mtime_ns != 0 && want.size == static_cast<uint64_t>(st.st_size) && want.mtime_ns == mtime;
-  if (same_inode || same_bytes) return ok();
-  std::ostringstream ctx;
-  ctx << want.path << " is not the file it had at the dump (recorded dev " << want.dev << " inode " << want.inode
-      << " size " << want.size << ", now dev " << st.st_dev << " inode " << st.st_ino << " size " << st.st_size << ")";
-  return make_error(0, what + ":", ctx.str())
-      .with_hint("the file was replaced after the dump; the process would continue on another file at its old "
-                 "offset. Put the original back to restore");
-}
-
 namespace {
 
 Result<void> check_path(const state::FileIdentity& file, const std::string& what) {
@@ -126,7 +99,7 @@ Result<void> check_path(const state::FileIdentity& file, const std::string& what
   if (::stat(file.path.c_str(), &st) != 0) {
     return errno_error("reopen " + what, file.path).with_hint("the file must exist where it was at dump time");
   }
-  return check_file_identity(file, st, what);
+  return fds::check_file_identity(file, st, what);
 }
 
 }  // namespace

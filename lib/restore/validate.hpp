@@ -27,13 +27,6 @@ Result<void> check_ids_free(const state::ProcessState& state);
 // CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN (clone3 set_tid, PR_SET_MM exe).
 Result<void> check_capabilities();
 
-// A file is the one recorded: same device and inode, or same size and mtime.
-Result<void> check_file_identity(const state::FileIdentity& want, const struct stat& st, const std::string& what);
-
-// A file behind a descriptor is the one recorded: same device and inode (it
-// may have grown, as a log does), or else same size and mtime (a faithful copy).
-Result<void> check_same_file(const state::FileIdentity& want, const struct stat& st, const std::string& what);
-
 // Every check above plus the files behind the file mappings and the executable.
 Result<void> validate(const state::ProcessState& state);
 

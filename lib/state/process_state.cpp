@@ -39,6 +39,17 @@ Error field_error(const std::string& where, const std::string& what) {
       .with_hint("process.json is damaged or was not written by wpckpt; restore from another image");
 }
 
+// Kinds travel by name; an unknown name is refused here, not deep in restore.
+Result<void> read_json(const json& j, FdKind& out, const std::string& where) {
+  std::string name;
+  WPCKPT_TRY(read_json(j, name, where));
+  auto kind = fd_kind_from_name(name);
+  if (!kind) return field_error(where, "is '" + name + "', not a kind of descriptor this wpckpt knows");
+  out = *kind;
+  return ok();
+}
+json write_json(FdKind kind) { return fd_kind_name(kind); }
+
 }  // namespace wpckpt::state
 
 // Mapping kinds travel by name; found by argument-dependent lookup from the

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "lib/base/result.hpp"
+#include "lib/state/fd_kind.hpp"
 #include "tracker/memory_kind.hpp"
 
 namespace wpckpt::state {
@@ -112,9 +113,7 @@ struct Mapping {
 struct FdState {
   int fd = 0;
   bool cloexec = false;
-  // "file", "dir", "devnull", "tty", "pipe", "fifo", "eventfd", "epoll",
-  // "signalfd", "timerfd", "memfd"
-  std::string kind;
+  FdKind kind = FdKind::File;  // process.json: its name (fd_kind.hpp)
   int flags = 0;               // O_* status flags from /proc/PID/fdinfo
   uint64_t pos = 0;
   std::optional<FileIdentity> file;

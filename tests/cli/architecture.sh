@@ -16,6 +16,10 @@ forbid() {
 forbid dump-format 'tracker/|cli/'
 forbid tracker 'dump-format/|cli/'
 forbid lib 'cli/'
+# Inside lib/: the image model (state) and the descriptor kinds (fds) serve
+# both dump and restore, so they know neither.
+forbid lib/state 'lib/(dump|restore|checkpoint|iterate|ptrace|probe|agent|fds)/'
+forbid lib/fds 'lib/(dump|restore|checkpoint|iterate|ptrace|probe|agent)/'
 # tracker and dump-format take only lib/base from lib/; lib/base takes nothing of ours.
 for dir in dump-format tracker; do
   hits=$(grep -rnE '#include "lib/' "$dir" | grep -v '#include "lib/base/')

@@ -142,7 +142,7 @@ TEST(DumpState, FdKinds) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   state::ProcessState st = load_state(dir / "d");
   std::map<std::string, std::vector<state::FdState>> by_kind;
-  for (const auto& f : st.fds) by_kind[f.kind].push_back(f);
+  for (const auto& f : st.fds) by_kind[state::fd_kind_name(f.kind)].push_back(f);
   ASSERT_EQ(by_kind["eventfd"].size(), 1u);
   EXPECT_EQ(by_kind["eventfd"][0].details["count"], 5);
   EXPECT_TRUE(by_kind["eventfd"][0].cloexec);
@@ -174,7 +174,7 @@ TEST(DumpState, FdKinds) {
   ASSERT_EQ(again.exit_code, 0) << again.err;
   bool still = false;
   for (const auto& f : load_state(dir / "d2").fds)
-    still |= f.kind == "pipe" && f.details.value("data", std::string()) == state::to_hex(std::vector<uint8_t>{'u', 'n', 'r', 'e', 'a', 'd'});
+    still |= f.kind == state::FdKind::Pipe && f.details.value("data", std::string()) == state::to_hex(std::vector<uint8_t>{'u', 'n', 'r', 'e', 'a', 'd'});
   EXPECT_TRUE(still);
   EXPECT_TRUE(w.keeps_computing()) << w.output();
 }

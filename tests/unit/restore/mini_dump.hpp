@@ -158,9 +158,9 @@ inline Result<void> mini_dump(pid_t pid, const std::filesystem::path& dir) {
     }
     fd.cloexec = fd.flags & O_CLOEXEC;
     fd.object_id = static_cast<uint64_t>(fd.fd) + 1;
-    if (target == "/dev/null") fd.kind = "devnull";
-    else if (target.rfind("/dev/", 0) == 0 || target.rfind("pipe:", 0) == 0) fd.kind = "tty";
-    else fd.kind = "file";
+    if (target == "/dev/null") fd.kind = state::FdKind::DevNull;
+    else if (target.rfind("/dev/", 0) == 0 || target.rfind("pipe:", 0) == 0) fd.kind = state::FdKind::Tty;
+    else fd.kind = state::FdKind::File;
     fd.file = identity_of(target);
     s.fds.push_back(fd);
   }

@@ -10,7 +10,6 @@
 
 #include <fstream>
 
-#include "lib/restore/file_open.hpp"
 
 #include "lib/restore/validate.hpp"
 #include "tests/support/test_support.hpp"
@@ -85,7 +84,7 @@ TEST(SpawnRestored, RebuildsDescriptors) {
   s.umask = 027;
   state::FdState f;
   f.fd = 5;
-  f.kind = "file";
+  f.kind = state::FdKind::File;
   f.flags = O_RDWR | O_CREAT | O_TRUNC | O_APPEND;
   f.pos = 7;
   f.object_id = 1;
@@ -96,7 +95,7 @@ TEST(SpawnRestored, RebuildsDescriptors) {
   s.fds.push_back(f);
   state::FdState rd;
   rd.fd = 3;
-  rd.kind = "pipe";
+  rd.kind = state::FdKind::Pipe;
   rd.flags = O_RDONLY;
   rd.object_id = 2;
   rd.details["data"] = state::to_hex(std::vector<uint8_t>{'u', 'n', 'r', 'e', 'a', 'd'});
@@ -108,7 +107,7 @@ TEST(SpawnRestored, RebuildsDescriptors) {
   s.fds.push_back(wr);
   state::FdState ev;
   ev.fd = 12;
-  ev.kind = "eventfd";
+  ev.kind = state::FdKind::Eventfd;
   ev.object_id = 3;
   ev.details["count"] = 42;
   s.fds.push_back(ev);
@@ -170,7 +169,7 @@ TEST(SpawnRestored, ReportsWhatFailedInTheChild) {
 }
 
 // One recorded descriptor of `kind` on `path`, planned and opened as restore does.
-Result<void> open_one(const std::string& kind, int flags, const state::FileIdentity& id) {
+Result<void> open_one(state::FdKind kind, int flags, const state::FileIdentity& id) {
   state::ProcessState s;
   s.pid = free_pid();
   state::FdState f;
@@ -187,7 +186,7 @@ Result<void> open_one(const std::string& kind, int flags, const state::FileIdent
 }
 
 TEST(OpenFdFiles, AMissingFileIsNamedWithItsDescriptor) {
-  auto r = open_one("file", O_RDONLY, state::FileIdentity{"/nonexistent/wpckpt-test"});
+  auto r = open_one(state::FdKind::File, O_RDONLY, state::FileIdentity{"/nonexistent/wpckpt-test"});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().err, ENOENT);
   EXPECT_NE(r.error().message().find("fd 4"), std::string::npos) << r.error().message();
@@ -201,7 +200,7 @@ TEST(OpenFdFiles, AFileReplacedByAFifoIsRefusedWithoutBlocking) {
   ASSERT_EQ(::unlink(path.c_str()), 0);
   ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
   for (int flags : {O_WRONLY | O_APPEND, O_RDONLY, O_RDWR}) {  // O_WRONLY would block in open(2) forever
-    auto r = open_one("file", flags, id);
+    auto r = open_one(state::FdKind::File, flags, id);
     ASSERT_FALSE(r.ok());
     EXPECT_NE(r.error().message().find("fd 4"), std::string::npos) << r.error().message();
     EXPECT_NE(r.error().message().find(path + " is now a FIFO, it was a regular file"), std::string::npos)
@@ -215,11 +214,11 @@ TEST(OpenFdFiles, AReplacedFileIsRefusedAndAGrownOneIsNot) {
   { std::ofstream(path) << "original"; }
   state::FileIdentity id = identity_of(path);
   { std::ofstream(path, std::ios::app) << " and more"; }  // the same file, grown (a log): fine
-  EXPECT_TRUE(open_one("file", O_RDWR, id).ok());
+  EXPECT_TRUE(open_one(state::FdKind::File, O_RDWR, id).ok());
   std::string other = dir / "other";
   { std::ofstream(other) << "another file"; }
   ASSERT_EQ(::rename(other.c_str(), path.c_str()), 0);
-  auto r = open_one("file", O_RDWR, id);
+  auto r = open_one(state::FdKind::File, O_RDWR, id);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message().find("fd 4: " + path + " is not the file it had at the dump"), std::string::npos)
       << r.error().message();
@@ -233,7 +232,7 @@ TEST(OpenFdFiles, ASymlinkInPlaceOfTheFileIsRefused) {
   std::string moved = dir / "moved";
   ASSERT_EQ(::rename(path.c_str(), moved.c_str()), 0);
   ASSERT_EQ(::symlink(moved.c_str(), path.c_str()), 0);  // same inode behind it, but not by the recorded path
-  auto r = open_one("file", O_RDONLY, id);
+  auto r = open_one(state::FdKind::File, O_RDONLY, id);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message().find("is now a symbolic link"), std::string::npos) << r.error().message();
 }
@@ -243,7 +242,7 @@ TEST(SpawnRestored, MemfdContentsAndSealsAreBack) {
   s.pid = free_pid();
   state::FdState m;
   m.fd = 6;
-  m.kind = "memfd";
+  m.kind = state::FdKind::Memfd;
   m.flags = O_RDWR;
   m.pos = 3;
   m.object_id = 1;
@@ -280,7 +279,7 @@ TEST(PlanFds, RefusesUnknownSealBitsAndMistypedDetails) {
   state::ProcessState s;
   state::FdState m;
   m.fd = 6;
-  m.kind = "memfd";
+  m.kind = state::FdKind::Memfd;
   m.object_id = 1;
   m.details["seals"] = 0x4000;
   s.fds.push_back(m);
@@ -288,7 +287,7 @@ TEST(PlanFds, RefusesUnknownSealBitsAndMistypedDetails) {
   auto r = plan_fds(s, plan, no_files);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message().find("seals"), std::string::npos) << r.error().message();
-  s.fds[0].kind = "eventfd";
+  s.fds[0].kind = state::FdKind::Eventfd;
   s.fds[0].details = {{"count", "five"}};
   ChildPlan plan2;
   r = plan_fds(s, plan2, no_files);

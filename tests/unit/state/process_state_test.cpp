@@ -33,7 +33,7 @@ ProcessState sample() {
   s.mappings.push_back(m);
   FdState f;
   f.fd = 3;
-  f.kind = "eventfd";
+  f.kind = FdKind::Eventfd;
   f.details["count"] = 5;
   s.fds.push_back(f);
   s.tracking["uffd_fd"] = 7;
@@ -78,6 +78,8 @@ TEST(ProcessState, AFieldOfTheWrongTypeIsNamed) {
   expect_error(parse_changed("\"is_main\":true", "\"is_main\":1"), "field 'threads[0].is_main' must be true or false");
   expect_error(parse_changed("\"xsave\":\"010203\"", "\"xsave\":\"0102z3\""), "field 'threads[0].xsave' is not lowercase hex");
   expect_error(parse_changed("\"fd\":3", "\"fd\":4294967296"), "field 'fds[0].fd' is 4294967296, out of range");
+  expect_error(parse_changed("\"kind\":\"eventfd\"", "\"kind\":\"socket\""),
+               "field 'fds[0].kind' is 'socket', not a kind of descriptor this wpckpt knows");
   expect_error(parse_changed("\"guards\":[[4096,8192]]", "\"guards\":[[4096]]"), "field 'mappings[0].guards[0]' must be an array of two");
   expect_error(parse_changed("\"mappings\":[", "\"mappings\":\"x\",\"ignored\":["), "field 'mappings' must be an array, is a string");
   expect_error(parse_changed("\"file\":{\"deleted\":false", "\"file\":{\"deleted\":\"no\""), "field 'mappings[0].file.deleted'");

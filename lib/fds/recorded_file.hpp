@@ -26,7 +26,7 @@
 #include "lib/base/unique_fd.hpp"
 #include "lib/state/process_state.hpp"
 
-namespace wpckpt::restore {
+namespace wpckpt::fds {
 
 struct ImageOwner {
   uid_t uid = 0;
@@ -60,7 +60,15 @@ Result<UniqueFd> open_recorded(const RecordedFile& want, int flags);
 // checked with its file-system ids): for the cwd and root of the process.
 Result<void> check_directory_access(const std::string& path, const std::string& what);
 
+// A file is the one recorded, for its bytes (mapped files, the executable):
+// same size and mtime, or (no mtime recorded) same device and inode.
+Result<void> check_file_identity(const state::FileIdentity& want, const struct stat& st, const std::string& what);
+
+// A file behind a descriptor is the one recorded: same device and inode (it
+// may have grown, as a log does), or else same size and mtime (a faithful copy).
+Result<void> check_same_file(const state::FileIdentity& want, const struct stat& st, const std::string& what);
+
 // "a regular file", "a FIFO", ...
 std::string file_type_name(mode_t mode);
 
-}  // namespace wpckpt::restore
+}  // namespace wpckpt::fds

@@ -1,0 +1,110 @@
+// One handler per kind of descriptor (state::FdKind), holding everything
+// about that kind: what the dump records (capture), how restore checks the
+// record and plans the object (plan, add), what wpckpt opens beforehand as
+// the image's owner (prepare), and how the restore child creates it
+// (create). One file per kind: path_fds.cpp (file, dir, devnull, tty,
+// chardev, fifo), pipe_fd.cpp, eventfd_fd.cpp, epoll_fd.cpp,
+// signalfd_fd.cpp, timerfd_fd.cpp, memfd_fd.cpp.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lib/base/result.hpp"
+#include "lib/base/unique_fd.hpp"
+#include "lib/fds/fd_object.hpp"
+#include "lib/fds/fdinfo.hpp"
+#include "lib/state/json_fields.hpp"
+#include "lib/state/process_state.hpp"
+
+namespace wpckpt::fds {
+
+// What the dump knows of a descriptor before its kind fills in the rest.
+struct FdSource {
+  pid_t pid = 0;
+  int fd = 0;
+  std::string proc_path;  // /proc/PID/fd/N
+  std::string link;       // what it points to
+  struct stat st {};      // stat through the link
+  const FdInfo* info = nullptr;
+};
+
+// What the capture of all descriptors has so far: the records before this
+// one, and extra image files (name -> bytes, e.g. memfd contents).
+struct CaptureSoFar {
+  const std::vector<state::FdState>& fds;
+  std::vector<std::pair<std::string, std::vector<uint8_t>>>& files;
+};
+
+using ImageFileReader = std::function<Result<std::vector<std::byte>>(const std::string& name)>;
+
+class FdHandler {
+ public:
+  // Dump: the kind's `details` (and `file`) of `f` from `src`.
+  virtual Result<void> capture(const FdSource& src, state::FdState& f, CaptureSoFar& so_far) const = 0;
+
+  // Restore: descriptors with equal keys share one object (dup, or the two
+  // ends of a pipe). Default: the open file description (object_id).
+  virtual Result<uint64_t> object_key(const state::FdState& f) const { return f.object_id; }
+  // Restore, before anything exists: checks the record of the first
+  // descriptor of an object and fills `o` (o.kind, o.first_fd are set).
+  virtual Result<void> plan(const state::FdState& f, const ImageFileReader& files, FdObject& o) const = 0;
+  // A further descriptor of the same object; `t` is its target.
+  virtual Result<void> add(const state::FdState& f, FdObject& o, FdTarget& t) const {
+    (void)f, (void)o, (void)t;
+    return ok();
+  }
+  // In wpckpt, as the image's owner, before the child exists: what must be
+  // opened by path is opened here (o.inherit_fd). Default: nothing.
+  virtual Result<void> prepare(FdObject& o, std::vector<UniqueFd>& held, int floor) const {
+    (void)o, (void)held, (void)floor;
+    return ok();
+  }
+  // In the restore child, system calls only (no allocation, no locks):
+  // creates the object into o.tmp[]; 0, or the failed ChildStep with errno set.
+  virtual int32_t create(FdObject& o) const = 0;
+
+ protected:
+  ~FdHandler() = default;
+};
+
+// The handler of a kind (a constant object: safe to use in the restore child).
+const FdHandler& handler_for(state::FdKind kind);
+
+// Dump: which kind a descriptor is, or an error naming what is not supported.
+Result<state::FdKind> classify(const FdSource& src);
+
+// A kind-specific field of a record, type-checked; absent keeps `out`.
+template <typename T>
+Result<void> detail(const state::FdState& f, const char* key, T& out) {
+  std::string where = "fd " + std::to_string(f.fd) + " details";
+  if (!f.details.is_object()) return state::field_error(where, "must be an object");
+  auto it = f.details.find(key);
+  if (it == f.details.end()) return ok();
+  return state::read_json(*it, out, where + "." + key);
+}
+
+// Shared by the kinds that need them.
+// The identity of the file behind a descriptor ("(deleted)" stripped from the path).
+state::FileIdentity identity_of(const std::string& link, const struct stat& st);
+// Pipes and FIFOs: pipe_ino, end, and the unread bytes (on the first
+// descriptor of each pipe), read without consuming them.
+Result<void> capture_pipe_contents(const FdSource& src, state::FdState& f, const CaptureSoFar& so_far);
+// Places `fd` at a number >= floor (close-on-exec) and keeps it in `held`; returns the number.
+Result<int> hold_above(UniqueFd fd, int floor, std::vector<UniqueFd>& held, const std::string& what);
+
+// The handlers (one per file).
+const FdHandler& path_handler(state::FdKind kind);
+const FdHandler& pipe_handler();
+const FdHandler& eventfd_handler();
+const FdHandler& epoll_handler();
+const FdHandler& signalfd_handler();
+const FdHandler& timerfd_handler();
+const FdHandler& memfd_handler();
+
+}  // namespace wpckpt::fds
