@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -179,6 +180,42 @@ Result<void> read_vdso(pid_t pid, state::ProcessState& out) {
   return ok();
 }
 
+// The lines of a status file that carry credentials, in the kernel's order.
+std::string credential_lines(const std::string& status) {
+  static constexpr std::array<std::string_view, 9> kKeys = {"Uid:",    "Gid:",    "Groups:", "CapInh:",    "CapPrm:",
+                                                            "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:"};
+  std::istringstream in(status);
+  std::string line, out;
+  while (std::getline(in, line)) {
+    for (std::string_view key : kKeys)
+      if (line.compare(0, key.size(), key) == 0) out += line + "\n";
+  }
+  return out;
+}
+
+// Credentials are recorded once per process, the main thread's, and restore
+// gives them to every thread: a thread that changed its own (a raw
+// setresuid, setgroups or capset) would come back with the others'.
+Result<void> check_thread_credentials(pid_t pid) {
+  WPCKPT_TRY_ASSIGN(std::string main_status, read_text(proc(pid, "status")));
+  const std::string want = credential_lines(main_status);
+  const std::string tasks = proc(pid, "task");
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(tasks, ec)) {
+    const std::string tid = entry.path().filename().string();
+    if (tid == std::to_string(pid)) continue;
+    WPCKPT_TRY_ASSIGN(std::string status, read_text(entry.path().string() + "/status"));
+    if (credential_lines(status) != want) {
+      return make_error(EOPNOTSUPP, "dump",
+                        fmt::format("thread {} of process {} has other credentials than its main thread", tid, pid))
+          .with_hint("wpckpt saves one set of credentials per process: dump it when its threads' uids, gids, "
+                     "groups and capabilities agree (compare /proc/PID/task/*/status)");
+    }
+  }
+  if (ec) return make_error(ec.value(), "list", tasks);
+  return ok();
+}
+
 }  // namespace
 
 Result<std::string> read_text(const std::string& path) {
@@ -200,6 +237,7 @@ Result<void> capture_process(pid_t pid, pid_t tid, state::ProcessState& out, con
   out.pid = pid;
   WPCKPT_TRY(read_stat(pid, out));
   WPCKPT_TRY(read_status(pid, out));
+  WPCKPT_TRY(check_thread_credentials(pid));
   WPCKPT_TRY(read_files(pid, out));
   WPCKPT_TRY(inject_queries(pid, tid, out, cancel));
   WPCKPT_TRY_ASSIGN(out.shared_pending, ptrace::peek_pending(tid, true));

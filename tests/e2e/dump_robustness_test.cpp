@@ -115,6 +115,33 @@ TEST(DumpRobustness, ProcessThatForksAndStartsThreads) {
   }
 }
 
+// Credentials are saved per process: a thread with its own uid is refused,
+// naming the thread, and the process runs on untouched.
+TEST(DumpRobustness, AThreadWithItsOwnCredentialsIsRefused) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (a thread switches to another uid)";
+  SelfcheckWorkload w({"-t", "1", "-u", "65534"}, true);
+  pid_t odd = -1;
+  ASSERT_TRUE(wait_until([&] {
+    for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(w.pid()) + "/task")) {
+      if (read_file(e.path() / "status").find("Uid:\t65534") != std::string::npos) {
+        odd = std::stoi(e.path().filename().string());
+        return true;
+      }
+    }
+    return false;
+  }));
+  TempDir dir;
+  auto r = run_wpckpt({"dump", "-t", std::to_string(w.pid()), "-D", (dir / "d").string()});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("thread " + std::to_string(odd) + " of process " + std::to_string(w.pid()) +
+                       " has other credentials than its main thread"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "d"));
+  EXPECT_TRUE(untraced_and_running(w));
+  EXPECT_TRUE(w.keeps_computing()) << w.output();
+}
+
 TEST(DumpRobustness, UnsupportedFdIsRefusedWithItsNumberAndKind) {
   SelfcheckWorkload w({"-t", "1", "-s"}, true);
   TempDir dir;

@@ -6,6 +6,7 @@
 //     -t  computing threads (default 2)          -c  keep spawning short-lived threads
 //     -m  MiB of memory a thread keeps rewriting  -s  also open a socket (unsupported fd)
 //     -f  keep forking short-lived children
+//     -u  UID: one extra thread switches to UID alone (raw setresuid: per thread)
 //     -k  also hold one fd of each supported kind: eventfd (count 5), epoll
 //         (watching it), signalfd (SIGUSR2), timerfd (1 s interval), memfd
 //         ("memfd-contents"), a directory, a pipe holding "unread" unread
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -121,6 +123,13 @@ static void open_fd_kinds(void) {
   if (pipe(p) != 0 || write(p[1], "unread", 6) != 6) fail("pipe", errno, 0);
 }
 
+static void* own_uid(void* arg) {
+  uid_t uid = (uid_t)(intptr_t)arg;
+  if (syscall(SYS_setresuid, uid, uid, uid) != 0) fail("setresuid", errno, 0);
+  for (;;) pause();
+  return NULL;
+}
+
 static void* fork_churn(void* arg) {
   (void)arg;
   for (;;) {
@@ -142,7 +151,9 @@ static void* churn(void* arg) {
 
 int main(int argc, char** argv) {
   int threads = 2, spawn = 0, sock = 0, forks = 0, kinds = 0, opt;
-  while ((opt = getopt(argc, argv, "t:cm:sfk")) != -1) {
+  long thread_uid = -1;
+  while ((opt = getopt(argc, argv, "t:cm:sfku:")) != -1) {
+    if (opt == 'u') thread_uid = atol(optarg);
     if (opt == 'k') kinds = 1;
     if (opt == 'f') forks = 1;
     if (opt == 't') threads = atoi(optarg);
@@ -170,6 +181,7 @@ int main(int argc, char** argv) {
   pthread_create(&t, NULL, reader, NULL);
   if (spawn) pthread_create(&t, NULL, churn, NULL);
   if (forks) pthread_create(&t, NULL, fork_churn, NULL);
+  if (thread_uid >= 0) pthread_create(&t, NULL, own_uid, (void*)(intptr_t)thread_uid);
   printf("READY pid=%d usr1=%p brk=%p\n", getpid(), (void*)on_usr1, sbrk(0));
   for (unsigned long tick = 0;; ++tick) {
     struct timespec ts = {0, 50 * 1000 * 1000};
