@@ -1,8 +1,6 @@
 #include "lib/fds/recorded_file.hpp"
 
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -10,6 +8,8 @@
 #include <thread>
 
 #include <sstream>
+
+#include "lib/base/user_account.hpp"
 
 namespace wpckpt::fds {
 
@@ -19,21 +19,11 @@ Result<ImageOwner> image_owner(const std::filesystem::path& image_dir) {
   ImageOwner owner;
   owner.uid = st.st_uid;
   owner.gid = st.st_gid;
-  std::vector<char> buf(16384);
-  passwd pw{}, *found = nullptr;
-  if (getpwuid_r(st.st_uid, &pw, buf.data(), buf.size(), &found) != 0 || !found) return owner;
-  owner.gid = pw.pw_gid;
-  int n = 64;
-  for (int attempt = 0; attempt < 4; ++attempt) {
-    owner.groups.resize(static_cast<size_t>(n));
-    int got = n;
-    if (getgrouplist(pw.pw_name, pw.pw_gid, owner.groups.data(), &got) >= 0) {
-      owner.groups.resize(static_cast<size_t>(got));
-      return owner;
-    }
-    n = got > n ? got : n * 4;
-  }
-  return make_error(E2BIG, "list the groups of", std::string("user ") + pw.pw_name);
+  WPCKPT_TRY_ASSIGN(std::optional<UserAccount> account, user_account(st.st_uid));
+  if (!account) return owner;  // no passwd entry: its uid and the directory's group only
+  owner.gid = account->gid;
+  owner.groups = std::move(account->groups);
+  return owner;
 }
 
 namespace {

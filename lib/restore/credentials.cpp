@@ -1,9 +1,7 @@
 #include "lib/restore/credentials.hpp"
 
-#include <grp.h>
 #include <linux/capability.h>
 #include <linux/securebits.h>
-#include <pwd.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -14,6 +12,7 @@
 #include <sstream>
 
 #include "lib/base/privilege.hpp"
+#include "lib/base/user_account.hpp"
 #include "lib/base/uapi/process.hpp"
 
 namespace wpckpt::restore {
@@ -103,22 +102,11 @@ Error refuse(const std::string& what, uid_t owner) {
 
 // The groups user `owner` may be in: primary and supplementary.
 Result<std::vector<gid_t>> groups_of(uid_t owner) {
-  struct passwd pw {};
-  struct passwd* found = nullptr;
-  std::vector<char> buf(16384);
-  if (::getpwuid_r(owner, &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr)
+  WPCKPT_TRY_ASSIGN(std::optional<UserAccount> account, user_account(owner));
+  if (!account)
     return make_error(ENOENT, "restore credentials", "uid " + std::to_string(owner) + " has no passwd entry")
         .with_hint("the image's owner must be a known user, so that its groups can be checked");
-  std::vector<gid_t> groups(64);
-  for (;;) {
-    int n = static_cast<int>(groups.size());
-    if (::getgrouplist(pw.pw_name, pw.pw_gid, groups.data(), &n) >= 0) {
-      groups.resize(static_cast<size_t>(n));
-      return groups;
-    }
-    if (static_cast<size_t>(n) <= groups.size()) n = static_cast<int>(groups.size()) * 2;
-    groups.resize(static_cast<size_t>(n));
-  }
+  return std::move(account->groups);
 }
 
 // The recorded credentials are no more than `owner` (not root) could have had.
