@@ -161,11 +161,19 @@ class ImageChain {
   // Bytes of [addr, addr + out.size()) as of the newest image; error if any
   // byte is not covered.
   virtual Result<void> read(uint64_t addr, std::span<std::byte> out) const = 0;
-  // Every covered area with contents, in address order, as runs of
-  // consecutive pages of one kind: fn(addr, data) for stored bytes,
-  // fn(addr, {}) with `zero_pages` > 0 for zeros. For restore and merge.
+  // Every covered area with contents as runs of consecutive pages of one
+  // kind: fn(addr, data) for stored bytes, fn(addr, {}) with `zero_pages` > 0
+  // for zeros; each covered page exactly once.
+  //  - RunOrder::Address: in address order (merge writes an image from it);
+  //  - RunOrder::FramesOnce: the zero runs in address order, then the stored
+  //    runs frame by frame, image by image, so that each frame of the chain
+  //    is read and decompressed once however the images interleave (restore:
+  //    a delta's pages scattered over its parent's frames would otherwise
+  //    make every parent frame they interrupt be decompressed again).
+  enum class RunOrder { Address, FramesOnce };
   using RunFn = std::function<Result<void>(uint64_t addr, std::span<const std::byte> data, uint64_t zero_pages)>;
-  virtual Result<void> for_each_run(const RunFn& fn, const ProgressFn& progress = {}) const = 0;
+  virtual Result<void> for_each_run(const RunFn& fn, const ProgressFn& progress = {},
+                                    RunOrder order = RunOrder::Address) const = 0;
   // Page counts of the newest image's areas, resolved through the chain (no
   // page data is read).
   virtual ChainSummary summary() const = 0;

@@ -1,9 +1,11 @@
 // ImageChain: reads pages of a resolved chain. Single reads go through a
-// one-frame cache; for_each_run plans the runs of an area first and has the
-// frames it needs decompressed ahead on worker threads, in order.
+// one-frame cache; for_each_run plans the runs first (an area at a time in
+// address order, or the whole chain frame by frame) and has the frames they
+// need decompressed ahead on worker threads, in order.
 #include <algorithm>
 #include <cstring>
 #include <mutex>
+#include <tuple>
 
 #include "dump-format/byte_io.hpp"
 #include "dump-format/chain_reader.hpp"
@@ -44,41 +46,60 @@ Error not_covered(uint64_t addr, const fs::path& dir) {
       .with_hint("`wpckpt show -D DIR` lists the areas the image covers");
 }
 
-// The runs of one area, and the batches of frames they need, in order.
-Plan make_plan(const ResolvedChain& chain, const MemoryArea& area) {
-  Plan plan;
-  auto add_stored = [&](RunItem it) {
-    const uint64_t per_batch = frames_per_batch(*chain.images()[it.image]);
-    Batch* last = plan.batches.empty() ? nullptr : &plan.batches.back();
-    if (last && last->image == it.image && it.frame >= last->first && it.frame < last->first + last->count) {
-    } else if (last && last->image == it.image && it.frame == last->first + last->count && last->count < per_batch) {
-      ++last->count;
-    } else {
-      plan.batches.push_back(Batch{it.image, it.frame, 1});
-    }
-    it.batch = plan.batches.size() - 1;
-    plan.items.push_back(it);
-  };
+// The runs of one area in address order; stored runs split at frame ends.
+void collect_runs(const ResolvedChain& chain, const MemoryArea& area, std::vector<RunItem>& items) {
   for (uint64_t p = area.start; p < area.end;) {
     Span s = chain.resolve(p, area.end);
     if (s.kind == PageSource::Zero) {
-      if (!plan.items.empty() && !plan.items.back().stored) plan.items.back().pages += s.pages;
-      else plan.items.push_back(RunItem{p, s.pages});
+      if (!items.empty() && !items.back().stored && items.back().addr + items.back().pages * kPageSize == p)
+        items.back().pages += s.pages;
+      else items.push_back(RunItem{p, s.pages});
       p += s.pages * kPageSize;
       continue;
     }
     const uint64_t fp = chain.images()[s.image]->index.frame_pages;
     for (uint64_t left = s.pages, dp = s.data_page; left > 0;) {
       uint64_t in = dp % fp, n = std::min(left, fp - in);
-      add_stored(RunItem{p, n, true, s.image, dp / fp, in});
+      items.push_back(RunItem{p, n, true, s.image, dp / fp, in});
       p += n * kPageSize;
       dp += n;
       left -= n;
     }
   }
+}
+
+// The batches of frames `items` need, in the order the items ask for them:
+// a frame joins the last batch when it is in it or follows it in one image.
+Plan batch_runs(const ResolvedChain& chain, std::vector<RunItem> items) {
+  Plan plan;
+  for (RunItem& it : items) {
+    if (!it.stored) continue;
+    const uint64_t per_batch = frames_per_batch(*chain.images()[it.image]);
+    Batch* last = plan.batches.empty() ? nullptr : &plan.batches.back();
+    bool inside = last && last->image == it.image && it.frame >= last->first && it.frame < last->first + last->count;
+    if (!inside) {
+      if (last && last->image == it.image && it.frame == last->first + last->count && last->count < per_batch)
+        ++last->count;
+      else plan.batches.push_back(Batch{it.image, it.frame, 1});
+    }
+    it.batch = plan.batches.size() - 1;
+  }
+  plan.items = std::move(items);
   return plan;
 }
 
+// Every run of every area with contents: zero runs in address order, then
+// stored runs ordered by (image, frame, page), so no frame is needed twice.
+Plan plan_frames_once(const ResolvedChain& chain) {
+  std::vector<RunItem> items;
+  for (const MemoryArea& area : chain.newest().doc.manifest.areas)
+    if (area.contents) collect_runs(chain, area, items);
+  auto stored = std::stable_partition(items.begin(), items.end(), [](const RunItem& it) { return !it.stored; });
+  std::sort(stored, items.end(), [](const RunItem& a, const RunItem& b) {
+    return std::tie(a.image, a.frame, a.first_page) < std::tie(b.image, b.frame, b.first_page);
+  });
+  return batch_runs(chain, std::move(items));
+}
 
 // Streams planned runs to a RunFn. The batches of frames a plan needs are
 // decompressed ahead on worker threads, in order; stored pages that follow
@@ -248,14 +269,17 @@ class Chain final : public ImageChain {
     return ok();
   }
 
-  Result<void> for_each_run(const RunFn& fn, const ProgressFn& progress) const override {
+  Result<void> for_each_run(const RunFn& fn, const ProgressFn& progress, RunOrder order) const override {
     const ChainSummary sum = summary();
     // A few frames are read faster here than by waking other threads.
     const bool threaded = sum.pages_stored + sum.pages_in_parent > kInlinePages;
     RunStreamer streamer(chain_, fn, progress, sum.pages_covered, threaded);
+    if (order == RunOrder::FramesOnce) return streamer.stream(plan_frames_once(chain_));
     for (const MemoryArea& area : chain_.newest().doc.manifest.areas) {
       if (!area.contents) continue;
-      WPCKPT_TRY(streamer.stream(make_plan(chain_, area)));
+      std::vector<RunItem> items;
+      collect_runs(chain_, area, items);
+      WPCKPT_TRY(streamer.stream(batch_runs(chain_, std::move(items))));
     }
     return ok();
   }

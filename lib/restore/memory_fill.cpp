@@ -60,7 +60,9 @@ Result<FillStats> fill_memory(const image::ImageChain& chain, int mem_fd,
     }
     return ok();
   };
-  WPCKPT_TRY(chain.for_each_run(fn, progress));
+  // Each frame of the chain read once: the order of the writes into the new
+  // process does not matter, each page has one source.
+  WPCKPT_TRY(chain.for_each_run(fn, progress, image::ImageChain::RunOrder::FramesOnce));
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return stats;
 }

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <set>
 
 #include "tests/support/test_support.hpp"
 #include "tests/unit/dump-format/image_test_util.hpp"
@@ -120,6 +121,45 @@ void check_chain(const fs::path& dir, const std::vector<ImageSpec>& newest_first
   });
   ASSERT_TRUE(r) << r.error().message();
   EXPECT_EQ(pages, want_sum.pages_covered);
+
+  // FramesOnce (restore): every covered page exactly once, same bytes; the
+  // zero runs first, then the stored ones image by image (never back to an
+  // image already left, so no frame is read twice).
+  std::set<uint64_t> seen;
+  bool stored_started = false;
+  size_t last_image = 0;
+  r = chain.for_each_run(
+      [&](uint64_t addr, std::span<const std::byte> data, uint64_t zero_pages) -> Result<void> {
+        uint64_t n = zero_pages ? zero_pages : data.size() / kPageSize;
+        EXPECT_GT(n, 0u);
+        if (zero_pages) {
+          EXPECT_FALSE(stored_started) << "a zero run after stored ones at " << std::hex << addr;
+        } else {
+          size_t image = chain.source(addr).image;
+          if (stored_started) {
+            EXPECT_GE(image, last_image) << std::hex << addr;
+          }
+          stored_started = true;
+          last_image = image;
+        }
+        for (uint64_t k = 0; k < n; ++k) {
+          const uint64_t page = addr + k * kPageSize;
+          EXPECT_TRUE(seen.insert(page).second) << "page twice: " << std::hex << page;
+          Expected want = model_page(newest_first, page);
+          if (zero_pages) {
+            EXPECT_EQ(want.kind, PageSource::Zero);
+          } else if (want.bytes) {
+            EXPECT_EQ(0, std::memcmp(data.data() + k * kPageSize, want.bytes->data(), kPageSize));
+          } else {
+            auto bytes = data.subspan(k * kPageSize, kPageSize);
+            EXPECT_TRUE(std::all_of(bytes.begin(), bytes.end(), [](std::byte b) { return b == std::byte{0}; }));
+          }
+        }
+        return ok();
+      },
+      {}, ImageChain::RunOrder::FramesOnce);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(seen.size(), want_sum.pages_covered);
 }
 
 TEST(ChainProperty, RandomChainsResolveLikeTheModel) {
