@@ -144,8 +144,13 @@ int run_restore(const RestoreOptions& opts) {
   if (opts.criu.display_stats)
     display_restore_stats(r.pages_stored, static_cast<uint64_t>(r.seconds * 1e6), opts.json);
   if (opts.detached) return kExitOk;
-  // The restored process is our child: we end with its status.
-  return restore::supervise_child(r.pid);
+  // The restored process is our child: we end with its status, and say so
+  // when it failed (else an exit status of 255 would look like ours).
+  restore::ChildExit end = restore::supervise_child(r.pid);
+  if (end.code != 0)
+    log::warn("the restored process {} {} after {:.3f} s; wpckpt restore exits with {}", r.pid, end.how, end.seconds,
+              end.code);
+  return end.code;
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "lib/dump/mapping_capture.hpp"
 #include "lib/dump/process_capture.hpp"
 #include "lib/dump/thread_capture.hpp"
+#include "lib/dump/unsupported_state.hpp"
 #include "lib/probe/features.hpp"
 #include "lib/ptrace/freezer.hpp"
 #include "lib/ptrace/may_trace.hpp"
@@ -88,6 +89,8 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
   WPCKPT_TRY(probe::require_features("dump"));
   WPCKPT_TRY(tracker::AgentLink::attach(r.pid));
+  // What cannot be saved is refused before anything is created or stopped.
+  WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", TargetState::Running));
   std::unique_ptr<image::ImageChain> parent;
   if (r.prev_images_dir) {
     WPCKPT_TRY_ASSIGN(parent, image::ImageChain::open(*r.prev_images_dir));
@@ -108,6 +111,9 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   rep.freezing_time = micros(t_frozen - t_freeze);
   // Again, now that it is stopped: the pid may have been reused since.
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
+  // And again frozen: a child or a timer may have appeared since (the
+  // Freezer detaches on the way out; the process runs on unchanged).
+  WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", TargetState::Frozen));
   fault_point("frozen", r.cancel);
   WPCKPT_TRY(check_cancel(r));
 

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <memory>
 
+#include "lib/dump/unsupported_state.hpp"
 #include "lib/ptrace/may_trace.hpp"
 #include "lib/probe/features.hpp"
 #include "tracker/agent_link.hpp"
@@ -19,6 +20,8 @@ Result<PreDumpReport> pre_dump_process(const PreDumpRequest& r) {
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
   WPCKPT_TRY(probe::require_features("pre-dump"));
   WPCKPT_TRY(tracker::AgentLink::attach(r.pid));
+  // What the final dump would refuse is refused now, before any image exists.
+  WPCKPT_TRY(refuse_unsupported_state(r.pid, "pre-dump", TargetState::Running));
   std::unique_ptr<image::ImageChain> parent;
   if (r.prev_images_dir) {
     WPCKPT_TRY_ASSIGN(parent, image::ImageChain::open(*r.prev_images_dir));
@@ -32,6 +35,8 @@ Result<PreDumpReport> pre_dump_process(const PreDumpRequest& r) {
   copts.progress = r.progress;
   copts.events = r.events;
   WPCKPT_TRY_ASSIGN(rep.capture, checkpoint::capture_memory(r.pid, *writer, parent.get(), copts));
+  // Again: the process ran meanwhile (a refusal here leaves no image either).
+  WPCKPT_TRY(refuse_unsupported_state(r.pid, "pre-dump", TargetState::Running));
   WPCKPT_TRY_ASSIGN(rep.commit, writer->commit());
   checkpoint::fill_commit_stats(rep.capture, rep.commit);
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

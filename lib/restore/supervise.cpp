@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <cstring>
 
 namespace wpckpt::restore {
 
@@ -20,7 +22,8 @@ void forward(int sig) {
 
 }  // namespace
 
-int supervise_child(pid_t pid) {
+ChildExit supervise_child(pid_t pid) {
+  auto t0 = std::chrono::steady_clock::now();
   g_forward_to.store(pid);
   struct sigaction sa{};
   sa.sa_handler = forward;
@@ -28,13 +31,27 @@ int supervise_child(pid_t pid) {
   sa.sa_flags = SA_RESTART;
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaction(sig, &sa, nullptr);
   int status = 0;
+  ChildExit out;
   while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return 1;
+    if (errno == EINTR) continue;
+    g_forward_to.store(-1);
+    out.code = 1;
+    out.how = std::string("could not be waited for: ") + std::strerror(errno);
+    return out;
   }
   g_forward_to.store(-1);
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return 1;
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (WIFEXITED(status)) {
+    out.code = WEXITSTATUS(status);
+    out.how = "exited with status " + std::to_string(out.code);
+  } else if (WIFSIGNALED(status)) {
+    out.code = 128 + WTERMSIG(status);
+    out.how = "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+  } else {
+    out.code = 1;
+    out.how = "ended with wait status " + std::to_string(status);
+  }
+  return out;
 }
 
 }  // namespace wpckpt::restore

@@ -4,10 +4,17 @@
 
 #include <sys/types.h>
 
+#include <string>
+
 namespace wpckpt::restore {
 
-// Forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT to `pid` until it exits; returns
-// its exit code, or 128 + the signal that killed it.
-int supervise_child(pid_t pid);
+struct ChildExit {
+  int code = 0;     // its exit status, or 128 + the signal that killed it
+  std::string how;  // "exited with status 3", "was killed by signal 11 (Segmentation fault)"
+  double seconds = 0;  // how long it ran under supervision
+};
+
+// Forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT to `pid` until it exits.
+ChildExit supervise_child(pid_t pid);
 
 }  // namespace wpckpt::restore

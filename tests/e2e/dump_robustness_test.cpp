@@ -100,8 +100,8 @@ TEST(DumpRobustness, TargetKilledWhileFrozen) {
   EXPECT_TRUE(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL);
 }
 
-TEST(DumpRobustness, ProcessThatForksAndStartsThreads) {
-  SelfcheckWorkload w({"-t", "2", "-c", "-f"}, true);
+TEST(DumpRobustness, ProcessThatStartsThreads) {
+  SelfcheckWorkload w({"-t", "2", "-c"}, true);
   TempDir dir;
   for (int round = 0; round < 3; ++round) {
     std::string images = (dir / ("d" + std::to_string(round))).string();
@@ -140,6 +140,26 @@ TEST(DumpRobustness, AThreadWithItsOwnCredentialsIsRefused) {
   EXPECT_FALSE(std::filesystem::exists(dir / "d"));
   EXPECT_TRUE(untraced_and_running(w));
   EXPECT_TRUE(w.keeps_computing()) << w.output();
+}
+
+// A process that keeps forking short-lived children: whenever a dump sees a
+// child (before the freeze or frozen, a zombie too) it is refused, naming
+// it; a dump that saw none succeeds. Either way the process runs on intact.
+TEST(DumpRobustness, ProcessThatForksIsRefusedWhileItHasAChild) {
+  SelfcheckWorkload w({"-t", "2", "-c", "-f"}, true);
+  TempDir dir;
+  for (int round = 0; round < 3; ++round) {
+    std::string images = (dir / ("d" + std::to_string(round))).string();
+    auto r = run_wpckpt({"dump", "-t", std::to_string(w.pid()), "-D", images, "--leave-running"});
+    if (r.exit_code == 0) {
+      EXPECT_TRUE(load_state(images).threads.at(0).is_main);
+    } else {
+      EXPECT_NE(r.err.find("has a child process: "), std::string::npos) << r.err;
+      EXPECT_FALSE(std::filesystem::exists(images));
+    }
+    EXPECT_TRUE(wait_until([&] { return untraced_and_running(w); }));
+    ASSERT_TRUE(w.keeps_computing()) << w.output();
+  }
 }
 
 TEST(DumpRobustness, UnsupportedFdIsRefusedWithItsNumberAndKind) {

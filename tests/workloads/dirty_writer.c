@@ -13,7 +13,8 @@
  *    unmaps areas and moves the program break;
  *  - --discard: the churn thread also MADV_DONTNEEDs / MADV_FREEs buffer pages;
  *  - --fork: a thread that forks children which write their copy and exit,
- *    while the parent keeps writing (copy-on-write);
+ *    while the parent keeps writing (copy-on-write); at least 20 ms pass
+ *    without a child between two forks;
  *  - --shared: shared anonymous memory and a memfd that the writers (and
  *    fork children) also write, plus a read-only shared mapping of a file.
  * Stop it with SIGSTOP to compare its memory; it never exits on its own.
@@ -190,13 +191,16 @@ static void* forker(void* arg) {
   for (;;) {
     pid_t pid = fork();
     if (pid == 0) {
-      fill(g_buf, g_size / 4, &s); /* the child's own copy */
+      fill(g_buf, g_size / 16, &s); /* the child's own copy */
       for (int k = 0; k < 2; k++) /* but shared memory is the parent's too */
         if (g_shared[k]) fill(g_shared[k], SHARED_SIZE / 2, &s);
       _exit(0);
     }
     if (pid > 0) waitpid(pid, NULL, 0);
-    pause_us(g_pause_us * 200);
+    /* A moment without a child between forks, long enough to be seen under
+     * load: pre-dump refuses a process while it has a child (it waits for
+     * one, lib/dump/unsupported_state.hpp). */
+    pause_us(g_pause_us * 200 > 20000 ? g_pause_us * 200 : 20000);
   }
   return NULL;
 }

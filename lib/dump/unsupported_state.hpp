@@ -1,0 +1,66 @@
+// What a dump cannot save yet, refused in one place so that nothing is ever
+// half-checkpointed: pre-dump and dump call `refuse_unsupported_state` before
+// they create an image or stop anything, and again later (dump: once the
+// process is frozen; pre-dump: before the commit), since a child or a timer
+// may appear in between. A refusal is an EOPNOTSUPP error that names the
+// thing and says what to do; the process is left running as it was.
+//
+// Refused (restore would silently lose it):
+//   - child processes of any thread, zombies included (process trees)
+//   - a file descriptor of a deleted file, a deleted working directory, root
+//     or executable (the contents of deleted files are not saved)
+//   - file locks (flock, POSIX and OFD locks) held through any descriptor
+//   - POSIX timers (/proc/PID/timers)
+//   - armed interval timers (setitimer/alarm): read by an injected getitimer
+//     while frozen, so only `dump` sees them (`refuse_armed_itimers`)
+//   - SysV shared memory attachments, AIO contexts, mappings of anon-inode
+//     objects (io_uring rings, perf buffers, ...)
+//   - a seccomp filter or strict mode on any thread
+//   - namespaces other than wpckpt's own (restore creates the process in
+//     the restorer's namespaces)
+// Sockets and other descriptor kinds are refused per descriptor by the fd
+// capture (lib/dump/fd_capture.cpp), during dump only.
+//
+// Restored (not refused): mappings of deleted files (private and shared;
+// their bytes are in the image and come back as anonymous memory), shared
+// anonymous memory, memfds, signal handlers, blocked and pending signals,
+// personality, rlimits, umask, cwd/root, credentials, rseq, sigaltstack.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lib/base/result.hpp"
+
+namespace wpckpt::ptrace {
+class Injector;
+}
+
+namespace wpckpt::dump {
+
+// Running: children that come and go (a process running short helpers,
+// system(3)) are waited out: the check looks again until it sees none, and
+// refuses once the same children stayed kChildStableMs, or after
+// kChildWaitMaxMs in all. Frozen: no waiting (a frozen parent cannot wait
+// for its children).
+enum class TargetState { Running, Frozen };
+constexpr int kChildStableMs = 500;
+constexpr int kChildWaitMaxMs = 5000;
+
+// `verb` names the command in the error ("pre-dump", "dump").
+Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb, TargetState state);
+
+// Interval timers can only be read from inside the process: `inj` runs on a
+// frozen thread of `pid` (the dump's injector for its process queries).
+Result<void> refuse_armed_itimers(ptrace::Injector& inj, pid_t pid);
+
+// The children of `pid` (every thread's, zombies included), from
+// /proc/PID/task/*/children, or by a scan of /proc when the kernel lacks that
+// file. Exposed for the tests of the fallback.
+Result<std::vector<pid_t>> children_of(pid_t pid);
+Result<std::vector<pid_t>> children_by_proc_scan(pid_t pid);
+
+}  // namespace wpckpt::dump

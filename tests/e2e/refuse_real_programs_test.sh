@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Real programs that hold what a dump cannot save yet are refused, named, and
+# left running unharmed (issue 15): a shell pipeline (`sh -c 'seq | sort -r |
+# gzip -1'`: the shell has children) and sqlite3 with a temporary table (a
+# deleted, open file in SQLITE_TMPDIR). pre-dump, dump and dump -R must each
+# exit non-zero naming the child or the file, leave no image directory, and
+# the program must finish with the output of an uninterrupted run.
+# Every process started here is killed by pid when the test ends.
+set -u
+W=${WPCKPT:?}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp" || exit 1
+
+python3 - "$W" <<'PY'
+import gzip, os, shutil, signal, subprocess, sys, time
+
+W = sys.argv[1]
+ours = []  # pids we started, killed at the end whatever happens
+
+
+def fail(msg):
+    print("FAIL:", msg)
+    sys.exit(1)
+
+
+def wait_for(pred, what, seconds=30):
+    end = time.time() + seconds
+    while time.time() < end:
+        if pred():
+            return
+        time.sleep(0.05)
+    fail(what)
+
+
+def children(pid):
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    return sorted(out)
+
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def running_untraced(pid):
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            status = f.read()
+        if "TracerPid:\t0\n" not in status:
+            return f"thread {tid} is traced"
+        if "State:\tt" in status or "State:\tT" in status:
+            return f"thread {tid} is stopped"
+    return None
+
+
+def refused(pid, verb, images, reasons, extra=()):
+    """`verb` on pid must fail naming every reason and leave no image."""
+    for json in (False, True):
+        args = [W, verb, "-t", str(pid), "-D", images, *extra] + (["--json"] if json else [])
+        r = subprocess.run(args, capture_output=True, text=True)
+        text = r.stdout if json else r.stderr
+        if r.returncode == 0:
+            fail(f"{' '.join(args)} succeeded:\n{r.stdout}{r.stderr}")
+        for reason in reasons + (["\"ok\": false"] if json else ["wpckpt: error:", "wpckpt: hint:"]):
+            if reason not in text:
+                fail(f"{' '.join(args)}: no '{reason}' in:\n{text}")
+        if os.path.exists(images):
+            fail(f"{verb} left {images} behind")
+        why = running_untraced(pid)
+        if why:
+            fail(f"after {verb}: {why}")
+
+
+def pipeline():
+    cmd = "seq 1 1000000 | sort -r | gzip -1"
+    # The pipeline stays alive while nobody reads its output: gzip blocks on
+    # the full pipe, sort on gzip.
+    proc = subprocess.Popen([W, "run", "--", "sh", "-c", cmd], stdout=subprocess.PIPE)
+    ours.append(proc.pid)
+    wait_for(lambda: any(comm(c) == "gzip" for c in children(proc.pid)), "the pipeline did not start")
+    kids = children(proc.pid)
+    ours.extend(kids)
+    gzip_pid = next(c for c in kids if comm(c) == "gzip")
+    reasons = [f"process {proc.pid} has", "child process", f"{gzip_pid} (gzip)"]
+    refused(proc.pid, "pre-dump", "pre", reasons)
+    refused(proc.pid, "dump", "d", reasons)
+    refused(proc.pid, "dump", "d", reasons, ["--leave-running"])
+    if children(proc.pid) != kids and gzip_pid not in children(proc.pid):
+        fail(f"the pipeline lost its children: {kids} -> {children(proc.pid)}")
+    data = proc.stdout.read()
+    if proc.wait(timeout=120) != 0:
+        fail(f"the pipeline exited with {proc.returncode}")
+    want = subprocess.run(["sh", "-c", "seq 1 1000000 | sort -r"], capture_output=True).stdout
+    if gzip.decompress(data) != want:
+        fail("the pipeline's output differs from an uninterrupted run")
+    print("pipeline: refused three times, output identical to an uninterrupted run")
+
+
+def sqlite():
+    if not shutil.which("sqlite3"):
+        print("SKIP sqlite3: not installed (setup.sh installs it)")
+        return
+    tmpdir = os.path.abspath("sqlite-tmp")
+    os.mkdir(tmpdir)
+    out = open("sqlite.out", "w")
+    env = dict(os.environ, SQLITE_TMPDIR=tmpdir)
+    proc = subprocess.Popen([W, "run", "--", "sqlite3", ":memory:"], stdin=subprocess.PIPE, stdout=out,
+                            stderr=subprocess.STDOUT, env=env, text=True)
+    ours.append(proc.pid)
+    proc.stdin.write("PRAGMA temp_store=FILE;\n"
+                     "CREATE TEMP TABLE t AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                     "LIMIT 200000) SELECT x, x % 97 AS g, randomblob(100) AS b FROM c;\n")
+    proc.stdin.flush()
+
+    def deleted_fd():
+        for fd in os.listdir(f"/proc/{proc.pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{proc.pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith(tmpdir + "/") and link.endswith(" (deleted)"):
+                return fd, link
+        return None
+
+    wait_for(deleted_fd, "sqlite3 did not open a temporary file")
+    fd, link = deleted_fd()
+    reasons = ["deleted file", f"fd {fd} ({link})"]
+    refused(proc.pid, "pre-dump", "sq-pre", reasons)
+    refused(proc.pid, "dump", "sq-d", reasons)
+    refused(proc.pid, "dump", "sq-d", reasons, ["--leave-running"])
+    proc.stdin.write("SELECT count(*), sum(x), count(DISTINCT g) FROM t;\n.quit\n")
+    proc.stdin.close()
+    if proc.wait(timeout=120) != 0:
+        fail(f"sqlite3 exited with {proc.returncode}: {open('sqlite.out').read()}")
+    got = open("sqlite.out").read().strip()
+    if got != "200000|20000100000|97":
+        fail(f"sqlite3 answered {got!r}")
+    print("sqlite3: refused three times, the temporary table intact")
+
+
+try:
+    pipeline()
+    sqlite()
+finally:
+    for pid in reversed(ours):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+print("PASS")
+PY
