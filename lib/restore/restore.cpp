@@ -143,12 +143,8 @@ Result<void> close_in_child(ptrace::Injector& inj, const std::vector<int>& fds) 
   return ok();
 }
 
-}  // namespace
-
-Result<RestoreReport> restore_process(const std::filesystem::path& dir, const RestoreOptions& options) {
-  auto t0 = std::chrono::steady_clock::now();
-  RestoreReport report;
-  WPCKPT_TRY(probe::require_features("restore"));
+// The chain of a dump (not a pre-dump) and its process.json, checked.
+Result<std::unique_ptr<image::ImageChain>> open_dump(const std::filesystem::path& dir, const RestoreOptions& options) {
   image::OpenOptions open_options;
   open_options.allow_other_owner = options.allow_other_owner;
   WPCKPT_TRY_ASSIGN(auto chain, image::ImageChain::open(dir, open_options));
@@ -156,13 +152,12 @@ Result<RestoreReport> restore_process(const std::filesystem::path& dir, const Re
     return make_error(EINVAL, "restore", dir.string() + " is a pre-dump")
         .with_hint("restore needs the image written by `wpckpt dump` (its pre-dumps are its parents)");
   }
-  WPCKPT_TRY_ASSIGN(auto bytes, chain->read_file(state::kProcessStateFile));
-  WPCKPT_TRY_ASSIGN(state::ProcessState st, state::parse(bytes));
-  WPCKPT_TRY(validate(st));
-  // Refused here, before anything exists, if the image's owner could not have had them.
-  WPCKPT_TRY_ASSIGN(CredentialSwitch creds, plan_credentials(st.creds, chain->owner()));
-  report.images = chain->dirs().size();
+  return chain;
+}
 
+// What the new process does for itself before it is seized (child_plan.hpp).
+Result<ChildPlan> plan_child(const state::ProcessState& st, image::ImageChain& chain,
+                             std::vector<std::string>& warnings) {
   ChildPlan plan;
   plan.pid = st.pid;
   plan.cwd = st.cwd;
@@ -173,12 +168,16 @@ Result<RestoreReport> restore_process(const std::filesystem::path& dir, const Re
     plan.set_personality = true;
     plan.personality = st.personality;
   }
-  WPCKPT_TRY(plan_fds(st, plan, [&](const std::string& name) { return chain->read_file(name); }));
-  plan_limits(st, plan, report.warnings);
-  // Every file the image names is opened now, as the image's owner, before anything is created.
-  std::vector<UniqueFd> held;
+  WPCKPT_TRY(plan_fds(st, plan, [&](const std::string& name) { return chain.read_file(name); }));
+  plan_limits(st, plan, warnings);
+  return plan;
+}
+
+// Every file the image names, opened now as the image's owner, before anything is created.
+Result<MappingFiles> open_files_as_owner(const state::ProcessState& st, image::ImageChain& chain, ChildPlan& plan,
+                                         std::vector<UniqueFd>& held) {
   MappingFiles files;
-  WPCKPT_TRY_ASSIGN(fds::ImageOwner owner, fds::image_owner(chain->dirs().front()));
+  WPCKPT_TRY_ASSIGN(fds::ImageOwner owner, fds::image_owner(chain.dirs().front()));
   WPCKPT_TRY(fds::as_owner(owner, [&]() -> Result<void> {
     if (!plan.root.empty()) WPCKPT_TRY(fds::check_directory_access(plan.root, "root directory"));
     if (!plan.cwd.empty()) WPCKPT_TRY(fds::check_directory_access(plan.cwd, "working directory"));
@@ -186,6 +185,73 @@ Result<RestoreReport> restore_process(const std::filesystem::path& dir, const Re
     WPCKPT_TRY_ASSIGN(files, open_mapping_files(st, plan, held));
     return ok();
   }));
+  return files;
+}
+
+// The seized main thread rebuilds the address space and fills it from the
+// chain, then drops the descriptors only restore needed.
+Result<FillStats> rebuild_address_space(ptrace::Injector& inj, const state::ProcessState& st, image::ImageChain& chain,
+                                        const MappingFiles& files, const std::vector<int>& helpers,
+                                        const RestoreOptions& options, RestoreReport& report) {
+  WPCKPT_TRY(drop_inherited_rseq(inj));
+  WPCKPT_TRY(clear_death_signal(inj));
+  WPCKPT_TRY(build_mappings(inj, st, files));
+  WPCKPT_TRY_ASSIGN(FillStats fill, fill_memory(chain, inj.mem_fd(), regular_mappings(st), options.progress));
+  WPCKPT_TRY(finish_mm(inj, st, files));
+  WPCKPT_TRY(close_in_child(inj, helpers));
+  if (auto r = recreate_agent_link(inj, st); !r) {
+    report.warnings.push_back("the restored process cannot be pre-dumped again: " + r.error().message());
+  }
+  return fill;
+}
+
+// The other threads with their tids, every thread registered and given its
+// credentials (last: everything before needed the restorer's privileges),
+// then its registers. Returns the tids in st.threads order.
+Result<std::vector<pid_t>> restore_threads(ptrace::Injector& inj, const state::ProcessState& st,
+                                           const CredentialSwitch& creds, KillOnFailure& guard) {
+  WPCKPT_TRY_ASSIGN(std::vector<pid_t> tids, create_threads(inj, st));
+  for (pid_t t : tids) guard.add_tid(t);
+  WPCKPT_TRY(queue_shared_signals(inj, st));
+  for (size_t i = 0; i < st.threads.size(); ++i) {
+    if (st.threads[i].is_main) {
+      WPCKPT_TRY(register_thread(inj, st.pid, st.threads[i]));
+      continue;
+    }
+    WPCKPT_TRY_ASSIGN(auto thread_inj, ptrace::Injector::prepare(tids[i]));
+    WPCKPT_TRY(register_thread(*thread_inj, st.pid, st.threads[i]));
+    WPCKPT_TRY(switch_credentials(*thread_inj, creds));
+    WPCKPT_TRY(thread_inj->cure());
+  }
+  WPCKPT_TRY(switch_credentials(inj, creds));
+  WPCKPT_TRY(inj.cure());
+  for (size_t i = 0; i < st.threads.size(); ++i) WPCKPT_TRY(set_thread_state(tids[i], st.threads[i]));
+  return tids;
+}
+
+void detach_threads(const std::vector<pid_t>& tids) {
+  for (pid_t t : tids) {
+    if (::ptrace(PTRACE_DETACH, t, nullptr, nullptr) != 0)
+      log::warn("detach thread {} of restored process: {}", t, std::strerror(errno));
+  }
+}
+
+}  // namespace
+
+Result<RestoreReport> restore_process(const std::filesystem::path& dir, const RestoreOptions& options) {
+  auto t0 = std::chrono::steady_clock::now();
+  RestoreReport report;
+  WPCKPT_TRY(probe::require_features("restore"));
+  WPCKPT_TRY_ASSIGN(auto chain, open_dump(dir, options));
+  WPCKPT_TRY_ASSIGN(auto bytes, chain->read_file(state::kProcessStateFile));
+  WPCKPT_TRY_ASSIGN(state::ProcessState st, state::parse(bytes));
+  WPCKPT_TRY(validate(st));
+  // Refused here, before anything exists, if the image's owner could not have had them.
+  WPCKPT_TRY_ASSIGN(CredentialSwitch creds, plan_credentials(st.creds, chain->owner()));
+  report.images = chain->dirs().size();
+  WPCKPT_TRY_ASSIGN(ChildPlan plan, plan_child(st, *chain, report.warnings));
+  std::vector<UniqueFd> held;
+  WPCKPT_TRY_ASSIGN(MappingFiles files, open_files_as_owner(st, *chain, plan, held));
 
   WPCKPT_TRY_ASSIGN(SpawnedProcess proc, spawn_restored(plan, options.detached));
   KillOnFailure guard(proc);
@@ -197,42 +263,14 @@ Result<RestoreReport> restore_process(const std::filesystem::path& dir, const Re
   ptrace::InjectorOptions inj_options;
   inj_options.scratch_address = scratch;
   WPCKPT_TRY_ASSIGN(auto inj, ptrace::Injector::prepare(proc.pid, inj_options));
-  WPCKPT_TRY(drop_inherited_rseq(*inj));
-  WPCKPT_TRY(clear_death_signal(*inj));
-  WPCKPT_TRY(build_mappings(*inj, st, files));
-  WPCKPT_TRY_ASSIGN(FillStats fill, fill_memory(*chain, inj->mem_fd(), regular_mappings(st), options.progress));
-  WPCKPT_TRY(finish_mm(*inj, st, files));
   std::vector<int> helpers = plan.keep_fds;
   helpers.insert(helpers.end(), proc.sync_fds.begin(), proc.sync_fds.end());
-  WPCKPT_TRY(close_in_child(*inj, helpers));
-  if (auto r = recreate_agent_link(*inj, st); !r) {
-    report.warnings.push_back("the restored process cannot be pre-dumped again: " + r.error().message());
-  }
-
-  WPCKPT_TRY_ASSIGN(std::vector<pid_t> tids, create_threads(*inj, st));
-  for (pid_t t : tids) guard.add_tid(t);
-  WPCKPT_TRY(queue_shared_signals(*inj, st));
-  for (size_t i = 0; i < st.threads.size(); ++i) {
-    if (st.threads[i].is_main) {
-      WPCKPT_TRY(register_thread(*inj, st.pid, st.threads[i]));
-      continue;
-    }
-    WPCKPT_TRY_ASSIGN(auto thread_inj, ptrace::Injector::prepare(tids[i]));
-    WPCKPT_TRY(register_thread(*thread_inj, st.pid, st.threads[i]));
-    WPCKPT_TRY(switch_credentials(*thread_inj, creds));
-    WPCKPT_TRY(thread_inj->cure());
-  }
-  // Last: everything before needed the restorer's privileges.
-  WPCKPT_TRY(switch_credentials(*inj, creds));
-  WPCKPT_TRY(inj->cure());
-  for (size_t i = 0; i < st.threads.size(); ++i) WPCKPT_TRY(set_thread_state(tids[i], st.threads[i]));
+  WPCKPT_TRY_ASSIGN(FillStats fill, rebuild_address_space(*inj, st, *chain, files, helpers, options, report));
+  WPCKPT_TRY_ASSIGN(std::vector<pid_t> tids, restore_threads(*inj, st, creds, guard));
 
   // Past this point the process runs: nothing can be undone.
   guard.disarm();
-  for (pid_t t : tids) {
-    if (::ptrace(PTRACE_DETACH, t, nullptr, nullptr) != 0)
-      log::warn("detach thread {} of restored process: {}", t, std::strerror(errno));
-  }
+  detach_threads(tids);
   report.pid = proc.pid;
   report.threads = tids.size();
   report.pages_stored = fill.pages_stored;
