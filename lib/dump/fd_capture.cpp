@@ -46,13 +46,12 @@ bool is_agent_fd(const std::string& link, int fd, nlohmann::json& tracking) {
   return false;
 }
 
-// Flags, position and mount of any descriptor, from fdinfo.
+// Flags and position of any descriptor, from fdinfo.
 Result<void> common_fields(const fds::FdInfo& info, state::FdState& f) {
   WPCKPT_TRY_ASSIGN(int flags, info.number<int>("flags", 8));
   f.cloexec = (flags & O_CLOEXEC) != 0;
   f.flags = flags & ~O_CLOEXEC;
   WPCKPT_TRY_ASSIGN(f.pos, info.number<uint64_t>("pos"));
-  WPCKPT_TRY_ASSIGN(f.details["mnt_id"], info.number<int>("mnt_id"));
   return ok();
 }
 

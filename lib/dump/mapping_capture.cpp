@@ -60,7 +60,6 @@ Result<std::vector<state::Mapping>> capture_mappings(pid_t pid, const MappingOpt
     m.file_offset = v.offset;
     m.vm_flags = v.vm_flags;
     bool special = tracker::is_kernel_provided(m.kind);
-    m.contents_in_image = !special;
     if (v.inode != 0 && !special) {
       // map_files follows the mapping to its inode even if the path was
       // deleted or now names another file.

@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "lib/base/log.hpp"
 #include "lib/ptrace/injector.hpp"
 #include "lib/ptrace/regs.hpp"
 
@@ -23,7 +24,8 @@ Result<state::ThreadState> capture_thread(pid_t pid, pid_t tid) {
   t.rseq = {rseq.abi_pointer, rseq.abi_size, rseq.signature};
 
   WPCKPT_TRY_ASSIGN(auto inj, ptrace::Injector::prepare(tid));
-  WPCKPT_TRY_ASSIGN(t.rseq_ip_fixed, ptrace::rseq_fixup_ip(inj->mem_fd(), rseq, regs));
+  WPCKPT_TRY_ASSIGN(bool in_rseq, ptrace::rseq_fixup_ip(inj->mem_fd(), rseq, regs));
+  if (in_rseq) log::debug("thread {} was inside an rseq critical section: it resumes at its abort handler", tid);
   static_assert(sizeof(regs) == sizeof(t.regs));
   std::memcpy(&t.regs, &regs, sizeof regs);
 

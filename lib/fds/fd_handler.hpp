@@ -55,14 +55,10 @@ class FdHandler {
   // descriptor of an object and fills `o` (o.kind, o.first_fd are set).
   virtual Result<void> plan(const state::FdState& f, const ImageFileReader& files, FdObject& o) const = 0;
   // A further descriptor of the same object; `t` is its target.
-  virtual Result<void> add(const state::FdState& f, FdObject& o, FdTarget& t) const {
-    (void)f, (void)o, (void)t;
-    return ok();
-  }
+  virtual Result<void> add(const state::FdState& /*f*/, FdObject& /*o*/, FdTarget& /*t*/) const { return ok(); }
   // In wpckpt, as the image's owner, before the child exists: what must be
   // opened by path is opened here (o.inherit_fd). Default: nothing.
-  virtual Result<void> prepare(FdObject& o, std::vector<UniqueFd>& held, int floor) const {
-    (void)o, (void)held, (void)floor;
+  virtual Result<void> prepare(FdObject& /*o*/, std::vector<UniqueFd>& /*held*/, int /*floor*/) const {
     return ok();
   }
   // In the restore child, system calls only (no allocation, no locks):

@@ -34,6 +34,7 @@ struct FdObject {
   bool regular_or_block = false;
   bool check_rdev = false;    // character devices: the device number instead of the inode
   uint32_t rdev_major = 0, rdev_minor = 0;
+  bool replaced_at_dump = false;  // the path named another file already then: said when it fails
   // Created in the child.
   std::string name;           // memfd name
   std::vector<uint8_t> data;  // pipe: unread bytes; memfd: contents

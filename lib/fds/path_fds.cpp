@@ -56,6 +56,7 @@ class PathHandler final : public FdHandler {
       WPCKPT_TRY(detail(f, "rdev", rdev));
       o.check_rdev = true, o.rdev_major = rdev.first, o.rdev_minor = rdev.second;
     }
+    WPCKPT_TRY(detail(f, "replaced", o.replaced_at_dump));
     o.seek = kind_ == FdKind::File;
     o.pos = f.pos;
     return ok();
@@ -69,7 +70,13 @@ class PathHandler final : public FdHandler {
     want.what = "fd " + std::to_string(o.first_fd);
     want.check_rdev = o.check_rdev;
     want.rdev = makedev(o.rdev_major, o.rdev_minor);
-    WPCKPT_TRY_ASSIGN(UniqueFd fd, open_recorded(want, o.flags));
+    auto opened = open_recorded(want, o.flags);
+    if (!opened && o.replaced_at_dump) {
+      return std::move(opened).error().with_hint(
+          "at the dump the path already named another file (the process's file was removed or renamed over); put "
+          "the file the process had back under " + o.file.path + " to restore");
+    }
+    WPCKPT_TRY_ASSIGN(UniqueFd fd, std::move(opened));
     if (o.seek && ::lseek(fd.get(), static_cast<off_t>(o.pos), SEEK_SET) < 0 && errno != ESPIPE)
       return errno_error(want.what + ": seek to offset " + std::to_string(o.pos) + " of", o.file.path);
     WPCKPT_TRY_ASSIGN(o.inherit_fd, hold_above(std::move(fd), floor, held, want.what));

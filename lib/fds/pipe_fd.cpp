@@ -94,7 +94,6 @@ constinit const PipeHandler kPipe;
 Result<void> capture_pipe_contents(const FdSource& src, state::FdState& f, const CaptureSoFar& so_far) {
   const auto ino = static_cast<uint64_t>(src.st.st_ino);
   f.details["pipe_ino"] = ino;
-  f.details["end"] = (f.flags & O_ACCMODE) == O_WRONLY ? "write" : "read";
   bool first_of_pipe = std::none_of(so_far.fds.begin(), so_far.fds.end(), [&](const state::FdState& o) {
     auto it = o.details.find("pipe_ino");
     return it != o.details.end() && *it == ino && o.details.contains("data");

@@ -16,7 +16,6 @@ class TimerfdHandler final : public FdHandler {
     const FdInfo& info = *src.info;
     WPCKPT_TRY_ASSIGN(f.details["clockid"], info.number<int>("clockid"));
     WPCKPT_TRY_ASSIGN(f.details["ticks"], info.number<uint64_t>("ticks"));
-    WPCKPT_TRY_ASSIGN(f.details["settime_flags"], info.number<int>("settime flags", 8));
     for (const char* key : {"it_value", "it_interval"}) {
       long long sec = 0, nsec = 0;
       if (std::sscanf(info.get(key).c_str(), "(%lld, %lld)", &sec, &nsec) != 2)

@@ -10,6 +10,8 @@
 #include "lib/fds/recorded_file.hpp"
 #include "lib/base/uapi/process.hpp"
 #include "lib/probe/capabilities.hpp"
+#include "lib/ptrace/regs.hpp"
+#include "lib/state/json_fields.hpp"
 #include "tracker/proc_maps.hpp"
 
 namespace wpckpt::restore {
@@ -31,13 +33,28 @@ Result<std::vector<uint8_t>> own_vdso_image() {
 }
 
 Result<void> check_cpu_and_vdso(const state::ProcessState& state) {
+  const char* const cpu_hint = "restore on a CPU with at least the features of the one the dump was made on";
   uint64_t have = cpu_xcr0();
   if ((state.xcr0 & ~have) != 0) {
     char buf[128];
     snprintf(buf, sizeof buf, "image uses XSAVE features 0x%" PRIx64 ", this CPU enables 0x%" PRIx64, state.xcr0,
              have);
-    return make_error(0, "check CPU features", buf)
-        .with_hint("restore on a CPU with at least the features of the one the dump was made on");
+    return make_error(0, "check CPU features", buf).with_hint(cpu_hint);
+  }
+  // Each thread's XSAVE area is the size the image records, which must fit
+  // this CPU's (a larger one would lose state when restore writes it back).
+  for (size_t i = 0; i < state.threads.size(); ++i) {
+    const auto& xsave = state.threads[i].xsave;
+    if (xsave.empty() || xsave.size() == state.xsave_size) continue;
+    return state::field_error("threads[" + std::to_string(i) + "].xsave",
+                              "is " + std::to_string(xsave.size()) + " bytes, xsave_size says " +
+                                  std::to_string(state.xsave_size));
+  }
+  if (state.xsave_size > ptrace::xsave_size()) {
+    return make_error(0, "check CPU features",
+                      "the image's XSAVE area is " + std::to_string(state.xsave_size) + " bytes, this CPU's " +
+                          std::to_string(ptrace::xsave_size()))
+        .with_hint(cpu_hint);
   }
   if (state.vdso_image.empty()) return ok();  // an image without a vdso (never seen on x86_64)
   WPCKPT_TRY_ASSIGN(auto mine, own_vdso_image());

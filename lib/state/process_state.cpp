@@ -92,7 +92,7 @@ template <typename V>
 void fields(V& v, ThreadState& t) {
   v.opt("tid", t.tid), v.opt("is_main", t.is_main), v.req("regs", t.regs), v.opt("xsave", t.xsave);
   v.opt("sigmask", t.sigmask), v.opt("pending", t.pending), v.opt("rseq", t.rseq);
-  v.opt("clear_child_tid", t.clear_child_tid), v.opt("altstack", t.altstack), v.opt("rseq_ip_fixed", t.rseq_ip_fixed);
+  v.opt("clear_child_tid", t.clear_child_tid), v.opt("altstack", t.altstack);
 }
 template <typename V>
 void fields(V& v, SignalAction& a) {
@@ -129,7 +129,7 @@ template <typename V>
 void fields(V& v, Mapping& m) {
   v.opt("start", m.start), v.opt("end", m.end), v.opt("prot", m.prot), v.opt("shared", m.shared);
   v.opt("kind", m.kind), v.opt("name", m.name), v.opt("file_offset", m.file_offset), v.opt("vm_flags", m.vm_flags);
-  v.opt("guards", m.guards), v.opt("contents_in_image", m.contents_in_image), v.opt("file", m.file);
+  v.opt("guards", m.guards), v.opt("file", m.file);
 }
 template <typename V>
 void fields(V& v, FdState& f) {

@@ -56,7 +56,6 @@ struct ThreadState {
   RseqState rseq;
   uint64_t clear_child_tid = 0;                // set_tid_address value if known (0 otherwise)
   AltStack altstack;
-  bool rseq_ip_fixed = false;                  // regs.rip was moved to the rseq abort handler at dump
 };
 
 struct SignalAction {
@@ -106,7 +105,6 @@ struct Mapping {
   std::optional<FileIdentity> file;
   std::vector<std::string> vm_flags;                  // smaps VmFlags, e.g. "gd" (growsdown), "lo", "hg"
   std::vector<std::pair<uint64_t, uint64_t>> guards;  // guard regions inside it, [start, end)
-  bool contents_in_image = true;  // false for vdso/vvar/vsyscall and untouched file text
 };
 
 // One open file description behind a descriptor number.

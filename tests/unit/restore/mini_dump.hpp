@@ -128,8 +128,8 @@ inline Result<void> mini_dump(pid_t pid, const std::filesystem::path& dir) {
     m.kind = tracker::classify_memory(v);
     if (m.kind == tracker::MemoryKind::Heap) s.mm.brk = v.end;
     if (tracker::maps_file_again(m.kind)) m.file = identity_of(v.name);
-    m.contents_in_image = !tracker::is_kernel_provided(m.kind) && v.read && !v.shared;
-    if (m.contents_in_image) {
+    bool contents_in_image = !tracker::is_kernel_provided(m.kind) && v.read && !v.shared;
+    if (contents_in_image) {
       image::MemoryArea a;
       a.start = v.start;
       a.end = v.end;

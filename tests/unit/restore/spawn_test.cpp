@@ -169,7 +169,8 @@ TEST(SpawnRestored, ReportsWhatFailedInTheChild) {
 }
 
 // One recorded descriptor of `kind` on `path`, planned and opened as restore does.
-Result<void> open_one(state::FdKind kind, int flags, const state::FileIdentity& id) {
+Result<void> open_one(state::FdKind kind, int flags, const state::FileIdentity& id,
+                      const nlohmann::json& details = nlohmann::json::object()) {
   state::ProcessState s;
   s.pid = free_pid();
   state::FdState f;
@@ -178,6 +179,7 @@ Result<void> open_one(state::FdKind kind, int flags, const state::FileIdentity& 
   f.flags = flags;
   f.object_id = 1;
   f.file = id;
+  f.details = details;
   s.fds.push_back(f);
   ChildPlan plan;
   WPCKPT_TRY(plan_fds(s, plan, no_files));
@@ -222,6 +224,12 @@ TEST(OpenFdFiles, AReplacedFileIsRefusedAndAGrownOneIsNot) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message().find("fd 4: " + path + " is not the file it had at the dump"), std::string::npos)
       << r.error().message();
+  EXPECT_EQ(r.error().hint.find("already named another file"), std::string::npos) << r.error().hint;
+  // The dump saw the path name another file already (details.replaced): the hint says so.
+  r = open_one(state::FdKind::File, O_RDWR, id, {{"replaced", true}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().hint.find("at the dump the path already named another file"), std::string::npos)
+      << r.error().hint;
 }
 
 TEST(OpenFdFiles, ASymlinkInPlaceOfTheFileIsRefused) {
