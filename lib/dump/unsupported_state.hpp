@@ -47,7 +47,7 @@ namespace wpckpt::dump {
 // kChildWaitMaxMs in all. Frozen: no waiting (a frozen parent cannot wait
 // for its children).
 enum class TargetState { Running, Frozen };
-constexpr int kChildStableMs = 500;
+constexpr int kChildStableMs = 1000;
 constexpr int kChildWaitMaxMs = 5000;
 
 // `verb` names the command in the error ("pre-dump", "dump").

@@ -191,7 +191,7 @@ static void* forker(void* arg) {
   for (;;) {
     pid_t pid = fork();
     if (pid == 0) {
-      fill(g_buf, g_size / 16, &s); /* the child's own copy */
+      fill(g_buf, g_size / 64, &s); /* the child's own copy */
       for (int k = 0; k < 2; k++) /* but shared memory is the parent's too */
         if (g_shared[k]) fill(g_shared[k], SHARED_SIZE / 2, &s);
       _exit(0);
