@@ -35,8 +35,10 @@ Result<PreDumpReport> pre_dump_process(const PreDumpRequest& r) {
   copts.progress = r.progress;
   copts.events = r.events;
   WPCKPT_TRY_ASSIGN(rep.capture, checkpoint::capture_memory(r.pid, *writer, parent.get(), copts));
-  // Again: the process ran meanwhile (a refusal here leaves no image either).
-  WPCKPT_TRY(refuse_unsupported_state(r.pid, "pre-dump", TargetState::Running));
+  // Not checked again here: the capture has re-protected what it copied, so
+  // a refusal now would throw this iteration away and make the next one
+  // whole. A pre-dump image restores nothing by itself; the dump that ends
+  // the chain checks again, frozen.
   WPCKPT_TRY_ASSIGN(rep.commit, writer->commit());
   checkpoint::fill_commit_stats(rep.capture, rep.commit);
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

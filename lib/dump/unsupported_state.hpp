@@ -1,8 +1,9 @@
 // What a dump cannot save yet, refused in one place so that nothing is ever
 // half-checkpointed: pre-dump and dump call `refuse_unsupported_state` before
-// they create an image or stop anything, and again later (dump: once the
-// process is frozen; pre-dump: before the commit), since a child or a timer
-// may appear in between. A refusal is an EOPNOTSUPP error that names the
+// they create an image or stop anything, and the dump again once the process
+// is frozen, since a child or a timer may appear in between. (A pre-dump is
+// not checked after its capture: that would waste an iteration whose pages
+// are already re-protected, and only the final dump's check decides.) A refusal is an EOPNOTSUPP error that names the
 // thing and says what to do; the process is left running as it was.
 //
 // Refused (restore would silently lose it):
