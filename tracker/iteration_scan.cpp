@@ -102,12 +102,13 @@ ScanRequest present_request(const Vma& v, uint64_t return_mask) {
   return r;
 }
 
-// Named ranges closer than this are scanned by one PAGEMAP_SCAN call: the
-// walk costs ~20 ns per page of the gap, a call a few microseconds of fixed
-// cost (mmap_lock, VMA lookup, argument copies), so gaps under ~128 pages
-// are cheaper to walk than to skip. Walking a gap is exact: it reports (and
-// re-protects) only pages written there, which must be copied anyway.
-constexpr uint64_t kJoinGapBytes = 128 * kPageSize;
+// Named ranges closer than this are scanned by one PAGEMAP_SCAN call.
+// Measured here (bench/events_bench, quiet machine): the walk costs 2-5 ns
+// per page of a gap, a call ~7.5 us of fixed cost (mmap_lock, VMA lookup,
+// argument copies), so gaps under a few thousand pages are cheaper to walk
+// than to skip. Walking a gap is exact: it reports (and re-protects) only
+// pages written there, which must be copied anyway.
+constexpr uint64_t kJoinGapBytes = 2048 * kPageSize;
 
 // Events mode: the tracking scan of an armed area, restricted to the named
 // ranges inside it, near ones joined. Each call re-protects what it reports,
