@@ -33,8 +33,8 @@ struct RestoreOptions {
 };
 
 // -j/--shell-job: the process gets wpckpt's own fd 0-2 in place of the
-// terminal it had there (and wpckpt's session and process group, which it
-// always gets). Refused when such an fd of wpckpt is not a terminal: the
+// terminal it had there, and wpckpt's session and process group even if it
+// led its own (lib/restore/session.hpp). Refused when such an fd of wpckpt is not a terminal: the
 // process would silently get a pipe or a file instead.
 Result<void> check_shell_job(const RestoreOptions& opts) {
   image::OpenOptions oo;
@@ -121,6 +121,7 @@ int run_restore(const RestoreOptions& opts) {
   restore::RestoreOptions ro;
   ro.detached = opts.detached;
   ro.allow_other_owner = opts.allow_other_owner;
+  ro.shell_job = opts.criu.shell_job;
   ro.progress = bar.callback();
   auto result = restore::restore_process(opts.images_dir, ro);
   bar.finish();

@@ -27,6 +27,7 @@
 #include "lib/restore/child_plan.hpp"
 #include "lib/restore/credentials.hpp"
 #include "lib/restore/memory_fill.hpp"
+#include "lib/restore/session.hpp"
 #include "lib/restore/spawn.hpp"
 #include "lib/restore/threads.hpp"
 #include "lib/restore/validate.hpp"
@@ -266,6 +267,7 @@ Result<RestoreReport> restore_process(const std::filesystem::path& dir, const Re
   std::vector<int> helpers = plan.keep_fds;
   helpers.insert(helpers.end(), proc.sync_fds.begin(), proc.sync_fds.end());
   WPCKPT_TRY_ASSIGN(FillStats fill, rebuild_address_space(*inj, st, *chain, files, helpers, options, report));
+  WPCKPT_TRY(restore_session(*inj, st, options.shell_job));
   WPCKPT_TRY_ASSIGN(std::vector<pid_t> tids, restore_threads(*inj, st, creds, guard));
 
   // Past this point the process runs: nothing can be undone.

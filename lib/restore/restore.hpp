@@ -21,6 +21,7 @@ namespace wpckpt::restore {
 struct RestoreOptions {
   bool detached = false;           // re-parent the process (to init or the nearest subreaper)
   bool allow_other_owner = false;  // accept images owned by another user
+  bool shell_job = false;          // -j: a job of the restoring shell (lib/restore/session.hpp)
   ProgressFn progress;
 };
 

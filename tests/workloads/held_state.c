@@ -12,7 +12,8 @@
  * deleted-map (a file mapped private and shared, unlinked and closed),
  * deleted-cwd (working directory removed), posix-timer, itimer, sysv-shm,
  * flock, posix-lock, seccomp (an allow-all filter), uts-ns (own UTS
- * namespace), aio (an io_setup context), none. */
+ * namespace), aio (an io_setup context), session-leader (setsid), group-leader
+ * (setpgid(0, 0)), none. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -183,6 +184,10 @@ static void set_up(const char* dir) {
     if (unshare(CLONE_NEWUTS) != 0 || sethostname("held-state", 10) != 0) die("unshare");
   } else if (!strcmp(kind, "aio")) {
     if (syscall(SYS_io_setup, 8, &aio_ctx) != 0) die("io_setup");
+  } else if (!strcmp(kind, "session-leader")) {
+    if (setsid() < 0) die("setsid");
+  } else if (!strcmp(kind, "group-leader")) {
+    if (setpgid(0, 0) != 0) die("setpgid");
   } else if (strcmp(kind, "none") != 0) {
     errno = EINVAL;
     die("unknown kind");
@@ -239,6 +244,10 @@ static const char* check(void) {
   } else if (!strcmp(kind, "uts-ns")) {
     struct utsname u;
     if (uname(&u) != 0 || strcmp(u.nodename, "held-state") != 0) return "hostname";
+  } else if (!strcmp(kind, "session-leader")) {
+    if (getsid(0) != getpid() || getpgrp() != getpid()) return "session";
+  } else if (!strcmp(kind, "group-leader")) {
+    if (getpgrp() != getpid() || getsid(0) == getpid()) return "group";
   } else if (!strcmp(kind, "aio")) {
     const uint32_t* ring = (const uint32_t*)(uintptr_t)aio_ctx;
     if (aio_ctx == 0 || ring[4] != 0xa10a10a1u) return "aio ring";
