@@ -60,6 +60,19 @@ void craft(const fs::path& image, Edit edit) {
   std::ofstream(image / image::kManifestName, std::ios::binary | std::ios::trunc) << image::encode_manifest(*doc);
 }
 
+// `wpckpt run -- zdtm_counter THREADS MIB` as `user`. It must not inherit
+// this test's descriptors beyond 0-2 (ctest keeps its log open as fd 3):
+// restore reopens every file as the image's owner, who may not open root's.
+std::vector<std::string> counter_as(const TestUser& user, const std::string& threads, const std::string& mib) {
+  std::vector<std::string> argv = user.as_user();
+  for (const std::string& a : {std::string("/bin/sh"), std::string("-c"),
+                               std::string("exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- \"$@\""), std::string("sh"),
+                               wpckpt_binary(), std::string("run"), std::string("--"), workload("zdtm_counter"),
+                               threads, mib})
+    argv.push_back(a);
+  return argv;
+}
+
 TEST(RestoreCredentials, AnotherUsersImageIsRestoredWithThatUsersCredentials) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to create a user and to restore another user's image";
   TestUser user;
@@ -70,19 +83,8 @@ TEST(RestoreCredentials, AnotherUsersImageIsRestoredWithThatUsersCredentials) {
   std::ofstream(out).close();
   ASSERT_EQ(0, ::chown(out.c_str(), user.uid(), user.gid()));
 
-  // The user's own process, started and dumped by the user. It must not
-  // inherit this test's descriptors beyond 0-2 (ctest keeps its log open as
-  // fd 3): restore reopens every file as the image's owner, and the user may
-  // not open root's log.
-  std::vector<std::string> argv = user.as_user();
-  for (const std::string& a : {std::string("/bin/sh"), std::string("-c"),
-                               std::string("for fd in 3 4 5 6 7 8 9; do eval \"exec $fd>&-\"; done; exec \"$@\""),
-                               std::string("sh")})
-    argv.push_back(a);
-  for (const std::string& a : {wpckpt_binary(), std::string("run"), std::string("--"), workload("zdtm_counter"),
-                               std::string("2"), std::string("8")})
-    argv.push_back(a);
-  ChildProcess proc = ChildProcess::start(argv, {}, out);
+  // The user's own process, started and dumped by the user.
+  ChildProcess proc = ChildProcess::start(counter_as(user, "2", "8"), {}, out);
   const pid_t pid = proc.pid();
   ASSERT_TRUE(wait_until([&] { return read_file(out).find("READY") != std::string::npos; })) << read_file(out);
   const auto before = credentials_of("/proc/" + std::to_string(pid) + "/status");
@@ -203,15 +205,7 @@ TEST(RestoreCredentials, ASetcapCopysCapabilitiesDoNotReachTheRestoredProcess) {
   const std::string out = (home / "out.txt").string();
   std::ofstream(out).close();
   ASSERT_EQ(0, ::chown(out.c_str(), user.uid(), user.gid()));
-  // Descriptors the test process holds (root's files) are closed first: the
-  // user could not reopen them, and they are not what this tests.
-  std::vector<std::string> argv = user.as_user();
-  for (const std::string& a : {std::string("/bin/sh"), std::string("-c"),
-                               std::string("exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- \"$@\""), std::string("sh"),
-                               wpckpt_binary(), std::string("run"), std::string("--"), workload("zdtm_counter"),
-                               std::string("1"), std::string("4")})
-    argv.push_back(a);
-  ChildProcess proc = ChildProcess::start(argv, {}, out);
+  ChildProcess proc = ChildProcess::start(counter_as(user, "1", "4"), {}, out);
   const pid_t pid = proc.pid();
   ASSERT_TRUE(wait_until([&] { return read_file(out).find("READY") != std::string::npos; })) << read_file(out);
   const auto before = credentials_of("/proc/" + std::to_string(pid) + "/status");
