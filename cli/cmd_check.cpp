@@ -1,4 +1,5 @@
-// wpckpt check [--json] [--feature NAME|list]: what this kernel supports.
+// wpckpt check [--json] [--feature NAME|list]: what this kernel supports, and
+// what the user who runs it can do with it.
 #include <sys/utsname.h>
 
 #include <iostream>
@@ -7,6 +8,7 @@
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
 #include "lib/probe/features.hpp"
+#include "lib/probe/user_rights.hpp"
 
 namespace wpckpt::cli {
 namespace {
@@ -50,10 +52,51 @@ int check_one(const CheckOptions& opts) {
   return status->present ? kExitOk : kExitFailure;
 }
 
+nlohmann::json user_json(const probe::UserRights& u) {
+  nlohmann::json rights = nlohmann::json::object();
+  for (const probe::Right& r : u.rights) {
+    nlohmann::json j = {{"can", r.can}, {"what", r.what}, {"needs", r.needs}};
+    if (!r.can) {
+      j["why_not"] = r.why_not;
+      j["way_around"] = r.way_around;
+    }
+    rights[r.key] = j;
+  }
+  return {{"uid", u.uid},
+          {"root", u.root},
+          {"elevated", u.elevated},
+          {"yama_ptrace_scope", u.yama_scope},
+          {"can_checkpoint", u.can_checkpoint},
+          {"can_restore", u.can_restore},
+          {"rights", rights}};
+}
+
+// What this user can do (lib/probe/user_rights.hpp), after the feature table.
+void print_user(const probe::UserRights& u) {
+  std::cout << "\nas uid " << u.uid << (u.root ? " (root)" : "") << (u.elevated ? " (elevated copy)" : "")
+            << ":\n";
+  for (const probe::Right& r : u.rights) {
+    std::cout << "  " << (r.can ? "yes " : "NO  ") << r.what << "\n      needs: " << r.needs << "\n";
+    if (!r.can) std::cout << "      you lack: " << r.why_not << "\n      instead: " << r.way_around << "\n";
+  }
+}
+
+std::string verdict(bool required_ok, const probe::UserRights& u) {
+  if (!required_ok) return "wpckpt cannot track or checkpoint on this machine: a required feature is missing.";
+  const std::string who = "uid " + std::to_string(u.uid);
+  if (u.can_checkpoint && u.can_restore) return "wpckpt can checkpoint and restore on this machine as " + who + ".";
+  if (u.can_checkpoint)
+    return "as " + who + ", wpckpt can checkpoint your processes but cannot restore them (see \"instead\" above).";
+  return "as " + who + ", wpckpt cannot checkpoint (see \"instead\" above).";
+}
+
 int check_all(const CheckOptions& opts) {
   std::vector<probe::FeatureStatus> all = probe::all_features();
   bool required_ok = true;
   for (const auto& s : all) required_ok = required_ok && (s.present || !s.required);
+  const probe::UserRights user = probe::user_rights();
+  // Usable: this user can both checkpoint and restore (features alone are not enough).
+  const bool usable = required_ok && user.can_checkpoint && user.can_restore;
   if (opts.json) {
     nlohmann::json features = nlohmann::json::object(), details = nlohmann::json::object();
     nlohmann::json missing = nlohmann::json::array();
@@ -63,11 +106,13 @@ int check_all(const CheckOptions& opts) {
       if (!s.present) missing.push_back({{"feature", s.key}, {"required", s.required}, {"loss", s.loss}});
     }
     print_json({{"kernel", kernel_release()},
-                {"usable", required_ok},
+                {"usable", usable},
+                {"features_usable", required_ok},
+                {"user", user_json(user)},
                 {"features", features},
                 {"details", details},
                 {"missing", missing}});
-    return required_ok ? kExitOk : kExitFailure;
+    return usable ? kExitOk : kExitFailure;
   }
   std::cout << "kernel: " << kernel_release() << "\n\n";
   size_t width = 0;
@@ -81,10 +126,9 @@ int check_all(const CheckOptions& opts) {
       std::cout << (s.required ? "REQUIRED — " : "") << "without it: " << s.loss << "  [" << s.detail << "]\n";
     }
   }
-  std::cout << "\n"
-            << (required_ok ? "wpckpt can checkpoint and restore on this machine.\n"
-                            : "wpckpt cannot track or checkpoint on this machine: a required feature is missing.\n");
-  return required_ok ? kExitOk : kExitFailure;
+  print_user(user);
+  std::cout << "\n" << verdict(required_ok, user) << "\n";
+  return usable ? kExitOk : kExitFailure;
 }
 
 }  // namespace

@@ -8,12 +8,14 @@
 #include <memory>
 #include <string>
 
+#include "cli/attach_text.hpp"
 #include "cli/commands.hpp"
 #include "cli/criu_compat.hpp"
 #include "cli/log_file.hpp"
 #include "cli/image_paths.hpp"
 #include "cli/output.hpp"
 #include "cli/progress.hpp"
+#include "lib/dump/attach_json.hpp"
 #include "lib/dump/dump.hpp"
 
 namespace wpckpt::cli {
@@ -42,6 +44,7 @@ void install_cancel_handlers() {
 void print_text(const dump::DumpReport& r, const DumpOptions& opts) {
   std::printf("dump %s of process %d: %s\n", opts.images_dir.c_str(), opts.pid,
               r.left_running ? "the process runs on" : "the process was killed after the commit");
+  print_attach_line(r.attach, opts.pid);
   std::printf("  state: %zu threads, %zu mappings, %zu file descriptors\n", r.threads, r.mappings, r.fds);
   std::printf("  pages: %llu scanned, %llu written, %llu left to the parent%s\n",
               static_cast<unsigned long long>(r.pages_scanned), static_cast<unsigned long long>(r.pages_written),
@@ -81,6 +84,7 @@ int run_dump(const DumpOptions& opts) {
     doc["bytes_compressed"] = report->capture.bytes_compressed;
     doc["incremental"] = report->capture.incremental;
     doc["whole_reason"] = report->capture.whole_reason;
+    doc["attach"] = dump::attach_json(report->attach);
     print_json(doc);
   } else {
     print_text(*report, opts);
@@ -99,7 +103,7 @@ int run_dump(const DumpOptions& opts) {
 void add_dump_command(CLI::App& app, int& exit_code) {
   auto opts = std::make_shared<DumpOptions>();
   CLI::App* sub = app.add_subcommand("dump", "Freeze the process, write the last delta and its full state");
-  sub->add_option("-t,--tree", opts->pid, "Pid of the cooperating process")->required();
+  sub->add_option("-t,--tree", opts->pid, "Pid of the process (one without the agent is attached first)")->required();
   sub->add_option("-D,--images-dir", opts->images_dir, "Directory of the new image: new, or an empty directory")->required();
   sub->add_option("--prev-images-dir", opts->prev_images_dir, "Parent image (a pre-dump of the same process), relative to -D unless absolute");
   sub->add_flag("-R,--leave-running", opts->leave_running, "Resume the process after the dump instead of killing it");

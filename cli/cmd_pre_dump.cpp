@@ -6,12 +6,14 @@
 #include <memory>
 #include <string>
 
+#include "cli/attach_text.hpp"
 #include "cli/commands.hpp"
 #include "cli/criu_compat.hpp"
 #include "cli/image_paths.hpp"
 #include "cli/log_file.hpp"
 #include "cli/output.hpp"
 #include "cli/progress.hpp"
+#include "lib/dump/attach_json.hpp"
 #include "lib/dump/pre_dump.hpp"
 
 namespace wpckpt::cli {
@@ -25,13 +27,15 @@ struct PreDumpOptions {
   CriuOptions criu;
 };
 
-nlohmann::json stats_json(const checkpoint::CaptureStats& s, const PreDumpOptions& opts, double total_seconds) {
+nlohmann::json stats_json(const checkpoint::CaptureStats& s, const attach::AttachReport& attach,
+                          const PreDumpOptions& opts, double total_seconds) {
   nlohmann::json untracked = nlohmann::json::array();
   for (const checkpoint::UntrackedArea& a : s.untracked) {
     untracked.push_back({{"start", a.start}, {"end", a.end}, {"path", a.path}, {"handling", a.handling},
                          {"reason", a.reason}});
   }
   return {{"untracked_areas", untracked},
+          {"attach", dump::attach_json(attach)},
           {"images_dir", opts.images_dir},
           {"parent", opts.prev_images_dir.empty() ? nlohmann::json(nullptr) : nlohmann::json(opts.prev_images_dir)},
           {"pages_scanned", s.pages_scanned},
@@ -57,10 +61,12 @@ nlohmann::json stats_json(const checkpoint::CaptureStats& s, const PreDumpOption
           {"pages_unreadable", s.pages_unreadable}};
 }
 
-void print_text(const checkpoint::CaptureStats& s, const PreDumpOptions& opts, double total_seconds) {
+void print_text(const checkpoint::CaptureStats& s, const attach::AttachReport& attach, const PreDumpOptions& opts,
+                double total_seconds) {
   std::printf("pre-dump %s: %s\n", opts.images_dir.c_str(),
               s.incremental ? ("delta against " + opts.prev_images_dir).c_str()
                             : ("every area whole (" + s.whole_reason + ")").c_str());
+  print_attach_line(attach, opts.pid);
   std::printf("  pages: %llu scanned, %llu written, %llu stored, %llu zero, %llu left to the parent\n",
               static_cast<unsigned long long>(s.pages_scanned), static_cast<unsigned long long>(s.pages_written),
               static_cast<unsigned long long>(s.pages_stored), static_cast<unsigned long long>(s.pages_zero),
@@ -93,8 +99,8 @@ int pre_dump(const PreDumpOptions& opts) {
   auto report = dump::pre_dump_process(req);
   bar.finish();
   if (!report) return report_error(report.error(), opts.json);
-  if (opts.json) print_json(stats_json(report->capture, opts, report->seconds));
-  else print_text(report->capture, opts, report->seconds);
+  if (opts.json) print_json(stats_json(report->capture, report->attach, opts, report->seconds));
+  else print_text(report->capture, report->attach, opts, report->seconds);
   if (opts.criu.display_stats) {
     // A pre-dump never freezes the process: CRIU's freezing and frozen times are 0.
     const checkpoint::CaptureStats& stats = report->capture;
@@ -111,7 +117,7 @@ int pre_dump(const PreDumpOptions& opts) {
 void add_pre_dump_command(CLI::App& app, int& exit_code) {
   auto opts = std::make_shared<PreDumpOptions>();
   CLI::App* sub = app.add_subcommand("pre-dump", "Write a delta of what the process wrote; it keeps running");
-  sub->add_option("-t,--tree", opts->pid, "Pid of the cooperating process")->required();
+  sub->add_option("-t,--tree", opts->pid, "Pid of the process (one without the agent is attached first)")->required();
   sub->add_option("-D,--images-dir", opts->images_dir, "Directory of the new image: new, or an empty directory")->required();
   sub->add_option("--prev-images-dir", opts->prev_images_dir, "Parent image, relative to -D unless absolute (default: none, a full first iteration)");
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");

@@ -11,9 +11,13 @@
 #include <memory>
 #include <string>
 
+#include "cli/attach_text.hpp"
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
+#include "lib/attach/attach.hpp"
 #include "lib/checkpoint/write_watch.hpp"
+#include "lib/dump/attach_json.hpp"
+#include "lib/probe/features.hpp"
 
 namespace wpckpt::cli {
 namespace {
@@ -41,7 +45,7 @@ void sleep_interval(double seconds) {
   }
 }
 
-nlohmann::json sample_json(const checkpoint::WatchSample& s, int pid) {
+nlohmann::json sample_json(const checkpoint::WatchSample& s, int pid, const attach::AttachReport& attach) {
   nlohmann::json busiest = nlohmann::json::array();
   for (const checkpoint::AreaActivity& a : s.busiest)
     busiest.push_back({{"start", a.start}, {"end", a.end}, {"name", a.name}, {"pages", a.pages}});
@@ -60,7 +64,8 @@ nlohmann::json sample_json(const checkpoint::WatchSample& s, int pid) {
           {"predicted_dump_bytes", s.predicted_dump_bytes},
           {"predicted_freeze_ms", s.predicted_freeze_ms},
           {"complete", s.incomplete.empty()},
-          {"incomplete_reason", s.incomplete}};
+          {"incomplete_reason", s.incomplete},
+          {"attach", dump::attach_json(attach)}};
 }
 
 std::string mib(uint64_t bytes) {
@@ -116,8 +121,17 @@ int watch(const WatchOptions& opts) {
   if (opts.pid <= 0) return report_usage("-t/--tree needs a process id", opts.json);
   if (!(opts.interval >= 0.05 && opts.interval <= 3600))
     return report_usage("--interval must be between 0.05 and 3600 seconds", opts.json);
+  // Watched like a cooperating process: one without the agent is attached
+  // first (not when there is no event queue to watch with: nothing to gain).
+  attach::AttachReport attached;
+  if (probe::has_feature("bpf_fault_events")) {
+    auto a = attach::ensure_tracked(opts.pid);
+    if (!a) return report_error(a.error(), opts.json);
+    attached = *a;
+  }
   auto w = checkpoint::WriteWatch::start(opts.pid);
   if (!w) return report_error(w.error(), opts.json);
+  if (!opts.json) print_attach_line(attached, opts.pid);
   install_stop_handlers();
   bool live = !opts.json && isatty(STDOUT_FILENO);
   int lines = 0;
@@ -126,7 +140,7 @@ int watch(const WatchOptions& opts) {
     auto s = (*w)->sample();
     if (!s) return report_error(s.error(), opts.json);
     if (opts.json) {
-      std::printf("%s\n", sample_json(*s, opts.pid).dump().c_str());
+      std::printf("%s\n", sample_json(*s, opts.pid, attached).dump().c_str());
       std::fflush(stdout);
     } else if (live) {
       lines = draw_view(*s, opts.pid, lines);
@@ -142,7 +156,7 @@ int watch(const WatchOptions& opts) {
 void add_watch_command(CLI::App& app, int& exit_code) {
   auto opts = std::make_shared<WatchOptions>();
   CLI::App* sub = app.add_subcommand("watch", "Show the live write rate of a tracked process from the event queue");
-  sub->add_option("-t,--tree", opts->pid, "Pid of the tracked process")->required();
+  sub->add_option("-t,--tree", opts->pid, "Pid of the process (one without the agent is attached first)")->required();
   sub->add_option("--interval", opts->interval, "Seconds between samples (default 1)");
   sub->add_option("--count", opts->count, "Stop after this many samples (default: until interrupted)");
   sub->add_flag("--json", opts->json, "Print one JSON object per sample, one per line");

@@ -28,8 +28,9 @@ std::string fd_link(const std::string& path) {
 }
 
 Error no_agent(pid_t pid) {
-  return make_error(0, "find the wpckpt agent", "in pid " + std::to_string(pid))
-      .with_hint("pid " + std::to_string(pid) + " has no wpckpt agent; start it with `wpckpt run -- CMD`");
+  return make_error(ENOENT, "find the wpckpt agent", "in pid " + std::to_string(pid))
+      .with_hint("pid " + std::to_string(pid) +
+                 " has no wpckpt tracking (it exec'd or closed it meanwhile?); run the pre-dump again to attach");
 }
 
 // The fd number of the agent's state memfd in the target, or -1.
@@ -97,8 +98,9 @@ bool process_alive(pid_t pid) { return pid > 0 && (kill(pid, 0) == 0 || errno ==
 }  // namespace
 
 AgentLink::AgentLink(pid_t pid, UniqueFd pidfd, UniqueFd state_fd, UniqueFd uffd, AgentState* state,
-                     const AgentState& seen)
+                     const AgentState& seen, int state_number)
     : pid_(pid),
+      state_number_(state_number),
       pidfd_(std::move(pidfd)),
       state_fd_(std::move(state_fd)),
       uffd_(std::move(uffd)),
@@ -107,6 +109,7 @@ AgentLink::AgentLink(pid_t pid, UniqueFd pidfd, UniqueFd state_fd, UniqueFd uffd
 
 AgentLink::AgentLink(AgentLink&& o) noexcept
     : pid_(o.pid_),
+      state_number_(o.state_number_),
       pidfd_(std::move(o.pidfd_)),
       state_fd_(std::move(o.state_fd_)),
       uffd_(std::move(o.uffd_)),
@@ -120,21 +123,49 @@ AgentLink::~AgentLink() {
   munmap(state_, uapi::kAgentStateSize);
 }
 
-Result<AgentLink> AgentLink::attach(pid_t pid) {
-  std::string who = "pid " + std::to_string(pid);
-  long raw_pidfd = syscall(uapi::kNrPidfdOpen, pid, 0);
-  if (raw_pidfd < 0) {
-    Error e = errno_error("pidfd_open", who);
+namespace {
+
+Result<UniqueFd> open_pidfd(pid_t pid) {
+  long raw = syscall(uapi::kNrPidfdOpen, pid, 0);
+  if (raw < 0) {
+    Error e = errno_error("pidfd_open", "pid " + std::to_string(pid));
     if (e.err == ESRCH) e.hint = "no process " + std::to_string(pid);
     return e;
   }
-  UniqueFd pidfd(static_cast<int>(raw_pidfd));
-  WPCKPT_TRY_ASSIGN(int state_number, find_state_fd(pid));
-  if (state_number < 0) return no_agent(pid);
-  WPCKPT_TRY_ASSIGN(UniqueFd state_fd, copy_fd(pidfd.get(), state_number, "the agent's state of " + who));
+  return UniqueFd(static_cast<int>(raw));
+}
+
+// A checked copy of the process's state memfd, or an empty fd when it has none.
+Result<UniqueFd> copy_state_fd(pid_t pid, int pidfd, int& number) {
+  WPCKPT_TRY_ASSIGN(number, find_state_fd(pid));
+  if (number < 0) return UniqueFd();
+  const std::string who = "pid " + std::to_string(pid);
+  WPCKPT_TRY_ASSIGN(UniqueFd state_fd, copy_fd(pidfd, number, "the agent's state of " + who));
   // Any process can name a memfd "wpckpt-agent": nothing in it is trusted
   // until it is known to be a page that cannot change size under our mapping.
   WPCKPT_TRY(check_state_fd(state_fd.get(), who));
+  return state_fd;
+}
+
+}  // namespace
+
+Result<StatePage> AgentLink::find_state_page(pid_t pid) {
+  WPCKPT_TRY_ASSIGN(UniqueFd pidfd, open_pidfd(pid));
+  StatePage page;
+  WPCKPT_TRY_ASSIGN(UniqueFd state_fd, copy_state_fd(pid, pidfd.get(), page.fd));
+  if (!state_fd) return page;
+  ssize_t n = pread(state_fd.get(), &page.seen, sizeof page.seen, 0);
+  if (n != static_cast<ssize_t>(sizeof page.seen))
+    return make_error(n < 0 ? errno : EIO, "read the agent's state", "pid " + std::to_string(pid));
+  return page;
+}
+
+Result<AgentLink> AgentLink::attach(pid_t pid) {
+  std::string who = "pid " + std::to_string(pid);
+  WPCKPT_TRY_ASSIGN(UniqueFd pidfd, open_pidfd(pid));
+  int state_number = -1;
+  WPCKPT_TRY_ASSIGN(UniqueFd state_fd, copy_state_fd(pid, pidfd.get(), state_number));
+  if (!state_fd) return no_agent(pid);
   void* map = mmap(nullptr, uapi::kAgentStateSize, PROT_READ | PROT_WRITE, MAP_SHARED, state_fd.get(), 0);
   if (map == MAP_FAILED) return errno_error("mmap", "the agent's state of " + who);
   auto* state = static_cast<AgentState*>(map);
@@ -151,7 +182,9 @@ Result<AgentLink> AgentLink::attach(pid_t pid) {
   if (seen.pid != pid)
     return fail(make_error(ESRCH, "read the agent's state", who + " (the state belongs to pid " +
                                                                  std::to_string(seen.pid) + ")")
-                    .with_hint("the process was cloned without fork(); start it with `wpckpt run -- CMD`"));
+                    .with_hint(seen.origin == uapi::kOriginAttached
+                                   ? "a fork child of a process wpckpt attached to; pre-dump attaches it anew"
+                                   : "the process was cloned without fork(); start it with `wpckpt run -- CMD`"));
   if (seen.uffd < 0) {
     int err = seen.uffd_errno > 0 && seen.uffd_errno < 4096 ? seen.uffd_errno : 0;
     return fail(make_error(err, "the agent's userfaultfd", who)
@@ -162,7 +195,7 @@ Result<AgentLink> AgentLink::attach(pid_t pid) {
   if (fd_link("/proc/self/fd/" + std::to_string(uffd->get())) != "anon_inode:[userfaultfd]")
     return fail(make_error(EBADF, "the agent's userfaultfd", who + " fd " + std::to_string(seen.uffd))
                     .with_hint("the program closed or replaced the agent's descriptor; tracking is lost, restart it"));
-  return AgentLink(pid, std::move(pidfd), std::move(state_fd), std::move(uffd).value(), state, seen);
+  return AgentLink(pid, std::move(pidfd), std::move(state_fd), std::move(uffd).value(), state, seen, state_number);
 }
 
 std::string AgentLink::route() const { return std::string(seen_.route, strnlen(seen_.route, sizeof seen_.route)); }

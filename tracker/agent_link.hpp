@@ -20,10 +20,23 @@
 
 namespace wpckpt::tracker {
 
+// A process's state page as found among its descriptors, checked (a sealed
+// memfd of one page) and read once, without attaching to it.
+struct StatePage {
+  int fd = -1;  // its number in the process; -1: the process has none
+  uapi::AgentState seen{};
+};
+
 class AgentLink {
  public:
-  // Fails with a hint ("start it with `wpckpt run -- CMD`") when the process
-  // has no agent, and with the agent's own errno when it could not get a uffd.
+  // Fails like attach() when a page exists but is not a real one; fd -1
+  // when the process has none.
+  static Result<StatePage> find_state_page(pid_t pid);
+
+  // Fails with ENOENT when the process has no state page (no agent, nothing
+  // attached: lib/attach attaches), EBADF when its uffd was closed or
+  // replaced, ESRCH when the page is another process's (inherited over a
+  // fork), and with the agent's own errno when it could not get a uffd.
   static Result<AgentLink> attach(pid_t pid);
   AgentLink(AgentLink&& o) noexcept;
   AgentLink& operator=(AgentLink&&) = delete;
@@ -35,6 +48,11 @@ class AgentLink {
   uint64_t token() const { return seen_.token; }
   uint64_t features() const { return seen_.features; }
   std::string route() const;
+  // Who made the uffd and page: uapi::kOriginAgent or kOriginAttached.
+  uint32_t origin() const { return seen_.origin; }
+  // The numbers of the two descriptors in the process.
+  int target_uffd_fd() const { return seen_.uffd; }
+  int target_state_fd() const { return state_number_; }
 
   // Tracking epoch: the sequence number of the last scan that re-protected
   // pages, whether or not its image was ever committed.
@@ -49,8 +67,9 @@ class AgentLink {
 
  private:
   AgentLink(pid_t pid, UniqueFd pidfd, UniqueFd state_fd, UniqueFd uffd, uapi::AgentState* state,
-            const uapi::AgentState& seen);
+            const uapi::AgentState& seen, int state_number);
   pid_t pid_;
+  int state_number_ = -1;
   UniqueFd pidfd_, state_fd_, uffd_;
   uapi::AgentState* state_ = nullptr;  // shared mapping of the agent's memfd (checked: sealed, one page)
   uapi::AgentState seen_{};            // the agent's fields as read once at attach; the target may rewrite the page

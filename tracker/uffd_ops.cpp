@@ -23,4 +23,10 @@ Result<void> unprotect(int uffd, uint64_t start, uint64_t end) {
   return ok();
 }
 
+Result<void> unregister(int uffd, uint64_t start, uint64_t end) {
+  uapi::UffdioRange range{start, end - start};
+  if (ioctl(uffd, uapi::kUffdioUnregister, &range) != 0) return errno_error("UFFDIO_UNREGISTER", range_text(start, end));
+  return ok();
+}
+
 }  // namespace wpckpt::tracker

@@ -1,4 +1,4 @@
-// The two userfaultfd ioctls the tracker issues through the agent's uffd.
+// The userfaultfd ioctls the tracker issues through the agent's uffd.
 // Both act on the address space of the process that created the uffd.
 #pragma once
 
@@ -14,5 +14,8 @@ Result<void> register_write_protect(int uffd, uint64_t start, uint64_t end);
 // UFFDIO_WRITEPROTECT with mode 0: every page of the range counts as written
 // again, so the next scan reports (and re-protects) all of it.
 Result<void> unprotect(int uffd, uint64_t start, uint64_t end);
+// UFFDIO_UNREGISTER: the range is no longer tracked; its protection is
+// removed (`wpckpt untrack`).
+Result<void> unregister(int uffd, uint64_t start, uint64_t end);
 
 }  // namespace wpckpt::tracker

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "lib/base/log.hpp"
+#include "lib/dump/attach_json.hpp"
 #include "lib/dump/fault_point.hpp"
 #include "lib/dump/fd_capture.hpp"
 #include "lib/dump/mapping_capture.hpp"
@@ -15,7 +16,6 @@
 #include "lib/ptrace/freezer.hpp"
 #include "lib/ptrace/may_trace.hpp"
 #include "lib/state/process_state.hpp"
-#include "tracker/agent_link.hpp"
 #include "tracker/proc_maps.hpp"
 
 namespace wpckpt::dump {
@@ -84,13 +84,12 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   DumpReport rep;
   // Before anything is created or stopped: a kernel (or switches) without
   // what a dump needs, a process the user behind wpckpt may not checkpoint
-  // (lib/ptrace/may_trace.hpp), or a target without a real agent, is refused
-  // as it is.
+  // (lib/ptrace/may_trace.hpp), or what cannot be saved, is refused as it is.
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
   WPCKPT_TRY(probe::require_features("dump"));
-  WPCKPT_TRY(tracker::AgentLink::attach(r.pid));
-  // What cannot be saved is refused before anything is created or stopped.
   WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", TargetState::Running));
+  // A process without tracking is attached (a brief freeze of its own).
+  WPCKPT_TRY_ASSIGN(rep.attach, attach::ensure_tracked(r.pid));
   std::unique_ptr<image::ImageChain> parent;
   if (r.prev_images_dir) {
     WPCKPT_TRY_ASSIGN(parent, image::ImageChain::open(*r.prev_images_dir));
@@ -119,6 +118,8 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
 
   std::vector<std::pair<std::string, std::vector<uint8_t>>> files;
   WPCKPT_TRY_ASSIGN(state::ProcessState st, capture_state(r, frozen, smaps ? &*smaps : nullptr, files));
+  // Restore re-creates attached tracking as attached (lib/restore/agent_link.hpp).
+  if (rep.attach.tracking != "agent" && st.tracking.contains("uffd_fd")) st.tracking["attached"] = true;
   WPCKPT_TRY(check_cancel(r));
 
   checkpoint::CaptureOptions copts;
@@ -152,6 +153,7 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   nlohmann::json meta = report_json(rep);
   meta.erase("commit_time");  // known only after the manifest is written
   writer->set_metadata("dump", meta);
+  writer->set_metadata("attach", attach_json(rep.attach));
   auto t_commit = Clock::now();
   WPCKPT_TRY_ASSIGN(rep.commit, writer->commit());
   rep.commit_time = micros(Clock::now() - t_commit);

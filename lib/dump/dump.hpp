@@ -1,4 +1,4 @@
-// `wpckpt dump`: freeze a cooperating process, write the last delta of its
+// `wpckpt dump`: freeze a process (attached first if it has no agent, lib/attach), write the last delta of its
 // memory and its complete state (process.json) into a new image, then kill
 // it once the image is committed, or let it run on (leave_running; tracking
 // stays armed for further iterations).
@@ -27,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dump-format/image.hpp"
+#include "lib/attach/attach.hpp"
 #include "lib/base/progress.hpp"
 #include "lib/base/result.hpp"
 #include "lib/checkpoint/memory_capture.hpp"
@@ -45,6 +46,7 @@ struct DumpRequest {
 };
 
 struct DumpReport {
+  attach::AttachReport attach;  // how the process is tracked (attached by this dump?)
   uint64_t freezing_time = 0, frozen_time = 0, memdump_time = 0, memwrite_time = 0, commit_time = 0;  // µs
   uint64_t pages_scanned = 0, pages_skipped_parent = 0, pages_written = 0;
   checkpoint::CaptureStats capture;

@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include <optional>
 
@@ -37,6 +38,41 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> guard_regions(tracker::Pagema
   return out;
 }
 
+// stat of `path`, true only if it is still the inode the area maps.
+bool stat_if_mapped(const std::string& path, const tracker::Vma& v, struct stat& st) {
+  if (::stat(path.c_str(), &st) != 0) return false;
+  return static_cast<uint64_t>(st.st_ino) == v.inode && major(st.st_dev) == v.dev_major &&
+         minor(st.st_dev) == v.dev_minor;
+}
+
+// The mapped file's identity, checked again at restore. /proc/PID/map_files
+// follows the mapping to its inode even if the path was deleted or now names
+// another file, but only with CAP_CHECKPOINT_RESTORE (or CAP_SYS_ADMIN):
+// without it, the path maps shows is stat'ed and taken only if it is still
+// the mapped inode (maps' own device and inode columns); otherwise (replaced
+// or deleted since) the device and inode from maps are recorded, so that
+// restore compares inodes and refuses a file that is not the mapped one
+// (docs/KERNEL.md §13).
+state::FileIdentity mapped_file_identity(pid_t pid, const tracker::Vma& v) {
+  state::FileIdentity id;
+  id.deleted = ends_with(v.name, kDeleted);
+  id.path = id.deleted ? v.name.substr(0, v.name.size() - sizeof kDeleted + 1) : v.name;
+  struct stat st {};
+  std::string link = fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, v.start, v.end);
+  bool found = ::stat(link.c_str(), &st) == 0;
+  if (!found && !id.deleted) found = stat_if_mapped(id.path, v, st);
+  if (found) {
+    id.dev = st.st_dev;
+    id.inode = st.st_ino;
+    id.size = static_cast<uint64_t>(st.st_size);
+    id.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+  } else {
+    id.dev = makedev(v.dev_major, v.dev_minor);
+    id.inode = v.inode;
+  }
+  return id;
+}
+
 }  // namespace
 
 Result<std::vector<state::Mapping>> capture_mappings(pid_t pid, const MappingOptions& options) {
@@ -60,24 +96,7 @@ Result<std::vector<state::Mapping>> capture_mappings(pid_t pid, const MappingOpt
     m.file_offset = v.offset;
     m.vm_flags = v.vm_flags;
     bool special = tracker::is_kernel_provided(m.kind);
-    if (v.inode != 0 && !special) {
-      // map_files follows the mapping to its inode even if the path was
-      // deleted or now names another file.
-      state::FileIdentity id;
-      id.deleted = ends_with(v.name, kDeleted);
-      id.path = id.deleted ? v.name.substr(0, v.name.size() - sizeof kDeleted + 1) : v.name;
-      struct stat st {};
-      std::string link = fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, v.start, v.end);
-      if (::stat(link.c_str(), &st) == 0) {
-        id.dev = st.st_dev;
-        id.inode = st.st_ino;
-        id.size = static_cast<uint64_t>(st.st_size);
-        id.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-      } else {
-        id.inode = v.inode;
-      }
-      m.file = id;
-    }
+    if (v.inode != 0 && !special) m.file = mapped_file_identity(pid, v);
     if (!special && scanner) {
       WPCKPT_TRY_ASSIGN(m.guards, guard_regions(*scanner, v));
     }

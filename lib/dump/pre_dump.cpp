@@ -3,10 +3,10 @@
 #include <chrono>
 #include <memory>
 
+#include "lib/dump/attach_json.hpp"
 #include "lib/dump/unsupported_state.hpp"
 #include "lib/ptrace/may_trace.hpp"
 #include "lib/probe/features.hpp"
-#include "tracker/agent_link.hpp"
 
 namespace wpckpt::dump {
 
@@ -16,12 +16,14 @@ Result<PreDumpReport> pre_dump_process(const PreDumpRequest& r) {
   PreDumpReport rep;
   // Before the image directory is created: a kernel (or switches) without
   // what tracking needs, a process the user behind wpckpt may not checkpoint
-  // (lib/ptrace/may_trace.hpp), or a target without a real agent, is refused.
+  // (lib/ptrace/may_trace.hpp), or what the final dump would refuse, is
+  // refused before anything is attached or created.
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
   WPCKPT_TRY(probe::require_features("pre-dump"));
-  WPCKPT_TRY(tracker::AgentLink::attach(r.pid));
-  // What the final dump would refuse is refused now, before any image exists.
   WPCKPT_TRY(refuse_unsupported_state(r.pid, "pre-dump", TargetState::Running));
+  // A process without tracking (no agent, or it lost what wpckpt attached)
+  // is attached now; the capture below is then whole (a new token).
+  WPCKPT_TRY_ASSIGN(rep.attach, attach::ensure_tracked(r.pid));
   std::unique_ptr<image::ImageChain> parent;
   if (r.prev_images_dir) {
     WPCKPT_TRY_ASSIGN(parent, image::ImageChain::open(*r.prev_images_dir));
@@ -35,6 +37,7 @@ Result<PreDumpReport> pre_dump_process(const PreDumpRequest& r) {
   copts.progress = r.progress;
   copts.events = r.events;
   WPCKPT_TRY_ASSIGN(rep.capture, checkpoint::capture_memory(r.pid, *writer, parent.get(), copts));
+  writer->set_metadata("attach", attach_json(rep.attach));
   // Not checked again here: the capture has re-protected what it copied, so
   // a refusal now would throw this iteration away and make the next one
   // whole. A pre-dump image restores nothing by itself; the dump that ends

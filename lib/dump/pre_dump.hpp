@@ -1,6 +1,6 @@
-// `wpckpt pre-dump`: write a delta of what a cooperating process wrote since
-// its parent image (or everything, the first time) into a new image; the
-// process keeps running. The one place that orchestrates it (open the parent,
+// `wpckpt pre-dump`: write a delta of what a process wrote since its parent
+// image (or everything, the first time) into a new image; the process keeps
+// running. A process without the agent is attached first (lib/attach). The one place that orchestrates it (open the parent,
 // create the writer, capture the memory, commit), used by the CLI and the
 // benchmarks alike; `dump_process` (dump.hpp) is its frozen counterpart.
 #pragma once
@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "dump-format/image.hpp"
+#include "lib/attach/attach.hpp"
 #include "lib/base/progress.hpp"
 #include "lib/base/result.hpp"
 #include "lib/checkpoint/memory_capture.hpp"
@@ -30,6 +31,7 @@ struct PreDumpRequest {
 };
 
 struct PreDumpReport {
+  attach::AttachReport attach;       // how the process is tracked (attached by this pre-dump?)
   checkpoint::CaptureStats capture;  // commit figures filled in
   image::CommitInfo commit;
   double seconds = 0;  // the whole pre-dump, parent opening to commit

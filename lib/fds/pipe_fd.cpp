@@ -3,20 +3,66 @@
 // into the new pipe. FIFOs share the capture (path_fds.cpp reopens them).
 #include <fcntl.h>
 #include <fmt/core.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
+#include <filesystem>
 
+#include "lib/base/uapi/process.hpp"
 #include "lib/fds/fd_handler.hpp"
 
 namespace wpckpt::fds {
 namespace {
 
+// A copy of descriptor `fd` of process `pid` (pidfd_getfd: the ptrace
+// access the dump has anyway), or an invalid fd.
+UniqueFd copy_of(int pidfd, int fd) { return UniqueFd(static_cast<int>(::syscall(uapi::kNrPidfdGetfd, pidfd, fd, 0))); }
+
+// Where /proc refuses a new read end (a pipe another user created: its inode
+// is that user's, mode 0600), the process's own read end of the pipe, copied
+// with pidfd_getfd (docs/KERNEL.md §13): `src` itself, or, for a write end, another descriptor of
+// the process on the same pipe. Invalid when the process holds no read end:
+// the unread bytes then wait for a reader outside the process, which a
+// restore does not reconnect (the restored process cannot read them either).
+Result<UniqueFd> own_read_end(const FdSource& src, const Error& refused) {
+  UniqueFd pidfd(static_cast<int>(::syscall(uapi::kNrPidfdOpen, src.pid, 0)));
+  if (!pidfd) return errno_error("pidfd_open", "pid " + std::to_string(src.pid));
+  auto readable = [](const UniqueFd& fd) { return fd && (::fcntl(fd.get(), F_GETFL) & O_ACCMODE) != O_WRONLY; };
+  UniqueFd mine = copy_of(pidfd.get(), src.fd);
+  if (!mine) {
+    const int err = errno;
+    Error e = refused;
+    e.hint = "the pipe belongs to another user and pidfd_getfd failed too (" + std::string(strerror(err)) +
+             "); dump as that user or as root";
+    return e;
+  }
+  if (readable(mine)) return mine;
+  const std::string dir = fmt::format("/proc/{}/fd", src.pid);
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    std::error_code link_ec;
+    if (std::filesystem::read_symlink(entry.path(), link_ec).string() != src.link) continue;
+    int fd = std::atoi(entry.path().filename().c_str());
+    UniqueFd other = copy_of(pidfd.get(), fd);
+    if (readable(other)) return other;
+  }
+  return UniqueFd();
+}
+
 // Unread bytes of a pipe or FIFO, without consuming them: a new read end
-// opened through /proc, tee(2) into a pipe of our own, read from that.
-Result<std::vector<uint8_t>> peek_pipe(const std::string& path) {
+// opened through /proc (or the process's own, own_read_end), tee(2) into a
+// pipe of our own, read from that.
+Result<std::vector<uint8_t>> peek_pipe(const FdSource& src) {
+  const std::string& path = src.proc_path;
   UniqueFd rd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-  if (!rd) return errno_error("open", path);
+  if (!rd) {
+    Error refused = errno_error("open", path);
+    if (refused.err != EACCES && refused.err != EPERM) return refused;
+    WPCKPT_TRY_ASSIGN(rd, own_read_end(src, refused));
+    if (!rd) return std::vector<uint8_t>{};
+  }
   int size = ::fcntl(rd.get(), F_GETPIPE_SZ);
   if (size < 0) return errno_error("fcntl(F_GETPIPE_SZ)", path);
   int ours[2];
@@ -99,7 +145,7 @@ Result<void> capture_pipe_contents(const FdSource& src, state::FdState& f, const
     return it != o.details.end() && *it == ino && o.details.contains("data");
   });
   if (first_of_pipe) {
-    WPCKPT_TRY_ASSIGN(auto data, peek_pipe(src.proc_path));
+    WPCKPT_TRY_ASSIGN(auto data, peek_pipe(src));
     f.details["data"] = state::to_hex(data);
   }
   return ok();

@@ -3,7 +3,9 @@
 // Re-creating them at the same numbers, from inside the process by injected
 // syscalls, lets it be pre-dumped and dumped again. The state page carries a
 // new token, so the next pre-dump captures everything (nothing is
-// write-protected yet in the restored memory).
+// write-protected yet in the restored memory). The injection itself is
+// shared with attach (lib/ptrace/agent_injection.hpp); a process the dump
+// found attached (tracking.attached) is re-created as attached.
 #pragma once
 
 #include "lib/base/result.hpp"

@@ -6,9 +6,11 @@
 // there, so the epoch lives exactly as long as the process and its uffd.
 // The target never maps the page: tool writes to it are invisible to tracking.
 //
-// One writer (make_agent_state + create_agent_state_fd below) serves both
-// places that create the page: the agent in its own process, and restore,
-// which re-creates it inside the restored process by injected syscalls.
+// One writer (make_agent_state + create_agent_state_fd below) serves every
+// place that creates the page: the agent in its own process, and wpckpt,
+// which makes it inside a process by injected syscalls
+// (lib/ptrace/agent_injection.hpp: attach to a process without agent, and
+// restore).
 // Header-only: the agent links nothing of ours but lib/base/uapi.
 #pragma once
 
@@ -47,6 +49,11 @@ struct AgentState {
   uint64_t lock_owner;     // pid of the tool instance scanning right now, 0 = free
   uint64_t last_scan;      // sequence number of the last scan that re-protected pages
   uint64_t last_scan_ns;   // CLOCK_REALTIME of that scan
+  // Appended within version 1 (a page made before reads 0 here: the agent's).
+  // Who made the uffd and this page: the agent inside the program, or wpckpt
+  // from outside by injected syscalls (attach, or restore of an attached
+  // process). `wpckpt untrack` removes only what wpckpt attached.
+  uint32_t origin;
 };
 static_assert(sizeof(AgentState) <= kAgentStateSize);
 
@@ -54,6 +61,10 @@ static_assert(sizeof(AgentState) <= kAgentStateSize);
 constexpr const char* kRouteSyscall = "syscall";            // userfaultfd(2)
 constexpr const char* kRouteUserModeOnly = "user-mode-only";  // userfaultfd(2) with UFFD_USER_MODE_ONLY
 constexpr const char* kRouteDev = "dev";                    // /dev/userfaultfd
+
+// AgentState::origin.
+constexpr uint32_t kOriginAgent = 0;     // the wpckpt agent in a cooperating process
+constexpr uint32_t kOriginAttached = 1;  // injected by wpckpt into a process without agent
 // The routes the agent may try, comma separated (unset: all). `wpckpt run`
 // sets it from the feature switches, so that the agent behaves as on a
 // kernel without the routes switched off.
@@ -92,7 +103,7 @@ inline uint64_t new_agent_token(int32_t pid) {
 
 // The page as the agent's side writes it; the tool's fields stay zero.
 inline AgentState make_agent_state(int32_t pid, int32_t uffd, int32_t uffd_errno, uint64_t features,
-                                   const char* route) {
+                                   const char* route, uint32_t origin = kOriginAgent) {
   AgentState state;
   memset(&state, 0, sizeof state);
   state.magic = kAgentMagic;
@@ -103,6 +114,7 @@ inline AgentState make_agent_state(int32_t pid, int32_t uffd, int32_t uffd_errno
   state.features = features;
   state.token = new_agent_token(pid);
   strncpy(state.route, route, sizeof state.route - 1);
+  state.origin = origin;
   return state;
 }
 
