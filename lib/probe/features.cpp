@@ -1,10 +1,13 @@
 #include "lib/probe/features.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <map>
 #include <mutex>
 
 #include "lib/probe/process_probes.hpp"
+#include "lib/probe/user_rights.hpp"
 #include "tracker/events/event_probe.hpp"
 #include "tracker/kernel_probes.hpp"
 
@@ -73,6 +76,12 @@ Result<void> require_features(std::string_view verb) {
     for (const FeatureProbe& p : r.probes)
       if (std::find(p.needed_by.begin(), p.needed_by.end(), verb) != p.needed_by.end()) needed.push_back(p.key);
   }
+  // Restore without the capability is what a normal user meets: say so, and the way around.
+  if (verb == "restore" && !feature_disabled("cap_checkpoint_restore") && !has_feature("cap_checkpoint_restore"))
+    return make_error(EPERM, "restore",
+                      "needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN to give the process its pid (clone3 with "
+                      "set_tid); uid " + std::to_string(::getuid()) + " has neither")
+        .with_hint(restore_way_around());
   for (const std::string& key : needed) {
     std::optional<FeatureStatus> s = feature(key);
     if (!s || s->present) continue;

@@ -107,9 +107,7 @@ Right restore_own(const std::vector<FeatureStatus>& all, bool root) {
   if (!cap) {
     r.why_not = "neither CAP_CHECKPOINT_RESTORE nor CAP_SYS_ADMIN: restore cannot give the process its pid "
                 "(clone3 set_tid) and refuses";
-    r.way_around = "restore as root: `sudo wpckpt restore --allow-other-owner -D DIR` (the process runs with "
-                   "the credentials of the image, yours); or " +
-                   std::string(kSetcap) + " (restore then runs as you, with that capability only)";
+    r.way_around = restore_way_around();
   } else if (!verb_features_present(all, "restore", missing)) {
     r.why_not = "feature " + missing;
     r.way_around = root ? "see the feature table above" : "see the feature table above; or restore as root";
@@ -140,6 +138,12 @@ Right watch_events() {
 }
 
 }  // namespace
+
+std::string restore_way_around() {
+  return "restore as root: `sudo wpckpt restore --allow-other-owner -D DIR` (the process runs with the "
+         "credentials of the image, yours); or " +
+         std::string(kSetcap) + " (restore then runs as you, with that capability only)";
+}
 
 UserRights user_rights() {
   UserRights u;

@@ -37,4 +37,7 @@ struct UserRights {
 
 UserRights user_rights();
 
+// What a user without CAP_CHECKPOINT_RESTORE does to restore its own image.
+std::string restore_way_around();
+
 }  // namespace wpckpt::probe

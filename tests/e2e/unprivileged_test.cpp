@@ -186,11 +186,13 @@ TEST(Unprivileged, APipeAnotherUserCreatedIsDumped) {
     ::execl(prog.c_str(), prog.c_str(), "1", "4", static_cast<char*>(nullptr));
     _exit(127);
   }
-  KillByPid guard{pid};
-  struct Reap {
+  struct KillAndReap {
     pid_t pid;
-    ~Reap() { ::waitpid(pid, nullptr, 0); }
-  } reap{pid};
+    ~KillAndReap() {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } guard{pid};
   ASSERT_TRUE(wait_until([&] { return read_file(log).find("READY") != std::string::npos; })) << read_file(log);
   // What the bug was: the user cannot reopen the pipe through /proc.
   CommandResult opened = run_command({"/usr/bin/setpriv", "--reuid=" + std::to_string(user.uid()),
