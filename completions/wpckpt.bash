@@ -3,10 +3,9 @@
 _wpckpt_pids() { COMPREPLY=($(compgen -W "$(cd /proc && printf '%s ' [0-9]*)" -- "$cur")); }
 _wpckpt_dirs() { compopt -o filenames 2>/dev/null; mapfile -t COMPREPLY < <(compgen -d -- "$cur"); }
 _wpckpt_files() { compopt -o filenames 2>/dev/null; mapfile -t COMPREPLY < <(compgen -f -- "$cur"); }
-# Feature names as this kernel's `wpckpt check --json` reports them.
+# Feature names as `wpckpt check --feature list` prints them.
 _wpckpt_features() {
-  COMPREPLY=($(compgen -W "$(command wpckpt check --json 2>/dev/null |
-    sed -n 's/^    "\([a-z0-9_]*\)": \(true\|false\),\{0,1\}$/\1/p')" -- "$cur"))
+  COMPREPLY=($(compgen -W "$(command wpckpt check --feature list 2>/dev/null)" -- "$cur"))
 }
 
 _wpckpt() {
@@ -29,7 +28,7 @@ _wpckpt() {
     if [[ $cur == -* ]]; then
       COMPREPLY=($(compgen -W "-h --help --version -v --verbose -q --quiet --verbosity" -- "$cur"))
     else
-      COMPREPLY=($(compgen -W "cat check dump iterate merge pre-dump restore run show verify watch" -- "$cur"))
+      COMPREPLY=($(compgen -W "cat check dump iterate merge pre-dump restore run show untrack verify watch" -- "$cur"))
     fi
     return
   fi
@@ -116,6 +115,12 @@ _wpckpt() {
         -D|--images-dir) _wpckpt_dirs; return ;;
       esac
       COMPREPLY=($(compgen -W "-h --help -D --images-dir --json" -- "$cur"))
+      ;;
+    untrack)
+      case $prev in
+        -t|--tree) _wpckpt_pids; return ;;
+      esac
+      COMPREPLY=($(compgen -W "-h --help -t --tree --json" -- "$cur"))
       ;;
     verify)
       case $prev in
