@@ -30,7 +30,7 @@ std::string fd_link(const std::string& path) {
 Error no_agent(pid_t pid) {
   return make_error(ENOENT, "find the wpckpt agent", "in pid " + std::to_string(pid))
       .with_hint("pid " + std::to_string(pid) +
-                 " has no wpckpt tracking (it exec'd or closed it meanwhile?); run the pre-dump again to attach");
+                 " has no wpckpt tracking: pre-dump, dump and watch attach to it (or start it with `wpckpt run -- CMD`)");
 }
 
 // The fd number of the agent's state memfd in the target, or -1.

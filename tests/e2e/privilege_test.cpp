@@ -1,12 +1,12 @@
 // Nothing a user can put in wpckpt's environment or hand it as a pid gives
 // that user more than they had (#10 item 1): a copy of wpckpt with file
 // capabilities, run by a real non-root user created for the test, ignores
-// fault points and refuses another user's process before stopping it; a
-// process without an agent is refused before it is stopped.
+// fault points and refuses another user's process before stopping it.
 #include <gtest/gtest.h>
 
 #include "tests/e2e/predump_helpers.hpp"
 #include "tests/e2e/privilege_helpers.hpp"
+#include "tests/e2e/restore_helpers.hpp"
 
 namespace wpckpt::test {
 namespace {
@@ -74,18 +74,25 @@ TEST(Privilege, AFaultPointIsIgnoredWhenTheUserDumpsItsOwnProcessWithASetcapCopy
   EXPECT_TRUE(wait_until([&] { return running_untraced(own.pid()); }));
 }
 
-TEST(Privilege, AProcessWithoutAnAgentIsRefusedBeforeItIsStopped) {
+// A process without an agent is attached by the dump (tests/e2e/attach_test.cpp);
+// a dump interrupted while the process is frozen leaves it running and
+// untraced, with no image, and untrack then removes what was attached.
+TEST(Privilege, ADumpOfAProcessWithoutAgentInterruptedWhileFrozenLeavesItRunning) {
   if (::geteuid() != 0) GTEST_SKIP() << "runs as root like the users of dump";
   ChildProcess plain = ChildProcess::start({"/bin/sleep", "600"});
   TempDir images;
-  // With the hook at "frozen", a dump that froze first would stop there.
-  auto r = run_command({wpckpt_binary(), "dump", "-t", std::to_string(plain.pid()), "-D", (images / "d").string()},
-                       {"WPCKPT_FAULT_POINT=frozen"}, std::chrono::seconds(60));
-  EXPECT_NE(r.exit_code, -1) << "the dump froze a process without an agent";
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.err.find("wpckpt run"), std::string::npos) << r.err;
-  EXPECT_EQ(r.err.find("fault point"), std::string::npos) << r.err;
+  const std::string err = (images / "err").string();
+  ChildProcess dump = ChildProcess::start(
+      {wpckpt_binary(), "dump", "-t", std::to_string(plain.pid()), "-D", (images / "d").string()},
+      {"WPCKPT_FAULT_POINT=frozen"}, "", err);
+  ASSERT_TRUE(wait_until([&] { return read_file(err).find("fault point frozen") != std::string::npos; }))
+      << read_file(err);
+  ASSERT_EQ(::kill(dump.pid(), SIGINT), 0);
+  EXPECT_NE(exit_code_of(dump.wait()), 0);
   EXPECT_FALSE(std::filesystem::exists(images / "d"));
+  EXPECT_TRUE(wait_until([&] { return running_untraced(plain.pid()); }));
+  auto r = run_wpckpt({"untrack", "-t", std::to_string(plain.pid())});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(running_untraced(plain.pid()));
 }
 
