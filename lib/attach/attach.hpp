@@ -18,7 +18,10 @@
 //   closes both    (closefrom, a daemon's loop): the same.
 //   closes one     the uffd alone: its last close unregistered everything
 //                  (docs/KERNEL.md §4); the page left behind is closed and
-//                  tracking attached anew, whole. The page alone: as "none".
+//                  tracking attached anew, whole. The page alone: as
+//                  "none", but the old uffd keeps its areas, which the new
+//                  one cannot register (EBUSY): the pre-dumps capture those
+//                  whole every time and report them as not tracked.
 //   fork           the child inherits both, but they are its parent's
 //                  (docs/KERNEL.md §2): a pre-dump of the child closes them
 //                  and attaches the child anew; the parent is unaffected.

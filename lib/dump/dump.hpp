@@ -1,7 +1,8 @@
-// `wpckpt dump`: freeze a process (attached first if it has no agent, lib/attach), write the last delta of its
-// memory and its complete state (process.json) into a new image, then kill
-// it once the image is committed, or let it run on (leave_running; tracking
-// stays armed for further iterations).
+// `wpckpt dump`: freeze a process (attached first if it has no agent,
+// lib/attach; a dump that fails later leaves it attached), write the last
+// delta of its memory and its complete state (process.json) into a new
+// image, then kill it once the image is committed, or let it run on
+// (leave_running; tracking stays armed for further iterations).
 //
 // Whatever fails (or is cancelled) before the commit, the process is
 // detached unchanged and no image is left behind.

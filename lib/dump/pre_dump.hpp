@@ -1,8 +1,8 @@
 // `wpckpt pre-dump`: write a delta of what a process wrote since its parent
 // image (or everything, the first time) into a new image; the process keeps
-// running. A process without the agent is attached first (lib/attach). The one place that orchestrates it (open the parent,
-// create the writer, capture the memory, commit), used by the CLI and the
-// benchmarks alike; `dump_process` (dump.hpp) is its frozen counterpart.
+// running. A process without the agent is attached first (lib/attach).
+// The one place that orchestrates it (open the parent, create the writer,
+// capture the memory, commit), used by the CLI and the benchmarks alike; `dump_process` (dump.hpp) is its frozen counterpart.
 #pragma once
 
 #include <sys/types.h>
