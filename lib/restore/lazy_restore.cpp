@@ -337,8 +337,9 @@ Result<LazyOutcome> LazyRestore::wait(pid_t pid) {
   for (pid_t d : descendants(pid)) ::kill(d, SIGKILL);
   ::kill(pid, SIGKILL);
   std::string why = got ? std::string(report.error) : "the pager " + how;
-  return make_error(EIO, "lazy restore", why + " before all memory was in; the restored process " + std::to_string(pid) +
-                                             " was killed so that it never runs on missing memory")
+  // errno 0: the reason is the pager's, not a failed call of ours.
+  return make_error(0, "lazy restore:", why + " before all memory was in; the restored process " + std::to_string(pid) +
+                                            " was killed so that it never runs on missing memory")
       .with_hint("`wpckpt verify -D DIR` checks the image; restore again (without --lazy to fill memory first)");
 }
 
@@ -369,8 +370,13 @@ void LazyRestore::take_child_uffds() {
 // main thread is stopped, for two injected calls.
 Result<void> LazyRestore::release_process(pid_t pid) const {
   if (::ptrace(PTRACE_SEIZE, pid, nullptr, reinterpret_cast<void*>(ptrace::trace_options())) != 0) {
-    if (errno == ESRCH) return ok();  // it exited just now: nothing to release
-    return errno_error("ptrace(SEIZE)", "restored process " + std::to_string(pid));
+    Error e = errno_error("ptrace(SEIZE)", "restored process " + std::to_string(pid));
+    siginfo_t info{};
+    // It exited just now (a zombie cannot be seized: EPERM): nothing to release.
+    if (e.err == ESRCH || (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+                           info.si_pid == pid))
+      return ok();
+    return e;
   }
   std::vector<pid_t> new_threads;
   auto detach_all = [&] {
