@@ -102,21 +102,22 @@ Result<int> create_uffd_in_process(ptrace::Injector& inj, const state::ProcessSt
     return t.is_object() && t.contains(key) && t[key].is_number_integer() ? t[key].get<long>() : -1L;
   };
   // Just below the limit, but never past 1024: a huge limit would make the
-  // kernel allocate a descriptor table that large.
+  // kernel allocate a descriptor table that large. Never at a number the
+  // agent's descriptors get later (recreate_agent_link dup3s over them).
   const uint64_t limit = std::min<uint64_t>(lim.rlim_cur, 1024);
-  uint64_t floor = limit > 128 ? limit - 64 : 0;
-  if (floor <= static_cast<uint64_t>(fd)) return static_cast<int>(fd);
+  uint64_t floor = limit > 128 ? limit - 64 : 3;
   for (int tries = 0; tries < 4; ++tries) {
     WPCKPT_TRY_ASSIGN(long high, inj.checked_syscall("fcntl(F_DUPFD_CLOEXEC)", kInRestored, SYS_fcntl,
                                                      static_cast<uint64_t>(fd), F_DUPFD_CLOEXEC, floor));
     if (high == agent_number("uffd_fd") || high == agent_number("agent_state_fd")) {
-      floor = static_cast<uint64_t>(high) + 1;  // restore puts the agent's descriptors there later
+      WPCKPT_TRY(inj.checked_syscall("close", kInRestored, SYS_close, static_cast<uint64_t>(high)));
+      floor = static_cast<uint64_t>(high) + 1;
       continue;
     }
     WPCKPT_TRY(inj.checked_syscall("close", kInRestored, SYS_close, static_cast<uint64_t>(fd)));
     return static_cast<int>(high);
   }
-  return static_cast<int>(fd);
+  return make_error(EBUSY, "place the userfaultfd", kInRestored).with_hint("this is a wpckpt bug");
 }
 
 // Our copy of the process's uffd, with the four events (docs/KERNEL.md §9:

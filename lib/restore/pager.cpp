@@ -90,6 +90,7 @@ class Pager {
   // TLS): in before they ask, so that no fault waits for a busy pager then.
   Result<void> copy_hot() {
     for (uint64_t page : hot_) {
+      if (!targets_.front()->map.find(page)) continue;  // not lazy memory (a file mapping, a guard gap)
       WPCKPT_TRY(drain());
       for (;;) {
         uint64_t before = stats_.pages_faulted;
