@@ -2,10 +2,12 @@
 #include <fmt/core.h>
 
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -128,6 +130,20 @@ Result<restore::LazyOutcome> finish_lazy(const restore::RestoreReport& r) {
   return outcome;
 }
 
+// A wait status already reaped (see LazyOutcome::reaped_status), told as
+// supervise_child tells one.
+restore::ChildExit exit_of(int status) {
+  restore::ChildExit out;
+  if (WIFEXITED(status)) {
+    out.code = WEXITSTATUS(status);
+    out.how = "exited with status " + std::to_string(out.code);
+  } else {
+    out.code = 128 + WTERMSIG(status);
+    out.how = "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+  }
+  return out;
+}
+
 int run_restore(const RestoreOptions& opts) {
   const auto t0 = std::chrono::steady_clock::now();
   if (opts.lazy && opts.detached) {
@@ -162,9 +178,11 @@ int run_restore(const RestoreOptions& opts) {
     if (auto w = pidfile->write(r.pid); !w) log::error("{} (restored pid {})", w.error().message(), r.pid);
   }
   nlohmann::json doc = report_json(r, opts.detached);
+  std::optional<int> lazy_reaped;  // the process ended while the lazy restore released it
   if (r.lazy) {
     auto outcome = finish_lazy(r);
     if (!outcome) return report_error(outcome.error(), opts.json);
+    lazy_reaped = outcome->reaped_status;
     double complete_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     doc["lazy"] = lazy_json(*outcome, r.seconds, complete_s);
     if (outcome->complete)
@@ -187,7 +205,7 @@ int run_restore(const RestoreOptions& opts) {
   if (opts.detached) return kExitOk;
   // The restored process is our child: we end with its status, and say so
   // when it failed (else an exit status of 255 would look like ours).
-  restore::ChildExit end = restore::supervise_child(r.pid);
+  restore::ChildExit end = lazy_reaped ? exit_of(*lazy_reaped) : restore::supervise_child(r.pid);
   if (end.code != 0)
     log::warn("the restored process {} {} after {:.3f} s; wpckpt restore exits with {}", r.pid, end.how, end.seconds,
               end.code);

@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 
 #include "lib/base/log.hpp"
 #include "lib/base/uapi/process.hpp"
@@ -329,7 +330,9 @@ Result<LazyOutcome> LazyRestore::wait(pid_t pid) {
     out.complete = !out.process_ended;
     child_uffds_.clear();  // unregistered by the pager: nothing waits on them
     if (out.complete) {
-      if (auto r = release_process(pid); !r) log::warn("lazy restore complete, but {}", r.error().message());
+      auto r = release_process(pid);
+      if (!r) log::warn("lazy restore complete, but {}", r.error().message());
+      else out.reaped_status = *r;
     }
     return out;
   }
@@ -366,29 +369,38 @@ void LazyRestore::take_child_uffds() {
   }
 }
 
+// Brings the seized main thread into an event stop, passing on any signal
+// that comes first. As its tracer and parent we reap it if it exits
+// meanwhile: then its wait status is returned.
+Result<std::optional<int>> stop_main_thread(pid_t pid) {
+  if (::ptrace(static_cast<__ptrace_request>(uapi::kPtraceInterrupt), pid, nullptr, nullptr) != 0 && errno != ESRCH)
+    return errno_error("PTRACE_INTERRUPT", "restored process " + std::to_string(pid));
+  for (;;) {
+    WPCKPT_TRY_ASSIGN(ptrace::Stop stop, ptrace::wait_stop(pid));
+    if (stop.kind == ptrace::StopKind::Exited) return std::optional<int>(stop.status);
+    if (stop.kind == ptrace::StopKind::EventStop) return std::optional<int>();
+    const long sig = stop.kind == ptrace::StopKind::SignalStop ? stop.signal : 0;
+    ::ptrace(PTRACE_CONT, pid, nullptr, reinterpret_cast<void*>(sig));
+    ::ptrace(static_cast<__ptrace_request>(uapi::kPtraceInterrupt), pid, nullptr, nullptr);
+  }
+}
+
 // All memory is in and the ranges are unregistered: the process drops its
 // copy of the uffd and the death signal it held for the lazy phase. Only its
-// main thread is stopped, for two injected calls.
-Result<void> LazyRestore::release_process(pid_t pid) const {
-  if (::ptrace(PTRACE_SEIZE, pid, nullptr, reinterpret_cast<void*>(ptrace::trace_options())) != 0) {
+// main thread is stopped, for two injected calls (seized without
+// TRACECLONE: the other threads' clones stay untraced meanwhile).
+Result<std::optional<int>> LazyRestore::release_process(pid_t pid) const {
+  if (::ptrace(PTRACE_SEIZE, pid, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACESYSGOOD)) != 0) {
     Error e = errno_error("ptrace(SEIZE)", "restored process " + std::to_string(pid));
     siginfo_t info{};
     // It exited just now (a zombie cannot be seized: EPERM): nothing to release.
     if (e.err == ESRCH || (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
                            info.si_pid == pid))
-      return ok();
+      return std::optional<int>();
     return e;
   }
-  std::vector<pid_t> new_threads;
-  auto detach_all = [&] {
-    for (pid_t t : new_threads) ::ptrace(PTRACE_DETACH, t, nullptr, nullptr);
-    ::ptrace(PTRACE_DETACH, pid, nullptr, nullptr);
-  };
-  auto stopped = ptrace::interrupt_and_wait(pid, &new_threads);
-  if (!stopped || !*stopped) {
-    detach_all();
-    return ok();  // it exited meanwhile
-  }
+  WPCKPT_TRY_ASSIGN(std::optional<int> exited, stop_main_thread(pid));
+  if (exited) return exited;
   Result<void> result = [&]() -> Result<void> {
     WPCKPT_TRY_ASSIGN(auto inj, ptrace::Injector::prepare(pid));
     WPCKPT_TRY(inj->checked_syscall("close", "its lazy-restore userfaultfd", SYS_close,
@@ -396,8 +408,9 @@ Result<void> LazyRestore::release_process(pid_t pid) const {
     WPCKPT_TRY(inj->checked_syscall("prctl(PR_SET_PDEATHSIG)", kInRestored, SYS_prctl, PR_SET_PDEATHSIG, 0));
     return inj->cure();
   }();
-  detach_all();
-  return result;
+  ::ptrace(PTRACE_DETACH, pid, nullptr, nullptr);
+  if (!result) return std::move(result).error();
+  return std::optional<int>();
 }
 
 }  // namespace wpckpt::restore

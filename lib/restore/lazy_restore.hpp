@@ -36,6 +36,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -54,6 +55,7 @@ struct LazyOutcome {
   bool process_ended = false;  // the process exited before that (the pager was stopped)
   PagerStats pager;
   uint64_t pages_lazy = 0;   // pages registered for faults
+  std::optional<int> reaped_status;  // it exited while restore released it: reaped, its wait status
 };
 
 class LazyRestore {
@@ -85,7 +87,7 @@ class LazyRestore {
                           std::vector<uint64_t> hot);
   void start_watchdog(pid_t pid);
   void stop_watchdog();
-  Result<void> release_process(pid_t pid) const;
+  Result<std::optional<int>> release_process(pid_t pid) const;
   void take_child_uffds();
   std::string pager_end();
 
