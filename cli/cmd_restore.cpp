@@ -2,9 +2,12 @@
 #include <fmt/core.h>
 
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,8 +21,8 @@
 #include "dump-format/image.hpp"
 #include "lib/base/log.hpp"
 #include "lib/base/unique_fd.hpp"
+#include "lib/restore/lazy_restore.hpp"
 #include "lib/restore/restore.hpp"
-#include "dump-format/image.hpp"
 #include "lib/restore/supervise.hpp"
 #include "lib/state/process_state.hpp"
 
@@ -102,10 +105,51 @@ nlohmann::json report_json(const restore::RestoreReport& r, bool detached) {
           {"warnings", r.warnings}};
 }
 
+// --lazy in --json: how long until the process ran and until all of its
+// memory was in, and how the pager served it.
+nlohmann::json lazy_json(const restore::LazyOutcome& o, double running_s, double complete_s) {
+  return {{"complete", o.complete},
+          {"process_ended_first", o.process_ended},
+          {"seconds_to_running", running_s},
+          {"seconds_to_complete", o.complete ? nlohmann::json(complete_s) : nlohmann::json(nullptr)},
+          {"pages_lazy", o.pages_lazy},
+          {"faults_served", o.pager.faults},
+          {"pages_faulted", o.pager.pages_faulted},
+          {"pages_zero_served", o.pager.pages_zero},
+          {"pages_prefetched", o.pager.pages_prefetched},
+          {"events", o.pager.events},
+          {"forks", o.pager.forks},
+          {"fault_latency_us", {{"p50", o.pager.p50_us}, {"p99", o.pager.p99_us}, {"max", o.pager.max_us}}}};
+}
+
+// The lazy phase: wait for the pager; on its failure the process was killed
+// (reaped here) and restore fails with the pager's reason.
+Result<restore::LazyOutcome> finish_lazy(const restore::RestoreReport& r) {
+  auto outcome = r.lazy->wait(r.pid);
+  if (!outcome) restore::supervise_child(r.pid);  // reap the killed process
+  return outcome;
+}
+
+// A wait status already reaped (see LazyOutcome::reaped_status), told as
+// supervise_child tells one.
+restore::ChildExit exit_of(int status) {
+  restore::ChildExit out;
+  if (WIFEXITED(status)) {
+    out.code = WEXITSTATUS(status);
+    out.how = "exited with status " + std::to_string(out.code);
+  } else {
+    out.code = 128 + WTERMSIG(status);
+    out.how = "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+  }
+  return out;
+}
+
 int run_restore(const RestoreOptions& opts) {
-  if (opts.lazy) {
-    return report_error(make_error(ENOTSUP, "restore --lazy", "")
-                            .with_hint("lazy restore is not supported yet; restore without --lazy"),
+  const auto t0 = std::chrono::steady_clock::now();
+  if (opts.lazy && opts.detached) {
+    return report_error(make_error(EINVAL, "restore --lazy", "with -d/--restore-detached")
+                            .with_hint("the pager runs inside `wpckpt restore`, which stays the parent of the "
+                                       "process until all memory is in; restore without -d, or without --lazy"),
                         opts.json);
   }
   if (opts.criu.shell_job) {
@@ -122,6 +166,7 @@ int run_restore(const RestoreOptions& opts) {
   ro.detached = opts.detached;
   ro.allow_other_owner = opts.allow_other_owner;
   ro.shell_job = opts.criu.shell_job;
+  ro.lazy = opts.lazy;
   ro.progress = bar.callback();
   auto result = restore::restore_process(opts.images_dir, ro);
   bar.finish();
@@ -133,6 +178,19 @@ int run_restore(const RestoreOptions& opts) {
     if (auto w = pidfile->write(r.pid); !w) log::error("{} (restored pid {})", w.error().message(), r.pid);
   }
   nlohmann::json doc = report_json(r, opts.detached);
+  std::optional<int> lazy_reaped;  // the process ended while the lazy restore released it
+  if (r.lazy) {
+    auto outcome = finish_lazy(r);
+    if (!outcome) return report_error(outcome.error(), opts.json);
+    lazy_reaped = outcome->reaped_status;
+    double complete_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    doc["lazy"] = lazy_json(*outcome, r.seconds, complete_s);
+    if (outcome->complete)
+      log::info("lazy restore of pid {}: running after {:.3f} s, all memory in after {:.3f} s ({} faults, p50 {:.0f} us, "
+                "p99 {:.0f} us, {} pages prefetched)",
+                r.pid, r.seconds, complete_s, outcome->pager.faults, outcome->pager.p50_us, outcome->pager.p99_us,
+                outcome->pager.pages_prefetched);
+  }
   if (opts.json) {
     print_json(doc);
     std::fflush(stdout);
@@ -147,7 +205,7 @@ int run_restore(const RestoreOptions& opts) {
   if (opts.detached) return kExitOk;
   // The restored process is our child: we end with its status, and say so
   // when it failed (else an exit status of 255 would look like ours).
-  restore::ChildExit end = restore::supervise_child(r.pid);
+  restore::ChildExit end = lazy_reaped ? exit_of(*lazy_reaped) : restore::supervise_child(r.pid);
   if (end.code != 0)
     log::warn("the restored process {} {} after {:.3f} s; wpckpt restore exits with {}", r.pid, end.how, end.seconds,
               end.code);
@@ -161,7 +219,7 @@ void add_restore_command(CLI::App& app, int& exit_code) {
   CLI::App* sub = app.add_subcommand("restore", "Bring the process back from an image chain");
   sub->add_option("-D,--images-dir", opts->images_dir, "Image directory of a dump")->required();
   sub->add_flag("-d,--restore-detached", opts->detached, "Detach: print the pid and exit");
-  sub->add_flag("--lazy", opts->lazy, "Fill memory on demand (userfaultfd MISSING; not supported yet)");
+  sub->add_flag("--lazy", opts->lazy, "Run at once; anonymous memory is served on demand and copied in behind (userfaultfd)");
   sub->add_flag("--allow-other-owner", opts->allow_other_owner, "Restore images owned by another user");
   sub->add_option("--pidfile", opts->pidfile, "Write the restored process's pid to FILE (a new file)");
   add_criu_options(sub, opts->criu,

@@ -87,7 +87,7 @@ complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -l json -d 'Print a
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -s h -l help -d 'Print this help message and exit'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -s D -l images-dir -x -a '(__fish_complete_directories)' -d 'Image directory of a dump'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -s d -l restore-detached -d 'Detach: print the pid and exit'
-complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l lazy -d 'Fill memory on demand (userfaultfd MISSING; not supported yet)'
+complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l lazy -d 'Run at once; anonymous memory is served on demand and copied in behind (userfaultfd)'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l allow-other-owner -d 'Restore images owned by another user'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l pidfile -r -F -d 'Write the restored process\'s pid to FILE (a new file)'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -s j -l shell-job -d 'Give the process this terminal in place of the one it had on fd 0-2; refused if wpckpt\'s fd 0-2 is not a terminal'

@@ -67,4 +67,37 @@ Result<FillStats> fill_memory(const image::ImageChain& chain, int mem_fd,
   return stats;
 }
 
+Result<FillStats> fill_mappings(const image::ImageChain& chain, int mem_fd,
+                                const std::vector<state::Mapping>& mappings) {
+  FillStats stats;
+  auto t0 = std::chrono::steady_clock::now();
+  constexpr uint64_t kRunPages = 256;  // 1 MiB per read and write
+  std::vector<std::byte> buf(kRunPages * image::kPageSize);
+  for (const auto& m : mappings) {
+    for (uint64_t p = m.start; p < m.end;) {
+      const image::PageSource first = chain.source(p);
+      uint64_t e = p + image::kPageSize;
+      while (e < m.end && (e - p) / image::kPageSize < kRunPages && chain.source(e).kind == first.kind)
+        e += image::kPageSize;
+      const size_t len = e - p;
+      if (first.kind == image::PageSource::Stored) {
+        WPCKPT_TRY(chain.read(p, std::span<std::byte>(buf.data(), len)));
+        WPCKPT_TRY(write_all(mem_fd, p, buf.data(), len));
+        stats.pages_stored += len / image::kPageSize;
+        stats.bytes_written += len;
+      } else if (first.kind == image::PageSource::Zero) {
+        stats.pages_zero += len / image::kPageSize;
+        if (!starts_zeroed(m)) {
+          std::fill(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(len), std::byte{0});
+          WPCKPT_TRY(write_all(mem_fd, p, buf.data(), len));
+          stats.bytes_written += len;
+        }
+      }
+      p = e;
+    }
+  }
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return stats;
+}
+
 }  // namespace wpckpt::restore

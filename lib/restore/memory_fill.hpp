@@ -27,6 +27,11 @@ struct FillStats {
 Result<FillStats> fill_memory(const image::ImageChain& chain, int mem_fd,
                               const std::vector<state::Mapping>& mappings, const ProgressFn& progress);
 
+// The same for these mappings only, reading only their pages' frames (the
+// eager part of a lazy restore, lazy_restore.hpp): stored pages written,
+// zero pages written where the mapping does not start zeroed.
+Result<FillStats> fill_mappings(const image::ImageChain& chain, int mem_fd, const std::vector<state::Mapping>& mappings);
+
 // True when zero pages of this mapping need no write: it was just created
 // as fresh anonymous memory (tracker::restored_zeroed).
 bool starts_zeroed(const state::Mapping& m);

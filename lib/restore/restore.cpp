@@ -26,6 +26,7 @@
 #include "lib/restore/agent_link.hpp"
 #include "lib/restore/child_plan.hpp"
 #include "lib/restore/credentials.hpp"
+#include "lib/restore/lazy_restore.hpp"
 #include "lib/restore/memory_fill.hpp"
 #include "lib/restore/session.hpp"
 #include "lib/restore/spawn.hpp"
@@ -195,9 +196,15 @@ Result<FillStats> rebuild_address_space(ptrace::Injector& inj, const state::Proc
                                         const MappingFiles& files, const std::vector<int>& helpers,
                                         const RestoreOptions& options, RestoreReport& report) {
   WPCKPT_TRY(drop_inherited_rseq(inj));
-  WPCKPT_TRY(clear_death_signal(inj));
+  // --lazy: the death signal stays until all memory is in (lazy_restore.hpp).
+  if (!options.lazy) WPCKPT_TRY(clear_death_signal(inj));
   WPCKPT_TRY(build_mappings(inj, st, files));
-  WPCKPT_TRY_ASSIGN(FillStats fill, fill_memory(chain, inj.mem_fd(), regular_mappings(st), options.progress));
+  FillStats fill;
+  if (options.lazy) {
+    WPCKPT_TRY_ASSIGN(report.lazy, LazyRestore::start(inj, chain, st, fill));
+  } else {
+    WPCKPT_TRY_ASSIGN(fill, fill_memory(chain, inj.mem_fd(), regular_mappings(st), options.progress));
+  }
   WPCKPT_TRY(finish_mm(inj, st, files));
   WPCKPT_TRY(close_in_child(inj, helpers));
   if (auto r = recreate_agent_link(inj, st); !r) {
@@ -210,7 +217,8 @@ Result<FillStats> rebuild_address_space(ptrace::Injector& inj, const state::Proc
 // credentials (last: everything before needed the restorer's privileges),
 // then its registers. Returns the tids in st.threads order.
 Result<std::vector<pid_t>> restore_threads(ptrace::Injector& inj, const state::ProcessState& st,
-                                           const CredentialSwitch& creds, KillOnFailure& guard) {
+                                           const CredentialSwitch& creds, KillOnFailure& guard,
+                                           const LazyRestore* lazy) {
   WPCKPT_TRY_ASSIGN(std::vector<pid_t> tids, create_threads(inj, st));
   for (pid_t t : tids) guard.add_tid(t);
   WPCKPT_TRY(queue_shared_signals(inj, st));
@@ -225,6 +233,7 @@ Result<std::vector<pid_t>> restore_threads(ptrace::Injector& inj, const state::P
     WPCKPT_TRY(thread_inj->cure());
   }
   WPCKPT_TRY(switch_credentials(inj, creds));
+  if (lazy) WPCKPT_TRY(lazy->arm_death_signal(inj));  // a change of credentials cleared it
   WPCKPT_TRY(inj.cure());
   for (size_t i = 0; i < st.threads.size(); ++i) WPCKPT_TRY(set_thread_state(tids[i], st.threads[i]));
   return tids;
@@ -268,11 +277,12 @@ Result<RestoreReport> restore_process(const std::filesystem::path& dir, const Re
   helpers.insert(helpers.end(), proc.sync_fds.begin(), proc.sync_fds.end());
   WPCKPT_TRY_ASSIGN(FillStats fill, rebuild_address_space(*inj, st, *chain, files, helpers, options, report));
   WPCKPT_TRY(restore_session(*inj, st, options.shell_job));
-  WPCKPT_TRY_ASSIGN(std::vector<pid_t> tids, restore_threads(*inj, st, creds, guard));
+  WPCKPT_TRY_ASSIGN(std::vector<pid_t> tids, restore_threads(*inj, st, creds, guard, report.lazy.get()));
 
   // Past this point the process runs: nothing can be undone.
   guard.disarm();
   detach_threads(tids);
+  if (report.lazy) report.lazy->let_run();
   report.pid = proc.pid;
   report.threads = tids.size();
   report.pages_stored = fill.pages_stored;

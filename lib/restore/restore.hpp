@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -18,10 +19,13 @@
 
 namespace wpckpt::restore {
 
+class LazyRestore;
+
 struct RestoreOptions {
   bool detached = false;           // re-parent the process (to init or the nearest subreaper)
   bool allow_other_owner = false;  // accept images owned by another user
   bool shell_job = false;          // -j: a job of the restoring shell (lib/restore/session.hpp)
+  bool lazy = false;               // anonymous memory served on demand (lib/restore/lazy_restore.hpp)
   ProgressFn progress;
 };
 
@@ -35,6 +39,7 @@ struct RestoreReport {
   double fill_seconds = 0;      // memory fill alone
   double seconds = 0;           // the whole restore
   std::vector<std::string> warnings;  // what was restored differently (e.g. a limit that could not be raised)
+  std::shared_ptr<LazyRestore> lazy;  // --lazy: the pager still filling memory (wait for it)
 };
 
 Result<RestoreReport> restore_process(const std::filesystem::path& dir, const RestoreOptions& options);

@@ -136,12 +136,5 @@ TEST(RestoreCli, AChangedMappedFileIsRefusedAndNothingIsLeft) {
   EXPECT_TRUE(pid_gone(c.pid));
 }
 
-TEST(RestoreCli, LazyIsNotSupportedYet) {
-  TempDir dir;
-  CommandResult r = run_wpckpt({"restore", "-D", dir.path().string(), "--lazy"});
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.err.find("not supported yet"), std::string::npos) << r.err;
-}
-
 }  // namespace
 }  // namespace wpckpt::test

@@ -1,0 +1,102 @@
+// Real programs from Debian (as tests/e2e/restore_programs_test.cpp), pre-dumped
+// and dumped mid-work, restored with --lazy: their output must be
+// byte-identical to an uninterrupted run although their memory arrives while
+// they run.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "tests/e2e/restore_helpers.hpp"
+
+namespace wpckpt::test {
+namespace {
+
+// Text with some structure (compressors have work to do, slowly enough).
+void write_text(const std::string& path, size_t bytes) {
+  std::ofstream out(path, std::ios::binary);
+  uint64_t x = 88172645463325252ull;
+  std::string line;
+  static const char* words[] = {"alpha", "beta", "gamma", "delta", "restore", "page", "zstd", "kernel", "uffd"};
+  for (size_t n = 0; n < bytes;) {
+    line.clear();
+    for (int w = 0; w < 12; ++w) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      line += words[x % 9];
+      line += std::to_string(x % 1000);
+      line += ' ';
+    }
+    line += '\n';
+    out << line;
+    n += line.size();
+  }
+}
+
+void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+// Runs argv once uninterrupted and once checkpointed (pre_dumps pre-dumps, a
+// dump, a lazy restore); compares the two outputs.
+void same_output_after_lazy_restore(const std::vector<std::string>& argv, const std::string& stdin_path, int pre_dumps) {
+  TempDir dir;
+  std::string expected = dir / "expected", got = dir / "got";
+  auto started = std::chrono::steady_clock::now();
+  {
+    ChildProcess plain = ChildProcess::start(argv, {}, expected, "", stdin_path);
+    ASSERT_EQ(exit_code_of(plain.wait(std::chrono::seconds(120))), 0);
+  }
+  // The checkpoints must fall inside the program's run whatever the speed of
+  // the machine: space them by a fraction of how long the plain run took.
+  auto plain_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  int interval_ms = std::max(10, static_cast<int>(plain_ms.count() / (3 * (pre_dumps + 2))));
+  std::vector<std::string> full = {wpckpt_binary(), "run", "--"};
+  full.insert(full.end(), argv.begin(), argv.end());
+  ChildProcess proc = ChildProcess::start(full, {}, got, "", stdin_path);
+  pid_t pid = proc.pid();
+  std::filesystem::path parent;
+  for (int i = 0; i <= pre_dumps; ++i) {
+    sleep_ms(interval_ms);  // let it work between iterations
+    bool last = i == pre_dumps;
+    std::filesystem::path img = dir / (last ? "dump" : "pre" + std::to_string(i));
+    std::vector<std::string> args = {last ? "dump" : "pre-dump", "-t", std::to_string(pid), "-D", img.string()};
+    if (!parent.empty()) args.insert(args.end(), {"--prev-images-dir", parent.string()});
+    CommandResult r = run_wpckpt(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err << "\n(the program may have finished too early)";
+    parent = img;
+  }
+  proc.wait();
+  ASSERT_TRUE(pid_gone(pid));
+  KillByPid guard{pid};
+  ChildProcess restore = ChildProcess::start({wpckpt_binary(), "restore", "-D", parent.string(), "--lazy"});
+  ASSERT_EQ(exit_code_of(restore.wait(std::chrono::seconds(180))), 0);
+  std::string a = read_file(expected), b = read_file(got);
+  EXPECT_EQ(a.size(), b.size());
+  EXPECT_TRUE(a == b) << "output differs from the uninterrupted run";
+}
+
+TEST(LazyRestorePrograms, GzipWritingALargeFile) {
+  TempDir dir;
+  write_text(dir / "input", 12 << 20);
+  same_output_after_lazy_restore({"/usr/bin/gzip", "-9", "-n", "-c"}, dir / "input", 2);
+}
+
+TEST(LazyRestorePrograms, MultiThreadedXz) {
+  TempDir dir;
+  write_text(dir / "input", 6 << 20);
+  same_output_after_lazy_restore({"/usr/bin/xz", "-T2", "-6", "--block-size=1MiB", "-c"}, dir / "input", 1);
+}
+
+TEST(LazyRestorePrograms, Python3Computation) {
+  same_output_after_lazy_restore({"/usr/bin/python3", "-c",
+                                  "import hashlib\n"
+                                  "h = hashlib.sha256(); d = {}\n"
+                                  "for i in range(6_000_000):\n"
+                                  "    d[i % 100003] = d.get(i % 100003, 0) + i\n"
+                                  "    h.update(str(i * i).encode())\n"
+                                  "print(h.hexdigest(), sum(d.values()), len(d))\n"},
+                                 "", 2);
+}
+
+}  // namespace
+}  // namespace wpckpt::test
