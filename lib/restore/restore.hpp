@@ -15,6 +15,7 @@
 
 #include "lib/base/progress.hpp"
 #include "lib/base/result.hpp"
+#include "lib/restore/tcp_policy.hpp"
 
 namespace wpckpt::restore {
 
@@ -22,6 +23,7 @@ struct RestoreOptions {
   bool detached = false;           // re-parent the process (to init or the nearest subreaper)
   bool allow_other_owner = false;  // accept images owned by another user
   bool shell_job = false;          // -j: a job of the restoring shell (lib/restore/session.hpp)
+  TcpPolicy tcp = TcpPolicy::Refuse;  // established TCP connections (lib/restore/tcp_policy.hpp)
   ProgressFn progress;
 };
 
