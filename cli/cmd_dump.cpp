@@ -23,6 +23,7 @@ namespace {
 
 struct DumpOptions {
   bool json = false, leave_running = false;
+  bool tcp_established = false, ext_unix_sk = false;
   int pid = 0;
   std::string images_dir, prev_images_dir;
   int compress_level = 1;
@@ -53,6 +54,7 @@ void print_text(const dump::DumpReport& r, const DumpOptions& opts) {
   std::printf("  time (ms): freezing %.3f, frozen %.3f (memdump %.3f, memwrite %.3f), commit %.3f\n",
               r.freezing_time / 1e3, r.frozen_time / 1e3, r.memdump_time / 1e3, r.memwrite_time / 1e3,
               r.commit_time / 1e3);
+  for (const auto& w : r.warnings) std::printf("  note: %s\n", w.c_str());
 }
 
 int run_dump(const DumpOptions& opts) {
@@ -68,6 +70,8 @@ int run_dump(const DumpOptions& opts) {
     req.prev_images_dir = *where;
   }
   req.leave_running = opts.leave_running;
+  req.sockets.tcp_established = opts.tcp_established;
+  req.sockets.ext_unix_sk = opts.ext_unix_sk;
   req.compress_level = opts.compress_level;
   req.progress = bar.callback();
   req.cancel = &g_cancel;
@@ -85,6 +89,7 @@ int run_dump(const DumpOptions& opts) {
     doc["incremental"] = report->capture.incremental;
     doc["whole_reason"] = report->capture.whole_reason;
     doc["attach"] = dump::attach_json(report->attach);
+    doc["warnings"] = report->warnings;
     print_json(doc);
   } else {
     print_text(*report, opts);
@@ -108,6 +113,8 @@ void add_dump_command(CLI::App& app, int& exit_code) {
   sub->add_option("--prev-images-dir", opts->prev_images_dir, "Parent image (a pre-dump of the same process), relative to -D unless absolute");
   sub->add_flag("-R,--leave-running", opts->leave_running, "Resume the process after the dump instead of killing it");
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
+  sub->add_flag("--tcp-established", opts->tcp_established, "Dump established TCP connections (TCP repair; needs CAP_NET_ADMIN)");
+  sub->add_flag("--ext-unix-sk", opts->ext_unix_sk, "Allow unix datagram sockets connected to a name outside the process (reconnected by name on restore)");
   add_criu_options(sub, opts->criu,
                    "The process is a shell job: a terminal on its fd 0-2 is external (always so; see the man page)",
                    true);

@@ -31,6 +31,7 @@ namespace {
 
 struct RestoreOptions {
   bool json = false, detached = false, lazy = false, allow_other_owner = false;
+  bool tcp_established = false, tcp_close = false;
   std::string images_dir, pidfile;
   CriuOptions criu;
 };
@@ -167,6 +168,9 @@ int run_restore(const RestoreOptions& opts) {
   ro.allow_other_owner = opts.allow_other_owner;
   ro.shell_job = opts.criu.shell_job;
   ro.lazy = opts.lazy;
+  ro.tcp = opts.tcp_established ? restore::TcpPolicy::Established
+           : opts.tcp_close     ? restore::TcpPolicy::Close
+                                : restore::TcpPolicy::Refuse;
   ro.progress = bar.callback();
   auto result = restore::restore_process(opts.images_dir, ro);
   bar.finish();
@@ -222,6 +226,10 @@ void add_restore_command(CLI::App& app, int& exit_code) {
   sub->add_flag("--lazy", opts->lazy, "Run at once; anonymous memory is served on demand and copied in behind (userfaultfd)");
   sub->add_flag("--allow-other-owner", opts->allow_other_owner, "Restore images owned by another user");
   sub->add_option("--pidfile", opts->pidfile, "Write the restored process's pid to FILE (a new file)");
+  auto* tcp_established =
+      sub->add_flag("--tcp-established", opts->tcp_established, "Restore established TCP connections (TCP repair; root)");
+  sub->add_flag("--tcp-close", opts->tcp_close, "Restore established TCP connections as closed sockets")
+      ->excludes(tcp_established);
   add_criu_options(sub, opts->criu,
                    "Give the process this terminal in place of the one it had on fd 0-2; refused if wpckpt's "
                    "fd 0-2 is not a terminal",

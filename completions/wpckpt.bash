@@ -55,7 +55,7 @@ _wpckpt() {
         --compress-level) :; return ;;
         -o|--log-file) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir -R --leave-running --compress-level --track-mem -j --shell-job --display-stats -o --log-file --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir -R --leave-running --compress-level --tcp-established --ext-unix-sk --track-mem -j --shell-job --display-stats -o --log-file --json" -- "$cur"))
       ;;
     iterate)
       case $prev in
@@ -92,7 +92,7 @@ _wpckpt() {
         --pidfile) _wpckpt_files; return ;;
         -o|--log-file) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -D --images-dir -d --restore-detached --lazy --allow-other-owner --pidfile -j --shell-job --display-stats -o --log-file --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -D --images-dir -d --restore-detached --lazy --allow-other-owner --pidfile --tcp-established --tcp-close -j --shell-job --display-stats -o --log-file --json" -- "$cur"))
       ;;
     run)
       for ((i = verb_at + 1; i < COMP_CWORD; i++)); do

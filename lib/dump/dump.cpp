@@ -33,18 +33,18 @@ Result<void> check_cancel(const DumpRequest& r) {
   return ok();
 }
 
-// Everything a restore needs besides the pages, captured from the frozen process.
+// Everything a restore needs besides the pages, captured from the frozen
+// process; `fds` keeps what the descriptors add (extra files, warnings,
+// sockets in repair mode).
 Result<state::ProcessState> capture_state(const DumpRequest& r, const ptrace::Freezer& frozen,
-                                          const std::vector<tracker::Vma>* smaps_before_freeze,
-                                          std::vector<std::pair<std::string, std::vector<uint8_t>>>& files) {
+                                          const std::vector<tracker::Vma>* smaps_before_freeze, FdCapture& fds) {
   state::ProcessState st;
   auto t0 = Clock::now();
   // File descriptors first: an unsupported one fails the dump before any injection.
-  WPCKPT_TRY_ASSIGN(FdCapture fds, capture_fds(r.pid));
+  WPCKPT_TRY_ASSIGN(fds, capture_fds(r.pid, r.sockets));
   auto t_fds = Clock::now();
   st.fds = std::move(fds.fds);
   st.tracking = std::move(fds.tracking);
-  files = std::move(fds.files);
   for (pid_t tid : frozen.tids()) {
     WPCKPT_TRY(check_cancel(r));
     WPCKPT_TRY_ASSIGN(auto t, capture_thread(r.pid, tid));
@@ -116,8 +116,9 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   fault_point("frozen", r.cancel);
   WPCKPT_TRY(check_cancel(r));
 
-  std::vector<std::pair<std::string, std::vector<uint8_t>>> files;
-  WPCKPT_TRY_ASSIGN(state::ProcessState st, capture_state(r, frozen, smaps ? &*smaps : nullptr, files));
+  FdCapture fds;  // declared after `frozen`: sockets leave repair mode before the process runs again
+  WPCKPT_TRY_ASSIGN(state::ProcessState st, capture_state(r, frozen, smaps ? &*smaps : nullptr, fds));
+  rep.warnings = std::move(fds.warnings);
   // Restore re-creates attached tracking as attached (lib/restore/agent_link.hpp).
   if (rep.attach.tracking != "agent" && st.tracking.contains("uffd_fd")) st.tracking["attached"] = true;
   WPCKPT_TRY(check_cancel(r));
@@ -134,7 +135,7 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
 
   WPCKPT_TRY_ASSIGN(std::string doc, state::serialize(st));
   WPCKPT_TRY(writer->add_file(state::kProcessStateFile, std::as_bytes(std::span(doc.data(), doc.size()))));
-  for (const auto& [name, bytes] : files)
+  for (const auto& [name, bytes] : fds.files)
     WPCKPT_TRY(writer->add_file(name, std::as_bytes(std::span(bytes.data(), bytes.size()))));
   rep.threads = st.threads.size();
   rep.mappings = st.mappings.size();
@@ -148,7 +149,10 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   fault_point("captured", r.cancel);
   WPCKPT_TRY(check_cancel(r));
   // The process is no longer needed stopped: its state and pages are with the writer.
-  if (r.leave_running) frozen.detach();
+  if (r.leave_running) {
+    fds.repaired.release();
+    frozen.detach();
+  }
 
   nlohmann::json meta = report_json(rep);
   meta.erase("commit_time");  // known only after the manifest is written
@@ -158,7 +162,10 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   WPCKPT_TRY_ASSIGN(rep.commit, writer->commit());
   rep.commit_time = micros(Clock::now() - t_commit);
   checkpoint::fill_commit_stats(rep.capture, rep.commit);
-  if (!r.leave_running) frozen.kill();
+  if (!r.leave_running) {
+    frozen.kill();
+    fds.repaired.disarm();  // closed in repair mode: the peers see no FIN, no reset
+  }
   log::debug("dump of {}: frozen {} us, {} pages written", r.pid, rep.frozen_time, rep.pages_written);
   return rep;
 }

@@ -32,6 +32,7 @@
 #include "lib/base/progress.hpp"
 #include "lib/base/result.hpp"
 #include "lib/checkpoint/memory_capture.hpp"
+#include "lib/fds/fd_handler.hpp"
 
 namespace wpckpt::dump {
 
@@ -40,6 +41,7 @@ struct DumpRequest {
   std::filesystem::path images_dir;
   std::optional<std::filesystem::path> prev_images_dir;
   bool leave_running = false;
+  fds::CaptureOptions sockets;  // --tcp-established, --ext-unix-sk
   int compress_level = 1;
   ProgressFn progress;
   // Polled between steps (e.g. set by a SIGINT handler): abort, detach, no image.
@@ -54,6 +56,7 @@ struct DumpReport {
   image::CommitInfo commit;
   size_t threads = 0, mappings = 0, fds = 0;
   bool left_running = false;
+  std::vector<std::string> warnings;  // what the image leaves out by design
 };
 
 // The "dump" metadata of the manifest and the core of `--json`.

@@ -70,13 +70,14 @@ void assign_object_id(pid_t pid, state::FdState& f, const std::vector<state::FdS
 
 }  // namespace
 
-Result<FdCapture> capture_fds(pid_t pid) {
+Result<FdCapture> capture_fds(pid_t pid, const fds::CaptureOptions& options) {
   FdCapture out;
   WPCKPT_TRY_ASSIGN(auto numbers, list_fds(pid));
   std::vector<size_t> group_rep;  // index into out.fds of each open file description's first fd
-  fds::CaptureSoFar so_far{out.fds, out.files};
+  fds::CaptureSoFar so_far{out.fds, out.files, out.warnings, out.repaired};
   for (int fd : numbers) {
     fds::FdSource src;
+    src.options = &options;
     src.pid = pid;
     src.fd = fd;
     src.proc_path = fmt::format("/proc/{}/fd/{}", pid, fd);

@@ -6,8 +6,9 @@
 // signalfd, timerfd, memfd (contents as an extra image file).
 //
 // The agent's userfaultfd and state memfd are not listed: their numbers go
-// to `tracking` (restore re-creates them). Any other kind (sockets, for now)
-// fails the capture with an error naming the fd and its kind. What each kind
+// to `tracking` (restore re-creates them). Sockets: inet (TCP, UDP) and unix
+// ones (inet_socket_fd.cpp, unix_socket_fd.cpp). Any other kind fails the
+// capture with an error naming the fd and its kind. What each kind
 // records is its handler's (lib/fds/fd_handler.hpp).
 #pragma once
 
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "lib/base/result.hpp"
+#include "lib/fds/fd_handler.hpp"
 #include "lib/state/process_state.hpp"
 
 namespace wpckpt::dump {
@@ -29,11 +31,13 @@ struct FdCapture {
   // Extra image files (memfd contents): name -> bytes.
   std::vector<std::pair<std::string, std::vector<uint8_t>>> files;
   nlohmann::json tracking = nlohmann::json::object();  // "uffd_fd", "agent_state_fd"
+  std::vector<std::string> warnings;  // left out by design, said in the dump's output
+  fds::RepairedSockets repaired;      // TCP sockets in repair mode (fds::CaptureSoFar)
 };
 
 // FdState.object_id: equal for descriptors sharing one open file description
 // (dup, fork; found with kcmp). Pipes also carry details.pipe_ino, equal for
 // both ends of one pipe, and details.end ("read" or "write").
-Result<FdCapture> capture_fds(pid_t pid);
+Result<FdCapture> capture_fds(pid_t pid, const fds::CaptureOptions& options = {});
 
 }  // namespace wpckpt::dump

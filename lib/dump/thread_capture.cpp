@@ -38,6 +38,12 @@ Result<state::ThreadState> capture_thread(pid_t pid, pid_t tid) {
   // prctl(PR_GET_TID_ADDRESS, &out): glibc's pthread_join relies on it.
   WPCKPT_TRY_ASSIGN(long rc, inj->syscall(SYS_prctl, PR_GET_TID_ADDRESS, inj->data()));
   if (rc == 0) WPCKPT_TRY(inj->read(inj->data(), &t.clear_child_tid, sizeof t.clear_child_tid));
+  // prctl(PR_GET_NAME, buf): 16 bytes, NUL-terminated.
+  WPCKPT_TRY(inj->checked_syscall("injected prctl(PR_GET_NAME)", "thread " + std::to_string(tid), SYS_prctl,
+                                  PR_GET_NAME, inj->data()));
+  char name[16] = {};
+  WPCKPT_TRY(inj->read(inj->data(), name, sizeof name));
+  t.name.assign(name, ::strnlen(name, sizeof name));
   WPCKPT_TRY(inj->cure());
   return t;
 }

@@ -19,8 +19,10 @@
 //   - a seccomp filter or strict mode on any thread
 //   - namespaces other than wpckpt's own (restore creates the process in
 //     the restorer's namespaces)
-// Sockets and other descriptor kinds are refused per descriptor by the fd
-// capture (lib/dump/fd_capture.cpp), during dump only.
+// Descriptor kinds, and the sockets a restore could not re-create (a
+// connection to another process, connections not yet accepted, ...), are
+// refused per descriptor by the fd capture (lib/dump/fd_capture.cpp and the
+// handlers in lib/fds), during dump only.
 //
 // Restored (not refused): mappings of deleted files (private and shared;
 // their bytes are in the image and come back as anonymous memory), shared

@@ -4,7 +4,8 @@
 // the image's owner (prepare), and how the restore child creates it
 // (create). One file per kind: path_fds.cpp (file, dir, devnull, tty,
 // chardev, fifo), pipe_fd.cpp, eventfd_fd.cpp, epoll_fd.cpp,
-// signalfd_fd.cpp, timerfd_fd.cpp, memfd_fd.cpp.
+// signalfd_fd.cpp, timerfd_fd.cpp, memfd_fd.cpp, inet_socket_fd.cpp,
+// unix_socket_fd.cpp.
 #pragma once
 
 #include <sys/stat.h>
@@ -19,13 +20,21 @@
 #include "lib/base/unique_fd.hpp"
 #include "lib/fds/fd_object.hpp"
 #include "lib/fds/fdinfo.hpp"
+#include "lib/fds/tcp_repair.hpp"
 #include "lib/state/json_fields.hpp"
 #include "lib/state/process_state.hpp"
 
 namespace wpckpt::fds {
 
+// What the user allows a dump to record (CRIU's option names).
+struct CaptureOptions {
+  bool tcp_established = false;  // --tcp-established: established TCP connections, with TCP repair
+  bool ext_unix_sk = false;      // --ext-unix-sk: unix datagram sockets connected to a name outside
+};
+
 // What the dump knows of a descriptor before its kind fills in the rest.
 struct FdSource {
+  const CaptureOptions* options = nullptr;
   pid_t pid = 0;
   int fd = 0;
   std::string proc_path;  // /proc/PID/fd/N
@@ -39,6 +48,10 @@ struct FdSource {
 struct CaptureSoFar {
   const std::vector<state::FdState>& fds;
   std::vector<std::pair<std::string, std::vector<uint8_t>>>& files;
+  std::vector<std::string>& warnings;  // what the image leaves out by design (e.g. queued UDP datagrams)
+  // Copies of TCP sockets the capture left in repair mode: released with
+  // leave_tcp_repair() unless the dump kills the process.
+  RepairedSockets& repaired;
 };
 
 using ImageFileReader = std::function<Result<std::vector<std::byte>>(const std::string& name)>;
@@ -102,5 +115,7 @@ const FdHandler& epoll_handler();
 const FdHandler& signalfd_handler();
 const FdHandler& timerfd_handler();
 const FdHandler& memfd_handler();
+const FdHandler& inet_socket_handler();
+const FdHandler& unix_socket_handler();
 
 }  // namespace wpckpt::fds

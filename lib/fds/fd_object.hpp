@@ -3,6 +3,7 @@
 // the restore child carries out with system calls alone.
 #pragma once
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -19,12 +20,54 @@ struct EpollTarget {  // epoll_ctl(ADD) once every descriptor has its number
   uint64_t data = 0;
 };
 
+struct SocketAddress {
+  sockaddr_storage addr{};
+  socklen_t len = 0;  // 0: none (unbound, unconnected)
+};
+
+struct SocketOption {
+  int level = 0, name = 0, value = 0;
+};
+
+// Sockets: created by prepare() in wpckpt (socket_common.hpp says why).
+struct SocketPlan {
+  int family = 0, type = 0, protocol = 0;
+  SocketAddress local, peer;
+  bool listen = false;
+  int backlog = 0;
+  bool connect = false;               // connect to `peer` (UDP, unix datagram)
+  std::vector<SocketOption> options;  // set before bind
+  // unix: a socketpair (both ends in the process), the bytes queued at each
+  // end, per message for datagram and seqpacket pairs, and whether the
+  // second end was already closed (the first reads its data, then EOF).
+  bool pair = false, peer_closed = false;
+  std::vector<uint8_t> queued[2];
+  std::vector<uint32_t> message_sizes[2];
+  std::vector<SocketOption> end_options[2];  // a pair's ends, each its own
+  bool end_nonblock[2] = {false, false};
+  dev_t name_dev = 0;  // unix: the socket file a bound path had (a stale one is replaced)
+  ino_t name_ino = 0;
+};
+
+// An established TCP connection, restored with TCP repair (tcp_repair.hpp).
+struct TcpRepairPlan {
+  bool wanted = false;
+  uint32_t send_seq = 0, recv_seq = 0;  // of the first byte of each queue
+  std::vector<uint8_t> send_queue;      // not yet acknowledged; its last `unsent` bytes never left
+  uint32_t unsent = 0;
+  std::vector<uint8_t> recv_queue;      // received, not yet read by the program
+  uint32_t mss = 0, snd_wscale = 0, rcv_wscale = 0, timestamp = 0;
+  bool sack = false, timestamps = false, wscale = false;
+  uint32_t window[5] = {};  // tcp_repair_window: snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup
+};
+
 struct FdObject {
   state::FdKind kind = state::FdKind::File;
   int first_fd = -1;          // the first descriptor number it is for (messages, child reports)
   // Set when wpckpt already holds the object (a file it opened, or its own
   // 0-2): the child only duplicates this descriptor of wpckpt's.
   int inherit_fd = -1;
+  int inherit_fd_end1 = -1;   // a socketpair's second end, also held by wpckpt
   int flags = 0;              // open(2)/eventfd/signalfd/timerfd/pipe2 flags, as each kind needs
   uint64_t pos = 0;           // files and memfds: the offset
   bool seek = false;
@@ -43,6 +86,8 @@ struct FdObject {
   int clockid = 0;            // timerfd
   uint64_t timer[4] = {};     // timerfd: interval sec/nsec, value sec/nsec (relative)
   std::vector<EpollTarget> epoll_targets;
+  SocketPlan socket;
+  TcpRepairPlan tcp;
   // Filled in the child: where the created object sits (pipe: [0] read, [1] write).
   int tmp[2] = {-1, -1};
 };
@@ -79,6 +124,7 @@ enum ChildStep : int32_t {
   kStepPersonality,
   kStepSeals,
   kStepDeathSignal,
+  kStepSocket,
 };
 std::string describe_child_step(int32_t step);
 

@@ -4,6 +4,7 @@
 #include <sys/sysmacros.h>
 
 #include "lib/fds/fd_handler.hpp"
+#include "lib/fds/socket_common.hpp"
 
 namespace wpckpt::fds {
 namespace {
@@ -22,6 +23,14 @@ Error unsupported(const FdSource& src, const std::string& kind) {
       .with_hint(fmt::format("{}s are not supported yet: close fd {} in the process before dumping it", kind, src.fd));
 }
 
+Result<FdKind> classify_socket(const FdSource& src) {
+  WPCKPT_TRY_ASSIGN(UniqueFd sock, borrow_fd(src.pid, src.fd));
+  WPCKPT_TRY_ASSIGN(int family, socket_int_option(sock.get(), SOL_SOCKET, SO_DOMAIN, "SO_DOMAIN"));
+  if (family == AF_INET || family == AF_INET6) return FdKind::InetSocket;
+  if (family == AF_UNIX) return FdKind::UnixSocket;
+  return unsupported(src, family == AF_NETLINK ? "netlink socket" : fmt::format("socket of family {}", family));
+}
+
 }  // namespace
 
 const FdHandler& handler_for(FdKind kind) {
@@ -32,6 +41,8 @@ const FdHandler& handler_for(FdKind kind) {
     case FdKind::Signalfd: return signalfd_handler();
     case FdKind::Timerfd: return timerfd_handler();
     case FdKind::Memfd: return memfd_handler();
+    case FdKind::InetSocket: return inet_socket_handler();
+    case FdKind::UnixSocket: return unix_socket_handler();
     case FdKind::File:
     case FdKind::Dir:
     case FdKind::DevNull:
@@ -45,7 +56,7 @@ const FdHandler& handler_for(FdKind kind) {
 Result<FdKind> classify(const FdSource& src) {
   const std::string& link = src.link;
   const mode_t mode = src.st.st_mode;
-  if (starts_with(link, "socket:")) return unsupported(src, "socket");
+  if (starts_with(link, "socket:")) return classify_socket(src);
   if (starts_with(link, "anon_inode:")) {
     std::string name = link.substr(11);
     if (!name.empty() && name.front() == '[') name = name.substr(1, name.size() - 2);
@@ -91,6 +102,7 @@ std::string describe_child_step(int32_t step) {
     case kStepPersonality: return "personality";
     case kStepSeals: return "re-apply memfd seals";
     case kStepDeathSignal: return "set the parent-death signal";
+    case kStepSocket: return "take over a socket";
     default: return "step " + std::to_string(step);
   }
 }

@@ -153,6 +153,9 @@ void create_objects(ChildPlan& plan, int floor, int report_fd) {
     if (o.inherit_fd < 0) continue;
     o.tmp[0] = fcntl(o.inherit_fd, F_DUPFD, floor);  // 0-2 are about to be replaced
     if (o.tmp[0] < 0) fail(report_fd, kStepSaveInherited, o.first_fd);
+    if (o.inherit_fd_end1 < 0) continue;
+    o.tmp[1] = fcntl(o.inherit_fd_end1, F_DUPFD, floor);
+    if (o.tmp[1] < 0) fail(report_fd, kStepSaveInherited, o.first_fd);
   }
   for (auto& o : plan.objects) {
     if (o.inherit_fd >= 0) continue;

@@ -256,6 +256,7 @@ Result<RestoreReport> restore_process(const std::filesystem::path& dir, const Re
   WPCKPT_TRY_ASSIGN(auto bytes, chain->read_file(state::kProcessStateFile));
   WPCKPT_TRY_ASSIGN(state::ProcessState st, state::parse(bytes));
   WPCKPT_TRY(validate(st));
+  WPCKPT_TRY(apply_tcp_policy(st, options.tcp));
   // Refused here, before anything exists, if the image's owner could not have had them.
   WPCKPT_TRY_ASSIGN(CredentialSwitch creds, plan_credentials(st.creds, chain->owner()));
   report.images = chain->dirs().size();

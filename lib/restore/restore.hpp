@@ -16,6 +16,7 @@
 
 #include "lib/base/progress.hpp"
 #include "lib/base/result.hpp"
+#include "lib/restore/tcp_policy.hpp"
 
 namespace wpckpt::restore {
 
@@ -26,6 +27,7 @@ struct RestoreOptions {
   bool allow_other_owner = false;  // accept images owned by another user
   bool shell_job = false;          // -j: a job of the restoring shell (lib/restore/session.hpp)
   bool lazy = false;               // anonymous memory served on demand (lib/restore/lazy_restore.hpp)
+  TcpPolicy tcp = TcpPolicy::Refuse;  // established TCP connections (lib/restore/tcp_policy.hpp)
   ProgressFn progress;
 };
 

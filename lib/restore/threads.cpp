@@ -2,8 +2,10 @@
 
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "lib/base/uapi/process.hpp"
@@ -63,6 +65,12 @@ Result<void> register_thread(ptrace::Injector& inj, pid_t pid, const state::Thre
     WPCKPT_TRY(inj.checked_syscall("sigaltstack", ctx, SYS_sigaltstack, inj.data(), 0));
   }
   if (thread.clear_child_tid != 0) WPCKPT_TRY(inj.checked_syscall("set_tid_address", ctx, SYS_set_tid_address, thread.clear_child_tid));
+  if (!thread.name.empty()) {
+    char name[16] = {};
+    std::memcpy(name, thread.name.data(), std::min<size_t>(thread.name.size(), 15));
+    WPCKPT_TRY(inj.write(inj.data(), name, sizeof name));
+    WPCKPT_TRY(inj.checked_syscall("prctl(PR_SET_NAME)", ctx, SYS_prctl, PR_SET_NAME, inj.data()));
+  }
   // Signals stay blocked in the injector's session: queued now, delivered after detach.
   for (const auto& info : thread.pending) {
     WPCKPT_TRY(inj.write(inj.data(), info.data(), info.size()));

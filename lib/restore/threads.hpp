@@ -20,7 +20,7 @@ namespace wpckpt::restore {
 // in the order of state.threads (main thread included, first).
 Result<std::vector<pid_t>> create_threads(ptrace::Injector& main_inj, const state::ProcessState& state);
 
-// rseq, clear_child_tid, private pending signals of `thread`, injected in it.
+// rseq, sigaltstack, clear_child_tid, name, private pending signals of `thread`, injected in it.
 Result<void> register_thread(ptrace::Injector& inj, pid_t pid, const state::ThreadState& thread);
 // The process-wide pending signals, injected in the main thread.
 Result<void> queue_shared_signals(ptrace::Injector& main_inj, const state::ProcessState& state);

@@ -6,7 +6,8 @@ namespace wpckpt::state {
 namespace {
 
 constexpr std::array<const char*, kFdKindCount> kNames = {
-    "file", "dir", "devnull", "tty", "chardev", "fifo", "pipe", "eventfd", "epoll", "signalfd", "timerfd", "memfd"};
+    "file", "dir", "devnull", "tty", "chardev", "fifo", "pipe", "eventfd", "epoll", "signalfd", "timerfd", "memfd",
+    "inet_socket", "unix_socket"};
 
 }  // namespace
 

@@ -92,7 +92,7 @@ template <typename V>
 void fields(V& v, ThreadState& t) {
   v.opt("tid", t.tid), v.opt("is_main", t.is_main), v.req("regs", t.regs), v.opt("xsave", t.xsave);
   v.opt("sigmask", t.sigmask), v.opt("pending", t.pending), v.opt("rseq", t.rseq);
-  v.opt("clear_child_tid", t.clear_child_tid), v.opt("altstack", t.altstack);
+  v.opt("clear_child_tid", t.clear_child_tid), v.opt("altstack", t.altstack), v.opt("name", t.name);
 }
 template <typename V>
 void fields(V& v, SignalAction& a) {

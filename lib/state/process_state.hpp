@@ -56,6 +56,7 @@ struct ThreadState {
   RseqState rseq;
   uint64_t clear_child_tid = 0;                // set_tid_address value if known (0 otherwise)
   AltStack altstack;
+  std::string name;                            // PR_GET_NAME (the main thread's is the process's comm)
 };
 
 struct SignalAction {

@@ -32,6 +32,7 @@ struct Checkpointed {
   std::string out;  // the workload's stdout
   pid_t pid = -1;
   std::filesystem::path last;  // the dump
+  std::vector<std::string> dump_flags;  // extra options of the dump (e.g. --tcp-established)
 };
 
 // Starts argv under `wpckpt run`, waits until its stdout contains `ready`,
@@ -58,6 +59,7 @@ void checkpoint(Checkpointed& c, const std::vector<std::string>& argv, const std
   c.last = c.dir / "dump";
   std::vector<std::string> args = {"dump", "-t", std::to_string(c.pid), "-D", c.last.string()};
   if (!parent.empty()) args.insert(args.end(), {"--prev-images-dir", parent.string()});
+  args.insert(args.end(), c.dump_flags.begin(), c.dump_flags.end());
   CommandResult r = run_wpckpt(args);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   proc.wait();  // killed by the dump; reaped so that its pid is free

@@ -1,8 +1,10 @@
 /* zdtm-style: threads count under a mutex and wake the main thread through a
  * condition variable; a heap buffer holds a known pattern. Prints READY, runs
  * until SIGUSR1 (sent after restore), then checks that the threads still
- * count, joins them, checks the counters and the pattern, prints PASS/FAIL.
+ * count and keep their names ("worker-N"), joins them, checks the counters
+ * and the pattern, prints PASS/FAIL.
  * Usage: zdtm_counter [THREADS] [HEAP_MIB] [thp] */
+#define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -57,7 +59,12 @@ int main(int argc, char** argv) {
   sa.sa_handler = on_usr1;
   sigaction(SIGUSR1, &sa, NULL);
   pthread_t tids[64];
-  for (int i = 0; i < threads; i++) pthread_create(&tids[i], NULL, worker, (void*)(intptr_t)i);
+  for (int i = 0; i < threads; i++) {
+    char name[16];
+    pthread_create(&tids[i], NULL, worker, (void*)(intptr_t)i);
+    snprintf(name, sizeof name, "worker-%d", i);
+    pthread_setname_np(tids[i], name);
+  }
   printf("READY %d\n", getpid());
   fflush(stdout);
   if (threads == 0) {
@@ -81,11 +88,18 @@ int main(int argc, char** argv) {
     while (total < at_signal + 1000) pthread_cond_wait(&ticked, &lock);
     pthread_mutex_unlock(&lock);
   }
+  int names_ok = 1;
+  for (int i = 0; i < threads; i++) {
+    char name[16] = {0}, want[16];
+    snprintf(want, sizeof want, "worker-%d", i);
+    pthread_getname_np(tids[i], name, sizeof name);
+    if (strcmp(name, want) != 0) names_ok = 0, printf("FAIL thread %d is named '%s'\n", i, name);
+  }
   stop = 1;
   for (int i = 0; i < threads; i++) pthread_join(tids[i], NULL);
   uint64_t sum = 0;
   for (int i = 0; i < threads; i++) sum += counters[i];
-  int ok = sum == total;
+  int ok = sum == total && names_ok;
   for (size_t i = 0; i < heap / 8 && ok; i++) ok = buf[i] == i * 2654435761u;
   printf("%s total=%llu\n", ok ? "PASS" : "FAIL", (unsigned long long)total);
   fflush(stdout);

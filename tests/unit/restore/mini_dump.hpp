@@ -88,6 +88,8 @@ inline Result<void> mini_dump(pid_t pid, const std::filesystem::path& dir) {
     }
     WPCKPT_TRY_ASSIGN(auto rseq, ptrace::get_rseq(tid));
     t.rseq = {rseq.abi_pointer, rseq.abi_size, rseq.signature};
+    std::ifstream comm(proc + "/task/" + std::to_string(tid) + "/comm");
+    std::getline(comm, t.name);
     s.threads.push_back(std::move(t));
   }
   auto f = stat_fields(pid);

@@ -1,0 +1,17 @@
+// What restore does with the established TCP connections of an image
+// (CRIU's options): --tcp-established restores them with TCP repair,
+// --tcp-close gives the program closed sockets in their place (its next
+// read or write fails as on a connection the peer dropped); with neither,
+// the restore refuses before anything is created and names them.
+#pragma once
+
+#include "lib/base/result.hpp"
+#include "lib/state/process_state.hpp"
+
+namespace wpckpt::restore {
+
+enum class TcpPolicy { Refuse, Established, Close };
+
+Result<void> apply_tcp_policy(state::ProcessState& st, TcpPolicy policy);
+
+}  // namespace wpckpt::restore

@@ -1,0 +1,93 @@
+// Sockets end to end (zdtm_sockets checks itself after the restore): TCP and
+// UDP over IPv4/IPv6, unix pairs with queued data, unix listeners, and an
+// established TCP connection with --tcp-established; what a dump refuses
+// (and that the process then runs on), and restore's TCP policy.
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <cstring>
+
+#include "tests/e2e/restore_helpers.hpp"
+
+namespace wpckpt::test {
+namespace {
+
+void restore_and_check(const Checkpointed& c, const std::vector<std::string>& flags = {}) {
+  KillByPid guard{c.pid};
+  ChildProcess restore = start_restore(c.last, c.pid, flags);
+  ASSERT_EQ(::kill(c.pid, SIGUSR1), 0);
+  int status = restore.wait(std::chrono::seconds(60));
+  EXPECT_EQ(exit_code_of(status), 0) << read_file(c.out);
+  EXPECT_NE(read_file(c.out).find("PASS"), std::string::npos) << read_file(c.out);
+  EXPECT_EQ(read_file(c.out).find("FAIL"), std::string::npos) << read_file(c.out);
+}
+
+TEST(RestoreSockets, ListenersUdpAndUnixPairsWithQueuedData) {
+  Checkpointed c;
+  checkpoint(c, {workload("zdtm_sockets"), c.dir.path().string()}, "READY", 1);
+  restore_and_check(c);
+}
+
+TEST(RestoreSockets, EstablishedTcpWithTcpRepair) {
+  Checkpointed c;
+  c.dump_flags = {"--tcp-established"};
+  checkpoint(c, {workload("zdtm_sockets"), c.dir.path().string(), "tcp"}, "READY", 1);
+  restore_and_check(c, {"--tcp-established"});
+}
+
+TEST(RestoreSockets, EstablishedTcpNeedsTheFlagAndTheProcessRunsOn) {
+  TempDir dir;
+  std::string out = (dir / "out.txt").string();
+  ChildProcess proc = ChildProcess::start({wpckpt_binary(), "run", "--", workload("zdtm_sockets"),
+                                           dir.path().string(), "tcp"}, {}, out);
+  ASSERT_TRUE(wait_until([&] { return read_file(out).find("READY") != std::string::npos; }));
+  CommandResult r = run_wpckpt({"dump", "-t", std::to_string(proc.pid()), "-D", (dir / "img").string()});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("established TCP connection 127.0.0.1:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--tcp-established"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "img" / "manifest.json"));
+  // Nothing was harmed: the process runs on and its connection still works.
+  ASSERT_EQ(::kill(proc.pid(), SIGUSR1), 0);
+  EXPECT_EQ(exit_code_of(proc.wait(std::chrono::seconds(30))), 0) << read_file(out);
+  EXPECT_NE(read_file(out).find("PASS"), std::string::npos) << read_file(out);
+}
+
+TEST(RestoreSockets, RestoreRefusesEstablishedTcpWithoutAPolicy) {
+  Checkpointed c;
+  c.dump_flags = {"--tcp-established"};
+  checkpoint(c, {workload("zdtm_sockets"), c.dir.path().string(), "tcp"}, "READY", 0);
+  CommandResult r = run_wpckpt({"restore", "-D", c.last.string()});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--tcp-close"), std::string::npos) << r.err;
+  EXPECT_TRUE(pid_gone(c.pid));
+}
+
+TEST(RestoreSockets, AConnectionToAnotherProcessIsRefusedByName) {
+  TempDir dir;
+  std::string path = (dir / "peer.sock").string();
+  // Our own listener; the workload (a shell's nc-less stand-in: python3) connects to it.
+  int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un un{};
+  un.sun_family = AF_UNIX;
+  std::strcpy(un.sun_path, path.c_str());
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&un), sizeof un), 0);
+  ASSERT_EQ(::listen(listener, 1), 0);
+  std::string out = (dir / "out.txt").string();
+  ChildProcess proc = ChildProcess::start(
+      {wpckpt_binary(), "run", "--", "python3", "-c",
+       "import socket,sys,time\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\nprint('READY',flush=True)\ntime.sleep(60)",
+       path},
+      {}, out);
+  ASSERT_TRUE(wait_until([&] { return read_file(out).find("READY") != std::string::npos; })) << read_file(out);
+  CommandResult r = run_wpckpt({"dump", "-t", std::to_string(proc.pid()), "-D", (dir / "img").string()});
+  ::close(listener);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("unix stream socket connected to"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("outside the process"), std::string::npos) << r.err;
+  EXPECT_FALSE(pid_gone(proc.pid()));
+}
+
+}  // namespace
+}  // namespace wpckpt::test

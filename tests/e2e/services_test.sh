@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# Real services checkpointed and restored (issue 15): redis-server holding a
+# data set of a few hundred MiB with a client connected before the dump
+# (established TCP, --tcp-established), and python3 -m http.server. Each is
+# pre-dumped, dumped (killed) and restored; afterwards every key is there
+# (DEBUG DIGEST equal), the old client keeps using its connection, new
+# clients connect, and the web server serves the same bytes on the same port.
+# Prints the frozen time and image sizes of the redis case against its RSS.
+# Every process started here is killed by pid when the test ends.
+set -u
+W=${WPCKPT:?}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp" || exit 1
+mkdir -p img web
+if ! command -v redis-server >/dev/null; then
+  echo "FAIL: redis-server is not installed (setup.sh installs it)"
+  exit 1
+fi
+
+python3 - "$W" <<'PY'
+import json, os, signal, socket, subprocess, sys, time, urllib.request
+
+W = sys.argv[1]
+ours = []
+
+
+def fail(msg):
+    print("FAIL:", msg)
+    sys.exit(1)
+
+
+def wait_for(pred, what, seconds=60):
+    end = time.time() + seconds
+    while time.time() < end:
+        if pred():
+            return
+        time.sleep(0.05)
+    fail(what)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wpckpt(*args):
+    r = subprocess.run([W, *args], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        fail(f"wpckpt {' '.join(args)} exited {r.returncode}: {r.stderr}")
+    return r
+
+
+class Redis:
+    """A RESP client on one connection that stays open across the checkpoint."""
+
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self.buf = b""
+
+    def line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed")
+            self.buf += chunk
+        l, self.buf = self.buf.split(b"\r\n", 1)
+        return l
+
+    def reply(self):
+        l = self.line()
+        t, rest = l[:1], l[1:]
+        if t in (b"+", b":"):
+            return rest.decode()
+        if t == b"-":
+            raise RuntimeError(rest.decode())
+        if t == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            while len(self.buf) < n + 2:
+                self.buf += self.s.recv(65536)
+            v, self.buf = self.buf[:n], self.buf[n + 2:]
+            return v.decode()
+        if t == b"*":
+            return [self.reply() for _ in range(int(rest))]
+        raise RuntimeError(f"bad reply {l!r}")
+
+    def cmd(self, *args):
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            a = str(a).encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        self.s.sendall(out)
+        return self.reply()
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0
+
+
+def dir_mib(d):
+    return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d)) / 2**20
+
+
+def redis_case():
+    port = free_port()
+    out = open("redis.log", "w")
+    p = subprocess.Popen([W, "run", "--", "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                          "--save", "", "--appendonly", "no", "--enable-debug-command", "yes",
+                          "--dir", os.getcwd()], stdout=out, stderr=subprocess.STDOUT)
+    ours.append(p.pid)
+    def up():
+        try:
+            Redis(port).cmd("PING")
+            return True
+        except OSError:
+            return False
+    wait_for(up, "redis-server did not start: " + open("redis.log").read())
+    old = Redis(port)
+    # A few hundred MiB: 2 million keys of 100-byte values.
+    old.cmd("DEBUG", "POPULATE", 2000000, "key", 100)
+    old.cmd("SET", "before", "the dump")
+    digest = old.cmd("DEBUG", "DIGEST")
+    size = old.cmd("DBSIZE")
+    rss = rss_mib(p.pid)
+    wpckpt("pre-dump", "-t", str(p.pid), "-D", "img/1")
+    old.cmd("SET", "between", "pre-dumps")
+    digest = old.cmd("DEBUG", "DIGEST")
+    wpckpt("pre-dump", "-t", str(p.pid), "-D", "img/2", "--prev-images-dir", "../1")
+    old.cmd("SET", "last", "write")
+    digest = old.cmd("DEBUG", "DIGEST")
+    d = wpckpt("dump", "-t", str(p.pid), "-D", "img/3", "--prev-images-dir", "../2", "--tcp-established", "--json")
+    dump = json.loads(d.stdout)
+    p.wait(timeout=30)
+    ours.remove(p.pid)
+    r = wpckpt("restore", "-D", "img/3", "-d", "--tcp-established", "--json")
+    rpid = json.loads(r.stdout)["pid"]
+    ours.append(rpid)
+    # The client connected before the dump keeps its connection.
+    if old.cmd("GET", "before") != "the dump":
+        fail("the old connection lost its data")
+    if old.cmd("DEBUG", "DIGEST") != digest:
+        fail("the data set differs after the restore")
+    if old.cmd("SET", "after", "restore") != "OK":
+        fail("the old connection cannot write")
+    new = Redis(port)
+    if new.cmd("GET", "last") != "write" or new.cmd("DBSIZE") != str(int(size) + 3):
+        fail("a new client sees other data")
+    if new.cmd("GET", "after") != "restore":
+        fail("a new client does not see the old client's write")
+    sizes = [dir_mib(f"img/{i}") for i in (1, 2, 3)]
+    print(f"redis: RSS {rss:.0f} MiB, {size} keys; images pre-dump 1 {sizes[0]:.1f} MiB, pre-dump 2 "
+          f"{sizes[1]:.2f} MiB, dump {sizes[2]:.2f} MiB; dump frozen {dump['frozen_time'] / 1000:.1f} ms "
+          f"({dump['pages_written']} pages written)")
+    os.kill(rpid, signal.SIGKILL)
+    ours.remove(rpid)
+
+
+def http_case():
+    port = free_port()
+    os.makedirs("www", exist_ok=True)
+    body = os.urandom(300000)
+    with open("www/data.bin", "wb") as f:
+        f.write(body)
+    log = open("http.log", "w")
+    p = subprocess.Popen([W, "run", "--", "python3", "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                          "--directory", os.path.abspath("www")], stdout=log, stderr=subprocess.STDOUT)
+    ours.append(p.pid)
+    url = f"http://127.0.0.1:{port}/data.bin"
+    def serves():
+        try:
+            return urllib.request.urlopen(url, timeout=5).read() == body
+        except OSError:
+            return False
+    wait_for(serves, "http.server did not serve: " + open("http.log").read())
+    wpckpt("pre-dump", "-t", str(p.pid), "-D", "web/1")
+    wpckpt("dump", "-t", str(p.pid), "-D", "web/2", "--prev-images-dir", "../1")
+    p.wait(timeout=30)
+    ours.remove(p.pid)
+    r = wpckpt("restore", "-D", "web/2", "-d", "--json")
+    rpid = json.loads(r.stdout)["pid"]
+    ours.append(rpid)
+    for _ in range(3):
+        if urllib.request.urlopen(url, timeout=30).read() != body:
+            fail("http.server serves other bytes after the restore")
+    print("http.server: same bytes on the same port after the restore")
+    os.kill(rpid, signal.SIGKILL)
+    ours.remove(rpid)
+
+
+try:
+    redis_case()
+    http_case()
+    print("PASS")
+finally:
+    for pid in ours:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+PY
