@@ -41,7 +41,7 @@ Result<state::ProcessState> capture_state(const DumpRequest& r, const ptrace::Fr
   state::ProcessState st;
   auto t0 = Clock::now();
   // File descriptors first: an unsupported one fails the dump before any injection.
-  WPCKPT_TRY_ASSIGN(fds, capture_fds(r.pid, r.sockets));
+  WPCKPT_TRY_ASSIGN(fds, capture_fds(r.pid, r.fds));
   auto t_fds = Clock::now();
   st.fds = std::move(fds.fds);
   st.tracking = std::move(fds.tracking);
@@ -90,7 +90,7 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   WPCKPT_TRY(probe::require_features("dump"));
   WPCKPT_TRY(tracker::AgentLink::attach(r.pid));
   // What cannot be saved is refused before anything is created or stopped.
-  WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", TargetState::Running));
+  WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", TargetState::Running, r.fds.ghost_limit));
   std::unique_ptr<image::ImageChain> parent;
   if (r.prev_images_dir) {
     WPCKPT_TRY_ASSIGN(parent, image::ImageChain::open(*r.prev_images_dir));
@@ -113,7 +113,7 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
   // And again frozen: a child or a timer may have appeared since (the
   // Freezer detaches on the way out; the process runs on unchanged).
-  WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", TargetState::Frozen));
+  WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", TargetState::Frozen, r.fds.ghost_limit));
   fault_point("frozen", r.cancel);
   WPCKPT_TRY(check_cancel(r));
 

@@ -21,7 +21,7 @@ Result<PreDumpReport> pre_dump_process(const PreDumpRequest& r) {
   WPCKPT_TRY(probe::require_features("pre-dump"));
   WPCKPT_TRY(tracker::AgentLink::attach(r.pid));
   // What the final dump would refuse is refused now, before any image exists.
-  WPCKPT_TRY(refuse_unsupported_state(r.pid, "pre-dump", TargetState::Running));
+  WPCKPT_TRY(refuse_unsupported_state(r.pid, "pre-dump", TargetState::Running, r.ghost_limit));
   std::unique_ptr<image::ImageChain> parent;
   if (r.prev_images_dir) {
     WPCKPT_TRY_ASSIGN(parent, image::ImageChain::open(*r.prev_images_dir));

@@ -1,5 +1,5 @@
 // Established TCP connections with TCP repair (--tcp-established), as
-// docs/KERNEL.md §TCP repair says: the dump puts the socket (the target's
+// docs/KERNEL.md §14 says: the dump puts the socket (the target's
 // own, through a copy) in repair mode and reads its sequence numbers, both
 // queues, the negotiated options and the window; a socket in repair mode
 // closes without a FIN or a reset, so the peer sees a pause. Restore builds
