@@ -11,7 +11,7 @@ packages=(
   zstd xz-utils python3 coreutils procps
   libcap2-bin passwd util-linux
   zsh fish man-db groff-base
-  sqlite3 redis-server
+  sqlite3 redis-server memcached
 )
 
 missing=()

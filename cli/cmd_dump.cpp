@@ -24,6 +24,7 @@ namespace {
 struct DumpOptions {
   bool json = false, leave_running = false;
   bool tcp_established = false, ext_unix_sk = false;
+  uint64_t ghost_limit = 1 << 20;
   int pid = 0;
   std::string images_dir, prev_images_dir;
   int compress_level = 1;
@@ -70,8 +71,9 @@ int run_dump(const DumpOptions& opts) {
     req.prev_images_dir = *where;
   }
   req.leave_running = opts.leave_running;
-  req.sockets.tcp_established = opts.tcp_established;
-  req.sockets.ext_unix_sk = opts.ext_unix_sk;
+  req.fds.tcp_established = opts.tcp_established;
+  req.fds.ext_unix_sk = opts.ext_unix_sk;
+  req.fds.ghost_limit = opts.ghost_limit;
   req.compress_level = opts.compress_level;
   req.progress = bar.callback();
   req.cancel = &g_cancel;
@@ -113,6 +115,9 @@ void add_dump_command(CLI::App& app, int& exit_code) {
   sub->add_option("--prev-images-dir", opts->prev_images_dir, "Parent image (a pre-dump of the same process), relative to -D unless absolute");
   sub->add_flag("-R,--leave-running", opts->leave_running, "Resume the process after the dump instead of killing it");
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
+  sub->add_option("--ghost-limit", opts->ghost_limit,
+                  "Save deleted open files up to SIZE (bytes, or with K/M/G; default 1M, as CRIU)")
+      ->transform(CLI::AsSizeValue(false));
   sub->add_flag("--tcp-established", opts->tcp_established, "Dump established TCP connections (TCP repair; needs CAP_NET_ADMIN)");
   sub->add_flag("--ext-unix-sk", opts->ext_unix_sk, "Allow unix datagram sockets connected to a name outside the process (reconnected by name on restore)");
   add_criu_options(sub, opts->criu,

@@ -24,6 +24,7 @@ struct PreDumpOptions {
   int pid = 0;
   std::string images_dir, prev_images_dir;
   int compress_level = 1;
+  uint64_t ghost_limit = 1 << 20;
   CriuOptions criu;
 };
 
@@ -95,6 +96,7 @@ int pre_dump(const PreDumpOptions& opts) {
     req.prev_images_dir = *where;
   }
   req.compress_level = opts.compress_level;
+  req.ghost_limit = opts.ghost_limit;
   req.progress = bar.callback();
   auto report = dump::pre_dump_process(req);
   bar.finish();
@@ -121,6 +123,9 @@ void add_pre_dump_command(CLI::App& app, int& exit_code) {
   sub->add_option("-D,--images-dir", opts->images_dir, "Directory of the new image: new, or an empty directory")->required();
   sub->add_option("--prev-images-dir", opts->prev_images_dir, "Parent image, relative to -D unless absolute (default: none, a full first iteration)");
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
+  sub->add_option("--ghost-limit", opts->ghost_limit,
+                  "Save deleted open files up to SIZE (bytes, or with K/M/G; default 1M, as CRIU)")
+      ->transform(CLI::AsSizeValue(false));
   sub->add_flag("-R,--leave-running", opts->leave_running,
                 "Accepted for CRIU scripts: a pre-dump always leaves the process running");
   add_criu_options(sub, opts->criu, "Accepted for CRIU scripts: a pre-dump does not capture terminals", true);

@@ -41,7 +41,7 @@ Result<state::ProcessState> capture_state(const DumpRequest& r, const ptrace::Fr
   state::ProcessState st;
   auto t0 = Clock::now();
   // File descriptors first: an unsupported one fails the dump before any injection.
-  WPCKPT_TRY_ASSIGN(fds, capture_fds(r.pid, r.sockets));
+  WPCKPT_TRY_ASSIGN(fds, capture_fds(r.pid, r.fds));
   auto t_fds = Clock::now();
   st.fds = std::move(fds.fds);
   st.tracking = std::move(fds.tracking);
@@ -87,7 +87,7 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   // (lib/ptrace/may_trace.hpp), or what cannot be saved, is refused as it is.
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
   WPCKPT_TRY(probe::require_features("dump"));
-  WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", TargetState::Running));
+  WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", TargetState::Running, r.fds.ghost_limit));
   // A process without tracking is attached (a brief freeze of its own).
   WPCKPT_TRY_ASSIGN(rep.attach, attach::ensure_tracked(r.pid));
   std::unique_ptr<image::ImageChain> parent;
@@ -112,7 +112,7 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
   // And again frozen: a child or a timer may have appeared since (the
   // Freezer detaches on the way out; the process runs on unchanged).
-  WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", TargetState::Frozen));
+  WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", TargetState::Frozen, r.fds.ghost_limit));
   fault_point("frozen", r.cancel);
   WPCKPT_TRY(check_cancel(r));
 

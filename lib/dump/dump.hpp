@@ -41,7 +41,7 @@ struct DumpRequest {
   std::filesystem::path images_dir;
   std::optional<std::filesystem::path> prev_images_dir;
   bool leave_running = false;
-  fds::CaptureOptions sockets;  // --tcp-established, --ext-unix-sk
+  fds::CaptureOptions fds;  // --tcp-established, --ext-unix-sk, --ghost-limit
   int compress_level = 1;
   ProgressFn progress;
   // Polled between steps (e.g. set by a SIGINT handler): abort, detach, no image.

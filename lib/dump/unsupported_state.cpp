@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fmt/core.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -103,8 +104,22 @@ Result<void> refuse_children(pid_t pid, std::string_view verb, TargetState state
                  "exited and been waited for (wait(2)), or dump a process that has none. Nothing was stopped");
 }
 
-// Descriptors of deleted files, and file locks held through any descriptor.
-Result<void> refuse_fds(pid_t pid, std::string_view verb) {
+// A deleted file whose contents the dump does not save: not a regular file,
+// or larger than the ghost limit.
+bool too_big_a_ghost(pid_t pid, int fd, uint64_t ghost_limit, std::string& why) {
+  struct stat st{};
+  if (::stat(proc(pid, "fd/" + std::to_string(fd)).c_str(), &st) != 0) return false;  // closed meanwhile
+  if (!S_ISREG(st.st_mode)) {
+    why = "not a regular file";
+    return true;
+  }
+  if (static_cast<uint64_t>(st.st_size) <= ghost_limit) return false;
+  why = fmt::format("{} bytes, above the ghost limit of {}", st.st_size, ghost_limit);
+  return true;
+}
+
+// Descriptors of deleted files too big to save, and file locks held through any descriptor.
+Result<void> refuse_fds(pid_t pid, std::string_view verb, uint64_t ghost_limit) {
   WPCKPT_TRY_ASSIGN(auto fds, numeric_entries(proc(pid, "fd")));
   std::vector<std::string> deleted, locks;
   for (int fd : fds) {
@@ -114,8 +129,10 @@ Result<void> refuse_fds(pid_t pid, std::string_view verb) {
       return std::move(link).error();
     }
     // memfds always show " (deleted)": their contents are saved (fd_capture).
-    if (starts_with(*link, "/") && !starts_with(*link, "/memfd:") && ends_with(*link, kDeleted))
-      deleted.push_back(fmt::format("fd {} ({})", fd, *link));
+    std::string why;
+    if (starts_with(*link, "/") && !starts_with(*link, "/memfd:") && ends_with(*link, kDeleted) &&
+        too_big_a_ghost(pid, fd, ghost_limit, why))
+      deleted.push_back(fmt::format("fd {} ({}): {}", fd, *link, why));
     auto info = read_text(proc(pid, "fdinfo/" + std::to_string(fd)));
     if (!info) continue;  // closed meanwhile
     std::istringstream in(*info);
@@ -133,9 +150,9 @@ Result<void> refuse_fds(pid_t pid, std::string_view verb) {
                    fmt::format("process {} has {} open: {}", pid,
                                deleted.size() == 1 ? "a descriptor of a deleted file" : "descriptors of deleted files",
                                joined(deleted)),
-                   "the contents of a deleted file are not saved yet: close the descriptor in the process (e.g. "
-                   "let it finish the work that uses the temporary file), or keep the file linked while it is "
-                   "open. Nothing was stopped");
+                   "the contents of a deleted regular file are saved up to --ghost-limit (default 1 MiB, as "
+                   "CRIU): raise it, or close the descriptor in the process (e.g. let it finish the work that uses "
+                   "the temporary file). Nothing was stopped");
   }
   if (!locks.empty()) {
     return refused(verb, fmt::format("process {}: {}", pid, joined(locks)),
@@ -273,12 +290,12 @@ Result<std::vector<pid_t>> children_of(pid_t pid) {
   return out;
 }
 
-Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb, TargetState state) {
+Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb, TargetState state, uint64_t ghost_limit) {
   WPCKPT_TRY(refuse_seccomp(pid, verb));
   WPCKPT_TRY(refuse_other_namespaces(pid, verb));
   WPCKPT_TRY(refuse_children(pid, verb, state));
   WPCKPT_TRY(refuse_deleted_paths(pid, verb));
-  WPCKPT_TRY(refuse_fds(pid, verb));
+  WPCKPT_TRY(refuse_fds(pid, verb, ghost_limit));
   WPCKPT_TRY(refuse_posix_timers(pid, verb));
   return refuse_kernel_object_mappings(pid, verb);
 }

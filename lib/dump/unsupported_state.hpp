@@ -32,6 +32,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,8 +54,14 @@ enum class TargetState { Running, Frozen };
 constexpr int kChildStableMs = 1000;
 constexpr int kChildWaitMaxMs = 5000;
 
-// `verb` names the command in the error ("pre-dump", "dump").
-Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb, TargetState state);
+// CRIU's default --ghost-limit: deleted, open files up to this size are saved.
+constexpr uint64_t kDefaultGhostLimit = 1 << 20;
+
+// `verb` names the command in the error ("pre-dump", "dump"). A descriptor
+// of a deleted regular file is refused only when it is larger than
+// `ghost_limit` (its contents are then saved by the dump: lib/fds/ghost_file.cpp).
+Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb, TargetState state,
+                                      uint64_t ghost_limit = kDefaultGhostLimit);
 
 // Interval timers can only be read from inside the process: `inj` runs on a
 // frozen thread of `pid` (the dump's injector for its process queries).

@@ -30,6 +30,7 @@ namespace wpckpt::fds {
 struct CaptureOptions {
   bool tcp_established = false;  // --tcp-established: established TCP connections, with TCP repair
   bool ext_unix_sk = false;      // --ext-unix-sk: unix datagram sockets connected to a name outside
+  uint64_t ghost_limit = 1 << 20;  // --ghost-limit: contents of deleted open files up to this size are saved
 };
 
 // What the dump knows of a descriptor before its kind fills in the rest.

@@ -78,6 +78,8 @@ struct FdObject {
   bool check_rdev = false;    // character devices: the device number instead of the inode
   uint32_t rdev_major = 0, rdev_minor = 0;
   bool replaced_at_dump = false;  // the path named another file already then: said when it fails
+  bool ghost = false;             // a deleted file: re-created from `data` (ghost_file.hpp)
+  mode_t ghost_mode = 0600;
   // Created in the child.
   std::string name;           // memfd name
   std::vector<uint8_t> data;  // pipe: unread bytes; memfd: contents

@@ -2,7 +2,8 @@
 // devices), directories, /dev/null, terminals, other character devices and
 // FIFOs. The dump records the path and the file's identity; restore opens
 // the path in wpckpt, as the image's owner, never blocking, and checks that
-// it is the same file (recorded_file.hpp) before the child exists.
+// it is the same file (recorded_file.hpp) before the child exists. A deleted
+// regular file is re-created from its saved contents (ghost_file.hpp).
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <sys/stat.h>
@@ -12,6 +13,7 @@
 #include <array>
 
 #include "lib/fds/fd_handler.hpp"
+#include "lib/fds/ghost_file.hpp"
 #include "lib/fds/recorded_file.hpp"
 
 namespace wpckpt::fds {
@@ -28,6 +30,7 @@ class PathHandler final : public FdHandler {
   Result<void> capture(const FdSource& src, state::FdState& f, CaptureSoFar& so_far) const override {
     f.file = identity_of(src.link, src.st);
     if (kind_ == FdKind::Fifo) return capture_pipe_contents(src, f, so_far);
+    if (kind_ == FdKind::File && f.file->deleted) return capture_ghost(src, f, so_far);
     if (S_ISCHR(src.st.st_mode)) f.details["rdev"] = {major(src.st.st_rdev), minor(src.st.st_rdev)};
     // Replaced: the path now names another file (or nothing).
     struct stat now {};
@@ -37,11 +40,14 @@ class PathHandler final : public FdHandler {
     return ok();
   }
 
-  Result<void> plan(const state::FdState& f, const ImageFileReader&, FdObject& o) const override {
+  Result<void> plan(const state::FdState& f, const ImageFileReader& files, FdObject& o) const override {
     const std::string what = "reopen fd " + std::to_string(f.fd);
     if (f.file && f.file->deleted) {
-      return make_error(ENOENT, what, f.file->path + " (deleted before the dump)")
-          .with_hint("a descriptor of a deleted file cannot be restored yet");
+      if (kind_ != FdKind::File)
+        return make_error(ENOENT, what, f.file->path + " (deleted before the dump)")
+            .with_hint("a deleted " + std::string(state::fd_kind_name(kind_)) + " cannot be restored");
+      o.ghost = true;
+      WPCKPT_TRY(plan_ghost(f, files, o));
     }
     if (f.file) o.file = *f.file;
     if (kind_ == FdKind::DevNull && o.file.path.empty()) o.file.path = "/dev/null";
@@ -63,6 +69,12 @@ class PathHandler final : public FdHandler {
   }
 
   Result<void> prepare(FdObject& o, std::vector<UniqueFd>& held, int floor) const override {
+    if (o.ghost) {
+      WPCKPT_TRY_ASSIGN(UniqueFd fd, create_ghost(o));
+      if (::lseek(fd.get(), static_cast<off_t>(o.pos), SEEK_SET) < 0) return errno_error("seek", o.file.path);
+      WPCKPT_TRY_ASSIGN(o.inherit_fd, hold_above(std::move(fd), floor, held, "fd " + std::to_string(o.first_fd)));
+      return ok();
+    }
     RecordedFile want;
     want.identity = &o.file;
     want.type = o.file_type;

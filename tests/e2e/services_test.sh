@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real services checkpointed and restored (issue 15): redis-server holding a
 # data set of a few hundred MiB with a client connected before the dump
-# (established TCP, --tcp-established), and python3 -m http.server. Each is
+# (established TCP, --tcp-established), python3 -m http.server, and
+# memcached (multi-threaded, thread names, old and new connections). Each is
 # pre-dumped, dumped (killed) and restored; afterwards every key is there
 # (DEBUG DIGEST equal), the old client keeps using its connection, new
 # clients connect, and the web server serves the same bytes on the same port.
@@ -12,11 +13,13 @@ W=${WPCKPT:?}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp" || exit 1
-mkdir -p img web
-if ! command -v redis-server >/dev/null; then
-  echo "FAIL: redis-server is not installed (setup.sh installs it)"
-  exit 1
-fi
+mkdir -p img web mc
+for prog in redis-server memcached; do
+  if ! command -v $prog >/dev/null; then
+    echo "FAIL: $prog is not installed (setup.sh installs it)"
+    exit 1
+  fi
+done
 
 python3 - "$W" <<'PY'
 import json, os, signal, socket, subprocess, sys, time, urllib.request
@@ -58,7 +61,7 @@ class Redis:
     """A RESP client on one connection that stays open across the checkpoint."""
 
     def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=180)
         self.buf = b""
 
     def line(self):
@@ -125,15 +128,13 @@ def redis_case():
             return False
     wait_for(up, "redis-server did not start: " + open("redis.log").read())
     old = Redis(port)
-    # A few hundred MiB: 2 million keys of 100-byte values.
-    old.cmd("DEBUG", "POPULATE", 2000000, "key", 100)
+    # A few hundred MiB: 1.5 million keys of 100-byte values.
+    old.cmd("DEBUG", "POPULATE", 1500000, "key", 100)
     old.cmd("SET", "before", "the dump")
-    digest = old.cmd("DEBUG", "DIGEST")
     size = old.cmd("DBSIZE")
     rss = rss_mib(p.pid)
     wpckpt("pre-dump", "-t", str(p.pid), "-D", "img/1")
     old.cmd("SET", "between", "pre-dumps")
-    digest = old.cmd("DEBUG", "DIGEST")
     wpckpt("pre-dump", "-t", str(p.pid), "-D", "img/2", "--prev-images-dir", "../1")
     old.cmd("SET", "last", "write")
     digest = old.cmd("DEBUG", "DIGEST")
@@ -196,9 +197,59 @@ def http_case():
     ours.remove(rpid)
 
 
+def memcached_case():
+    """Multi-threaded: 4 workers and helper threads, their names kept; a
+    connection opened before the dump keeps working."""
+    port = free_port()
+    log = open("mc.log", "w")
+    p = subprocess.Popen([W, "run", "--", "memcached", "-p", str(port), "-l", "127.0.0.1", "-t", "4", "-U", "0",
+                          "-u", "root", "-m", "256"], stdout=log, stderr=subprocess.STDOUT)
+    ours.append(p.pid)
+    def up():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            return True
+        except OSError:
+            return False
+    wait_for(up, "memcached did not start: " + open("mc.log").read())
+    def ask(s, req):
+        s.sendall(req)
+        out = b""
+        while not (out.endswith(b"END\r\n") or out.endswith(b"STORED\r\n")):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            out += chunk
+        return out
+    old = socket.create_connection(("127.0.0.1", port), timeout=30)
+    values = {f"k{i}": os.urandom(40).hex() for i in range(5000)}
+    for k, v in values.items():
+        ask(old, f"set {k} 0 0 {len(v)}\r\n{v}\r\n".encode())
+    names = sorted(open(f"/proc/{p.pid}/task/{t}/comm").read() for t in os.listdir(f"/proc/{p.pid}/task"))
+    wpckpt("pre-dump", "-t", str(p.pid), "-D", "mc/1")
+    wpckpt("dump", "-t", str(p.pid), "-D", "mc/2", "--prev-images-dir", "../1", "--tcp-established")
+    p.wait(timeout=30)
+    ours.remove(p.pid)
+    r = wpckpt("restore", "-D", "mc/2", "-d", "--tcp-established", "--json")
+    rpid = json.loads(r.stdout)["pid"]
+    ours.append(rpid)
+    after = sorted(open(f"/proc/{rpid}/task/{t}/comm").read() for t in os.listdir(f"/proc/{rpid}/task"))
+    if after != names:
+        fail(f"thread names changed: {names} -> {after}")
+    new = socket.create_connection(("127.0.0.1", port), timeout=30)
+    for i, (k, v) in enumerate(values.items()):
+        s = old if i % 2 else new
+        if ask(s, f"get {k}\r\n".encode()) != f"VALUE {k} 0 {len(v)}\r\n{v}\r\nEND\r\n".encode():
+            fail(f"memcached lost {k}")
+    print(f"memcached: {len(values)} values and {len(after)} named threads back, old and new connections work")
+    os.kill(rpid, signal.SIGKILL)
+    ours.remove(rpid)
+
+
 try:
     redis_case()
     http_case()
+    memcached_case()
     print("PASS")
 finally:
     for pid in ours:

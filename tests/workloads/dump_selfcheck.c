@@ -4,7 +4,7 @@
 //
 //   dump_selfcheck [-t THREADS] [-c] [-m MIB] [-s]
 //     -t  computing threads (default 2)          -c  keep spawning short-lived threads
-//     -m  MiB of memory a thread keeps rewriting  -s  also open a socket (unsupported fd)
+//     -m  MiB of memory a thread keeps rewriting  -s  also open a netlink socket (unsupported fd)
 //     -f  keep forking short-lived children
 //     -u  UID: one extra thread switches to UID alone (raw setresuid: per thread)
 //     -k  also hold one fd of each supported kind: eventfd (count 5), epoll
@@ -172,7 +172,7 @@ int main(int argc, char** argv) {
   sigemptyset(&blocked);
   sigaddset(&blocked, SIGUSR2);
   sigprocmask(SIG_BLOCK, &blocked, NULL);  // inherited by every thread: mask 0x800
-  if (sock && socket(AF_INET, SOCK_STREAM, 0) < 0) fail("socket", errno, 0);
+  if (sock && socket(AF_NETLINK, SOCK_RAW, 0) < 0) fail("socket", errno, 0);
   if (pipe(pipe_fds) != 0) fail("pipe", errno, 0);
   if (kinds) open_fd_kinds();
   pthread_t t;
