@@ -16,7 +16,7 @@
 #include "lib/base/parse_number.hpp"
 #include "lib/base/uapi/process.hpp"
 #include "lib/dump/fault_point.hpp"
-#include "lib/dump/unsupported_state.hpp"
+#include "lib/dump/timer_capture.hpp"
 #include "lib/ptrace/injector.hpp"
 #include "lib/ptrace/regs.hpp"
 #include "tracker/proc_maps.hpp"
@@ -134,12 +134,12 @@ Result<void> read_files(pid_t pid, state::ProcessState& out) {
   return ok();
 }
 
-// What only the process itself can tell: signal handlers, brk, securebits,
-// personality and limits (prlimit on another process would need
+// What only the process itself can tell: timers, signal handlers, brk,
+// securebits, personality and limits (prlimit on another process would need
 // CAP_SYS_RESOURCE or matching ids; from inside it needs nothing).
 Result<void> inject_queries(pid_t pid, pid_t tid, state::ProcessState& out, const std::atomic<bool>* cancel) {
   WPCKPT_TRY_ASSIGN(auto inj, ptrace::Injector::prepare(tid));
-  WPCKPT_TRY(refuse_armed_itimers(*inj, pid));
+  WPCKPT_TRY(capture_timers(*inj, pid, out));
   for (int sig = 1; sig <= 64; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
     if (sig == SIGUSR1) fault_point("injecting", cancel);

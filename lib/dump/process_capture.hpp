@@ -1,6 +1,6 @@
 // Process-wide state of a frozen process: identity, mm fields, auxv, exe,
-// cwd/root, umask, credentials, limits, personality, signal handlers and the
-// shared pending queue, the XSAVE features and the [vdso] bytes. Read from
+// cwd/root, umask, credentials, limits, personality, signal handlers, timers
+// (timer_capture.hpp) and the shared pending queue, the XSAVE features and the [vdso] bytes. Read from
 // /proc where the kernel shows it, by calls injected into `tid` otherwise.
 #pragma once
 

@@ -4,7 +4,6 @@
 #include <fmt/core.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,7 +14,6 @@
 #include "lib/base/log.hpp"
 #include "lib/base/parse_number.hpp"
 #include "lib/dump/process_capture.hpp"
-#include "lib/ptrace/injector.hpp"
 #include "tracker/proc_maps.hpp"
 
 namespace wpckpt::dump {
@@ -177,27 +175,6 @@ Result<void> refuse_deleted_paths(pid_t pid, std::string_view verb) {
   return ok();
 }
 
-// /proc/PID/timers: "ID: 0", "signal: 14/...", "notify: signal/pid.123", "ClockID: 1" per timer.
-Result<void> refuse_posix_timers(pid_t pid, std::string_view verb) {
-  auto text = read_text(proc(pid, "timers"));
-  if (!text) {
-    log::debug("cannot check POSIX timers of {}: {} (kernel without CONFIG_CHECKPOINT_RESTORE?)", pid,
-               text.error().message());
-    return ok();
-  }
-  std::vector<std::string> timers;
-  std::istringstream in(*text);
-  for (std::string line; std::getline(in, line);) {
-    if (starts_with(line, "ID:")) timers.push_back("timer " + line.substr(line.find_first_not_of(" \t", 3)));
-    else if (starts_with(line, "ClockID:") && !timers.empty())
-      timers.back() += " (clock " + line.substr(line.find_first_not_of(" \t", 8)) + ")";
-  }
-  if (timers.empty()) return ok();
-  return refused(verb, fmt::format("process {} has POSIX timers (timer_create): {}", pid, joined(timers)),
-                 "POSIX timers are not restored yet: dump the process when it has deleted them (timer_delete). "
-                 "Nothing was stopped");
-}
-
 // Mappings of kernel objects that restore would turn into plain memory.
 Result<void> refuse_kernel_object_mappings(pid_t pid, std::string_view verb) {
   WPCKPT_TRY_ASSIGN(auto vmas, tracker::read_maps(pid));
@@ -296,30 +273,7 @@ Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb, TargetSt
   WPCKPT_TRY(refuse_children(pid, verb, state));
   WPCKPT_TRY(refuse_deleted_paths(pid, verb));
   WPCKPT_TRY(refuse_fds(pid, verb, ghost_limit));
-  WPCKPT_TRY(refuse_posix_timers(pid, verb));
   return refuse_kernel_object_mappings(pid, verb);
-}
-
-Result<void> refuse_armed_itimers(ptrace::Injector& inj, pid_t pid) {
-  struct {
-    int which;
-    const char* name;
-  } timers[] = {{ITIMER_REAL, "ITIMER_REAL (alarm or setitimer)"},
-                {ITIMER_VIRTUAL, "ITIMER_VIRTUAL"},
-                {ITIMER_PROF, "ITIMER_PROF"}};
-  for (const auto& t : timers) {
-    WPCKPT_TRY(inj.checked_syscall("getitimer", t.name, SYS_getitimer, static_cast<uint64_t>(t.which), inj.data()));
-    struct itimerval value {};
-    WPCKPT_TRY(inj.read(inj.data(), &value, sizeof value));
-    if (value.it_value.tv_sec == 0 && value.it_value.tv_usec == 0) continue;
-    return refused("dump",
-                   fmt::format("process {} has the interval timer {} armed: {}.{:06} s left, interval {}.{:06} s", pid,
-                               t.name, value.it_value.tv_sec, value.it_value.tv_usec, value.it_interval.tv_sec,
-                               value.it_interval.tv_usec),
-                   "interval timers are not restored yet: dump the process when it has none armed (alarm(0), or "
-                   "setitimer with a zero value). The process was resumed as it was");
-  }
-  return ok();
 }
 
 }  // namespace wpckpt::dump

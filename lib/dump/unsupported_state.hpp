@@ -1,7 +1,7 @@
 // What a dump cannot save yet, refused in one place so that nothing is ever
 // half-checkpointed: pre-dump and dump call `refuse_unsupported_state` before
 // they create an image or stop anything, and the dump again once the process
-// is frozen, since a child or a timer may appear in between. (A pre-dump is
+// is frozen, since a child may appear in between. (A pre-dump is
 // not checked after its capture: that would waste an iteration whose pages
 // are already re-protected, and only the final dump's check decides.) A refusal is an EOPNOTSUPP error that names the
 // thing and says what to do; the process is left running as it was.
@@ -11,9 +11,6 @@
 //   - a file descriptor of a deleted file, a deleted working directory, root
 //     or executable (the contents of deleted files are not saved)
 //   - file locks (flock, POSIX and OFD locks) held through any descriptor
-//   - POSIX timers (/proc/PID/timers)
-//   - armed interval timers (setitimer/alarm): read by an injected getitimer
-//     while frozen, so only `dump` sees them (`refuse_armed_itimers`)
 //   - SysV shared memory attachments, AIO contexts, mappings of anon-inode
 //     objects (io_uring rings, perf buffers, ...)
 //   - a seccomp filter or strict mode on any thread
@@ -27,7 +24,8 @@
 // Restored (not refused): mappings of deleted files (private and shared;
 // their bytes are in the image and come back as anonymous memory), shared
 // anonymous memory, memfds, signal handlers, blocked and pending signals,
-// personality, rlimits, umask, cwd/root, credentials, rseq, sigaltstack.
+// personality, rlimits, umask, cwd/root, credentials, rseq, sigaltstack,
+// interval timers and POSIX timers (lib/dump/timer_capture.hpp).
 #pragma once
 
 #include <sys/types.h>
@@ -38,10 +36,6 @@
 #include <vector>
 
 #include "lib/base/result.hpp"
-
-namespace wpckpt::ptrace {
-class Injector;
-}
 
 namespace wpckpt::dump {
 
@@ -62,10 +56,6 @@ constexpr uint64_t kDefaultGhostLimit = 1 << 20;
 // `ghost_limit` (its contents are then saved by the dump: lib/fds/ghost_file.cpp).
 Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb, TargetState state,
                                       uint64_t ghost_limit = kDefaultGhostLimit);
-
-// Interval timers can only be read from inside the process: `inj` runs on a
-// frozen thread of `pid` (the dump's injector for its process queries).
-Result<void> refuse_armed_itimers(ptrace::Injector& inj, pid_t pid);
 
 // The children of `pid` (every thread's, zombies included), from
 // /proc/PID/task/*/children, or by a scan of /proc when the kernel lacks that

@@ -218,6 +218,13 @@ std::vector<FeatureProbe> process_probes() {
                       bool ok = has_effective_capability(kCapSysResource);
                       return ProbeOutcome{ok, ok ? "ok" : "capability not in the effective set"};
                     }});
+  probes.push_back({"timer_create_restore_ids", "prctl(PR_TIMER_CREATE_RESTORE_IDS): timer_create with a chosen id",
+                    "restore refuses an image of a process with POSIX timers (timer_create): it cannot give them "
+                    "their old ids",
+                    false, [] {
+                      long rc = syscall(SYS_prctl, kPrTimerCreateRestoreIds, kPrTimerCreateRestoreIdsGet, 0, 0, 0);
+                      return outcome_of(rc, "prctl(PR_TIMER_CREATE_RESTORE_IDS)");
+                    }});
   probes.push_back({"bpf_prog_load", "loading a BPF program (socket filter)",
                     "nothing by itself: the BPF event queue is feature bpf_fault_events", false,
                     [] { return probe_bpf(BPF_PROG_TYPE_SOCKET_FILTER); }});

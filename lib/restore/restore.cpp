@@ -31,6 +31,7 @@
 #include "lib/restore/session.hpp"
 #include "lib/restore/spawn.hpp"
 #include "lib/restore/threads.hpp"
+#include "lib/restore/timers.hpp"
 #include "lib/restore/validate.hpp"
 
 namespace wpckpt::restore {
@@ -222,6 +223,7 @@ Result<std::vector<pid_t>> restore_threads(ptrace::Injector& inj, const state::P
   WPCKPT_TRY_ASSIGN(std::vector<pid_t> tids, create_threads(inj, st));
   for (pid_t t : tids) guard.add_tid(t);
   WPCKPT_TRY(queue_shared_signals(inj, st));
+  WPCKPT_TRY(restore_timers(inj, st));  // a SIGEV_THREAD_ID timer names a thread: after create_threads
   for (size_t i = 0; i < st.threads.size(); ++i) {
     if (st.threads[i].is_main) {
       WPCKPT_TRY(register_thread(inj, st.pid, st.threads[i]));
@@ -257,6 +259,7 @@ Result<RestoreReport> restore_process(const std::filesystem::path& dir, const Re
   WPCKPT_TRY_ASSIGN(state::ProcessState st, state::parse(bytes));
   WPCKPT_TRY(validate(st));
   WPCKPT_TRY(apply_tcp_policy(st, options.tcp));
+  WPCKPT_TRY(check_timers_restorable(st));
   // Refused here, before anything exists, if the image's owner could not have had them.
   WPCKPT_TRY_ASSIGN(CredentialSwitch creds, plan_credentials(st.creds, chain->owner()));
   report.images = chain->dirs().size();

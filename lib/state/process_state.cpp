@@ -137,6 +137,18 @@ void fields(V& v, FdState& f) {
   v.opt("pos", f.pos), v.opt("object_id", f.object_id), v.opt("details", f.details), v.opt("file", f.file);
 }
 template <typename V>
+void fields(V& v, IntervalTimer& t) {
+  v.opt("which", t.which), v.opt("value_sec", t.value_sec), v.opt("value_usec", t.value_usec);
+  v.opt("interval_sec", t.interval_sec), v.opt("interval_usec", t.interval_usec);
+}
+template <typename V>
+void fields(V& v, PosixTimer& t) {
+  v.opt("id", t.id), v.opt("clock", t.clock), v.opt("signo", t.signo), v.opt("sigev_value", t.sigev_value);
+  v.opt("notify", t.notify), v.opt("notify_tid", t.notify_tid), v.opt("value_sec", t.value_sec);
+  v.opt("value_nsec", t.value_nsec), v.opt("interval_sec", t.interval_sec), v.opt("interval_nsec", t.interval_nsec);
+  v.opt("overrun", t.overrun);
+}
+template <typename V>
 void fields(V& v, ProcessState& s) {
   v.opt("state_version", s.state_version), v.opt("pid", s.pid), v.opt("ppid", s.ppid), v.opt("pgid", s.pgid);
   v.opt("sid", s.sid), v.opt("comm", s.comm), v.opt("threads", s.threads), v.opt("sigactions", s.sigactions);
@@ -144,7 +156,7 @@ void fields(V& v, ProcessState& s) {
   v.opt("umask", s.umask), v.opt("rlimits", s.rlimits), v.opt("creds", s.creds);
   v.opt("personality", s.personality), v.opt("xcr0", s.xcr0), v.opt("xsave_size", s.xsave_size);
   v.opt("vdso_image", s.vdso_image), v.opt("mappings", s.mappings), v.opt("fds", s.fds);
-  v.opt("tracking", s.tracking);
+  v.opt("tracking", s.tracking), v.opt("itimers", s.itimers), v.opt("posix_timers", s.posix_timers);
 }
 
 json to_json(const ProcessState& state) { return write_json(state); }

@@ -120,6 +120,29 @@ struct FdState {
   nlohmann::json details = nlohmann::json::object();  // kind-specific: pipe end + data, eventfd count, timer, ...
 };
 
+// An armed interval timer (setitimer/alarm): the time left at the dump and
+// the reload interval. Restore arms it relative to its own start, so the
+// time the process did not exist does not count.
+struct IntervalTimer {
+  int which = 0;  // ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF
+  int64_t value_sec = 0, value_usec = 0;
+  int64_t interval_sec = 0, interval_usec = 0;
+};
+
+// A POSIX timer (timer_create): /proc/PID/timers and an injected
+// timer_gettime. Restore re-creates it with the same id (the program holds it).
+struct PosixTimer {
+  int id = 0;
+  int clock = 0;           // clockid_t, negative for CPU clocks of a pid/tid
+  int signo = 0;
+  uint64_t sigev_value = 0;
+  int notify = 0;          // SIGEV_SIGNAL (0), SIGEV_NONE (1), SIGEV_THREAD_ID (4)
+  int notify_tid = 0;      // SIGEV_THREAD_ID: the thread signalled
+  int64_t value_sec = 0, value_nsec = 0;  // time left; 0 = disarmed
+  int64_t interval_sec = 0, interval_nsec = 0;
+  int overrun = 0;         // timer_getoverrun at the dump (informative: no call sets it)
+};
+
 struct ProcessState {
   uint32_t state_version = kStateVersion;
   int pid = 0;
@@ -140,6 +163,8 @@ struct ProcessState {
   std::vector<uint8_t> vdso_image;    // bytes of [vdso] at dump: restore refuses another image
   std::vector<Mapping> mappings;      // address order
   std::vector<FdState> fds;           // fd order
+  std::vector<IntervalTimer> itimers;  // armed ones only
+  std::vector<PosixTimer> posix_timers;  // id order
   nlohmann::json tracking = nlohmann::json::object();  // what the tracker wants restore to know
 };
 

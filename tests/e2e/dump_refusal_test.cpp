@@ -145,8 +145,7 @@ INSTANTIATE_TEST_SUITE_P(
     Kinds, DumpRefuses,
     ::testing::Values(Refusal{"child", "CHILD"}, Refusal{"zombie", "zombie"}, Refusal{"thread-child", "CHILD"},
                       Refusal{"deleted-fd", "held-deleted (deleted)"},
-                      Refusal{"deleted-cwd", "working directory"}, Refusal{"posix-timer", "POSIX timers"},
-                      Refusal{"itimer", "ITIMER_REAL", false}, Refusal{"sysv-shm", "SysV shared memory"},
+                      Refusal{"deleted-cwd", "working directory"}, Refusal{"sysv-shm", "SysV shared memory"},
                       Refusal{"flock", "FLOCK WRITE lock"}, Refusal{"posix-lock", "POSIX WRITE lock"},
                       Refusal{"seccomp", "seccomp"}, Refusal{"uts-ns", "other namespaces than wpckpt: uts"},
                       Refusal{"aio", "asynchronous I/O context"}),
@@ -184,6 +183,28 @@ TEST(DumpRefuses, NotADeletedFileMappingWhichIsRestored) {
       << read_file(c.out);
   EXPECT_EQ(read_file(c.out).find("BROKEN"), std::string::npos) << read_file(c.out);
 }
+
+// No longer refused (issue 15 item 4): a POSIX timer and an armed interval
+// timer (an hour each) are restored with the time they had left.
+class NotRefusedButRestored : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(NotRefusedButRestored, TimersComeBackArmed) {
+  Checkpointed c;
+  checkpoint(c, {workload("held_state"), GetParam(), c.dir.path().string()}, "READY");
+  KillByPid guard{c.pid};
+  ChildProcess restore = start_restore(c.last, c.pid);
+  ASSERT_TRUE(restored(c.pid));
+  ASSERT_EQ(::kill(c.pid, SIGUSR2), 0);
+  EXPECT_TRUE(wait_until([&] { return read_file(c.out).find(std::string("INTACT ") + GetParam()) != std::string::npos; }))
+      << read_file(c.out);
+  EXPECT_EQ(read_file(c.out).find("BROKEN"), std::string::npos) << read_file(c.out);
+}
+
+INSTANTIATE_TEST_SUITE_P(Timers, NotRefusedButRestored, ::testing::Values("posix-timer", "itimer"),
+                         [](const ::testing::TestParamInfo<const char*>& info) {
+                           return std::string(info.param) == "itimer" ? std::string("itimer")
+                                                                      : std::string("posix_timer");
+                         });
 
 // A restored program that fails at once: `wpckpt restore` ends with its
 // status and says that it is the restored process's, not its own.

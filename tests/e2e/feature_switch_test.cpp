@@ -41,6 +41,8 @@ const std::map<std::string, Verbs>& refusals() {
       {"pr_set_mm_map", {"restore"}},
       {"cap_checkpoint_restore", {"restore"}},
       {"bpf_fault_events", {"watch"}},
+      // timer_create_restore_ids: only an image with POSIX timers needs it (none here);
+      // its refusal is RestoreZdtm.PosixTimersRefusedWithoutRestoreIds.
   };
   return table;
 }

@@ -65,6 +65,32 @@ TEST(RestoreZdtm, FrozenInsideSyscallsAndTimers) {
   restore_and_check(c);
 }
 
+// Issue 15 item 4: an ITIMER_REAL and two POSIX timers (SIGEV_SIGNAL with a
+// value, SIGEV_THREAD_ID) come back with their ids and keep firing.
+TEST(RestoreZdtm, IntervalAndPosixTimersKeepTheirIdsAndFire) {
+  Checkpointed c;
+  checkpoint(c, {workload("zdtm_timers")}, "READY", 2);
+  auto st = nlohmann::json::parse(read_file(c.last / "process.json"), nullptr, false);
+  ASSERT_FALSE(st.is_discarded());
+  EXPECT_EQ(st.value("posix_timers", nlohmann::json::array()).size(), 2u) << st.dump().substr(0, 200);
+  EXPECT_EQ(st.value("itimers", nlohmann::json::array()).size(), 1u);
+  restore_and_check(c);
+}
+
+// Without prctl(PR_TIMER_CREATE_RESTORE_IDS) the ids cannot be given back:
+// restore refuses before it starts anything, and the image still restores.
+TEST(RestoreZdtm, PosixTimersRefusedWithoutRestoreIds) {
+  Checkpointed c;
+  checkpoint(c, {workload("zdtm_timers")}, "READY");
+  CommandResult r = run_wpckpt({"restore", "-D", c.last.string()},
+                               {"WPCKPT_DISABLE_FEATURES=timer_create_restore_ids"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("POSIX timer"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("timer_create_restore_ids"), std::string::npos) << r.err;
+  EXPECT_TRUE(pid_gone(c.pid));
+  restore_and_check(c);
+}
+
 TEST(RestoreZdtm, RestoreTwiceFromOneChainAndAfterMerge) {
   Checkpointed c;
   checkpoint(c, {workload("zdtm_counter"), "2", "16"}, "READY", 2);

@@ -1,5 +1,5 @@
 /* A process holding one kind of state that a dump must refuse (or, for
- * "deleted-map" and "none", save), zdtm style: it sets the state up, prints
+ * "deleted-map", "posix-timer", "itimer" and "none", save), zdtm style: it sets the state up, prints
  * "READY pid=<pid> child=<pid or 0>", then prints "TICK <n>" every 50 ms; on
  * SIGUSR2 it checks that the state is still as it set it up and prints
  * "INTACT <kind>" or "BROKEN <kind> <what> <errno>"; on SIGUSR1 it exits with

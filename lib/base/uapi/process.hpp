@@ -46,9 +46,25 @@ struct PtraceRseqConfiguration {
 static_assert(sizeof(PtraceRseqConfiguration) == 24);
 
 // prctl
+// PR_TIMER_CREATE_RESTORE_IDS (Linux 6.13+, include/uapi/linux/prctl.h): while
+// on, timer_create takes the id to give from *created_timer_id (EBUSY if taken).
+constexpr int kPrTimerCreateRestoreIds = 77;
+constexpr unsigned long kPrTimerCreateRestoreIdsOff = 0;
+constexpr unsigned long kPrTimerCreateRestoreIdsOn = 1;
+constexpr unsigned long kPrTimerCreateRestoreIdsGet = 2;
 constexpr int kPrSetMm = 35;
 constexpr int kPrSetMmMap = 14;
 constexpr int kPrSetMmMapSize = 15;
+// The kernel's struct sigevent (64 bytes): the tid of SIGEV_THREAD_ID
+// follows the notify field.
+struct KernelSigevent {
+  uint64_t value;
+  int32_t signo;
+  int32_t notify;
+  int32_t tid;
+  int32_t pad[11];
+};
+static_assert(sizeof(KernelSigevent) == 64);
 struct PrctlMmMap {
   uint64_t start_code, end_code, start_data, end_data;
   uint64_t start_brk, brk, start_stack;

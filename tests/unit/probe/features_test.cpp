@@ -39,8 +39,9 @@ TEST(Features, ThisKernelHasAsyncWriteProtectAndScan) {
   }
 }
 
-// Newer than our 6.9 minimum: the guard category of PAGEMAP_SCAN (6.14) and
-// discarded pages reported WRITTEN (seen on 6.18, docs/KERNEL.md §10). Present
+// Newer than our 6.9 minimum: the guard category of PAGEMAP_SCAN (6.14),
+// discarded pages reported WRITTEN (seen on 6.18, docs/KERNEL.md §10) and
+// PR_TIMER_CREATE_RESTORE_IDS (6.13, docs/KERNEL.md §15). Present
 // on the reference kernel (6.18); on an older one, the test says what it lacks.
 TEST(Features, RecentKernelsHaveGuardCategoryAndDiscardedWritten) {
   utsname u{};
@@ -48,7 +49,7 @@ TEST(Features, RecentKernelsHaveGuardCategoryAndDiscardedWritten) {
   int major = 0, minor = 0;
   bool recent = std::sscanf(u.release, "%d.%d", &major, &minor) == 2 && (major > 6 || (major == 6 && minor >= 18));
   std::string missing;
-  for (const char* key : {"pagemap_scan_category_guard", "discarded_pages_written"}) {
+  for (const char* key : {"pagemap_scan_category_guard", "discarded_pages_written", "timer_create_restore_ids"}) {
     auto s = feature(key);
     ASSERT_TRUE(s.has_value()) << key;
     if (recent) EXPECT_TRUE(s->present) << key << ": " << s->detail;

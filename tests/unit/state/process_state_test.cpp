@@ -37,6 +37,16 @@ ProcessState sample() {
   f.details["count"] = 5;
   s.fds.push_back(f);
   s.tracking["uffd_fd"] = 7;
+  s.itimers.push_back({0, 1, 250000, 0, 25000});
+  PosixTimer p;
+  p.id = 7;
+  p.clock = -6;  // a CPU clock
+  p.signo = 36;
+  p.sigev_value = 0xffffffff12345678;
+  p.notify = 4;
+  p.notify_tid = 4243;
+  p.value_nsec = 5;
+  s.posix_timers.push_back(p);
   return s;
 }
 
@@ -52,7 +62,23 @@ TEST(ProcessState, RoundTripsEveryKindOfField) {
   EXPECT_EQ(back->mappings.at(0).file->mtime_ns, -4);
   EXPECT_EQ(back->mappings.at(0).guards.at(0).second, 0x2000u);
   EXPECT_EQ(back->fds.at(0).details["count"], 5);
+  EXPECT_EQ(back->itimers.at(0).value_usec, 250000);
+  EXPECT_EQ(back->itimers.at(0).interval_usec, 25000);
+  EXPECT_EQ(back->posix_timers.at(0).clock, -6);
+  EXPECT_EQ(back->posix_timers.at(0).sigev_value, 0xffffffff12345678u);
+  EXPECT_EQ(back->posix_timers.at(0).notify_tid, 4243);
   EXPECT_EQ(*serialize(*back), *text);
+}
+
+// An image written before timers were saved has neither field: it parses, with none.
+TEST(ProcessState, AnImageWithoutTimerFieldsHasNoTimers) {
+  nlohmann::json doc = to_json(sample());
+  doc.erase("itimers");
+  doc.erase("posix_timers");
+  auto back = from_json(doc);
+  ASSERT_TRUE(back.ok()) << back.error().message();
+  EXPECT_TRUE(back->itimers.empty());
+  EXPECT_TRUE(back->posix_timers.empty());
 }
 
 // Replaces `from` (which must occur) by `to` in the serialized sample and parses it.
