@@ -53,9 +53,10 @@ _wpckpt() {
         -D|--images-dir) _wpckpt_dirs; return ;;
         --prev-images-dir) _wpckpt_dirs; return ;;
         --compress-level) :; return ;;
+        --ghost-limit) _wpckpt_files; return ;;
         -o|--log-file) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir -R --leave-running --compress-level --tcp-established --ext-unix-sk --track-mem -j --shell-job --display-stats -o --log-file --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir -R --leave-running --compress-level --ghost-limit --tcp-established --ext-unix-sk --track-mem -j --shell-job --display-stats -o --log-file --json" -- "$cur"))
       ;;
     iterate)
       case $prev in
@@ -82,9 +83,10 @@ _wpckpt() {
         -D|--images-dir) _wpckpt_dirs; return ;;
         --prev-images-dir) _wpckpt_dirs; return ;;
         --compress-level) :; return ;;
+        --ghost-limit) _wpckpt_files; return ;;
         -o|--log-file) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir --compress-level -R --leave-running --track-mem -j --shell-job --display-stats -o --log-file --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir --compress-level --ghost-limit -R --leave-running --track-mem -j --shell-job --display-stats -o --log-file --json" -- "$cur"))
       ;;
     restore)
       case $prev in
