@@ -129,8 +129,11 @@ Result<UniqueFd> create_ghost(const FdObject& o) {
   }
   // The process's own access mode and flags: reopened through the
   // descriptor (the file has no name), checked against its mode as the owner.
+  // O_NOFOLLOW (sqlite opens its temporary files with it) would refuse the
+  // /proc/self/fd link itself with ELOOP; it only mattered at the first open.
   std::string self = fmt::format("/proc/self/fd/{}", tmp.get());
-  UniqueFd fd(::open(self.c_str(), (o.flags & ~(O_CREAT | O_TRUNC | O_EXCL | O_TMPFILE)) | O_CLOEXEC | O_NOCTTY));
+  const int reopen_flags = o.flags & ~(O_CREAT | O_TRUNC | O_EXCL | O_TMPFILE | O_NOFOLLOW | O_DIRECTORY);
+  UniqueFd fd(::open(self.c_str(), reopen_flags | O_CLOEXEC | O_NOCTTY));
   if (!fd) return errno_error("reopen", what);
   return fd;
 }
