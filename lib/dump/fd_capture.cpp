@@ -75,11 +75,13 @@ Result<FdCapture> capture_fds(pid_t pid, const fds::CaptureOptions& options) {
   WPCKPT_TRY_ASSIGN(auto numbers, list_fds(pid));
   std::vector<size_t> group_rep;  // index into out.fds of each open file description's first fd
   fds::CaptureSoFar so_far{out.fds, out.files, out.warnings, out.repaired};
+  fds::TargetFds target(pid);
   for (int fd : numbers) {
     fds::FdSource src;
     src.options = &options;
     src.pid = pid;
     src.fd = fd;
+    src.target = &target;
     src.proc_path = fmt::format("/proc/{}/fd/{}", pid, fd);
     auto link_or = read_link(src.proc_path);
     if (!link_or && link_or.error().err == ENOENT) continue;  // closed meanwhile (cannot happen frozen)

@@ -20,6 +20,7 @@
 #include "lib/base/unique_fd.hpp"
 #include "lib/fds/fd_object.hpp"
 #include "lib/fds/fdinfo.hpp"
+#include "lib/fds/target_fds.hpp"
 #include "lib/fds/tcp_repair.hpp"
 #include "lib/state/json_fields.hpp"
 #include "lib/state/process_state.hpp"
@@ -42,6 +43,8 @@ struct FdSource {
   std::string link;       // what it points to
   struct stat st {};      // stat through the link
   const FdInfo* info = nullptr;
+  TargetFds* target = nullptr;  // copies of the process's descriptors (one pidfd for all)
+  UniqueFd copy;                // a socket's copy, taken by classify() and used by its capture
 };
 
 // What the capture of all descriptors has so far: the records before this
@@ -87,7 +90,8 @@ class FdHandler {
 const FdHandler& handler_for(state::FdKind kind);
 
 // Dump: which kind a descriptor is, or an error naming what is not supported.
-Result<state::FdKind> classify(const FdSource& src);
+// For a socket it keeps the copy it asked in src.copy.
+Result<state::FdKind> classify(FdSource& src);
 
 // A kind-specific field of a record, type-checked; absent keeps `out`.
 template <typename T>

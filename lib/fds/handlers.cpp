@@ -23,9 +23,9 @@ Error unsupported(const FdSource& src, const std::string& kind) {
       .with_hint(fmt::format("{}s are not supported yet: close fd {} in the process before dumping it", kind, src.fd));
 }
 
-Result<FdKind> classify_socket(const FdSource& src) {
-  WPCKPT_TRY_ASSIGN(UniqueFd sock, borrow_fd(src.pid, src.fd));
-  WPCKPT_TRY_ASSIGN(int family, socket_int_option(sock.get(), SOL_SOCKET, SO_DOMAIN, "SO_DOMAIN"));
+Result<FdKind> classify_socket(FdSource& src) {
+  WPCKPT_TRY_ASSIGN(src.copy, src.target->copy(src.fd));
+  WPCKPT_TRY_ASSIGN(int family, socket_int_option(src.copy.get(), SOL_SOCKET, SO_DOMAIN, "SO_DOMAIN"));
   if (family == AF_INET || family == AF_INET6) return FdKind::InetSocket;
   if (family == AF_UNIX) return FdKind::UnixSocket;
   return unsupported(src, family == AF_NETLINK ? "netlink socket" : fmt::format("socket of family {}", family));
@@ -53,7 +53,7 @@ const FdHandler& handler_for(FdKind kind) {
   return path_handler(kind);
 }
 
-Result<FdKind> classify(const FdSource& src) {
+Result<FdKind> classify(FdSource& src) {
   const std::string& link = src.link;
   const mode_t mode = src.st.st_mode;
   if (starts_with(link, "socket:")) return classify_socket(src);

@@ -109,8 +109,7 @@ int unprivileged_port_start() {
 class InetSocketHandler final : public FdHandler {
  public:
   Result<void> capture(const FdSource& src, state::FdState& f, CaptureSoFar& so_far) const override {
-    WPCKPT_TRY_ASSIGN(UniqueFd sock, borrow_fd(src.pid, src.fd));
-    int s = sock.get();
+    const int s = src.copy.get();
     WPCKPT_TRY_ASSIGN(int family, socket_int_option(s, SOL_SOCKET, SO_DOMAIN, "SO_DOMAIN"));
     WPCKPT_TRY_ASSIGN(int type, socket_int_option(s, SOL_SOCKET, SO_TYPE, "SO_TYPE"));
     WPCKPT_TRY_ASSIGN(int protocol, socket_int_option(s, SOL_SOCKET, SO_PROTOCOL, "SO_PROTOCOL"));
@@ -142,7 +141,9 @@ class InetSocketHandler final : public FdHandler {
       for (const auto& o : options)
         if (!(o[0] == SOL_SOCKET && (o[1] == SO_RCVBUF || o[1] == SO_SNDBUF))) kept.push_back(o);
       options = std::move(kept);
-      so_far.repaired.add(std::move(sock));  // in repair mode until the process is gone (tcp_repair.hpp)
+      UniqueFd kept_copy(::fcntl(s, F_DUPFD_CLOEXEC, 0));
+      if (!kept_copy) return errno_error("dup", fmt::format("socket fd {} of process {}", src.fd, src.pid));
+      so_far.repaired.add(std::move(kept_copy));  // in repair mode until the process is gone (tcp_repair.hpp)
     }
     f.details["options"] = std::move(options);
     return ok();

@@ -3,22 +3,16 @@
 // into the new pipe. FIFOs share the capture (path_fds.cpp reopens them).
 #include <fcntl.h>
 #include <fmt/core.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
 
-#include "lib/base/uapi/process.hpp"
 #include "lib/fds/fd_handler.hpp"
 
 namespace wpckpt::fds {
 namespace {
-
-// A copy of descriptor `fd` of process `pid` (pidfd_getfd: the ptrace
-// access the dump has anyway), or an invalid fd.
-UniqueFd copy_of(int pidfd, int fd) { return UniqueFd(static_cast<int>(::syscall(uapi::kNrPidfdGetfd, pidfd, fd, 0))); }
 
 // Where /proc refuses a new read end (a pipe another user created: its inode
 // is that user's, mode 0600), the process's own read end of the pipe, copied
@@ -27,26 +21,22 @@ UniqueFd copy_of(int pidfd, int fd) { return UniqueFd(static_cast<int>(::syscall
 // the unread bytes then wait for a reader outside the process, which a
 // restore does not reconnect (the restored process cannot read them either).
 Result<UniqueFd> own_read_end(const FdSource& src, const Error& refused) {
-  UniqueFd pidfd(static_cast<int>(::syscall(uapi::kNrPidfdOpen, src.pid, 0)));
-  if (!pidfd) return errno_error("pidfd_open", "pid " + std::to_string(src.pid));
-  auto readable = [](const UniqueFd& fd) { return fd && (::fcntl(fd.get(), F_GETFL) & O_ACCMODE) != O_WRONLY; };
-  UniqueFd mine = copy_of(pidfd.get(), src.fd);
+  auto readable = [](const UniqueFd& fd) { return (::fcntl(fd.get(), F_GETFL) & O_ACCMODE) != O_WRONLY; };
+  auto mine = src.target->copy(src.fd);
   if (!mine) {
-    const int err = errno;
     Error e = refused;
-    e.hint = "the pipe belongs to another user and pidfd_getfd failed too (" + std::string(strerror(err)) +
+    e.hint = "the pipe belongs to another user and pidfd_getfd failed too (" + std::string(strerror(mine.error().err)) +
              "); dump as that user or as root";
     return e;
   }
-  if (readable(mine)) return mine;
+  if (readable(*mine)) return std::move(*mine);
   const std::string dir = fmt::format("/proc/{}/fd", src.pid);
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
     std::error_code link_ec;
     if (std::filesystem::read_symlink(entry.path(), link_ec).string() != src.link) continue;
-    int fd = std::atoi(entry.path().filename().c_str());
-    UniqueFd other = copy_of(pidfd.get(), fd);
-    if (readable(other)) return other;
+    auto other = src.target->copy(std::atoi(entry.path().filename().c_str()));
+    if (other && readable(*other)) return std::move(*other);
   }
   return UniqueFd();
 }

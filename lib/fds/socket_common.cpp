@@ -6,7 +6,6 @@
 #include <netinet/ip.h>
 #include <netinet/tcp.h>
 #include <sys/fsuid.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -102,14 +101,6 @@ std::string hex_of(const char* p, size_t n) {
 }
 
 }  // namespace
-
-Result<UniqueFd> borrow_fd(pid_t pid, int fd) {
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  if (!pidfd) return errno_error("pidfd_open", "process " + std::to_string(pid));
-  UniqueFd copy(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
-  if (!copy) return errno_error("pidfd_getfd", fmt::format("fd {} of process {}", fd, pid));
-  return copy;
-}
 
 Result<int> socket_int_option(int sock, int level, int name, const char* what) {
   int value = 0;

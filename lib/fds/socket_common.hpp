@@ -25,10 +25,6 @@
 
 namespace wpckpt::fds {
 
-// A descriptor of the target's, duplicated into wpckpt (pidfd_getfd): the
-// same socket, so options and names read from it are the target's.
-Result<UniqueFd> borrow_fd(pid_t pid, int fd);
-
 // getsockopt of an int option.
 Result<int> socket_int_option(int sock, int level, int name, const char* what);
 

@@ -156,10 +156,9 @@ class UnixSocketHandler final : public FdHandler {
     auto ino = parse_number<uint32_t>(src.link.substr(8, src.link.size() - 9));  // socket:[N]
     if (!ino) return make_error(EINVAL, "dump", "fd " + std::to_string(src.fd) + " links to " + src.link);
     WPCKPT_TRY_ASSIGN(UnixSocketInfo d, query_unix_socket(*ino));
-    WPCKPT_TRY_ASSIGN(UniqueFd sock, borrow_fd(src.pid, src.fd));
     f.details["type"] = type_name(d.type);
     record_name(d, f);
-    WPCKPT_TRY_ASSIGN(f.details["options"], changed_options(sock.get(), AF_UNIX, d.type, 0));
+    WPCKPT_TRY_ASSIGN(f.details["options"], changed_options(src.copy.get(), AF_UNIX, d.type, 0));
     if (d.state == TCP_LISTEN) {
       if (d.rqueue > 0)
         return refuse(src, fmt::format("a unix socket listening on {} with {} connection(s) waiting to be accepted",
@@ -169,7 +168,7 @@ class UnixSocketHandler final : public FdHandler {
       f.details["backlog"] = d.wqueue;
       return ok();
     }
-    if (d.state == TCP_ESTABLISHED) return capture_connected(src, sock.get(), d, *ino, f);
+    if (d.state == TCP_ESTABLISHED) return capture_connected(src, src.copy.get(), d, *ino, f);
     if (d.rqueue > 0 && d.type == SOCK_DGRAM)
       return refuse(src, fmt::format("a unix datagram socket on {} with datagrams queued", describe_name(d.name)),
                     "their senders could not be reproduced: dump again once they were read");
