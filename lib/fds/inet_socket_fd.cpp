@@ -193,10 +193,7 @@ class InetSocketHandler final : public FdHandler {
     } else {
       WPCKPT_TRY(bind_and_listen(sock.get(), p, what));
     }
-    if (o.flags & O_NONBLOCK) {
-      int fl = ::fcntl(sock.get(), F_GETFL);
-      if (fl < 0 || ::fcntl(sock.get(), F_SETFL, fl | O_NONBLOCK) != 0) return errno_error("fcntl(O_NONBLOCK)", what);
-    }
+    WPCKPT_TRY(set_nonblock_as_dumped(sock.get(), o.flags, what));
     WPCKPT_TRY_ASSIGN(o.inherit_fd, hold_above(std::move(sock), floor, held, what));
     return ok();
   }

@@ -1,6 +1,7 @@
 #include "lib/fds/socket_common.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <fmt/core.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
@@ -101,6 +102,13 @@ std::string hex_of(const char* p, size_t n) {
 }
 
 }  // namespace
+
+Result<void> set_nonblock_as_dumped(int sock, int flags, const std::string& what) {
+  if (!(flags & O_NONBLOCK)) return ok();
+  int fl = ::fcntl(sock, F_GETFL);
+  if (fl < 0 || ::fcntl(sock, F_SETFL, fl | O_NONBLOCK) != 0) return errno_error("fcntl(O_NONBLOCK)", what);
+  return ok();
+}
 
 Result<int> socket_int_option(int sock, int level, int name, const char* what) {
   int value = 0;

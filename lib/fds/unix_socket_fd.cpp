@@ -255,7 +255,7 @@ class UnixSocketHandler final : public FdHandler {
     if (p.connect && ::connect(sock.get(), reinterpret_cast<const sockaddr*>(&p.peer.addr), p.peer.len) != 0)
       return errno_error("connect", what + " to " + describe_address(p.peer))
           .with_hint("the socket it was connected to (--ext-unix-sk) must exist again before the restore");
-    WPCKPT_TRY(set_nonblock(sock.get(), o.flags, what));
+    WPCKPT_TRY(set_nonblock_as_dumped(sock.get(), o.flags, what));
     WPCKPT_TRY_ASSIGN(o.inherit_fd, hold_above(std::move(sock), floor, held, what));
     return ok();
   }
@@ -266,13 +266,6 @@ class UnixSocketHandler final : public FdHandler {
   }
 
  private:
-  static Result<void> set_nonblock(int sock, int flags, const std::string& what) {
-    if (!(flags & O_NONBLOCK)) return ok();
-    int fl = ::fcntl(sock, F_GETFL);
-    if (fl < 0 || ::fcntl(sock, F_SETFL, fl | O_NONBLOCK) != 0) return errno_error("fcntl(O_NONBLOCK)", what);
-    return ok();
-  }
-
   // A path still names the dumped process's socket file: it is replaced if
   // it is that file and nothing answers on it; anything else is refused.
   static Result<void> bind_name(int sock, const SocketPlan& p, const std::string& what) {
@@ -309,10 +302,10 @@ class UnixSocketHandler final : public FdHandler {
         off += size;
       }
     }
-    WPCKPT_TRY(set_nonblock(ends[0].get(), p.end_nonblock[0] ? O_NONBLOCK : 0, what));
+    WPCKPT_TRY(set_nonblock_as_dumped(ends[0].get(), p.end_nonblock[0] ? O_NONBLOCK : 0, what));
     WPCKPT_TRY_ASSIGN(o.inherit_fd, hold_above(std::move(ends[0]), floor, held, what));
     if (p.peer_closed) return ok();  // end 1 closes here: end 0 reads its data, then EOF
-    WPCKPT_TRY(set_nonblock(ends[1].get(), p.end_nonblock[1] ? O_NONBLOCK : 0, what));
+    WPCKPT_TRY(set_nonblock_as_dumped(ends[1].get(), p.end_nonblock[1] ? O_NONBLOCK : 0, what));
     WPCKPT_TRY_ASSIGN(o.inherit_fd_end1, hold_above(std::move(ends[1]), floor, held, what));
     return ok();
   }

@@ -5,34 +5,20 @@
 # process a file. zdtm_counter (no threads) runs with a pty as stdin.
 # Every process started here is killed by pid when the test ends.
 set -u
+support=$(cd "$(dirname "$0")/../support" && pwd)
 W=${WPCKPT:?}
 WORKLOADS=${WPCKPT_WORKLOAD_DIR:?}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp" || exit 1
 
-python3 - "$W" "$WORKLOADS/zdtm_counter" <<'PY'
+PYTHONPATH="$support" python3 - "$W" "$WORKLOADS/zdtm_counter" <<'PY'
 import os, signal, subprocess, sys, time
 
+from e2e_support import fail, kill_ours, ours, wait_for, show_on_failure
+show_on_failure.append("out.txt")
+
 W, workload = sys.argv[1], sys.argv[2]
-ours = []  # pids we started or restored, killed at the end whatever happens
-
-
-def fail(msg):
-    print("FAIL:", msg)
-    for name in ("out.txt",):
-        if os.path.exists(name):
-            print("---", name, open(name).read()[-2000:])
-    sys.exit(1)
-
-
-def wait_for(pred, what, seconds=10):
-    end = time.time() + seconds
-    while time.time() < end:
-        if pred():
-            return
-        time.sleep(0.05)
-    fail(what)
 
 
 try:
@@ -81,9 +67,5 @@ try:
     ours.remove(pid)
     print("criu_shell_job: ok")
 finally:
-    for p in ours:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_ours()
 PY

@@ -7,6 +7,7 @@
 # the limit the dump refuses it by name
 # and the process runs on. Every process started here is killed by pid.
 set -u
+support=$(cd "$(dirname "$0")/../support" && pwd)
 W=${WPCKPT:?}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -17,25 +18,12 @@ if ! command -v sqlite3 >/dev/null; then
   exit 1
 fi
 
-python3 - "$W" <<'PY'
+PYTHONPATH="$support" python3 - "$W" <<'PY'
 import json, os, signal, subprocess, sys, time
 
+from e2e_support import fail, kill_ours, ours, wait_for
+
 W = sys.argv[1]
-ours = []
-
-
-def fail(msg):
-    print("FAIL:", msg)
-    sys.exit(1)
-
-
-def wait_for(pred, what, seconds=60):
-    end = time.time() + seconds
-    while time.time() < end:
-        if pred():
-            return
-        time.sleep(0.05)
-    fail(what)
 
 
 def deleted_fd(pid, tmpdir):
@@ -95,9 +83,5 @@ try:
     print(f"sqlite3: temporary table of {last} bytes saved and restored, same answer")
     print("PASS")
 finally:
-    for pid in ours:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+    kill_ours()
 PY

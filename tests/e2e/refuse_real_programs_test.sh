@@ -7,30 +7,18 @@
 # the program must finish with the output of an uninterrupted run.
 # Every process started here is killed by pid when the test ends.
 set -u
+support=$(cd "$(dirname "$0")/../support" && pwd)
 W=${WPCKPT:?}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp" || exit 1
 
-python3 - "$W" <<'PY'
+PYTHONPATH="$support" python3 - "$W" <<'PY'
 import gzip, os, shutil, signal, subprocess, sys, time
 
+from e2e_support import fail, kill_ours, ours, wait_for
+
 W = sys.argv[1]
-ours = []  # pids we started, killed at the end whatever happens
-
-
-def fail(msg):
-    print("FAIL:", msg)
-    sys.exit(1)
-
-
-def wait_for(pred, what, seconds=30):
-    end = time.time() + seconds
-    while time.time() < end:
-        if pred():
-            return
-        time.sleep(0.05)
-    fail(what)
 
 
 def children(pid):
@@ -152,10 +140,6 @@ try:
     pipeline()
     sqlite()
 finally:
-    for pid in reversed(ours):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_ours()
 print("PASS")
 PY

@@ -1,6 +1,7 @@
 // Real programs from Debian, started under `wpckpt run`, pre-dumped and
-// dumped mid-work (the dump kills them), restored: their output must be
-// byte-identical to an uninterrupted run.
+// dumped mid-work (the dump kills them), restored eagerly and with --lazy
+// (memory arriving while they run): their output must be byte-identical to
+// an uninterrupted run.
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,8 +37,9 @@ void write_text(const std::string& path, size_t bytes) {
 void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
 // Runs argv once uninterrupted and once checkpointed (pre_dumps pre-dumps, a
-// dump, a restore); compares the two outputs.
-void same_output_after_restore(const std::vector<std::string>& argv, const std::string& stdin_path, int pre_dumps) {
+// dump, a restore, lazy or not); compares the two outputs.
+void same_output_after_restore(const std::vector<std::string>& argv, const std::string& stdin_path, int pre_dumps,
+                               bool lazy) {
   TempDir dir;
   std::string expected = dir / "expected", got = dir / "got";
   auto started = std::chrono::steady_clock::now();
@@ -67,34 +69,39 @@ void same_output_after_restore(const std::vector<std::string>& argv, const std::
   proc.wait();
   ASSERT_TRUE(pid_gone(pid));
   KillByPid guard{pid};
-  ChildProcess restore = ChildProcess::start({wpckpt_binary(), "restore", "-D", parent.string()});
+  std::vector<std::string> restore_argv = {wpckpt_binary(), "restore", "-D", parent.string()};
+  if (lazy) restore_argv.push_back("--lazy");
+  ChildProcess restore = ChildProcess::start(restore_argv);
   ASSERT_EQ(exit_code_of(restore.wait(std::chrono::seconds(180))), 0);
   std::string a = read_file(expected), b = read_file(got);
   EXPECT_EQ(a.size(), b.size());
   EXPECT_TRUE(a == b) << "output differs from the uninterrupted run";
 }
 
-TEST(RestorePrograms, GzipWritingALargeFile) {
+// The parameter: restore with --lazy.
+class RestorePrograms : public ::testing::TestWithParam<bool> {};
+
+TEST_P(RestorePrograms, GzipWritingALargeFile) {
   TempDir dir;
   write_text(dir / "input", 12 << 20);
-  same_output_after_restore({"/usr/bin/gzip", "-9", "-n", "-c"}, dir / "input", 2);
+  same_output_after_restore({"/usr/bin/gzip", "-9", "-n", "-c"}, dir / "input", 2, GetParam());
 }
 
-TEST(RestorePrograms, MultiThreadedXz) {
+TEST_P(RestorePrograms, MultiThreadedXz) {
   TempDir dir;
   write_text(dir / "input", 6 << 20);
-  same_output_after_restore({"/usr/bin/xz", "-T2", "-6", "--block-size=1MiB", "-c"}, dir / "input", 1);
+  same_output_after_restore({"/usr/bin/xz", "-T2", "-6", "--block-size=1MiB", "-c"}, dir / "input", 1, GetParam());
 }
 
-TEST(RestorePrograms, Sha256sumOfALargeFile) {
+TEST_P(RestorePrograms, Sha256sumOfALargeFile) {
   TempDir dir;
   std::filesystem::path input = dir / "sparse";
   { std::ofstream(input) << "start"; }
   std::filesystem::resize_file(input, 1ull << 30);  // sparse: read at page-cache speed, hashed at CPU speed
-  same_output_after_restore({"/usr/bin/sha256sum", input.string()}, "", 1);
+  same_output_after_restore({"/usr/bin/sha256sum", input.string()}, "", 1, GetParam());
 }
 
-TEST(RestorePrograms, Python3Computation) {
+TEST_P(RestorePrograms, Python3Computation) {
   same_output_after_restore({"/usr/bin/python3", "-c",
                              "import hashlib\n"
                              "h = hashlib.sha256(); d = {}\n"
@@ -102,8 +109,11 @@ TEST(RestorePrograms, Python3Computation) {
                              "    d[i % 100003] = d.get(i % 100003, 0) + i\n"
                              "    h.update(str(i * i).encode())\n"
                              "print(h.hexdigest(), sum(d.values()), len(d))\n"},
-                            "", 2);
+                            "", 2, GetParam());
 }
+
+INSTANTIATE_TEST_SUITE_P(Restore, RestorePrograms, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& p) { return p.param ? "Lazy" : "Eager"; });
 
 }  // namespace
 }  // namespace wpckpt::test

@@ -9,6 +9,7 @@
 # Prints the frozen time and image sizes of the redis case against its RSS.
 # Every process started here is killed by pid when the test ends.
 set -u
+support=$(cd "$(dirname "$0")/../support" && pwd)
 W=${WPCKPT:?}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -21,33 +22,12 @@ for prog in redis-server memcached; do
   fi
 done
 
-python3 - "$W" <<'PY'
+PYTHONPATH="$support" python3 - "$W" <<'PY'
 import json, os, signal, socket, subprocess, sys, time, urllib.request
 
+from e2e_support import fail, free_port, kill_ours, ours, wait_for
+
 W = sys.argv[1]
-ours = []
-
-
-def fail(msg):
-    print("FAIL:", msg)
-    sys.exit(1)
-
-
-def wait_for(pred, what, seconds=60):
-    end = time.time() + seconds
-    while time.time() < end:
-        if pred():
-            return
-        time.sleep(0.05)
-    fail(what)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wpckpt(*args):
@@ -252,9 +232,5 @@ try:
     memcached_case()
     print("PASS")
 finally:
-    for pid in ours:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+    kill_ours()
 PY
