@@ -12,6 +12,7 @@ packages=(
   libcap2-bin passwd util-linux
   zsh fish man-db groff-base
   sqlite3 redis-server memcached
+  nftables libnftables-dev iproute2
 )
 
 missing=()

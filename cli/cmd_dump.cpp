@@ -74,6 +74,7 @@ int run_dump(const DumpOptions& opts) {
   req.fds.tcp_established = opts.tcp_established;
   req.fds.ext_unix_sk = opts.ext_unix_sk;
   req.fds.ghost_limit = opts.ghost_limit;
+  req.fds.network_lock = opts.criu.network_lock == "nftables";
   req.compress_level = opts.compress_level;
   req.progress = bar.callback();
   req.cancel = &g_cancel;
@@ -123,6 +124,7 @@ void add_dump_command(CLI::App& app, int& exit_code) {
   add_criu_options(sub, opts->criu,
                    "The process is a shell job: a terminal on its fd 0-2 is external (always so; see the man page)",
                    true);
+  add_network_lock_option(sub, opts->criu);
   sub->add_flag("--json", opts->json, "Print a JSON document");
   sub->callback([opts, &exit_code] {
     exit_code = run_with_log_file(opts->images_dir, opts->criu.log_file, LogFile::ImagesDir::New, opts->json,

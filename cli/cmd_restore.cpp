@@ -171,6 +171,7 @@ int run_restore(const RestoreOptions& opts) {
   ro.tcp = opts.tcp_established ? restore::TcpPolicy::Established
            : opts.tcp_close     ? restore::TcpPolicy::Close
                                 : restore::TcpPolicy::Refuse;
+  ro.network_lock = opts.criu.network_lock == "nftables";
   ro.progress = bar.callback();
   auto result = restore::restore_process(opts.images_dir, ro);
   bar.finish();
@@ -234,6 +235,7 @@ void add_restore_command(CLI::App& app, int& exit_code) {
                    "Give the process this terminal in place of the one it had on fd 0-2; refused if wpckpt's "
                    "fd 0-2 is not a terminal",
                    false);
+  add_network_lock_option(sub, opts->criu);
   sub->add_flag("--json", opts->json, "Print a JSON document");
   sub->callback([opts, &exit_code] {
     exit_code = run_with_log_file(opts->images_dir, opts->criu.log_file, LogFile::ImagesDir::Existing, opts->json,

@@ -13,6 +13,17 @@ void add_criu_options(CLI::App* verb, CriuOptions& into, const char* shell_job_h
   verb->add_option("-o,--log-file", into.log_file, "Write the log to FILE, inside -D unless absolute (as CRIU)");
 }
 
+void add_network_lock_option(CLI::App* verb, CriuOptions& into) {
+  verb->add_option("--network-lock", into.network_lock,
+                   "Drop the packets of established TCP connections between dump and restore: nftables "
+                   "(default) or skip")
+      ->check([](const std::string& v) -> std::string {
+        if (v == "nftables" || v == "skip") return {};
+        if (v == "iptables") return "iptables is not supported: wpckpt locks with nftables (the default) or skip";
+        return "must be nftables or skip";
+      });
+}
+
 std::vector<std::string> numeric_verbosity_as_option(int argc, char** argv) {
   std::vector<std::string> out;
   bool rewrite = true;

@@ -17,11 +17,17 @@ struct CriuOptions {
   bool shell_job = false;      // -j: what it means is the verb's (see its man page)
   bool display_stats = false;  // CRIU's stats lines at the end
   std::string log_file;        // -o: inside -D unless absolute
+  std::string network_lock = "nftables";  // dump, restore: "nftables" or "skip"
 };
 
 // --track-mem (when `track_mem`), -j/--shell-job, --display-stats and
 // -o/--log-file on `verb`.
 void add_criu_options(CLI::App* verb, CriuOptions& into, const char* shell_job_help, bool track_mem);
+
+// --network-lock nftables|skip on dump and restore (lib/netlock): CRIU's
+// option. Its default there, iptables, is refused by name: wpckpt locks with
+// nftables only.
+void add_network_lock_option(CLI::App* verb, CriuOptions& into);
 
 // CRIU's -v0 ... -v4 (our -v5 is trace): CLI11 would read "-v4" as "-v -4".
 // Returns argv with each such word before "--" (and before the command of

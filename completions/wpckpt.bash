@@ -55,8 +55,9 @@ _wpckpt() {
         --compress-level) :; return ;;
         --ghost-limit) _wpckpt_files; return ;;
         -o|--log-file) _wpckpt_files; return ;;
+        --network-lock) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir -R --leave-running --compress-level --ghost-limit --tcp-established --ext-unix-sk --track-mem -j --shell-job --display-stats -o --log-file --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir -R --leave-running --compress-level --ghost-limit --tcp-established --ext-unix-sk --track-mem -j --shell-job --display-stats -o --log-file --network-lock --json" -- "$cur"))
       ;;
     iterate)
       case $prev in
@@ -93,8 +94,9 @@ _wpckpt() {
         -D|--images-dir) _wpckpt_dirs; return ;;
         --pidfile) _wpckpt_files; return ;;
         -o|--log-file) _wpckpt_files; return ;;
+        --network-lock) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -D --images-dir -d --restore-detached --lazy --allow-other-owner --pidfile --tcp-established --tcp-close -j --shell-job --display-stats -o --log-file --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -D --images-dir -d --restore-detached --lazy --allow-other-owner --pidfile --tcp-established --tcp-close -j --shell-job --display-stats -o --log-file --network-lock --json" -- "$cur"))
       ;;
     run)
       for ((i = verb_at + 1; i < COMP_CWORD; i++)); do

@@ -51,6 +51,7 @@ complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l track-mem -d 'Accept
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -s j -l shell-job -d 'The process is a shell job: a terminal on its fd 0-2 is external (always so; see the man page)'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l display-stats -d 'Print CRIU\'s statistics lines at the end'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -s o -l log-file -r -F -d 'Write the log to FILE, inside -D unless absolute (as CRIU)'
+complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l network-lock -r -F -d 'Drop the packets of established TCP connections between dump and restore: nftables (default) or skip'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l json -d 'Print a JSON document'
 
 # wpckpt iterate
@@ -99,6 +100,7 @@ complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l tcp-close -d 'Res
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -s j -l shell-job -d 'Give the process this terminal in place of the one it had on fd 0-2; refused if wpckpt\'s fd 0-2 is not a terminal'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l display-stats -d 'Print CRIU\'s statistics lines at the end'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -s o -l log-file -r -F -d 'Write the log to FILE, inside -D unless absolute (as CRIU)'
+complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l network-lock -r -F -d 'Drop the packets of established TCP connections between dump and restore: nftables (default) or skip'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l json -d 'Print a JSON document'
 
 # wpckpt run

@@ -151,6 +151,7 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   // The process is no longer needed stopped: its state and pages are with the writer.
   if (r.leave_running) {
     fds.repaired.release();
+    fds.network_lock.release();
     frozen.detach();
   }
 
@@ -165,6 +166,7 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   if (!r.leave_running) {
     frozen.kill();
     fds.repaired.disarm();  // closed in repair mode: the peers see no FIN, no reset
+    fds.network_lock.disarm();  // their packets stay dropped until the restore
   }
   log::debug("dump of {}: frozen {} us, {} pages written", r.pid, rep.frozen_time, rep.pages_written);
   return rep;

@@ -74,7 +74,8 @@ Result<FdCapture> capture_fds(pid_t pid, const fds::CaptureOptions& options) {
   FdCapture out;
   WPCKPT_TRY_ASSIGN(auto numbers, list_fds(pid));
   std::vector<size_t> group_rep;  // index into out.fds of each open file description's first fd
-  fds::CaptureSoFar so_far{out.fds, out.files, out.warnings, out.repaired};
+  out.network_lock = netlock::NetworkLock(pid);
+  fds::CaptureSoFar so_far{out.fds, out.files, out.warnings, out.repaired, out.network_lock};
   fds::TargetFds target(pid);
   for (int fd : numbers) {
     fds::FdSource src;

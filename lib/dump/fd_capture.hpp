@@ -32,6 +32,9 @@ struct FdCapture {
   std::vector<std::pair<std::string, std::vector<uint8_t>>> files;
   nlohmann::json tracking = nlohmann::json::object();  // "uffd_fd", "agent_state_fd"
   std::vector<std::string> warnings;  // left out by design, said in the dump's output
+  // Declared before `repaired`: destroyed after it, so a failed dump takes
+  // the sockets out of repair mode before their packets flow again.
+  netlock::NetworkLock network_lock{0};  // (fds::CaptureSoFar)
   fds::RepairedSockets repaired;      // TCP sockets in repair mode (fds::CaptureSoFar)
 };
 

@@ -22,6 +22,7 @@
 #include "lib/fds/fdinfo.hpp"
 #include "lib/fds/target_fds.hpp"
 #include "lib/fds/tcp_repair.hpp"
+#include "lib/netlock/network_lock.hpp"
 #include "lib/state/json_fields.hpp"
 #include "lib/state/process_state.hpp"
 
@@ -32,6 +33,7 @@ struct CaptureOptions {
   bool tcp_established = false;  // --tcp-established: established TCP connections, with TCP repair
   bool ext_unix_sk = false;      // --ext-unix-sk: unix datagram sockets connected to a name outside
   uint64_t ghost_limit = 1 << 20;  // --ghost-limit: contents of deleted open files up to this size are saved
+  bool network_lock = true;        // --network-lock nftables (default) or skip (lib/netlock/network_lock.hpp)
 };
 
 // What the dump knows of a descriptor before its kind fills in the rest.
@@ -56,6 +58,8 @@ struct CaptureSoFar {
   // Copies of TCP sockets the capture left in repair mode: released with
   // leave_tcp_repair() unless the dump kills the process.
   RepairedSockets& repaired;
+  // Established connections are locked here before they are read (--network-lock).
+  netlock::NetworkLock& network_lock;
 };
 
 using ImageFileReader = std::function<Result<std::vector<std::byte>>(const std::string& name)>;

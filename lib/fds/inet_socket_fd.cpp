@@ -59,7 +59,8 @@ std::string endpoint(const sockaddr_storage& a, socklen_t len) {
 }
 
 // Listening, closed or established: what a TCP socket records, or why not.
-Result<void> capture_tcp_state(const FdSource& src, int sock, const Names& n, state::FdState& f) {
+Result<void> capture_tcp_state(const FdSource& src, int sock, const Names& n, state::FdState& f,
+                               netlock::NetworkLock& lock) {
   tcp_info info{};
   socklen_t len = sizeof info;
   if (::getsockopt(sock, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return errno_error("getsockopt(TCP_INFO)");
@@ -84,6 +85,9 @@ Result<void> capture_tcp_state(const FdSource& src, int sock, const Names& n, st
                                        endpoint(n.peer, n.peer_len)),
                       "pass --tcp-established to dump it with TCP repair (and to restore it), or close it first");
       f.details["state"] = "established";
+      // Locked before its queues are read: nothing arrives (and is
+      // acknowledged) after the read, and the peer never sees a reset.
+      if (src.options->network_lock) WPCKPT_TRY(lock.add(n.local, n.peer));
       return capture_tcp_repair(sock, f.details["repair"]);
     default:
       return refuse(src, fmt::format("{} in state {}", where, tcp_state_name(info.tcpi_state)),
@@ -125,7 +129,7 @@ class InetSocketHandler final : public FdHandler {
     f.details["local"] = address_to_json(n.local, n.local_len);
     f.details["peer"] = address_to_json(n.peer, n.peer_len);
     if (tcp) {
-      WPCKPT_TRY(capture_tcp_state(src, s, n, f));
+      WPCKPT_TRY(capture_tcp_state(src, s, n, f, so_far.network_lock));
     } else {
       f.details["state"] = n.peer_len ? "connected" : "closed";
       int queued = 0;

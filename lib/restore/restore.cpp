@@ -18,6 +18,7 @@
 #include "lib/base/log.hpp"
 #include "lib/base/uapi/process.hpp"
 #include "lib/fds/recorded_file.hpp"
+#include "lib/netlock/network_lock.hpp"
 #include "lib/probe/features.hpp"
 #include "lib/ptrace/injector.hpp"
 #include "lib/ptrace/regs.hpp"
@@ -248,6 +249,15 @@ void detach_threads(const std::vector<pid_t>& tids) {
   }
 }
 
+// The connections flow again (their sockets exist, or are closed on purpose).
+// The process runs already: a lock that cannot be removed is a warning.
+void unlock_connections(pid_t dumped_pid, std::vector<std::string>& warnings) {
+  auto removed = netlock::unlock(dumped_pid);
+  if (!removed)
+    warnings.push_back(removed.error().message() + " (remove it with: nft delete table inet " +
+                       netlock::table_name(dumped_pid) + ")");
+}
+
 }  // namespace
 
 Result<RestoreReport> restore_process(const std::filesystem::path& dir, const RestoreOptions& options) {
@@ -258,7 +268,7 @@ Result<RestoreReport> restore_process(const std::filesystem::path& dir, const Re
   WPCKPT_TRY_ASSIGN(auto bytes, chain->read_file(state::kProcessStateFile));
   WPCKPT_TRY_ASSIGN(state::ProcessState st, state::parse(bytes));
   WPCKPT_TRY(validate(st));
-  WPCKPT_TRY(apply_tcp_policy(st, options.tcp));
+  WPCKPT_TRY_ASSIGN(size_t connections, apply_tcp_policy(st, options.tcp));
   WPCKPT_TRY(check_timers_restorable(st));
   // Refused here, before anything exists, if the image's owner could not have had them.
   WPCKPT_TRY_ASSIGN(CredentialSwitch creds, plan_credentials(st.creds, chain->owner()));
@@ -287,6 +297,7 @@ Result<RestoreReport> restore_process(const std::filesystem::path& dir, const Re
   guard.disarm();
   detach_threads(tids);
   if (report.lazy) report.lazy->let_run();
+  if (connections > 0 && options.network_lock) unlock_connections(st.pid, report.warnings);
   report.pid = proc.pid;
   report.threads = tids.size();
   report.pages_stored = fill.pages_stored;

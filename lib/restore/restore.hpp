@@ -28,6 +28,7 @@ struct RestoreOptions {
   bool shell_job = false;          // -j: a job of the restoring shell (lib/restore/session.hpp)
   bool lazy = false;               // anonymous memory served on demand (lib/restore/lazy_restore.hpp)
   TcpPolicy tcp = TcpPolicy::Refuse;  // established TCP connections (lib/restore/tcp_policy.hpp)
+  bool network_lock = true;        // remove the dump's network lock once the process runs (--network-lock)
   ProgressFn progress;
 };
 

@@ -18,9 +18,11 @@ std::string endpoint(const nlohmann::json& a) {
 
 }  // namespace
 
-Result<void> apply_tcp_policy(state::ProcessState& st, TcpPolicy policy) {
+Result<size_t> apply_tcp_policy(state::ProcessState& st, TcpPolicy policy) {
+  size_t established = 0;
   for (auto& f : st.fds) {
     if (!is_established(f)) continue;
+    ++established;
     if (policy == TcpPolicy::Established) continue;
     if (policy == TcpPolicy::Refuse) {
       return make_error(EOPNOTSUPP, "restore",
@@ -35,7 +37,7 @@ Result<void> apply_tcp_policy(state::ProcessState& st, TcpPolicy policy) {
     f.details["peer"] = nlohmann::json::object();
     f.details.erase("repair");
   }
-  return ok();
+  return established;
 }
 
 }  // namespace wpckpt::restore

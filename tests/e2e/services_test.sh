@@ -7,7 +7,8 @@
 # (DEBUG DIGEST equal), the old client keeps using its connection, new
 # clients connect, and the web server serves the same bytes on the same port.
 # Prints the frozen time and image sizes of the redis case against its RSS.
-# Every process started here is killed by pid when the test ends.
+# Runs in a network namespace of its own (loopback only: the dump's network
+# lock goes there). Every process started here is killed by pid when the test ends.
 set -u
 support=$(cd "$(dirname "$0")/../support" && pwd)
 W=${WPCKPT:?}
@@ -22,7 +23,7 @@ for prog in redis-server memcached; do
   fi
 done
 
-PYTHONPATH="$support" python3 - "$W" <<'PY'
+PYTHONPATH="$support" unshare --net sh -c 'ip link set lo up && exec python3 - "$@"' sh "$W" <<'PY'
 import json, os, signal, socket, subprocess, sys, time, urllib.request
 
 from e2e_support import fail, free_port, kill_ours, ours, wait_for
