@@ -25,6 +25,7 @@ struct DumpOptions {
   bool json = false, leave_running = false;
   bool tcp_established = false, ext_unix_sk = false;
   uint64_t ghost_limit = 1 << 20;
+  bool file_locks = false;
   int pid = 0;
   std::string images_dir, prev_images_dir;
   int compress_level = 1;
@@ -74,6 +75,7 @@ int run_dump(const DumpOptions& opts) {
   req.fds.tcp_established = opts.tcp_established;
   req.fds.ext_unix_sk = opts.ext_unix_sk;
   req.fds.ghost_limit = opts.ghost_limit;
+  req.fds.file_locks = opts.file_locks;
   req.fds.network_lock = opts.criu.network_lock == "nftables";
   req.compress_level = opts.compress_level;
   req.progress = bar.callback();
@@ -119,6 +121,7 @@ void add_dump_command(CLI::App& app, int& exit_code) {
   sub->add_option("--ghost-limit", opts->ghost_limit,
                   "Save deleted open files up to SIZE (bytes, or with K/M/G; default 1M, as CRIU)")
       ->transform(CLI::AsSizeValue(false));
+  sub->add_flag("--file-locks", opts->file_locks, "Dump file locks (flock, POSIX, OFD) held on files; restore takes them again");
   sub->add_flag("--tcp-established", opts->tcp_established, "Dump established TCP connections (TCP repair; needs CAP_NET_ADMIN)");
   sub->add_flag("--ext-unix-sk", opts->ext_unix_sk, "Allow unix datagram sockets connected to a name outside the process (reconnected by name on restore)");
   add_criu_options(sub, opts->criu,

@@ -25,6 +25,7 @@ struct PreDumpOptions {
   std::string images_dir, prev_images_dir;
   int compress_level = 1;
   uint64_t ghost_limit = 1 << 20;
+  bool file_locks = false;
   CriuOptions criu;
 };
 
@@ -97,6 +98,7 @@ int pre_dump(const PreDumpOptions& opts) {
   }
   req.compress_level = opts.compress_level;
   req.ghost_limit = opts.ghost_limit;
+  req.file_locks = opts.file_locks;
   req.progress = bar.callback();
   auto report = dump::pre_dump_process(req);
   bar.finish();
@@ -126,6 +128,7 @@ void add_pre_dump_command(CLI::App& app, int& exit_code) {
   sub->add_option("--ghost-limit", opts->ghost_limit,
                   "Save deleted open files up to SIZE (bytes, or with K/M/G; default 1M, as CRIU)")
       ->transform(CLI::AsSizeValue(false));
+  sub->add_flag("--file-locks", opts->file_locks, "Accept file locks on files (the dump records them; as CRIU)");
   sub->add_flag("-R,--leave-running", opts->leave_running,
                 "Accepted for CRIU scripts: a pre-dump always leaves the process running");
   add_criu_options(sub, opts->criu, "Accepted for CRIU scripts: a pre-dump does not capture terminals", true);

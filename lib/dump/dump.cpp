@@ -87,7 +87,7 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   // (lib/ptrace/may_trace.hpp), or what cannot be saved, is refused as it is.
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
   WPCKPT_TRY(probe::require_features("dump"));
-  WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", TargetState::Running, r.fds.ghost_limit));
+  WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", TargetState::Running, r.fds.ghost_limit, r.fds.file_locks));
   // A process without tracking is attached (a brief freeze of its own).
   WPCKPT_TRY_ASSIGN(rep.attach, attach::ensure_tracked(r.pid));
   std::unique_ptr<image::ImageChain> parent;
@@ -112,7 +112,7 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
   // And again frozen: a child or a timer may have appeared since (the
   // Freezer detaches on the way out; the process runs on unchanged).
-  WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", TargetState::Frozen, r.fds.ghost_limit));
+  WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", TargetState::Frozen, r.fds.ghost_limit, r.fds.file_locks));
   fault_point("frozen", r.cancel);
   WPCKPT_TRY(check_cancel(r));
 

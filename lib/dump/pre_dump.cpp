@@ -20,7 +20,7 @@ Result<PreDumpReport> pre_dump_process(const PreDumpRequest& r) {
   // refused before anything is attached or created.
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
   WPCKPT_TRY(probe::require_features("pre-dump"));
-  WPCKPT_TRY(refuse_unsupported_state(r.pid, "pre-dump", TargetState::Running, r.ghost_limit));
+  WPCKPT_TRY(refuse_unsupported_state(r.pid, "pre-dump", TargetState::Running, r.ghost_limit, r.file_locks));
   // A process without tracking (no agent, or it lost what wpckpt attached)
   // is attached now; the capture below is then whole (a new token).
   WPCKPT_TRY_ASSIGN(rep.attach, attach::ensure_tracked(r.pid));

@@ -23,6 +23,7 @@ struct PreDumpRequest {
   std::filesystem::path images_dir;
   std::optional<std::filesystem::path> prev_images_dir;
   int compress_level = 1;
+  bool file_locks = false;         // --file-locks: locks on files are accepted (the dump records them)
   uint64_t ghost_limit = 1 << 20;  // deleted open files up to this size are accepted (the dump saves them)
   ProgressFn progress;  // phases of the writer and "scan", "copy"
   // An event queue kept alive across iterations by the caller (`wpckpt

@@ -116,8 +116,9 @@ bool too_big_a_ghost(pid_t pid, int fd, uint64_t ghost_limit, std::string& why) 
   return true;
 }
 
-// Descriptors of deleted files too big to save, and file locks held through any descriptor.
-Result<void> refuse_fds(pid_t pid, std::string_view verb, uint64_t ghost_limit) {
+// Descriptors of deleted files too big to save, and file locks: any without
+// --file-locks, those through other than a file or directory with it.
+Result<void> refuse_fds(pid_t pid, std::string_view verb, uint64_t ghost_limit, bool file_locks) {
   WPCKPT_TRY_ASSIGN(auto fds, numeric_entries(proc(pid, "fd")));
   std::vector<std::string> deleted, locks;
   for (int fd : fds) {
@@ -131,8 +132,9 @@ Result<void> refuse_fds(pid_t pid, std::string_view verb, uint64_t ghost_limit) 
     if (starts_with(*link, "/") && !starts_with(*link, "/memfd:") && ends_with(*link, kDeleted) &&
         too_big_a_ghost(pid, fd, ghost_limit, why))
       deleted.push_back(fmt::format("fd {} ({}): {}", fd, *link, why));
+    const bool lockable = file_locks && starts_with(*link, "/") && !starts_with(*link, "/memfd:");
     auto info = read_text(proc(pid, "fdinfo/" + std::to_string(fd)));
-    if (!info) continue;  // closed meanwhile
+    if (!info || lockable) continue;  // closed meanwhile, or its locks are recorded
     std::istringstream in(*info);
     for (std::string line; std::getline(in, line);) {
       if (!starts_with(line, "lock:")) continue;
@@ -154,7 +156,10 @@ Result<void> refuse_fds(pid_t pid, std::string_view verb, uint64_t ghost_limit) 
   }
   if (!locks.empty()) {
     return refused(verb, fmt::format("process {}: {}", pid, joined(locks)),
-                   "file locks are not restored yet: dump the process when it holds none. Nothing was stopped");
+                   file_locks ? "locks on pipes, sockets and memfds are not restored: dump the process when it holds "
+                                "none. Nothing was stopped"
+                              : "pass --file-locks to dump and restore them (as CRIU), or dump the process when it "
+                                "holds none. Nothing was stopped");
   }
   return ok();
 }
@@ -267,12 +272,13 @@ Result<std::vector<pid_t>> children_of(pid_t pid) {
   return out;
 }
 
-Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb, TargetState state, uint64_t ghost_limit) {
+Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb, TargetState state, uint64_t ghost_limit,
+                                      bool file_locks) {
   WPCKPT_TRY(refuse_seccomp(pid, verb));
   WPCKPT_TRY(refuse_other_namespaces(pid, verb));
   WPCKPT_TRY(refuse_children(pid, verb, state));
   WPCKPT_TRY(refuse_deleted_paths(pid, verb));
-  WPCKPT_TRY(refuse_fds(pid, verb, ghost_limit));
+  WPCKPT_TRY(refuse_fds(pid, verb, ghost_limit, file_locks));
   return refuse_kernel_object_mappings(pid, verb);
 }
 

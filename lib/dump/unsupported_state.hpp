@@ -54,8 +54,10 @@ constexpr uint64_t kDefaultGhostLimit = 1 << 20;
 // `verb` names the command in the error ("pre-dump", "dump"). A descriptor
 // of a deleted regular file is refused only when it is larger than
 // `ghost_limit` (its contents are then saved by the dump: lib/fds/ghost_file.cpp).
+// File locks are refused unless `file_locks` (--file-locks) allows those held
+// through descriptors of files and directories (lib/fds/file_locks.hpp).
 Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb, TargetState state,
-                                      uint64_t ghost_limit = kDefaultGhostLimit);
+                                      uint64_t ghost_limit = kDefaultGhostLimit, bool file_locks = false);
 
 // The children of `pid` (every thread's, zombies included), from
 // /proc/PID/task/*/children, or by a scan of /proc when the kernel lacks that

@@ -33,6 +33,7 @@ struct CaptureOptions {
   bool tcp_established = false;  // --tcp-established: established TCP connections, with TCP repair
   bool ext_unix_sk = false;      // --ext-unix-sk: unix datagram sockets connected to a name outside
   uint64_t ghost_limit = 1 << 20;  // --ghost-limit: contents of deleted open files up to this size are saved
+  bool file_locks = false;         // --file-locks: record file locks (lib/fds/file_locks.hpp)
   bool network_lock = true;        // --network-lock nftables (default) or skip (lib/netlock/network_lock.hpp)
 };
 

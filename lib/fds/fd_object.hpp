@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "lib/fds/file_locks.hpp"
 #include "lib/state/process_state.hpp"
 
 namespace wpckpt::fds {
@@ -71,6 +72,7 @@ struct FdObject {
   int flags = 0;              // open(2)/eventfd/signalfd/timerfd/pipe2 flags, as each kind needs
   uint64_t pos = 0;           // files and memfds: the offset
   bool seek = false;
+  std::vector<FileLock> locks;  // path kinds: flock/OFD ones taken by prepare() (file_locks.hpp)
   // Opened by path (file-like kinds): the recorded file and what it must be.
   state::FileIdentity file;
   mode_t file_type = 0;       // S_IF*; 0 with regular_or_block for "file"

@@ -29,6 +29,10 @@ class PathHandler final : public FdHandler {
 
   Result<void> capture(const FdSource& src, state::FdState& f, CaptureSoFar& so_far) const override {
     f.file = identity_of(src.link, src.st);
+    if (src.options && src.options->file_locks) {
+      WPCKPT_TRY_ASSIGN(auto locks, parse_fd_locks(*src.info));
+      if (!locks.empty()) f.details["locks"] = locks_to_json(locks);
+    }
     if (kind_ == FdKind::Fifo) return capture_pipe_contents(src, f, so_far);
     if (kind_ == FdKind::File && f.file->deleted) return capture_ghost(src, f, so_far);
     if (S_ISCHR(src.st.st_mode)) f.details["rdev"] = {major(src.st.st_rdev), minor(src.st.st_rdev)};
@@ -65,6 +69,7 @@ class PathHandler final : public FdHandler {
     WPCKPT_TRY(detail(f, "replaced", o.replaced_at_dump));
     o.seek = kind_ == FdKind::File;
     o.pos = f.pos;
+    WPCKPT_TRY_ASSIGN(o.locks, locks_from_json(f));
     return ok();
   }
 
@@ -72,6 +77,7 @@ class PathHandler final : public FdHandler {
     if (o.ghost) {
       WPCKPT_TRY_ASSIGN(UniqueFd fd, create_ghost(o));
       if (::lseek(fd.get(), static_cast<off_t>(o.pos), SEEK_SET) < 0) return errno_error("seek", o.file.path);
+      WPCKPT_TRY(take_description_locks(fd.get(), o.locks, "fd " + std::to_string(o.first_fd) + " (" + o.file.path + ")"));
       WPCKPT_TRY_ASSIGN(o.inherit_fd, hold_above(std::move(fd), floor, held, "fd " + std::to_string(o.first_fd)));
       return ok();
     }
@@ -91,6 +97,7 @@ class PathHandler final : public FdHandler {
     WPCKPT_TRY_ASSIGN(UniqueFd fd, std::move(opened));
     if (o.seek && ::lseek(fd.get(), static_cast<off_t>(o.pos), SEEK_SET) < 0 && errno != ESPIPE)
       return errno_error(want.what + ": seek to offset " + std::to_string(o.pos) + " of", o.file.path);
+    WPCKPT_TRY(take_description_locks(fd.get(), o.locks, want.what + " (" + o.file.path + ")"));
     WPCKPT_TRY_ASSIGN(o.inherit_fd, hold_above(std::move(fd), floor, held, want.what));
     return ok();
   }

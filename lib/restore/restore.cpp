@@ -29,6 +29,7 @@
 #include "lib/restore/credentials.hpp"
 #include "lib/restore/lazy_restore.hpp"
 #include "lib/restore/memory_fill.hpp"
+#include "lib/restore/posix_locks.hpp"
 #include "lib/restore/session.hpp"
 #include "lib/restore/spawn.hpp"
 #include "lib/restore/threads.hpp"
@@ -291,6 +292,7 @@ Result<RestoreReport> restore_process(const std::filesystem::path& dir, const Re
   helpers.insert(helpers.end(), proc.sync_fds.begin(), proc.sync_fds.end());
   WPCKPT_TRY_ASSIGN(FillStats fill, rebuild_address_space(*inj, st, *chain, files, helpers, options, report));
   WPCKPT_TRY(restore_session(*inj, st, options.shell_job));
+  WPCKPT_TRY(restore_posix_locks(*inj, st));  // after the helpers' descriptors are closed
   WPCKPT_TRY_ASSIGN(std::vector<pid_t> tids, restore_threads(*inj, st, creds, guard, report.lazy.get()));
 
   // Past this point the process runs: nothing can be undone.

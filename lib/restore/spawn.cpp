@@ -134,6 +134,11 @@ void kill_spawned(SpawnedProcess& proc, const std::vector<pid_t>& traced_threads
   // Our child, or our tracee (detached mode): either way its exit is ours to reap.
   while (waitpid(proc.pid, nullptr, __WALL) < 0 && errno == EINTR) {
   }
+  // Detached, its parent (init or a subreaper) reaps it after us: wait a
+  // little for that, so that the pid is free again when the restore returns
+  // and an immediate retry does not meet it ("in use").
+  const std::string entry = "/proc/" + std::to_string(proc.pid);
+  for (int i = 0; !proc.is_our_child && i < 200 && ::access(entry.c_str(), F_OK) == 0; ++i) ::usleep(10'000);
   proc.hold.reset();
   proc.pid = -1;
 }
