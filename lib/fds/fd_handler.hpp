@@ -5,7 +5,7 @@
 // (create). One file per kind: path_fds.cpp (file, dir, devnull, tty,
 // chardev, fifo), pipe_fd.cpp, eventfd_fd.cpp, epoll_fd.cpp,
 // signalfd_fd.cpp, timerfd_fd.cpp, memfd_fd.cpp, inet_socket_fd.cpp,
-// unix_socket_fd.cpp.
+// unix_socket_fd.cpp, inotify_fd.cpp.
 #pragma once
 
 #include <sys/stat.h>
@@ -114,6 +114,8 @@ state::FileIdentity identity_of(const std::string& link, const struct stat& st);
 // Pipes and FIFOs: pipe_ino, end, and the unread bytes (on the first
 // descriptor of each pipe), read without consuming them.
 Result<void> capture_pipe_contents(const FdSource& src, state::FdState& f, const CaptureSoFar& so_far);
+// O_NONBLOCK on `fd` set or cleared as in the dumped descriptor's `flags`.
+Result<void> set_nonblock_as_dumped(int fd, int flags, const std::string& what);
 // Places `fd` at a number >= floor (close-on-exec) and keeps it in `held`; returns the number.
 Result<int> hold_above(UniqueFd fd, int floor, std::vector<UniqueFd>& held, const std::string& what);
 
@@ -127,5 +129,6 @@ const FdHandler& timerfd_handler();
 const FdHandler& memfd_handler();
 const FdHandler& inet_socket_handler();
 const FdHandler& unix_socket_handler();
+const FdHandler& inotify_handler();
 
 }  // namespace wpckpt::fds

@@ -21,6 +21,13 @@ struct EpollTarget {  // epoll_ctl(ADD) once every descriptor has its number
   uint64_t data = 0;
 };
 
+struct InotifyWatch {  // added again by prepare() (inotify_fd.cpp)
+  int wd = 0;
+  std::string path;
+  uint32_t mask = 0;
+  uint64_t ino = 0;
+};
+
 struct SocketAddress {
   sockaddr_storage addr{};
   socklen_t len = 0;  // 0: none (unbound, unconnected)
@@ -90,6 +97,7 @@ struct FdObject {
   int clockid = 0;            // timerfd
   uint64_t timer[4] = {};     // timerfd: interval sec/nsec, value sec/nsec (relative)
   std::vector<EpollTarget> epoll_targets;
+  std::vector<InotifyWatch> watches;
   SocketPlan socket;
   TcpRepairPlan tcp;
   // Filled in the child: where the created object sits (pipe: [0] read, [1] write).

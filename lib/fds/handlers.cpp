@@ -1,4 +1,5 @@
 // Which handler a kind has, and which kind a live descriptor is.
+#include <fcntl.h>
 #include <fmt/core.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -43,6 +44,7 @@ const FdHandler& handler_for(FdKind kind) {
     case FdKind::Memfd: return memfd_handler();
     case FdKind::InetSocket: return inet_socket_handler();
     case FdKind::UnixSocket: return unix_socket_handler();
+    case FdKind::Inotify: return inotify_handler();
     case FdKind::File:
     case FdKind::Dir:
     case FdKind::DevNull:
@@ -51,6 +53,14 @@ const FdHandler& handler_for(FdKind kind) {
     case FdKind::Fifo: break;
   }
   return path_handler(kind);
+}
+
+Result<void> set_nonblock_as_dumped(int fd, int flags, const std::string& what) {
+  int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0) return errno_error("fcntl(F_GETFL)", what);
+  int want = (flags & O_NONBLOCK) ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
+  if (want != fl && ::fcntl(fd, F_SETFL, want) != 0) return errno_error("fcntl(O_NONBLOCK)", what);
+  return ok();
 }
 
 Result<FdKind> classify(FdSource& src) {
@@ -64,6 +74,7 @@ Result<FdKind> classify(FdSource& src) {
     if (name == "eventpoll") return FdKind::Epoll;
     if (name == "signalfd") return FdKind::Signalfd;
     if (name == "timerfd") return FdKind::Timerfd;
+    if (name == "inotify") return FdKind::Inotify;
     return unsupported(src, name);
   }
   if (starts_with(link, "pipe:")) return FdKind::Pipe;

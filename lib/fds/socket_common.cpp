@@ -103,13 +103,6 @@ std::string hex_of(const char* p, size_t n) {
 
 }  // namespace
 
-Result<void> set_nonblock_as_dumped(int sock, int flags, const std::string& what) {
-  if (!(flags & O_NONBLOCK)) return ok();
-  int fl = ::fcntl(sock, F_GETFL);
-  if (fl < 0 || ::fcntl(sock, F_SETFL, fl | O_NONBLOCK) != 0) return errno_error("fcntl(O_NONBLOCK)", what);
-  return ok();
-}
-
 Result<int> socket_int_option(int sock, int level, int name, const char* what) {
   int value = 0;
   socklen_t len = sizeof value;

@@ -41,8 +41,6 @@ Result<nlohmann::json> changed_options(int sock, int family, int type, int proto
 Result<void> options_from_json(const nlohmann::json& j, std::vector<SocketOption>& out, const std::string& where);
 // Sets them on a new socket (before bind: some only act then).
 Result<void> apply_options(int sock, const std::vector<SocketOption>& opts, const std::string& what);
-// O_NONBLOCK on a new socket when the dumped descriptor's `flags` had it.
-Result<void> set_nonblock_as_dumped(int sock, int flags, const std::string& what);
 // True for options whose non-zero value needs CAP_NET_ADMIN or CAP_NET_RAW.
 bool option_needs_privilege(const SocketOption& o);
 

@@ -90,17 +90,39 @@ Result<void> queue_shared_signals(ptrace::Injector& main_inj, const state::Proce
   return ok();
 }
 
+// The kernel's restart codes (include/linux/errno.h; not in the UAPI headers).
+constexpr long long kErestartNoIntr = -513;
+constexpr long long kErestartRestartBlock = -516;
+
+// A call interrupted with -ERESTART_RESTARTBLOCK whose restart is the call
+// itself with its own arguments (still in rdi, rsi, rdx, r10: the kernel
+// keeps them): poll (its timeout, if any, starts again: later, never a
+// spurious error; tail -f and event loops wait with poll(-1) and treat
+// EINTR as fatal), and the calls with an absolute deadline.
+bool restarts_as_itself(const ptrace::Registers& r) {
+  constexpr int kTimerAbstime = 1, kFutexCmdMask = 0x7f, kFutexWaitBitset = 9;
+  switch (r.orig_rax) {
+    case SYS_poll: return true;
+    case SYS_clock_nanosleep: return (r.rsi & kTimerAbstime) != 0;
+    case SYS_futex: return (r.rsi & kFutexCmdMask) == kFutexWaitBitset;
+    default: return false;
+  }
+}
+
 ptrace::Registers resume_registers(const state::ThreadState& thread) {
-  // Exactly as recorded. A thread frozen inside a system call has orig_rax =
-  // the call and rax = -ERESTART*; every restored thread is detached from a
-  // stop on the kernel's signal path, so the kernel itself decides on the way
+  // As recorded. A thread frozen inside a system call has orig_rax = the
+  // call and rax = -ERESTART*; every restored thread is detached from a stop
+  // on the kernel's signal path, so the kernel itself decides on the way
   // out: restart the call, or return EINTR if a handler runs first (as it
-  // would have without the checkpoint). -ERESTART_RESTARTBLOCK becomes
+  // would have without the checkpoint). -ERESTART_RESTARTBLOCK would become
   // restart_syscall, which in a new thread returns EINTR (the remaining time
-  // of nanosleep & co lived in the old thread).
+  // of nanosleep & co lived in the old thread): the calls that can simply
+  // be issued again are (restarts_as_itself); relative sleeps still see EINTR.
   ptrace::Registers r{};
   static_assert(sizeof r == sizeof thread.regs);
   std::memcpy(&r, &thread.regs, sizeof r);
+  if (static_cast<long long>(r.rax) == kErestartRestartBlock && restarts_as_itself(r))
+    r.rax = static_cast<unsigned long long>(kErestartNoIntr);
   return r;
 }
 

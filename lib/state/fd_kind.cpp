@@ -7,7 +7,7 @@ namespace {
 
 constexpr std::array<const char*, kFdKindCount> kNames = {
     "file", "dir", "devnull", "tty", "chardev", "fifo", "pipe", "eventfd", "epoll", "signalfd", "timerfd", "memfd",
-    "inet_socket", "unix_socket"};
+    "inet_socket", "unix_socket", "inotify"};
 
 }  // namespace
 

@@ -25,8 +25,9 @@ enum class FdKind : uint8_t {
   Memfd,
   InetSocket,  // TCP or UDP over IPv4/IPv6 (lib/fds/inet_socket_fd.cpp)
   UnixSocket,  // AF_UNIX stream, datagram or seqpacket (lib/fds/unix_socket_fd.cpp)
+  Inotify,     // its watches (lib/fds/inotify_fd.cpp)
 };
-inline constexpr int kFdKindCount = 14;
+inline constexpr int kFdKindCount = 15;
 
 const char* fd_kind_name(FdKind kind);
 std::optional<FdKind> fd_kind_from_name(std::string_view name);
