@@ -45,6 +45,7 @@ struct SocketPlan {
   int backlog = 0;
   bool connect = false;               // connect to `peer` (UDP, unix datagram)
   std::vector<SocketOption> options;  // set before bind
+  std::string device;                 // inet: SO_BINDTODEVICE, set right after socket()
   // unix: a socketpair (both ends in the process), the bytes queued at each
   // end, per message for datagram and seqpacket pairs, and whether the
   // second end was already closed (the first reads its data, then EOF).

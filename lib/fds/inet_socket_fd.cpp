@@ -14,6 +14,7 @@
 // not be reproduced).
 #include <fcntl.h>
 #include <fmt/core.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
@@ -150,6 +151,8 @@ class InetSocketHandler final : public FdHandler {
       so_far.repaired.add(std::move(kept_copy));  // in repair mode until the process is gone (tcp_repair.hpp)
     }
     f.details["options"] = std::move(options);
+    WPCKPT_TRY_ASSIGN(std::string device, bound_device(s));
+    if (!device.empty()) f.details["device"] = device;
     return ok();
   }
 
@@ -168,6 +171,9 @@ class InetSocketHandler final : public FdHandler {
     WPCKPT_TRY(address_from_json(f.details.value("local", nlohmann::json::object()), p.family, p.local, where + ".local"));
     WPCKPT_TRY(address_from_json(f.details.value("peer", nlohmann::json::object()), p.family, p.peer, where + ".peer"));
     WPCKPT_TRY(options_from_json(f.details.value("options", nlohmann::json()), p.options, where + ".options"));
+    WPCKPT_TRY(detail(f, "device", p.device));
+    if (p.device.size() >= IFNAMSIZ || p.device.find_first_of("/: ") != std::string::npos)
+      return state::field_error(where + ".device", "is not a network interface name");
     if (st == "listen") {
       if (p.type != SOCK_STREAM) return state::field_error(where + ".state", "is listen for a UDP socket");
       p.listen = true;
@@ -192,6 +198,7 @@ class InetSocketHandler final : public FdHandler {
     WPCKPT_TRY(check_privileges(p, what));
     UniqueFd sock(::socket(p.family, p.type | SOCK_CLOEXEC, p.protocol));
     if (!sock) return errno_error("socket", what);
+    WPCKPT_TRY(bind_to_device(sock.get(), p.device, what));
     if (o.tcp.wanted) {
       WPCKPT_TRY(restore_tcp_connection(sock.get(), p, o.tcp, what));
     } else {

@@ -10,6 +10,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <net/if.h>
+
+#include <algorithm>
 #include <cstring>
 
 #include "lib/state/json_fields.hpp"
@@ -27,7 +30,8 @@ constexpr int kNever = INT32_MAX;
 
 // The int options a dump records when they differ from a fresh socket's.
 // Not recorded (and said in wpckpt-dump(1)): multicast memberships,
-// SO_BINDTODEVICE and attached socket filters (refused by the capture).
+// and attached socket filters (refused by the capture). SO_BINDTODEVICE is
+// recorded apart (a name: bound_device()).
 constexpr KnownOption kOptions[] = {
     {SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR", kNever},
     {SOL_SOCKET, SO_REUSEPORT, "SO_REUSEPORT", kNever},
@@ -36,6 +40,7 @@ constexpr KnownOption kOptions[] = {
     {SOL_SOCKET, SO_OOBINLINE, "SO_OOBINLINE", kNever},
     {SOL_SOCKET, SO_DONTROUTE, "SO_DONTROUTE", kNever},
     {SOL_SOCKET, SO_PRIORITY, "SO_PRIORITY", 6},
+    {SOL_SOCKET, SO_LINGER, "SO_LINGER", kNever},  // a struct linger: read_option()
     {SOL_SOCKET, SO_MARK, "SO_MARK", 0},
     {SOL_SOCKET, SO_RCVLOWAT, "SO_RCVLOWAT", kNever},
     {SOL_SOCKET, SO_PASSCRED, "SO_PASSCRED", kNever},
@@ -89,6 +94,16 @@ bool applies(const KnownOption& k, int family, int type, int protocol) {
   if (k.level == IPPROTO_IP) return family == AF_INET;
   if (k.level == IPPROTO_IPV6) return family == AF_INET6;
   return true;
+}
+
+// An option's value as the table records it. SO_LINGER is a struct
+// linger: its timeout in seconds when on, -1 when off.
+Result<int> read_option(int sock, const KnownOption& k) {
+  if (k.level != SOL_SOCKET || k.name != SO_LINGER) return socket_int_option(sock, k.level, k.name, k.label);
+  linger l{};
+  socklen_t len = sizeof l;
+  if (::getsockopt(sock, SOL_SOCKET, SO_LINGER, &l, &len) != 0) return errno_error("getsockopt", k.label);
+  return l.l_onoff ? l.l_linger : -1;
 }
 
 const KnownOption* find_option(int level, int name) {
@@ -198,8 +213,8 @@ Result<nlohmann::json> changed_options(int sock, int family, int type, int proto
   nlohmann::json out = nlohmann::json::array();
   for (const auto& k : kOptions) {
     if (!applies(k, family, type, protocol)) continue;
-    auto now = socket_int_option(sock, k.level, k.name, k.label);
-    auto base = socket_int_option(fresh.get(), k.level, k.name, k.label);
+    auto now = read_option(sock, k);
+    auto base = read_option(fresh.get(), k);
     if (!now || !base || *now == *base) continue;  // not supported by this kind of socket, or unchanged
     out.push_back({k.level, k.name, *now});
   }
@@ -230,7 +245,10 @@ Result<void> apply_options(int sock, const std::vector<SocketOption>& opts, cons
     const KnownOption* k = find_option(o.level, o.name);
     // The kernel doubles a buffer size it is given (socket(7)): give it half.
     int value = (o.level == SOL_SOCKET && (o.name == SO_RCVBUF || o.name == SO_SNDBUF)) ? o.value / 2 : o.value;
-    if (::setsockopt(sock, o.level, o.name, &value, sizeof value) != 0)
+    linger l{o.value >= 0 ? 1 : 0, o.value >= 0 ? o.value : 0};
+    const bool is_linger = o.level == SOL_SOCKET && o.name == SO_LINGER;
+    if (is_linger ? ::setsockopt(sock, SOL_SOCKET, SO_LINGER, &l, sizeof l) != 0
+                  : ::setsockopt(sock, o.level, o.name, &value, sizeof value) != 0)
       return errno_error(fmt::format("setsockopt({}={})", k ? k->label : "?", o.value), what);
   }
   return ok();
@@ -239,6 +257,22 @@ Result<void> apply_options(int sock, const std::vector<SocketOption>& opts, cons
 bool option_needs_privilege(const SocketOption& o) {
   const KnownOption* k = find_option(o.level, o.name);
   return k && o.value > k->needs_privilege_above;
+}
+
+Result<std::string> bound_device(int sock) {
+  char name[IFNAMSIZ + 1] = {};
+  socklen_t len = IFNAMSIZ;
+  if (::getsockopt(sock, SOL_SOCKET, SO_BINDTODEVICE, name, &len) != 0) return errno_error("getsockopt", "SO_BINDTODEVICE");
+  return std::string(name, strnlen(name, std::min<size_t>(len, IFNAMSIZ)));
+}
+
+Result<void> bind_to_device(int sock, const std::string& device, const std::string& what) {
+  if (device.empty()) return ok();
+  WPCKPT_TRY(require_root_owner(what, "SO_BINDTODEVICE " + device + " needs CAP_NET_RAW"));
+  if (::setsockopt(sock, SOL_SOCKET, SO_BINDTODEVICE, device.c_str(), static_cast<socklen_t>(device.size())) != 0)
+    return errno_error("setsockopt(SO_BINDTODEVICE=" + device + ")", what)
+        .with_hint("the network interface the socket was bound to must exist where it is restored");
+  return ok();
 }
 
 uid_t current_owner_uid() { return static_cast<uid_t>(::setfsuid(static_cast<uid_t>(-1))); }

@@ -41,6 +41,10 @@ Result<nlohmann::json> changed_options(int sock, int family, int type, int proto
 Result<void> options_from_json(const nlohmann::json& j, std::vector<SocketOption>& out, const std::string& where);
 // Sets them on a new socket (before bind: some only act then).
 Result<void> apply_options(int sock, const std::vector<SocketOption>& opts, const std::string& what);
+// SO_BINDTODEVICE: the interface a socket is bound to ("" for none); set on
+// a new socket (root-owned images only: it needs CAP_NET_RAW).
+Result<std::string> bound_device(int sock);
+Result<void> bind_to_device(int sock, const std::string& device, const std::string& what);
 // True for options whose non-zero value needs CAP_NET_ADMIN or CAP_NET_RAW.
 bool option_needs_privilege(const SocketOption& o);
 

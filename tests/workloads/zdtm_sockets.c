@@ -92,6 +92,10 @@ int main(int argc, char** argv) {
   struct sockaddr_storage a4, a6;
   socklen_t l4, l6;
   int t4 = tcp_listener(AF_INET, &a4, &l4), t6 = tcp_listener(AF_INET6, &a6, &l6);
+  /* A lingering close and a bound interface: kept by the restore. */
+  struct linger lin = {1, 7};
+  setsockopt(t4, SOL_SOCKET, SO_LINGER, &lin, sizeof lin);
+  setsockopt(t4, SOL_SOCKET, SO_BINDTODEVICE, "lo", 2);
   if (t4 < 0 || t6 < 0) return 2;
 
   int u1 = socket(AF_INET, SOCK_DGRAM, 0), u2 = socket(AF_INET, SOCK_DGRAM, 0);
@@ -151,6 +155,14 @@ int main(int argc, char** argv) {
   CHECK(one == 1, "IPV6_V6ONLY kept");
   getsockopt(t4, SOL_SOCKET, SO_REUSEADDR, &one, &ol);
   CHECK(one == 1, "SO_REUSEADDR kept");
+  struct linger kept = {0, 0};
+  socklen_t kl = sizeof kept;
+  getsockopt(t4, SOL_SOCKET, SO_LINGER, &kept, &kl);
+  CHECK(kept.l_onoff == 1 && kept.l_linger == 7, "SO_LINGER kept");
+  char dev[16] = "";
+  socklen_t dl = sizeof dev;
+  getsockopt(t4, SOL_SOCKET, SO_BINDTODEVICE, dev, &dl);
+  CHECK(strcmp(dev, "lo") == 0, "SO_BINDTODEVICE kept");
 
   CHECK(write(u1, "udp!", 4) == 4 && read_exact(u2, "udp!"), "udp u1 -> u2");
   CHECK(write(u2, "back", 4) == 4 && read_exact(u1, "back"), "udp u2 -> u1");
