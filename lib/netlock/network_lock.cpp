@@ -139,6 +139,14 @@ void NetworkLock::release() {
 
 void NetworkLock::disarm() { locked_ = false; }
 
+Result<void> probe() {
+  WPCKPT_TRY_ASSIGN(CtxPtr ctx, context_in_netns_of(::getpid()));
+  nft_ctx_set_dry_run(ctx.get(), true);
+  if (nft_run_cmd_from_buffer(ctx.get(), "add table inet wpckpt_lock_probe\n") != 0)
+    return nft_error(ctx.get(), "dry run of a network lock");
+  return ok();
+}
+
 Result<bool> unlock(pid_t dumped_pid) {
   WPCKPT_TRY_ASSIGN(CtxPtr ctx, context_in_netns_of(::getpid()));
   const std::string table = table_name(dumped_pid);

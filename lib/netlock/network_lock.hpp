@@ -54,6 +54,10 @@ class NetworkLock {
   std::unique_ptr<nft_ctx, void (*)(nft_ctx*)> ctx_;
 };
 
+// `check`: whether this process could lock connections here (a dry run of
+// the table the lock makes: nothing is added).
+Result<void> probe();
+
 // Restore: removes the lock a dump of `dumped_pid` left in this network
 // namespace; false when there was none (--network-lock skip, or removed).
 Result<bool> unlock(pid_t dumped_pid);

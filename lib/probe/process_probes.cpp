@@ -20,6 +20,7 @@
 #include "lib/base/parse_number.hpp"
 #include "lib/base/uapi/process.hpp"
 #include "lib/base/unique_fd.hpp"
+#include "lib/netlock/network_lock.hpp"
 #include "lib/probe/capabilities.hpp"
 
 namespace wpckpt::probe {
@@ -224,6 +225,27 @@ std::vector<FeatureProbe> process_probes() {
                     false, [] {
                       long rc = syscall(SYS_prctl, kPrTimerCreateRestoreIds, kPrTimerCreateRestoreIdsGet, 0, 0, 0);
                       return outcome_of(rc, "prctl(PR_TIMER_CREATE_RESTORE_IDS)");
+                    }});
+  probes.push_back({"network_lock", "nftables for --network-lock (a dry run: nothing is added)",
+                    "dump --tcp-established needs --network-lock skip: a peer that sends between dump and restore "
+                    "gets a reset",
+                    false, [] {
+                      auto r = netlock::probe();
+                      return r ? ProbeOutcome{true, "ok"} : ProbeOutcome{false, r.error().message()};
+                    }});
+  probes.push_back({"open_by_handle_at", "open_by_handle_at(2): a file by its handle (CAP_DAC_READ_SEARCH)",
+                    "dump refuses a process with inotify watches: it cannot name the watched files", false, [] {
+                      std::vector<char> buf(sizeof(file_handle) + MAX_HANDLE_SZ);
+                      auto* fh = reinterpret_cast<file_handle*>(buf.data());
+                      fh->handle_bytes = MAX_HANDLE_SZ;
+                      int mount_id = 0;
+                      if (name_to_handle_at(AT_FDCWD, "/", fh, &mount_id, 0) != 0)
+                        return ProbeOutcome{false, errno_text("name_to_handle_at /", errno)};
+                      UniqueFd root(::open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+                      long fd = open_by_handle_at(root.get(), fh, O_PATH | O_CLOEXEC);
+                      ProbeOutcome o = outcome_of(fd, "open_by_handle_at");
+                      if (fd >= 0) close(static_cast<int>(fd));
+                      return o;
                     }});
   probes.push_back({"bpf_prog_load", "loading a BPF program (socket filter)",
                     "nothing by itself: the BPF event queue is feature bpf_fault_events", false,
