@@ -148,6 +148,14 @@ Result<void> map_one(ptrace::Injector& inj, const state::Mapping& m, const Mappi
     } else {
       return make_error(ENOENT, "map", ctx + ": the file was not opened").with_hint("this is a wpckpt bug");
     }
+  } else if (m.file && m.shared && m.kind == MemoryKind::Shmem) {
+    // A memfd the process holds open: the descriptor's file (made before the
+    // mappings, with the same contents), not a second shared area.
+    auto it = files.memfd_by_inode.find({m.file->dev, m.file->inode});
+    if (it != files.memfd_by_inode.end()) {
+      fd = it->second;
+      anonymous = false;
+    }
   }
   uint64_t offset = anonymous ? 0 : m.file_offset;
   WPCKPT_TRY_ASSIGN(long got, inj.checked_syscall("mmap", ctx, SYS_mmap, m.start, m.end - m.start, m.prot,

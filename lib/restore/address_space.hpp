@@ -34,6 +34,10 @@ Result<uint64_t> pick_scratch_address(pid_t pid, const state::ProcessState& stat
 struct MappingFiles {
   std::map<std::string, int> by_path;
   int exe_fd = -1;
+  // Memfds the process also holds open, by (device, inode): their shared
+  // mappings map that descriptor, so the mapping and the descriptor stay one
+  // object (a write through one is seen through the other).
+  std::map<std::pair<uint64_t, uint64_t>, int> memfd_by_inode;
 };
 
 // Unmaps the child's own memory, moves the vdso group, maps every recorded mapping.

@@ -82,6 +82,8 @@ Result<MappingFiles> open_mapping_files(const state::ProcessState& st, ChildPlan
     }
     WPCKPT_TRY_ASSIGN(files.by_path[path], place(fd->release()));
   }
+  for (const auto& f : st.fds)
+    if (f.kind == state::FdKind::Memfd && f.file) files.memfd_by_inode.emplace(std::pair{f.file->dev, f.file->inode}, f.fd);
   if (!st.mm.exe_path.empty()) {
     state::FileIdentity exe{st.mm.exe_path, st.mm.exe_dev, st.mm.exe_inode, 0, 0, false};
     RecordedFile want;

@@ -1,7 +1,8 @@
 /* zdtm-style: descriptors and mapped files. DATA.log opened with
  * O_CREAT|O_TRUNC and written ("before dump"), a second descriptor at offset
  * 6 of DATA, a pipe with unread bytes, an eventfd, DATA mapped shared and
- * private (the private copy modified), cwd and umask set. Prints READY,
+ * private (the private copy modified), a memfd both open and mapped shared
+ * (one object after the restore too), cwd and umask set. Prints READY,
  * waits for SIGUSR1 (after restore) and checks all of it. Usage: zdtm_files DATA */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -37,6 +38,10 @@ int main(int argc, char** argv) {
   char* priv = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE, data, 0);
   priv[0] = 'J';  /* a private copy: the file keeps 'h' */
   shared[4096] = 'S';
+  int mfd = memfd_create("zdtm", 0);
+  ftruncate(mfd, 4096);
+  char* mem = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+  strcpy(mem, "memfd");
   char dir[4096];
   snprintf(dir, sizeof dir, "%s", argv[1]);
   *strrchr(dir, '/') = 0;
@@ -67,6 +72,9 @@ int main(int argc, char** argv) {
   shared[1] = 'E';  /* still the file: visible through pread */
   char c = 0;
   if (pread(data, &c, 1, 1) != 1 || c != 'E') ok = 0, printf("FAIL shared mapping not the file\n");
+  if (pwrite(mfd, "via-fd", 6, 0) != 6 || memcmp(mem, "via-fd", 6) != 0) ok = 0, printf("FAIL memfd mapping apart from its fd\n");
+  mem[0] = 'M';
+  if (pread(mfd, &c, 1, 0) != 1 || c != 'M') ok = 0, printf("FAIL memfd fd apart from its mapping\n");
   if (write(logfd, "after restore\n", 14) != 14) ok = 0, printf("FAIL log write\n");
   char cwd[4096];
   if (!getcwd(cwd, sizeof cwd) || strcmp(cwd, dir) != 0) ok = 0, printf("FAIL cwd\n");
