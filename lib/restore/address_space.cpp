@@ -136,6 +136,13 @@ int mmap_flags(const state::Mapping& m, bool anonymous) {
   return flags;
 }
 
+// Shared memory the image fills but the process maps read-only: the fill
+// cannot write it (the kernel refuses a forced write to a shared mapping),
+// so it is mapped writable and finish_mm() gives it its protection back.
+bool widened_for_fill(const state::Mapping& m) {
+  return m.shared && m.kind == MemoryKind::Shmem && !(m.prot & PROT_WRITE) && has_flag(m, "mw");
+}
+
 Result<void> map_one(ptrace::Injector& inj, const state::Mapping& m, const MappingFiles& files) {
   std::string ctx = hex_range(m.start, m.end) + (m.name.empty() ? "" : " " + m.name);
   int fd = -1;
@@ -158,7 +165,8 @@ Result<void> map_one(ptrace::Injector& inj, const state::Mapping& m, const Mappi
     }
   }
   uint64_t offset = anonymous ? 0 : m.file_offset;
-  WPCKPT_TRY_ASSIGN(long got, inj.checked_syscall("mmap", ctx, SYS_mmap, m.start, m.end - m.start, m.prot,
+  const uint32_t prot = m.prot | (widened_for_fill(m) ? PROT_WRITE : 0);
+  WPCKPT_TRY_ASSIGN(long got, inj.checked_syscall("mmap", ctx, SYS_mmap, m.start, m.end - m.start, prot,
                                    static_cast<uint64_t>(mmap_flags(m, anonymous)), static_cast<uint64_t>(fd), offset));
   if (static_cast<uint64_t>(got) != m.start) return make_error(EFAULT, "mmap", ctx + ": placed elsewhere");
   struct {
@@ -171,6 +179,47 @@ Result<void> map_one(ptrace::Injector& inj, const state::Mapping& m, const Mappi
     WPCKPT_TRY(inj.checked_syscall("madvise", ctx, SYS_madvise, m.start, m.end - m.start, static_cast<uint64_t>(a.advice)));
   }
   return ok();
+}
+
+// Shared memory without an open descriptor that is mapped more than once
+// at overlapping offsets (a JIT's double mapping of one memfd, closed since)
+// must stay one object, or a write through one address would not show
+// through the other: a memfd made inside the process per such file, sized
+// to its mappings; map_one maps them from it (files.memfd_by_inode). The
+// returned descriptors are closed once everything is mapped.
+Result<std::vector<int>> make_aliased_shmem(ptrace::Injector& inj, const std::vector<state::Mapping>& mappings,
+                                            MappingFiles& files) {
+  std::map<std::pair<uint64_t, uint64_t>, std::vector<const state::Mapping*>> groups;
+  for (const auto& m : mappings)
+    if (m.file && m.shared && m.kind == MemoryKind::Shmem && !files.memfd_by_inode.count({m.file->dev, m.file->inode}))
+      groups[{m.file->dev, m.file->inode}].push_back(&m);
+  std::vector<int> made;
+  for (const auto& [key, group] : groups) {
+    bool aliased = false;
+    uint64_t size = 0;
+    for (size_t i = 0; i < group.size(); ++i) {
+      const uint64_t a = group[i]->file_offset, a_end = a + (group[i]->end - group[i]->start);
+      size = std::max(size, a_end);
+      for (size_t j = i + 1; j < group.size(); ++j) {
+        const uint64_t b = group[j]->file_offset, b_end = b + (group[j]->end - group[j]->start);
+        aliased = aliased || (a < b_end && b < a_end);
+      }
+    }
+    if (!aliased) continue;
+    const std::string ctx = "shared memory mapped twice (" + group.front()->name + ")";
+    // The memfd's own name where it had one, as /proc/PID/maps shows it.
+    std::string name = group.front()->name, prefix = "/memfd:", suffix = " (deleted)";
+    name = name.rfind(prefix, 0) == 0 && name.size() >= prefix.size() + suffix.size() &&
+                   name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0
+               ? name.substr(prefix.size(), std::min<size_t>(name.size() - prefix.size() - suffix.size(), 240))
+               : "wpckpt-shared";
+    WPCKPT_TRY(inj.write(inj.data(), name.c_str(), name.size() + 1));
+    WPCKPT_TRY_ASSIGN(long fd, inj.checked_syscall("memfd_create", ctx, SYS_memfd_create, inj.data(), MFD_CLOEXEC));
+    made.push_back(static_cast<int>(fd));
+    WPCKPT_TRY(inj.checked_syscall("ftruncate", ctx, SYS_ftruncate, static_cast<uint64_t>(fd), size));
+    files.memfd_by_inode[key] = static_cast<int>(fd);
+  }
+  return made;
 }
 
 }  // namespace
@@ -188,12 +237,19 @@ Result<void> build_mappings(ptrace::Injector& inj, const state::ProcessState& st
     WPCKPT_TRY_ASSIGN(uint64_t site, vdso_syscall_site(state));
     inj.set_syscall_site(site);
   }
-  for (const auto& m : regular_mappings(state)) WPCKPT_TRY(map_one(inj, m, files));
+  const std::vector<state::Mapping> mappings = regular_mappings(state);
+  MappingFiles with_aliases = files;
+  WPCKPT_TRY_ASSIGN(std::vector<int> aliases, make_aliased_shmem(inj, mappings, with_aliases));
+  for (const auto& m : mappings) WPCKPT_TRY(map_one(inj, m, with_aliases));
+  for (int fd : aliases) WPCKPT_TRY(inj.checked_syscall("close", "shared memory descriptor", SYS_close, static_cast<uint64_t>(fd)));
   return ok();
 }
 
 Result<void> finish_mm(ptrace::Injector& inj, const state::ProcessState& state, const MappingFiles& files) {
   for (const auto& m : state.mappings) {
+    if (widened_for_fill(m))
+      WPCKPT_TRY(inj.checked_syscall("mprotect", hex_range(m.start, m.end) + " back to its protection", SYS_mprotect,
+                                     m.start, m.end - m.start, m.prot));
     for (const auto& [gs, ge] : m.guards) {
       WPCKPT_TRY(inj.checked_syscall("install guard region", hex_range(gs, ge), SYS_madvise, gs, ge - gs, uapi::kMadvGuardInstall));
     }

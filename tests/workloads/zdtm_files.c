@@ -2,7 +2,8 @@
  * O_CREAT|O_TRUNC and written ("before dump"), a second descriptor at offset
  * 6 of DATA, a pipe with unread bytes, an eventfd, DATA mapped shared and
  * private (the private copy modified), a memfd both open and mapped shared
- * (one object after the restore too), cwd and umask set. Prints READY,
+ * (one object after the restore too), a memfd mapped twice with its fd
+ * closed (a JIT's double mapping: still one object), cwd and umask set. Prints READY,
  * waits for SIGUSR1 (after restore) and checks all of it. Usage: zdtm_files DATA */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -42,6 +43,13 @@ int main(int argc, char** argv) {
   ftruncate(mfd, 4096);
   char* mem = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
   strcpy(mem, "memfd");
+  /* A JIT's double mapping: one memfd at two addresses, its fd closed. */
+  int jfd = memfd_create("jit", 0);
+  ftruncate(jfd, 8192);
+  char* rw = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, jfd, 0);
+  char* ro = mmap(NULL, 4096, PROT_READ, MAP_SHARED, jfd, 4096);
+  close(jfd);
+  strcpy(rw + 4096, "code");
   char dir[4096];
   snprintf(dir, sizeof dir, "%s", argv[1]);
   *strrchr(dir, '/') = 0;
@@ -74,6 +82,9 @@ int main(int argc, char** argv) {
   if (pread(data, &c, 1, 1) != 1 || c != 'E') ok = 0, printf("FAIL shared mapping not the file\n");
   if (pwrite(mfd, "via-fd", 6, 0) != 6 || memcmp(mem, "via-fd", 6) != 0) ok = 0, printf("FAIL memfd mapping apart from its fd\n");
   mem[0] = 'M';
+  if (memcmp(ro, "code", 4) != 0) ok = 0, printf("FAIL double mapping contents\n");
+  rw[4096] = 'C';
+  if (ro[0] != 'C') ok = 0, printf("FAIL double mapping apart\n");
   if (pread(mfd, &c, 1, 0) != 1 || c != 'M') ok = 0, printf("FAIL memfd fd apart from its mapping\n");
   if (write(logfd, "after restore\n", 14) != 14) ok = 0, printf("FAIL log write\n");
   char cwd[4096];
