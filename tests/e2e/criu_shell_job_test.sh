@@ -4,15 +4,10 @@
 # restore is refused before anything runs, instead of silently handing the
 # process a file. zdtm_counter (no threads) runs with a pty as stdin.
 # Every process started here is killed by pid when the test ends.
-set -u
-support=$(cd "$(dirname "$0")/../support" && pwd)
-W=${WPCKPT:?}
+source "$(dirname "$0")/../support/e2e_preamble.sh"
 WORKLOADS=${WPCKPT_WORKLOAD_DIR:?}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp" || exit 1
 
-PYTHONPATH="$support" python3 - "$W" "$WORKLOADS/zdtm_counter" <<'PY'
+PYTHONPATH="$SUPPORT" python3 - "$W" "$WORKLOADS/zdtm_counter" <<'PY'
 import os, signal, subprocess, sys, time
 
 from e2e_support import fail, kill_ours, ours, wait_for, show_on_failure

@@ -10,14 +10,9 @@
 # of the locks fails, says why, and leaves nothing running; once the lock is
 # released the same image restores. Every process started here is killed by
 # pid when the test ends.
-set -u
-support=$(cd "$(dirname "$0")/../support" && pwd)
-W=${WPCKPT:?}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp" || exit 1
+source "$(dirname "$0")/../support/e2e_preamble.sh"
 
-PYTHONPATH="$support" python3 - "$W" <<'PY'
+PYTHONPATH="$SUPPORT" python3 - "$W" <<'PY'
 import fcntl, json, os, struct, subprocess, sys, time
 
 from e2e_support import fail, kill_ours, ours, wait_for

@@ -6,19 +6,11 @@
 # would) finishes the query with the answer of an uninterrupted run. Below
 # the limit the dump refuses it by name
 # and the process runs on. Every process started here is killed by pid.
-set -u
-support=$(cd "$(dirname "$0")/../support" && pwd)
-W=${WPCKPT:?}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp" || exit 1
+source "$(dirname "$0")/../support/e2e_preamble.sh"
 mkdir -p img
-if ! command -v sqlite3 >/dev/null; then
-  echo "FAIL: sqlite3 is not installed (setup.sh installs it)"
-  exit 1
-fi
+need sqlite3
 
-PYTHONPATH="$support" python3 - "$W" <<'PY'
+PYTHONPATH="$SUPPORT" python3 - "$W" <<'PY'
 import json, os, signal, subprocess, sys, time
 
 from e2e_support import fail, kill_ours, ours, wait_for

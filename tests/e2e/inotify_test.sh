@@ -7,17 +7,12 @@
 # a gap); after the restore it reads the events of new writes with the same
 # descriptors as an uninterrupted run. Every process started here is killed
 # by pid when the test ends.
-set -u
-support=$(cd "$(dirname "$0")/../support" && pwd)
-W=${WPCKPT:?}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp" || exit 1
+source "$(dirname "$0")/../support/e2e_preamble.sh"
 
-PYTHONPATH="$support" python3 - "$W" <<'PY'
+PYTHONPATH="$SUPPORT" python3 - "$W" <<'PY'
 import json, os, subprocess, sys, time
 
-from e2e_support import fail, kill_ours, ours, wait_for
+from e2e_support import fail, kill_ours, ours, wait_for, wpckpt
 
 W = sys.argv[1]
 D = os.getcwd()
@@ -52,12 +47,6 @@ while len(seen) < 3:
 print("EVENTS", sorted(set(seen)), flush=True)
 '''
 
-
-def wpckpt(*args):
-    r = subprocess.run([W, *args], capture_output=True, text=True)
-    if r.returncode != 0:
-        fail(f"wpckpt {' '.join(args)} exited {r.returncode}: {r.stdout} {r.stderr}")
-    return r
 
 
 def checkpoint_and_restore(proc, tag):

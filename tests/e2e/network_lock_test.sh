@@ -8,32 +8,16 @@
 # --network-lock skip the host answers the same packet with a reset.
 # Runs in a network namespace of its own (loopback only); every process
 # started here is killed by pid when the test ends.
-set -u
-support=$(cd "$(dirname "$0")/../support" && pwd)
-W=${WPCKPT:?}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp" || exit 1
-for prog in redis-server nft unshare ip; do
-  if ! command -v $prog >/dev/null; then
-    echo "FAIL: $prog is not installed (setup.sh installs it)"
-    exit 1
-  fi
-done
+source "$(dirname "$0")/../support/e2e_preamble.sh"
+need redis-server nft unshare ip
 
-PYTHONPATH="$support" unshare --net sh -c 'ip link set lo up && exec python3 - "$@"' sh "$W" <<'PY'
+PYTHONPATH="$SUPPORT" unshare --net sh -c 'ip link set lo up && exec python3 - "$@"' sh "$W" <<'PY'
 import json, os, socket, subprocess, sys, time
 
-from e2e_support import fail, free_port, kill_ours, ours, wait_for
+from e2e_support import fail, free_port, kill_ours, ours, wait_for, wpckpt
 
 W = sys.argv[1]
 
-
-def wpckpt(*args):
-    r = subprocess.run([W, *args], capture_output=True, text=True)
-    if r.returncode != 0:
-        fail(f"wpckpt {' '.join(args)} exited {r.returncode}: {r.stderr}")
-    return r
 
 
 def lock_table_exists(pid):

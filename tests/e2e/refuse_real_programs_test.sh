@@ -6,14 +6,9 @@
 # exit non-zero naming the child or the file, leave no image directory, and
 # the program must finish with the output of an uninterrupted run.
 # Every process started here is killed by pid when the test ends.
-set -u
-support=$(cd "$(dirname "$0")/../support" && pwd)
-W=${WPCKPT:?}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp" || exit 1
+source "$(dirname "$0")/../support/e2e_preamble.sh"
 
-PYTHONPATH="$support" python3 - "$W" <<'PY'
+PYTHONPATH="$SUPPORT" python3 - "$W" <<'PY'
 import gzip, os, shutil, signal, subprocess, sys, time
 
 from e2e_support import fail, kill_ours, ours, wait_for

@@ -9,33 +9,17 @@
 # Prints the frozen time and image sizes of the redis case against its RSS.
 # Runs in a network namespace of its own (loopback only: the dump's network
 # lock goes there). Every process started here is killed by pid when the test ends.
-set -u
-support=$(cd "$(dirname "$0")/../support" && pwd)
-W=${WPCKPT:?}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp" || exit 1
+source "$(dirname "$0")/../support/e2e_preamble.sh"
 mkdir -p img web mc
-for prog in redis-server memcached; do
-  if ! command -v $prog >/dev/null; then
-    echo "FAIL: $prog is not installed (setup.sh installs it)"
-    exit 1
-  fi
-done
+need redis-server memcached
 
-PYTHONPATH="$support" unshare --net sh -c 'ip link set lo up && exec python3 - "$@"' sh "$W" <<'PY'
+PYTHONPATH="$SUPPORT" unshare --net sh -c 'ip link set lo up && exec python3 - "$@"' sh "$W" <<'PY'
 import json, os, signal, socket, subprocess, sys, time, urllib.request
 
-from e2e_support import fail, free_port, kill_ours, ours, wait_for
+from e2e_support import fail, free_port, kill_ours, ours, wait_for, wpckpt
 
 W = sys.argv[1]
 
-
-def wpckpt(*args):
-    r = subprocess.run([W, *args], capture_output=True, text=True, timeout=300)
-    if r.returncode != 0:
-        fail(f"wpckpt {' '.join(args)} exited {r.returncode}: {r.stderr}")
-    return r
 
 
 class Redis:

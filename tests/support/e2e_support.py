@@ -4,6 +4,7 @@ with a message, and waiting for a condition."""
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 
@@ -43,3 +44,11 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def wpckpt(*args, timeout=300):
+    """Runs the wpckpt under test (ctest's WPCKPT); fails the test when it fails."""
+    r = subprocess.run([os.environ["WPCKPT"], *args], capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        fail(f"wpckpt {' '.join(args)} exited {r.returncode}: {r.stdout} {r.stderr}")
+    return r
