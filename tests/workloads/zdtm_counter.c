@@ -21,10 +21,21 @@ static uint64_t counters[64], total;
 static volatile sig_atomic_t got_usr1;
 static volatile int stop;
 
+/* Only a flag: pthread_cond_broadcast here deadlocked when the signal landed
+ * on a worker inside its own broadcast (kill() may pick any thread; after a
+ * restore it sometimes did). The workers block SIGUSR1 and main waits with a
+ * timeout, so the flag is seen whatever happens to the condvar. */
 static void on_usr1(int sig) {
   (void)sig;
   got_usr1 = 1;
-  pthread_cond_broadcast(&ticked); /* not async-signal-safe in theory; the waiter re-checks anyway */
+}
+
+static void wait_tick(void) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_nsec += 10 * 1000 * 1000;
+  if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
+  pthread_cond_timedwait(&ticked, &lock, &until);
 }
 
 static void* worker(void* arg) {
@@ -59,12 +70,17 @@ int main(int argc, char** argv) {
   sa.sa_handler = on_usr1;
   sigaction(SIGUSR1, &sa, NULL);
   pthread_t tids[64];
+  sigset_t usr1, was;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &usr1, &was); /* inherited by the workers */
   for (int i = 0; i < threads; i++) {
     char name[16];
     pthread_create(&tids[i], NULL, worker, (void*)(intptr_t)i);
     snprintf(name, sizeof name, "worker-%d", i);
     pthread_setname_np(tids[i], name);
   }
+  pthread_sigmask(SIG_SETMASK, &was, NULL);
   printf("READY %d\n", getpid());
   fflush(stdout);
   if (threads == 0) {
@@ -78,14 +94,14 @@ int main(int argc, char** argv) {
     uint64_t seen = 0;
     while (!got_usr1) {
       pthread_mutex_lock(&lock);
-      if (total == seen) pthread_cond_wait(&ticked, &lock);
+      if (total == seen) wait_tick();
       seen = total;
       pthread_mutex_unlock(&lock);
     }
     /* Restored: the workers must still make progress. */
     pthread_mutex_lock(&lock);
     uint64_t at_signal = total;
-    while (total < at_signal + 1000) pthread_cond_wait(&ticked, &lock);
+    while (total < at_signal + 1000) wait_tick();
     pthread_mutex_unlock(&lock);
   }
   int names_ok = 1;
