@@ -17,6 +17,7 @@
 #include "cli/progress.hpp"
 #include "lib/dump/attach_json.hpp"
 #include "lib/dump/dump.hpp"
+#include "lib/dump/pre_copy_dump.hpp"
 
 namespace wpckpt::cli {
 namespace {
@@ -26,6 +27,7 @@ struct DumpOptions {
   bool tcp_established = false, ext_unix_sk = false;
   uint64_t ghost_limit = 1 << 20;
   bool file_locks = false;
+  bool pre_copy = false;
   int pid = 0;
   std::string images_dir, prev_images_dir;
   int compress_level = 1;
@@ -49,7 +51,8 @@ void print_text(const dump::DumpReport& r, const DumpOptions& opts) {
               r.left_running ? "the process runs on" : "the process was killed after the commit");
   print_attach_line(r.attach, opts.pid);
   std::printf("  state: %zu threads, %zu mappings, %zu file descriptors\n", r.threads, r.mappings, r.fds);
-  std::printf("  pages: %llu scanned, %llu written, %llu left to the parent%s\n",
+  std::printf(opts.pre_copy ? "  pages: %llu scanned, %llu written while frozen, %llu from the pre-copy%s\n"
+                            : "  pages: %llu scanned, %llu written, %llu left to the parent%s\n",
               static_cast<unsigned long long>(r.pages_scanned), static_cast<unsigned long long>(r.pages_written),
               static_cast<unsigned long long>(r.pages_skipped_parent),
               r.capture.incremental ? "" : (" (whole: " + r.capture.whole_reason + ")").c_str());
@@ -80,7 +83,8 @@ int run_dump(const DumpOptions& opts) {
   req.compress_level = opts.compress_level;
   req.progress = bar.callback();
   req.cancel = &g_cancel;
-  auto report = dump::dump_process(req);
+  dump::PreCopyStats pre_copy;
+  auto report = opts.pre_copy ? dump::dump_with_pre_copy(req, pre_copy) : dump::dump_process(req);
   bar.finish();
   if (!report) return report_error(report.error(), opts.json);
   if (opts.json) {
@@ -95,9 +99,18 @@ int run_dump(const DumpOptions& opts) {
     doc["whole_reason"] = report->capture.whole_reason;
     doc["attach"] = dump::attach_json(report->attach);
     doc["warnings"] = report->warnings;
+    if (opts.pre_copy)
+      doc["pre_copy"] = {{"seconds", pre_copy.pre_copy_seconds},
+                         {"pages_written", pre_copy.pre_copy_pages},
+                         {"merge_seconds", pre_copy.merge_seconds},
+                         {"merged", pre_copy.merged}};
     print_json(doc);
   } else {
     print_text(*report, opts);
+    if (opts.pre_copy)
+      std::printf("  pre-copy: %llu pages copied in %.3f s while the process ran; merged into one image in %.3f s\n",
+                  static_cast<unsigned long long>(pre_copy.pre_copy_pages), pre_copy.pre_copy_seconds,
+                  pre_copy.merge_seconds);
   }
   if (opts.criu.display_stats) {
     const dump::DumpReport& r = *report;
@@ -121,6 +134,9 @@ void add_dump_command(CLI::App& app, int& exit_code) {
   sub->add_option("--ghost-limit", opts->ghost_limit,
                   "Save deleted open files up to SIZE (bytes, or with K/M/G; default 1M, as CRIU)")
       ->transform(CLI::AsSizeValue(false));
+  sub->add_flag("--pre-copy", opts->pre_copy,
+                "Copy the memory while the process runs first, then freeze it only for what it wrote meanwhile "
+                "(one image at -D; the memory is compressed twice)");
   sub->add_flag("--file-locks", opts->file_locks, "Dump file locks (flock, POSIX, OFD) held on files; restore takes them again");
   sub->add_flag("--tcp-established", opts->tcp_established, "Dump established TCP connections (TCP repair; needs CAP_NET_ADMIN)");
   sub->add_flag("--ext-unix-sk", opts->ext_unix_sk, "Allow unix datagram sockets connected to a name outside the process (reconnected by name on restore)");

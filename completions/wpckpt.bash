@@ -57,7 +57,7 @@ _wpckpt() {
         -o|--log-file) _wpckpt_files; return ;;
         --network-lock) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir -R --leave-running --compress-level --ghost-limit --file-locks --tcp-established --ext-unix-sk --track-mem -j --shell-job --display-stats -o --log-file --network-lock --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir -R --leave-running --compress-level --ghost-limit --pre-copy --file-locks --tcp-established --ext-unix-sk --track-mem -j --shell-job --display-stats -o --log-file --network-lock --json" -- "$cur"))
       ;;
     iterate)
       case $prev in

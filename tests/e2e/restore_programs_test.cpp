@@ -9,6 +9,8 @@
 #include <fstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "tests/e2e/restore_helpers.hpp"
 
 namespace wpckpt::test {
@@ -39,7 +41,7 @@ void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms
 // Runs argv once uninterrupted and once checkpointed (pre_dumps pre-dumps, a
 // dump, a restore, lazy or not); compares the two outputs.
 void same_output_after_restore(const std::vector<std::string>& argv, const std::string& stdin_path, int pre_dumps,
-                               bool lazy) {
+                               bool lazy, const std::vector<std::string>& dump_flags = {}) {
   TempDir dir;
   std::string expected = dir / "expected", got = dir / "got";
   auto started = std::chrono::steady_clock::now();
@@ -62,6 +64,7 @@ void same_output_after_restore(const std::vector<std::string>& argv, const std::
     std::filesystem::path img = dir / (last ? "dump" : "pre" + std::to_string(i));
     std::vector<std::string> args = {last ? "dump" : "pre-dump", "-t", std::to_string(pid), "-D", img.string()};
     if (!parent.empty()) args.insert(args.end(), {"--prev-images-dir", parent.string()});
+    if (last) args.insert(args.end(), dump_flags.begin(), dump_flags.end());
     CommandResult r = run_wpckpt(args);
     ASSERT_EQ(r.exit_code, 0) << r.err << "\n(the program may have finished too early)";
     parent = img;
@@ -69,6 +72,12 @@ void same_output_after_restore(const std::vector<std::string>& argv, const std::
   proc.wait();
   ASSERT_TRUE(pid_gone(pid));
   KillByPid guard{pid};
+  if (std::find(dump_flags.begin(), dump_flags.end(), "--pre-copy") != dump_flags.end()) {
+    // One standalone image: no parent in the manifest, nothing hidden left beside it.
+    EXPECT_TRUE(nlohmann::json::parse(read_file(parent / "manifest.json"))["parent"].is_null());
+    for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+      EXPECT_NE(e.path().filename().string()[0], '.') << e.path();
+  }
   std::vector<std::string> restore_argv = {wpckpt_binary(), "restore", "-D", parent.string()};
   if (lazy) restore_argv.push_back("--lazy");
   ChildProcess restore = ChildProcess::start(restore_argv);
@@ -110,6 +119,18 @@ TEST_P(RestorePrograms, Python3Computation) {
                              "    h.update(str(i * i).encode())\n"
                              "print(h.hexdigest(), sum(d.values()), len(d))\n"},
                             "", 2, GetParam());
+}
+
+// dump --pre-copy: one image, standalone, no hidden images left beside it.
+TEST(RestoreProgramsPreCopy, Python3ComputationFromAOneShotDump) {
+  same_output_after_restore({"/usr/bin/python3", "-c",
+                             "import hashlib\n"
+                             "h = hashlib.sha256(); d = {}\n"
+                             "for i in range(6_000_000):\n"
+                             "    d[i % 100003] = d.get(i % 100003, 0) + i\n"
+                             "    h.update(str(i * i).encode())\n"
+                             "print(h.hexdigest(), sum(d.values()), len(d))\n"},
+                            "", 0, false, {"--pre-copy"});
 }
 
 INSTANTIATE_TEST_SUITE_P(Restore, RestorePrograms, ::testing::Values(false, true),

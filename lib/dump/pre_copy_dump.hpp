@@ -1,0 +1,26 @@
+// `wpckpt dump --pre-copy`: a one-shot dump whose freeze lasts only as long
+// as the last delta, not as the whole memory. The memory is first copied
+// while the process runs (a pre-dump into a hidden sibling of -D), the dump
+// then freezes it only for what it wrote meanwhile (exact: the write-protect
+// tracking armed by the pre-copy), and once the process is gone (or resumed,
+// with --leave-running) the two images are merged into the standalone image
+// at -D. The price is wall time and CPU: the memory is compressed twice
+// (copy, then merge). If the merge fails after the process was killed, the
+// dump is kept as a two-image chain at -D and its hidden parent, and said.
+#pragma once
+
+#include "lib/dump/dump.hpp"
+
+namespace wpckpt::dump {
+
+struct PreCopyStats {
+  double pre_copy_seconds = 0;  // the pre-dump, the process running
+  uint64_t pre_copy_pages = 0;
+  double merge_seconds = 0;     // after the freeze
+  bool merged = false;          // false: -D is a chain with `kept_parent`
+  std::filesystem::path kept_parent;
+};
+
+Result<DumpReport> dump_with_pre_copy(const DumpRequest& request, PreCopyStats& stats);
+
+}  // namespace wpckpt::dump
