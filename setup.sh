@@ -13,6 +13,7 @@ packages=(
   zsh fish man-db groff-base
   sqlite3 redis-server memcached
   nftables libnftables-dev iproute2
+  libgnutls28-dev
 )
 
 missing=()

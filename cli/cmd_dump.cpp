@@ -9,11 +9,13 @@
 #include <string>
 
 #include "cli/attach_text.hpp"
+#include "cli/cancel.hpp"
 #include "cli/commands.hpp"
 #include "cli/criu_compat.hpp"
 #include "cli/log_file.hpp"
 #include "cli/image_paths.hpp"
 #include "cli/output.hpp"
+#include "cli/page_server_options.hpp"
 #include "cli/progress.hpp"
 #include "lib/dump/attach_json.hpp"
 #include "lib/dump/dump.hpp"
@@ -30,22 +32,13 @@ struct DumpOptions {
   bool pre_copy = false;
   int pid = 0;
   std::string images_dir, prev_images_dir;
+  PageServerOptions page_server;
   int compress_level = 1;
   CriuOptions criu;
 };
 
 // SIGINT/SIGTERM/SIGHUP during a dump: stop at the next step, detach, leave
 // no image. Installed without SA_RESTART so a blocking wait returns early.
-std::atomic<bool> g_cancel{false};
-void on_cancel(int) { g_cancel.store(true); }
-
-void install_cancel_handlers() {
-  struct sigaction sa {};
-  sa.sa_handler = on_cancel;
-  sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
-}
-
 void print_text(const dump::DumpReport& r, const DumpOptions& opts) {
   std::printf("dump %s of process %d: %s\n", opts.images_dir.c_str(), opts.pid,
               r.left_running ? "the process runs on" : "the process was killed after the commit");
@@ -64,16 +57,13 @@ void print_text(const dump::DumpReport& r, const DumpOptions& opts) {
 
 int run_dump(const DumpOptions& opts) {
   if (opts.pid <= 0) return report_usage("-t/--tree needs a process id", opts.json);
-  install_cancel_handlers();
+  const std::atomic<bool>* cancel = install_cancel_handlers();
   ProgressBar bar(!opts.json && isatty(STDERR_FILENO));
   dump::DumpRequest req;
   req.pid = opts.pid;
   req.images_dir = opts.images_dir;
-  if (!opts.prev_images_dir.empty()) {
-    auto where = resolve_prev_images_dir(opts.images_dir, opts.prev_images_dir);
-    if (!where) return report_error(where.error(), opts.json);
-    req.prev_images_dir = *where;
-  }
+  if (auto set = set_image_destination(req, opts.images_dir, opts.prev_images_dir, opts.page_server); !set)
+    return report_error(set.error(), opts.json);
   req.leave_running = opts.leave_running;
   req.fds.tcp_established = opts.tcp_established;
   req.fds.ext_unix_sk = opts.ext_unix_sk;
@@ -82,7 +72,7 @@ int run_dump(const DumpOptions& opts) {
   req.fds.network_lock = opts.criu.network_lock == "nftables";
   req.compress_level = opts.compress_level;
   req.progress = bar.callback();
-  req.cancel = &g_cancel;
+  req.cancel = cancel;
   dump::PreCopyStats pre_copy;
   auto report = opts.pre_copy ? dump::dump_with_pre_copy(req, pre_copy) : dump::dump_process(req);
   bar.finish();
@@ -144,9 +134,13 @@ void add_dump_command(CLI::App& app, int& exit_code) {
                    "The process is a shell job: a terminal on its fd 0-2 is external (always so; see the man page)",
                    true);
   add_network_lock_option(sub, opts->criu);
+  add_page_server_options(sub, opts->page_server, true);
   sub->add_flag("--json", opts->json, "Print a JSON document");
   sub->callback([opts, &exit_code] {
-    exit_code = run_with_log_file(opts->images_dir, opts->criu.log_file, LogFile::ImagesDir::New, opts->json,
+    // With --page-server nothing is written here: a relative log file is relative to the working directory.
+    bool remote = opts->page_server.enabled;
+    exit_code = run_with_log_file(remote ? "." : opts->images_dir, opts->criu.log_file,
+                                  remote ? LogFile::ImagesDir::Existing : LogFile::ImagesDir::New, opts->json,
                                   [&] { return run_dump(*opts); });
   });
 }

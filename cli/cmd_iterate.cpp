@@ -8,7 +8,9 @@
 #include <memory>
 #include <string>
 
+#include "cli/cancel.hpp"
 #include "cli/commands.hpp"
+#include "cli/iterate_output.hpp"
 #include "cli/output.hpp"
 #include "lib/iterate/iterate.hpp"
 
@@ -29,61 +31,6 @@ struct IterateOptions {
   int compress_level = 1;
 };
 
-std::atomic<bool> g_cancel{false};
-void on_cancel(int) { g_cancel.store(true); }
-
-void install_cancel_handlers() {
-  struct sigaction sa {};
-  sa.sa_handler = on_cancel;
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
-}
-
-nlohmann::json iteration_json(const iterate::IterationFigures& f) {
-  return {{"type", "iteration"},
-          {"iteration", f.iteration},
-          {"images_dir", f.dir.string()},
-          {"incremental", f.incremental},
-          {"scan_mode", f.scan_mode},
-          {"scan_mode_reason", f.scan_mode_reason},
-          {"pages_scanned", f.pages_scanned},
-          {"pages_written", f.pages_written},
-          {"bytes_raw", f.bytes_raw},
-          {"bytes_compressed", f.bytes_compressed},
-          {"scan_seconds", f.scan_seconds},
-          {"total_seconds", f.total_seconds},
-          {"dirty_pages_per_s", f.dirty_pages_per_s},
-          {"events_lost", f.events_lost},
-          {"cross_checked", f.cross_checked},
-          {"predicted_freeze_ms", f.predicted_freeze_ms}};
-}
-
-nlohmann::json result_json(const iterate::IterateReport& r) {
-  nlohmann::json final_dump = nullptr;
-  if (r.final_dump.ran) {
-    final_dump = {{"images_dir", r.final_dump.dir.string()},
-                  {"pages_written", r.final_dump.pages_written},
-                  {"frozen_ms", r.final_dump.frozen_ms},
-                  {"freezing_ms", r.final_dump.freezing_ms},
-                  {"left_running", r.final_dump.left_running}};
-  }
-  return {{"type", "result"},
-          {"iterations", r.iterations.size()},
-          {"stopped", r.stop_kind},
-          {"stop_reason", r.stop_reason},
-          {"events_available", r.events_available},
-          {"events_reason", r.events_reason},
-          {"final_dump", final_dump}};
-}
-
-void print_iteration_text(const iterate::IterationFigures& f) {
-  std::printf("%3d  %-6s %9llu pages written, %9llu scanned, %7.1f MiB stored, %7.3f s, %9.0f pages/s, dump now ~%.0f ms\n",
-              f.iteration, f.scan_mode.c_str(), static_cast<unsigned long long>(f.pages_written),
-              static_cast<unsigned long long>(f.pages_scanned), static_cast<double>(f.bytes_compressed) / (1 << 20),
-              f.total_seconds, f.dirty_pages_per_s, f.predicted_freeze_ms);
-  if (f.scan_mode != "events") std::printf("     full scan: %s\n", f.scan_mode_reason.c_str());
-  std::fflush(stdout);
-}
-
 int run_iterate(const IterateOptions& opts) {
   if (opts.pid <= 0) return report_usage("-t/--tree needs a process id", opts.json);
   if (opts.max_iterations < 1) return report_usage("--max-iterations must be at least 1", opts.json);
@@ -92,7 +39,7 @@ int run_iterate(const IterateOptions& opts) {
     return report_usage("--final must be 'dump' or 'none'", opts.json);
   if (opts.leave_running && opts.final_step != "dump")
     return report_usage("--leave-running applies to the final dump; it needs --final dump", opts.json);
-  install_cancel_handlers();
+  const std::atomic<bool>* cancel = install_cancel_handlers();
   iterate::IterateRequest req;
   req.pid = opts.pid;
   req.images_dir = opts.images_dir;
@@ -104,15 +51,8 @@ int run_iterate(const IterateOptions& opts) {
   req.use_events = !opts.no_events;
   req.cross_check = opts.cross_check;
   req.compress_level = opts.compress_level;
-  req.cancel = &g_cancel;
-  auto report = iterate::iterate(req, [&](const iterate::IterationFigures& f) {
-    if (opts.json) {
-      std::printf("%s\n", iteration_json(f).dump().c_str());
-      std::fflush(stdout);
-    } else {
-      print_iteration_text(f);
-    }
-  });
+  req.cancel = cancel;
+  auto report = iterate::iterate(req, [&](const iterate::IterationFigures& f) { print_iteration(f, opts.json); });
   if (!report) return report_error(report.error(), opts.json);
   if (opts.json) {
     std::printf("%s\n", result_json(*report).dump().c_str());

@@ -12,6 +12,7 @@
 #include "cli/image_paths.hpp"
 #include "cli/log_file.hpp"
 #include "cli/output.hpp"
+#include "cli/page_server_options.hpp"
 #include "cli/progress.hpp"
 #include "lib/dump/attach_json.hpp"
 #include "lib/dump/pre_dump.hpp"
@@ -23,6 +24,7 @@ struct PreDumpOptions {
   bool json = false, leave_running = false;
   int pid = 0;
   std::string images_dir, prev_images_dir;
+  PageServerOptions page_server;
   int compress_level = 1;
   uint64_t ghost_limit = 1 << 20;
   bool file_locks = false;
@@ -91,11 +93,8 @@ int pre_dump(const PreDumpOptions& opts) {
   dump::PreDumpRequest req;
   req.pid = opts.pid;
   req.images_dir = opts.images_dir;
-  if (!opts.prev_images_dir.empty()) {
-    auto where = resolve_prev_images_dir(opts.images_dir, opts.prev_images_dir);
-    if (!where) return report_error(where.error(), opts.json);
-    req.prev_images_dir = *where;
-  }
+  if (auto set = set_image_destination(req, opts.images_dir, opts.prev_images_dir, opts.page_server); !set)
+    return report_error(set.error(), opts.json);
   req.compress_level = opts.compress_level;
   req.ghost_limit = opts.ghost_limit;
   req.file_locks = opts.file_locks;
@@ -132,9 +131,13 @@ void add_pre_dump_command(CLI::App& app, int& exit_code) {
   sub->add_flag("-R,--leave-running", opts->leave_running,
                 "Accepted for CRIU scripts: a pre-dump always leaves the process running");
   add_criu_options(sub, opts->criu, "Accepted for CRIU scripts: a pre-dump does not capture terminals", true);
+  add_page_server_options(sub, opts->page_server, true);
   sub->add_flag("--json", opts->json, "Print a JSON document");
   sub->callback([opts, &exit_code] {
-    exit_code = run_with_log_file(opts->images_dir, opts->criu.log_file, LogFile::ImagesDir::New, opts->json,
+    // With --page-server nothing is written here: a relative log file is relative to the working directory.
+    bool remote = opts->page_server.enabled;
+    exit_code = run_with_log_file(remote ? "." : opts->images_dir, opts->criu.log_file,
+                                  remote ? LogFile::ImagesDir::Existing : LogFile::ImagesDir::New, opts->json,
                                   [&] { return pre_dump(*opts); });
   });
 }

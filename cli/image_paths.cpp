@@ -44,4 +44,11 @@ Result<fs::path> resolve_prev_images_dir(const fs::path& images_dir, const std::
       .with_hint("a relative --prev-images-dir is relative to -D (as in CRIU), e.g. -D imgs/2 --prev-images-dir ../1");
 }
 
+Result<std::optional<fs::path>> parent_image(const fs::path& images_dir, const std::string& prev, bool to_page_server) {
+  if (prev.empty()) return std::optional<fs::path>();
+  if (to_page_server) return std::optional<fs::path>(prev);
+  WPCKPT_TRY_ASSIGN(fs::path where, resolve_prev_images_dir(images_dir, prev));
+  return std::optional<fs::path>(where);
+}
+
 }  // namespace wpckpt::cli

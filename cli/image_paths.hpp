@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "lib/base/result.hpp"
@@ -15,5 +16,11 @@ namespace wpckpt::cli {
 // relative to the working directory, the error says so and what to pass.
 Result<std::filesystem::path> resolve_prev_images_dir(const std::filesystem::path& images_dir,
                                                       const std::string& prev);
+
+// The parent as pre-dump and dump take it: none for an empty `prev`, as
+// given when the image goes to a page server (which resolves it relative to
+// the new image there), else resolved here.
+Result<std::optional<std::filesystem::path>> parent_image(const std::filesystem::path& images_dir,
+                                                          const std::string& prev, bool to_page_server);
 
 }  // namespace wpckpt::cli

@@ -28,7 +28,7 @@ _wpckpt() {
     if [[ $cur == -* ]]; then
       COMPREPLY=($(compgen -W "-h --help --version -v --verbose -q --quiet --verbosity" -- "$cur"))
     else
-      COMPREPLY=($(compgen -W "cat check dump iterate merge pre-dump restore run show untrack verify watch" -- "$cur"))
+      COMPREPLY=($(compgen -W "cat check dump iterate merge migrate page-server pre-dump restore run show untrack verify watch" -- "$cur"))
     fi
     return
   fi
@@ -56,8 +56,11 @@ _wpckpt() {
         --ghost-limit) _wpckpt_files; return ;;
         -o|--log-file) _wpckpt_files; return ;;
         --network-lock) _wpckpt_files; return ;;
+        --address) _wpckpt_files; return ;;
+        --port) _wpckpt_files; return ;;
+        --secret-file) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir -R --leave-running --compress-level --ghost-limit --pre-copy --file-locks --tcp-established --ext-unix-sk --track-mem -j --shell-job --display-stats -o --log-file --network-lock --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir -R --leave-running --compress-level --ghost-limit --pre-copy --file-locks --tcp-established --ext-unix-sk --track-mem -j --shell-job --display-stats -o --log-file --network-lock --page-server --address --port --secret-file --json" -- "$cur"))
       ;;
     iterate)
       case $prev in
@@ -78,6 +81,27 @@ _wpckpt() {
       esac
       COMPREPLY=($(compgen -W "-h --help -D --images-dir -o --output --json" -- "$cur"))
       ;;
+    migrate)
+      case $prev in
+        -t|--tree) _wpckpt_pids; return ;;
+        --to) _wpckpt_files; return ;;
+        --secret-file) _wpckpt_files; return ;;
+        --max-iterations) :; return ;;
+        --target-downtime-ms) :; return ;;
+        --interval) :; return ;;
+        --compress-level) :; return ;;
+      esac
+      COMPREPLY=($(compgen -W "-h --help -t --tree --to --secret-file --max-iterations --target-downtime-ms --interval --no-events --compress-level --json" -- "$cur"))
+      ;;
+    page-server)
+      case $prev in
+        -D|--images-dir) _wpckpt_dirs; return ;;
+        --address) _wpckpt_files; return ;;
+        --port) _wpckpt_files; return ;;
+        --secret-file) _wpckpt_files; return ;;
+      esac
+      COMPREPLY=($(compgen -W "-h --help -D --images-dir --address --port --secret-file --keep-serving --restore --lazy --new-secret --json" -- "$cur"))
+      ;;
     pre-dump)
       case $prev in
         -t|--tree) _wpckpt_pids; return ;;
@@ -86,8 +110,11 @@ _wpckpt() {
         --compress-level) :; return ;;
         --ghost-limit) _wpckpt_files; return ;;
         -o|--log-file) _wpckpt_files; return ;;
+        --address) _wpckpt_files; return ;;
+        --port) _wpckpt_files; return ;;
+        --secret-file) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir --compress-level --ghost-limit --file-locks -R --leave-running --track-mem -j --shell-job --display-stats -o --log-file --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir --compress-level --ghost-limit --file-locks -R --leave-running --track-mem -j --shell-job --display-stats -o --log-file --page-server --address --port --secret-file --json" -- "$cur"))
       ;;
     restore)
       case $prev in

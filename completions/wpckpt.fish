@@ -7,23 +7,25 @@ end
 
 complete -c wpckpt -f
 # Before the verb: global options and the verbs.
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show untrack verify watch' -s h -l help -d 'Print this help message and exit'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show untrack verify watch' -l version -d 'Display program version information and exit'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show untrack verify watch' -s v -l verbose -d 'More messages (repeat for debug and trace)'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show untrack verify watch' -s q -l quiet -d 'Only errors'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show untrack verify watch' -l verbosity -x -d 'Log level as CRIU\'s -vN: 0 none, 1 errors, 2 warnings, 3 info, 4 debug, 5 trace'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show untrack verify watch' -a cat -d 'Print the bytes of an address range as of an image'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show untrack verify watch' -a check -d 'Report what this kernel supports, and what is missing'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show untrack verify watch' -a dump -d 'Freeze the process, write the last delta and its full state'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show untrack verify watch' -a iterate -d 'Pre-dump until the deltas converge, then the final dump'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show untrack verify watch' -a merge -d 'Squash a chain into one standalone image'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show untrack verify watch' -a pre-dump -d 'Write a delta of what the process wrote; it keeps running'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show untrack verify watch' -a restore -d 'Bring the process back from an image chain'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show untrack verify watch' -a run -d 'Start CMD as a cooperating process (the agent is preloaded)'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show untrack verify watch' -a show -d 'Show what an image (and its chain) holds'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show untrack verify watch' -a untrack -d 'Remove the tracking wpckpt attached to a process'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show untrack verify watch' -a verify -d 'Check every checksum and digest of the chain'
-complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge pre-dump restore run show untrack verify watch' -a watch -d 'Show the live write rate of a tracked process from the event queue'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge migrate page-server pre-dump restore run show untrack verify watch' -s h -l help -d 'Print this help message and exit'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge migrate page-server pre-dump restore run show untrack verify watch' -l version -d 'Display program version information and exit'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge migrate page-server pre-dump restore run show untrack verify watch' -s v -l verbose -d 'More messages (repeat for debug and trace)'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge migrate page-server pre-dump restore run show untrack verify watch' -s q -l quiet -d 'Only errors'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge migrate page-server pre-dump restore run show untrack verify watch' -l verbosity -x -d 'Log level as CRIU\'s -vN: 0 none, 1 errors, 2 warnings, 3 info, 4 debug, 5 trace'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge migrate page-server pre-dump restore run show untrack verify watch' -a cat -d 'Print the bytes of an address range as of an image'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge migrate page-server pre-dump restore run show untrack verify watch' -a check -d 'Report what this kernel supports, and what is missing'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge migrate page-server pre-dump restore run show untrack verify watch' -a dump -d 'Freeze the process, write the last delta and its full state'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge migrate page-server pre-dump restore run show untrack verify watch' -a iterate -d 'Pre-dump until the deltas converge, then the final dump'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge migrate page-server pre-dump restore run show untrack verify watch' -a merge -d 'Squash a chain into one standalone image'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge migrate page-server pre-dump restore run show untrack verify watch' -a migrate -d 'Move a running process to `wpckpt page-server --restore` on another host'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge migrate page-server pre-dump restore run show untrack verify watch' -a page-server -d 'Receive images sent with --page-server over authenticated TLS'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge migrate page-server pre-dump restore run show untrack verify watch' -a pre-dump -d 'Write a delta of what the process wrote; it keeps running'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge migrate page-server pre-dump restore run show untrack verify watch' -a restore -d 'Bring the process back from an image chain'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge migrate page-server pre-dump restore run show untrack verify watch' -a run -d 'Start CMD as a cooperating process (the agent is preloaded)'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge migrate page-server pre-dump restore run show untrack verify watch' -a show -d 'Show what an image (and its chain) holds'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge migrate page-server pre-dump restore run show untrack verify watch' -a untrack -d 'Remove the tracking wpckpt attached to a process'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge migrate page-server pre-dump restore run show untrack verify watch' -a verify -d 'Check every checksum and digest of the chain'
+complete -c wpckpt -n 'not __fish_seen_subcommand_from cat check dump iterate merge migrate page-server pre-dump restore run show untrack verify watch' -a watch -d 'Show the live write rate of a tracked process from the event queue'
 
 # wpckpt cat
 complete -c wpckpt -n '__fish_seen_subcommand_from cat' -s h -l help -d 'Print this help message and exit'
@@ -54,6 +56,10 @@ complete -c wpckpt -n '__fish_seen_subcommand_from dump' -s j -l shell-job -d 'T
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l display-stats -d 'Print CRIU\'s statistics lines at the end'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -s o -l log-file -r -F -d 'Write the log to FILE, inside -D unless absolute (as CRIU)'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l network-lock -r -F -d 'Drop the packets of established TCP connections between dump and restore: nftables (default) or skip'
+complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l page-server -d 'Send the image to `wpckpt page-server` at --address/--port; nothing is written here'
+complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l address -r -F -d 'Address of the page server'
+complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l port -r -F -d 'Port of the page server'
+complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l secret-file -r -F -d 'The shared secret (same file on both hosts; default /root/.config/wpckpt/page-server.secret)'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l json -d 'Print a JSON document'
 
 # wpckpt iterate
@@ -76,6 +82,30 @@ complete -c wpckpt -n '__fish_seen_subcommand_from merge' -s D -l images-dir -x 
 complete -c wpckpt -n '__fish_seen_subcommand_from merge' -s o -l output -x -a '(__fish_complete_directories)' -d 'Directory of the standalone image: new, or an empty directory'
 complete -c wpckpt -n '__fish_seen_subcommand_from merge' -l json -d 'Print a JSON document'
 
+# wpckpt migrate
+complete -c wpckpt -n '__fish_seen_subcommand_from migrate' -s h -l help -d 'Print this help message and exit'
+complete -c wpckpt -n '__fish_seen_subcommand_from migrate' -s t -l tree -x -a '(__fish_complete_pids)' -d 'Pid of the process'
+complete -c wpckpt -n '__fish_seen_subcommand_from migrate' -l to -r -F -d 'ADDRESS:PORT of the page server on the destination'
+complete -c wpckpt -n '__fish_seen_subcommand_from migrate' -l secret-file -r -F -d 'The secret shared with the page server (default /root/.config/wpckpt/page-server.secret)'
+complete -c wpckpt -n '__fish_seen_subcommand_from migrate' -l max-iterations -x -d 'Pre-dumps at most (default 10)'
+complete -c wpckpt -n '__fish_seen_subcommand_from migrate' -l target-downtime-ms -x -d 'Stop pre-dumping when the final dump is predicted to freeze the process less than this (default 300)'
+complete -c wpckpt -n '__fish_seen_subcommand_from migrate' -l interval -x -d 'At least this many seconds between two pre-dumps (default 0)'
+complete -c wpckpt -n '__fish_seen_subcommand_from migrate' -l no-events -d 'Do not use the event queue: every pre-dump scans everything'
+complete -c wpckpt -n '__fish_seen_subcommand_from migrate' -l compress-level -x -d 'zstd level (negative: faster)'
+complete -c wpckpt -n '__fish_seen_subcommand_from migrate' -l json -d 'Print one JSON object per iteration and one for the result, one per line'
+
+# wpckpt page-server
+complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -s h -l help -d 'Print this help message and exit'
+complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -s D -l images-dir -x -a '(__fish_complete_directories)' -d 'Directory the images are stored in (created 0700 if missing)'
+complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l address -r -F -d 'Address to listen on (default: every address)'
+complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l port -r -F -d 'TCP port to listen on (0: any free one)'
+complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l secret-file -r -F -d 'The shared secret (same file on both hosts; default /root/.config/wpckpt/page-server.secret)'
+complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l keep-serving -d 'Do not exit after receiving a dump'
+complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l restore -d 'Restore the dump a `wpckpt migrate` sent when it asks, and supervise the process as `restore` does'
+complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l lazy -d 'With --restore: restore lazily (the process runs at once, memory follows)'
+complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l new-secret -d 'Write a new shared secret to --secret-file (or the default one) and exit'
+complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l json -d 'Print one JSON document per event'
+
 # wpckpt pre-dump
 complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -s h -l help -d 'Print this help message and exit'
 complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -s t -l tree -x -a '(__fish_complete_pids)' -d 'Pid of the process (one without the agent is attached first)'
@@ -89,6 +119,10 @@ complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -l track-mem -d 'Ac
 complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -s j -l shell-job -d 'Accepted for CRIU scripts: a pre-dump does not capture terminals'
 complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -l display-stats -d 'Print CRIU\'s statistics lines at the end'
 complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -s o -l log-file -r -F -d 'Write the log to FILE, inside -D unless absolute (as CRIU)'
+complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -l page-server -d 'Send the image to `wpckpt page-server` at --address/--port; nothing is written here'
+complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -l address -r -F -d 'Address of the page server'
+complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -l port -r -F -d 'Port of the page server'
+complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -l secret-file -r -F -d 'The shared secret (same file on both hosts; default /root/.config/wpckpt/page-server.secret)'
 complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -l json -d 'Print a JSON document'
 
 # wpckpt restore

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "dump-format/image_sink.hpp"
 #include "lib/base/progress.hpp"
 #include "lib/base/result.hpp"
 
@@ -82,6 +83,11 @@ class ImageWriter {
   // relative path and digest go into the manifest.
   static Result<std::unique_ptr<ImageWriter>> create(const std::filesystem::path& dir, ImageKind kind,
                                                      const std::optional<std::filesystem::path>& parent,
+                                                     const WriterOptions& options);
+  // The same into any sink (image_sink.hpp: a page server's connection), the
+  // parent already resolved by whoever holds it.
+  static Result<std::unique_ptr<ImageWriter>> create(std::unique_ptr<ImageSink> sink, ImageKind kind,
+                                                     const std::optional<ParentLink>& parent,
                                                      const WriterOptions& options);
   virtual ~ImageWriter() = default;
 
@@ -184,7 +190,10 @@ struct VerifyReport {
   size_t images = 0;
   uint64_t frames_checked = 0, bytes_checked = 0;
 };
-Result<VerifyReport> verify_chain(const std::filesystem::path& dir, const ProgressFn& progress = {});
+// `newest` limits the data check to that many images from the newest (a page
+// server checks what it received; the parents were checked when they came).
+Result<VerifyReport> verify_chain(const std::filesystem::path& dir, const ProgressFn& progress = {},
+                                  size_t newest = SIZE_MAX);
 
 // `wpckpt merge`: one standalone image with the content of the chain.
 Result<CommitInfo> merge_chain(const std::filesystem::path& dir, const std::filesystem::path& out,

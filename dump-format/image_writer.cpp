@@ -1,8 +1,8 @@
 // ImageWriter: pages arrive in address order; zero pages become zero extents,
 // the others are packed into fixed-size frames compressed on worker threads
-// and appended to pages.dat in order. Extents stream to pages.idx. Everything
-// is written inside a temporary sibling directory that commit() renames.
-#include <fcntl.h>
+// and streamed to pages.dat in order; the extents of pages.idx are kept in
+// memory (a few MiB for the most scattered GiB) and written whole at commit.
+// Where the files go is the sink's business (image_sink.hpp).
 
 #include <algorithm>
 #include <chrono>
@@ -14,10 +14,10 @@
 #include "dump-format/file_io.hpp"
 #include "dump-format/frame_codec.hpp"
 #include "dump-format/image.hpp"
+#include "dump-format/image_sink.hpp"
 #include "dump-format/manifest.hpp"
 #include "dump-format/ordered_workers.hpp"
 #include "dump-format/page_index.hpp"
-#include "dump-format/temp_dirs.hpp"
 #include "lib/base/page_buffer.hpp"
 
 namespace wpckpt::image {
@@ -26,9 +26,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Start writeback every so often so that commit()'s fsync has little left.
-constexpr uint64_t kWritebackEvery = 64ull << 20;
-constexpr size_t kExtentBufferBytes = 64 * 1024;
 // Pages handed to a worker at once (several frames): 1 MiB.
 constexpr uint32_t kBatchPages = 256;
 
@@ -42,13 +39,8 @@ bool is_zero_page(const std::byte* p) {
 
 class Writer final : public ImageWriter {
  public:
-  Writer(fs::path dir, fs::path tmp, UniqueFd tmp_lock, TargetState target, ImageKind kind, const WriterOptions& options)
-      : dir_(std::move(dir)),
-        tmp_(std::move(tmp)),
-        tmp_lock_(std::move(tmp_lock)),
-        target_(target),
-        kind_(kind),
-        options_(options) {
+  Writer(std::unique_ptr<ImageSink> sink, ImageKind kind, const WriterOptions& options)
+      : sink_(std::move(sink)), where_(sink_->where()), kind_(kind), options_(options) {
     if (options_.frame_pages == 0) options_.frame_pages = kDefaultFramePages;
     threads_ = options_.threads ? options_.threads : OrderedWorkers::default_threads();
     for (unsigned i = 0; i < threads_; ++i) compressors_.push_back(std::make_unique<FrameCompressor>(options_.compress_level));
@@ -57,21 +49,16 @@ class Writer final : public ImageWriter {
   }
 
   ~Writer() override {
-    workers_.reset();  // joins before the directory goes away
-    if (!committed_) remove_tree(tmp_);
-    // tmp_lock_ is released last: until then no cleaner touches tmp_.
+    workers_.reset();  // joins before the sink (and its files) go away
   }
 
-  Result<void> open_files(std::optional<std::string> parent_rel, std::optional<std::string> parent_digest) {
-    parent_rel_ = std::move(parent_rel);
-    parent_digest_ = std::move(parent_digest);
-    WPCKPT_TRY_ASSIGN(data_fd_, create_private_file(tmp_ / kDataName));
-    WPCKPT_TRY_ASSIGN(index_fd_, create_private_file(tmp_ / kIndexName));
+  Result<void> open_files(const std::optional<ParentLink>& parent) {
+    if (parent) {
+      parent_rel_ = parent->relative_path;
+      parent_digest_ = parent->manifest_digest;
+    }
     std::vector<std::byte> header = encode_data_header(options_.frame_pages);
-    WPCKPT_TRY(append_data(header));
-    // The index header is rewritten with the real counts at commit.
-    WPCKPT_TRY(write_all(index_fd_.get(), encode_index_header(options_.frame_pages, 0, 0, 0, 0), tmp_ / kIndexName));
-    return ok();
+    return append_data(header);
   }
 
   void set_areas(std::vector<MemoryArea> areas) override { areas_ = std::move(areas); }
@@ -82,7 +69,7 @@ class Writer final : public ImageWriter {
     if (!valid_extra_file_name(name) || records_.count(name))
       return make_error(EINVAL, "add image file", name)
           .with_hint("use a plain, unique name of letters, digits, '.', '-', '_' (not manifest.json, pages.*)");
-    if (auto r = write_private_file(tmp_ / name, contents); !r) return fail(std::move(r).error());
+    if (auto r = sink_->write_file(name, contents); !r) return fail(std::move(r).error());
     records_[name] = FileRecord{contents.size(), digest_bytes(contents)};
     extra_names_.push_back(name);
     return ok();
@@ -118,7 +105,7 @@ class Writer final : public ImageWriter {
       i = j;
     }
     next_addr_ = addr + count * kPageSize;
-    return flush_extents_if_full();
+    return ok();
   }
 
   Result<void> add_zero_pages(uint64_t addr, uint64_t count) override {
@@ -128,7 +115,7 @@ class Writer final : public ImageWriter {
     append_extent(ExtentKind::Zero, addr, count);
     zero_pages_ += count;
     next_addr_ = addr + count * kPageSize;
-    return flush_extents_if_full();
+    return ok();
   }
 
   Result<CommitInfo> commit() override {
@@ -141,8 +128,8 @@ class Writer final : public ImageWriter {
 
  private:
   Result<void> usable() const {
-    if (committed_) return make_error(EINVAL, "write image", dir_.string() + ": already committed");
-    if (failed_) return make_error(EIO, "write image", dir_.string() + ": an earlier step failed; the image is abandoned");
+    if (committed_) return make_error(EINVAL, "write image", where_ + ": already committed");
+    if (failed_) return make_error(EIO, "write image", where_ + ": an earlier step failed; the image is abandoned");
     return ok();
   }
   Error fail(Error e) {
@@ -175,14 +162,6 @@ class Writer final : public ImageWriter {
     encode_extent(cur_, extent_buf_.data() + at);
     ++extents_written_;
     have_extent_ = false;
-  }
-
-  Result<void> flush_extents_if_full(bool force = false) {
-    if (extent_buf_.empty() || (!force && extent_buf_.size() < kExtentBufferBytes)) return ok();
-    auto r = write_all(index_fd_.get(), extent_buf_, tmp_ / kIndexName);
-    extent_buf_.clear();
-    if (!r) return fail(std::move(r).error());
-    return ok();
   }
 
   // Copies pages into the current batch of frames, handing full batches to the workers.
@@ -253,14 +232,9 @@ class Writer final : public ImageWriter {
   }
 
   Result<void> append_data(std::span<const std::byte> bytes) {
-    WPCKPT_TRY(write_all(data_fd_.get(), bytes, tmp_ / kDataName));
+    WPCKPT_TRY(sink_->append(kDataName, bytes));
     data_digest_.update(bytes);
     data_size_ += bytes.size();
-    if (data_size_ - synced_ >= kWritebackEvery) {
-      ::sync_file_range(data_fd_.get(), static_cast<off_t>(synced_), static_cast<off_t>(data_size_ - synced_),
-                        SYNC_FILE_RANGE_WRITE);
-      synced_ = data_size_;
-    }
     return ok();
   }
 
@@ -312,31 +286,29 @@ class Writer final : public ImageWriter {
   }
 
   Result<CommitInfo> finish() {
-    const fs::path index_path = tmp_ / kIndexName, data_path = tmp_ / kDataName;
+    const std::string index_path = where_ + "/" + kIndexName;
     // Last partial frame, then every frame still in flight.
     if (batch_ && !batch_->in.empty()) WPCKPT_TRY(submit_batch(true));
     while (workers_ && workers_->in_flight() > 0) WPCKPT_TRY(write_next_batch());
     if (have_extent_) emit_extent();
-    WPCKPT_TRY(flush_extents_if_full(true));
 
-    // Index: tail, real header, then the trailer digest over all of it.
+    // Index: header, extents, tail, then the trailer digest over all of it.
     std::vector<FreshRange> fresh = merged_fresh();
-    WPCKPT_TRY(write_all(index_fd_.get(), encode_index_tail(fresh, frames_), index_path));
-    WPCKPT_TRY(pwrite_all(index_fd_.get(),
-                          encode_index_header(options_.frame_pages, extents_written_, fresh.size(), frames_.size(), stored_pages_),
-                          0, index_path));
-    WPCKPT_TRY_ASSIGN(std::vector<std::byte> index_bytes, read_small_file(index_path, UINT64_MAX));
+    std::vector<std::byte> index_bytes =
+        encode_index_header(options_.frame_pages, extents_written_, fresh.size(), frames_.size(), stored_pages_);
+    index_bytes.insert(index_bytes.end(), extent_buf_.begin(), extent_buf_.end());
+    std::vector<std::byte>().swap(extent_buf_);
+    std::vector<std::byte> tail = encode_index_tail(fresh, frames_);
+    index_bytes.insert(index_bytes.end(), tail.begin(), tail.end());
     Digest128 trailer = digest_bytes(index_bytes);
     std::byte t[16];
     put_u64(t, trailer.high);
     put_u64(t + 8, trailer.low);
-    WPCKPT_TRY(write_all(index_fd_.get(), t, index_path));
     index_bytes.insert(index_bytes.end(), t, t + 16);
-    // Read back what we wrote, as a reader would: catches our own bugs.
-    WPCKPT_TRY_ASSIGN(PageIndex index, parse_page_index(index_bytes, index_path.string()));
-    WPCKPT_TRY(check_areas(index, index_path.string()));
-    WPCKPT_TRY(fsync_fd(index_fd_.get(), index_path));
-    WPCKPT_TRY(fsync_fd(data_fd_.get(), data_path));
+    // Parse what we are about to write, as a reader would: catches our own bugs.
+    WPCKPT_TRY_ASSIGN(PageIndex index, parse_page_index(index_bytes, index_path));
+    WPCKPT_TRY(check_areas(index, index_path));
+    WPCKPT_TRY(sink_->write_file(kIndexName, index_bytes));
     records_[kIndexName] = FileRecord{index_bytes.size(), digest_bytes(index_bytes)};
     records_[kDataName] = FileRecord{data_size_, data_digest_.finish()};
 
@@ -355,11 +327,11 @@ class Writer final : public ImageWriter {
                               options_.frame_pages, options_.compress_level};
     doc.file_records = records_;
     std::string text = encode_manifest(doc);
-    WPCKPT_TRY(write_private_file(tmp_ / kManifestName, std::as_bytes(std::span(text))));
-    WPCKPT_TRY(commit_directory(tmp_, dir_, target_));
+    WPCKPT_TRY(sink_->write_file(kManifestName, std::as_bytes(std::span(text))));
+    WPCKPT_TRY(sink_->commit());
 
     CommitInfo info;
-    info.dir = dir_;
+    info.dir = where_;
     info.pages_stored = stored_pages_;
     info.pages_zero = zero_pages_;
     info.pages_fresh = m.stats.pages_fresh;
@@ -369,9 +341,8 @@ class Writer final : public ImageWriter {
     return info;
   }
 
-  fs::path dir_, tmp_;
-  UniqueFd tmp_lock_;  // flock held on tmp_ while this writer lives (temp_dirs.hpp)
-  TargetState target_;
+  std::unique_ptr<ImageSink> sink_;
+  std::string where_;
   ImageKind kind_;
   WriterOptions options_;
   std::optional<std::string> parent_rel_, parent_digest_;
@@ -383,9 +354,8 @@ class Writer final : public ImageWriter {
   std::vector<std::string> extra_names_;
   std::vector<FreshRange> fresh_;
 
-  UniqueFd data_fd_, index_fd_;
   StreamDigest data_digest_;
-  uint64_t data_size_ = 0, synced_ = 0, bytes_compressed_ = 0;
+  uint64_t data_size_ = 0, bytes_compressed_ = 0;
   std::vector<FrameEntry> frames_;
 
   Extent cur_;
@@ -405,44 +375,28 @@ class Writer final : public ImageWriter {
 
 }  // namespace
 
+Result<std::unique_ptr<ImageWriter>> ImageWriter::create(std::unique_ptr<ImageSink> sink, ImageKind kind,
+                                                          const std::optional<ParentLink>& parent,
+                                                          const WriterOptions& options) {
+  if (options.frame_pages > kMaxFramePages)
+    return make_error(EINVAL, "create image", "frame size " + std::to_string(options.frame_pages) + " pages")
+        .with_hint("use at most " + std::to_string(kMaxFramePages) + " pages per frame");
+  auto writer = std::make_unique<Writer>(std::move(sink), kind, options);
+  WPCKPT_TRY(writer->open_files(parent));
+  return std::unique_ptr<ImageWriter>(std::move(writer));
+}
+
 Result<std::unique_ptr<ImageWriter>> ImageWriter::create(const fs::path& dir_given, ImageKind kind,
                                                           const std::optional<fs::path>& parent,
                                                           const WriterOptions& options) {
   // "out/" names the directory "out".
   const fs::path dir = dir_given.has_filename() ? dir_given : dir_given.parent_path();
-  if (options.frame_pages > kMaxFramePages)
-    return make_error(EINVAL, "create image", "frame size " + std::to_string(options.frame_pages) + " pages")
-        .with_hint("use at most " + std::to_string(kMaxFramePages) + " pages per frame");
-  WPCKPT_TRY_ASSIGN(TargetState target, check_image_target(dir));
-  std::optional<std::string> parent_rel, parent_digest;
+  WPCKPT_TRY_ASSIGN(auto sink, make_local_sink(dir));
+  std::optional<ParentLink> link;
   if (parent) {
-    // The parent must be a readable chain; we link to the digest of the
-    // manifest that was checked (not one read again later).
-    WPCKPT_TRY_ASSIGN(ResolvedChain chain, ResolvedChain::open(*parent, OpenOptions{}));
-    const Digest128 digest = chain.newest().manifest_digest;
-    std::error_code ec;
-    fs::path canon_parent = fs::weakly_canonical(*parent, ec);
-    fs::path canon_dir = fs::weakly_canonical(fs::absolute(dir, ec), ec);
-    if (ec) return make_error(ec.value(), "resolve path", dir.string());
-    parent_rel = canon_parent.lexically_relative(canon_dir).string();
-    parent_digest = digest.hex();
+    WPCKPT_TRY_ASSIGN(link, link_to_parent(dir, *parent));
   }
-  remove_abandoned_temps(dir);
-  fs::path tmp;
-  UniqueFd tmp_lock;
-  for (int attempt = 0;; ++attempt) {
-    WPCKPT_TRY_ASSIGN(tmp, make_temp_sibling(dir));
-    Result<UniqueFd> lock = lock_temp_dir(tmp);
-    if (lock) {
-      tmp_lock = std::move(lock).value();
-      break;
-    }
-    // ENOENT: a cleaner took it for abandoned before we locked it.
-    if (lock.error().err != ENOENT || attempt == 2) return std::move(lock).error();
-  }
-  auto writer = std::make_unique<Writer>(dir, tmp, std::move(tmp_lock), target, kind, options);
-  WPCKPT_TRY(writer->open_files(parent_rel, parent_digest));
-  return std::unique_ptr<ImageWriter>(std::move(writer));
+  return create(std::move(sink), kind, link, options);
 }
 
 }  // namespace wpckpt::image

@@ -1,6 +1,8 @@
 // verify_chain: opening the chain checks every manifest, index and parent
 // link; then every frame of every image is read, checked and decompressed,
 // pages.dat's digest is recomputed, and every extra file is digested.
+#include <algorithm>
+
 #include "dump-format/byte_io.hpp"
 #include "dump-format/chain_reader.hpp"
 #include "dump-format/file_io.hpp"
@@ -61,12 +63,13 @@ Result<void> verify_data(const OpenImage& img, int data_fd, VerifyReport& report
 
 }  // namespace
 
-Result<VerifyReport> verify_chain(const std::filesystem::path& dir, const ProgressFn& progress) {
+Result<VerifyReport> verify_chain(const std::filesystem::path& dir, const ProgressFn& progress, size_t newest) {
   WPCKPT_TRY_ASSIGN(ResolvedChain chain, ResolvedChain::open(dir, OpenOptions{}));
   VerifyReport report;
   uint64_t total = 0, done = 0;
-  for (const auto& img : chain.images()) total += img->doc.file_records.at(kDataName).size;
-  for (size_t i = 0; i < chain.images().size(); ++i) {
+  const size_t checked = std::min(newest, chain.images().size());
+  for (size_t i = 0; i < checked; ++i) total += chain.images()[i]->doc.file_records.at(kDataName).size;
+  for (size_t i = 0; i < checked; ++i) {
     const auto& img = chain.images()[i];
     WPCKPT_TRY_ASSIGN(UniqueFd dirfd, open_image_dir(img->dir, chain.owner()));
     for (const std::string& name : img->doc.manifest.files) {

@@ -44,14 +44,15 @@ uint64_t realtime_ns() {
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // Why the parent's delta cannot be trusted, or "" when it can.
-std::string distrust_reason(const image::ImageChain* parent, const tracker::AgentLink& link, uint64_t& parent_ns) {
+std::string distrust_reason(const nlohmann::json* parent_metadata, const tracker::AgentLink& link, uint64_t& parent_ns) {
   // Kernel behaviour a delta relies on (KERNEL-FACTS section 5): without it
   // some written pages go unreported, so every iteration is taken whole.
   for (const char* key : {"uffd_wp_unpopulated", "discarded_pages_written"}) {
     if (!probe::has_feature(key)) return std::string("feature ") + key + " is missing or switched off (see `wpckpt check`)";
   }
-  if (parent == nullptr) return "first iteration";
-  const nlohmann::json& meta = parent->manifest(0).metadata;
+  if (parent_metadata == nullptr) return "first iteration";
+  const nlohmann::json& meta = *parent_metadata;
+  if (!meta.is_object()) return "the parent image has no tracking record";
   auto it = meta.find("tracking");
   if (it == meta.end() || !it->is_object()) return "the parent image has no tracking record";
   const nlohmann::json& t = *it;
@@ -158,7 +159,7 @@ class PageStreamer {
 
 }  // namespace
 
-Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const image::ImageChain* parent,
+Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const nlohmann::json* parent_metadata,
                                     const CaptureOptions& options) {
   CaptureStats stats;
   // Before and after taking the agent's descriptors (the pid may be reused
@@ -168,7 +169,7 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
   WPCKPT_TRY(ptrace::check_may_trace(pid));
   WPCKPT_TRY(link.lock());
   uint64_t parent_ns = 0;
-  stats.whole_reason = distrust_reason(parent, link, parent_ns);
+  stats.whole_reason = distrust_reason(parent_metadata, link, parent_ns);
   stats.incremental = stats.whole_reason.empty();
   if (!stats.incremental) log::info("pid {}: capturing every area whole: {}", pid, stats.whole_reason);
 

@@ -67,9 +67,10 @@ struct CaptureStats {
 
 // Writes the memory part of one iteration into `writer` (set_areas,
 // add_fresh_range, add_pages/add_zero_pages, metadata "tracking"): all
-// present pages when `parent` is null or cannot be trusted, else the pages
-// written since `parent`. Does not commit.
-Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const image::ImageChain* parent,
+// present pages when there is no parent (`parent_metadata`, its manifest's
+// metadata, is null) or it cannot be trusted, else the pages written since
+// the parent. Does not commit.
+Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const nlohmann::json* parent_metadata,
                                     const CaptureOptions& options);
 
 // Copies pages_stored, pages_zero, bytes_raw and bytes_compressed from a commit.

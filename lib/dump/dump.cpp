@@ -8,6 +8,7 @@
 #include "lib/dump/attach_json.hpp"
 #include "lib/dump/fault_point.hpp"
 #include "lib/dump/fd_capture.hpp"
+#include "lib/dump/image_target.hpp"
 #include "lib/dump/mapping_capture.hpp"
 #include "lib/dump/process_capture.hpp"
 #include "lib/dump/thread_capture.hpp"
@@ -88,23 +89,23 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
   WPCKPT_TRY(probe::require_features("dump"));
   WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", TargetState::Running, r.fds.ghost_limit, r.fds.file_locks));
-  // A process without tracking is attached (a brief freeze of its own).
-  WPCKPT_TRY_ASSIGN(rep.attach, attach::ensure_tracked(r.pid));
-  std::unique_ptr<image::ImageChain> parent;
-  if (r.prev_images_dir) {
-    WPCKPT_TRY_ASSIGN(parent, image::ImageChain::open(*r.prev_images_dir));
-  }
+  // The image's place first (a page server that refuses, a -D that exists):
+  // a failure there leaves the process untouched.
   image::WriterOptions wopts;
   wopts.compress_level = r.compress_level;
   wopts.progress = r.progress;
-  WPCKPT_TRY_ASSIGN(auto writer,
-                    image::ImageWriter::create(r.images_dir, image::ImageKind::Dump, r.prev_images_dir, wopts));
+  WPCKPT_TRY_ASSIGN(ImageTarget target,
+                    open_image_target(r.images_dir, r.prev_images_dir, r.page_server, image::ImageKind::Dump, wopts));
+  image::ImageWriter* writer = target.writer.get();
+  // A process without tracking is attached (a brief freeze of its own).
+  WPCKPT_TRY_ASSIGN(rep.attach, attach::ensure_tracked(r.pid));
   WPCKPT_TRY(check_cancel(r));
 
   // The area flags need smaps, which walks every page table: read it while
   // the process runs; frozen, only areas that changed since are read again.
   auto smaps = tracker::read_smaps(r.pid);
   auto t_freeze = Clock::now();
+  rep.freeze_began = t_freeze;
   WPCKPT_TRY_ASSIGN(ptrace::Freezer frozen, ptrace::Freezer::freeze(r.pid));
   auto t_frozen = Clock::now();
   rep.freezing_time = micros(t_frozen - t_freeze);
@@ -127,7 +128,7 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   copts.target_stopped = true;
   copts.progress = r.progress;
   auto t_mem = Clock::now();
-  WPCKPT_TRY_ASSIGN(rep.capture, checkpoint::capture_memory(r.pid, *writer, parent.get(), copts));
+  WPCKPT_TRY_ASSIGN(rep.capture, checkpoint::capture_memory(r.pid, *writer, target.parent(), copts));
   uint64_t mem_total = micros(Clock::now() - t_mem);
   rep.memwrite_time = micros(rep.capture.write_seconds);
   rep.memdump_time = mem_total - std::min(mem_total, rep.memwrite_time);

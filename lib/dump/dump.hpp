@@ -22,6 +22,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <optional>
 
@@ -33,13 +34,15 @@
 #include "lib/base/result.hpp"
 #include "lib/checkpoint/memory_capture.hpp"
 #include "lib/fds/fd_handler.hpp"
+#include "lib/net/remote_sink.hpp"
 
 namespace wpckpt::dump {
 
 struct DumpRequest {
   pid_t pid = 0;
   std::filesystem::path images_dir;
-  std::optional<std::filesystem::path> prev_images_dir;
+  std::optional<std::filesystem::path> prev_images_dir;  // with page_server: relative, resolved by the server
+  std::optional<net::PageServerTarget> page_server;      // --page-server: nothing is written locally
   bool leave_running = false;
   fds::CaptureOptions fds;  // --tcp-established, --ext-unix-sk, --ghost-limit
   int compress_level = 1;
@@ -51,6 +54,7 @@ struct DumpRequest {
 struct DumpReport {
   attach::AttachReport attach;  // how the process is tracked (attached by this dump?)
   uint64_t freezing_time = 0, frozen_time = 0, memdump_time = 0, memwrite_time = 0, commit_time = 0;  // µs
+  std::chrono::steady_clock::time_point freeze_began;  // the process stopped running here (migration's downtime)
   uint64_t pages_scanned = 0, pages_skipped_parent = 0, pages_written = 0;
   checkpoint::CaptureStats capture;
   image::CommitInfo commit;

@@ -40,6 +40,9 @@ Result<DumpReport> dump_with_pre_copy(const DumpRequest& request, PreCopyStats& 
   if (request.prev_images_dir)
     return make_error(EINVAL, "dump", "--pre-copy with --prev-images-dir")
         .with_hint("after a pre-dump the freeze is short already: drop --pre-copy");
+  if (request.page_server)
+    return make_error(EINVAL, "dump", "--pre-copy with --page-server")
+        .with_hint("send a pre-dump with --page-server first, then the dump with --prev-images-dir: the same short freeze");
   WPCKPT_TRY(check_target_dir(request.images_dir));
   const std::filesystem::path dir = std::filesystem::absolute(request.images_dir).lexically_normal();
   const std::string hidden = fmt::format(".{}.{}.{}", dir.filename().string(), request.pid, ::getpid());

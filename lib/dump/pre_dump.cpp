@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "lib/dump/attach_json.hpp"
+#include "lib/dump/image_target.hpp"
 #include "lib/dump/unsupported_state.hpp"
 #include "lib/ptrace/may_trace.hpp"
 #include "lib/probe/features.hpp"
@@ -21,22 +22,21 @@ Result<PreDumpReport> pre_dump_process(const PreDumpRequest& r) {
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
   WPCKPT_TRY(probe::require_features("pre-dump"));
   WPCKPT_TRY(refuse_unsupported_state(r.pid, "pre-dump", TargetState::Running, r.ghost_limit, r.file_locks));
-  // A process without tracking (no agent, or it lost what wpckpt attached)
-  // is attached now; the capture below is then whole (a new token).
-  WPCKPT_TRY_ASSIGN(rep.attach, attach::ensure_tracked(r.pid));
-  std::unique_ptr<image::ImageChain> parent;
-  if (r.prev_images_dir) {
-    WPCKPT_TRY_ASSIGN(parent, image::ImageChain::open(*r.prev_images_dir));
-  }
+  // The image's place first (a page server that refuses, a -D that exists):
+  // a failure there leaves the process untouched.
   image::WriterOptions wopts;
   wopts.compress_level = r.compress_level;
   wopts.progress = r.progress;
-  WPCKPT_TRY_ASSIGN(auto writer,
-                    image::ImageWriter::create(r.images_dir, image::ImageKind::PreDump, r.prev_images_dir, wopts));
+  WPCKPT_TRY_ASSIGN(ImageTarget target,
+                    open_image_target(r.images_dir, r.prev_images_dir, r.page_server, image::ImageKind::PreDump, wopts));
+  image::ImageWriter* writer = target.writer.get();
+  // A process without tracking (no agent, or it lost what wpckpt attached)
+  // is attached now; the capture below is then whole (a new token).
+  WPCKPT_TRY_ASSIGN(rep.attach, attach::ensure_tracked(r.pid));
   checkpoint::CaptureOptions copts;
   copts.progress = r.progress;
   copts.events = r.events;
-  WPCKPT_TRY_ASSIGN(rep.capture, checkpoint::capture_memory(r.pid, *writer, parent.get(), copts));
+  WPCKPT_TRY_ASSIGN(rep.capture, checkpoint::capture_memory(r.pid, *writer, target.parent(), copts));
   writer->set_metadata("attach", attach_json(rep.attach));
   // Not checked again here: the capture has re-protected what it copied, so
   // a refusal now would throw this iteration away and make the next one

@@ -15,13 +15,15 @@
 #include "lib/base/progress.hpp"
 #include "lib/base/result.hpp"
 #include "lib/checkpoint/memory_capture.hpp"
+#include "lib/net/remote_sink.hpp"
 
 namespace wpckpt::dump {
 
 struct PreDumpRequest {
   pid_t pid = 0;
   std::filesystem::path images_dir;
-  std::optional<std::filesystem::path> prev_images_dir;
+  std::optional<std::filesystem::path> prev_images_dir;  // with page_server: relative, resolved by the server
+  std::optional<net::PageServerTarget> page_server;      // --page-server: nothing is written locally
   int compress_level = 1;
   bool file_locks = false;         // --file-locks: locks on files are accepted (the dump records them)
   uint64_t ghost_limit = 1 << 20;  // deleted open files up to this size are accepted (the dump saves them)

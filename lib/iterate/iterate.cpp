@@ -43,6 +43,7 @@ Result<checkpoint::CaptureStats> pre_dump_once(const IterateRequest& req, const 
   r.pid = req.pid;
   r.images_dir = dir;
   r.prev_images_dir = parent;
+  r.page_server = req.page_server;
   r.compress_level = req.compress_level;
   r.events = events;
   WPCKPT_TRY_ASSIGN(dump::PreDumpReport report, dump::pre_dump_process(r));
@@ -55,10 +56,18 @@ Result<IterateReport> iterate(const IterateRequest& req,
                               const std::function<void(const IterationFigures&)>& on_iteration) {
   if (req.max_iterations < 1) return make_error(EINVAL, "iterate", "(--max-iterations must be at least 1)");
   IterateReport report;
-  std::filesystem::path root = std::filesystem::absolute(req.images_dir);
-  std::error_code ec;
-  std::filesystem::create_directories(root, ec);
-  if (ec) return make_error(ec.value(), "create the images directory", root.string());
+  std::filesystem::path root = req.page_server ? std::filesystem::path("/") : std::filesystem::absolute(req.images_dir);
+  if (!req.page_server) {
+    std::error_code ec;
+    std::filesystem::create_directories(root, ec);
+    if (ec) return make_error(ec.value(), "create the images directory", root.string());
+  }
+  // Local images link to their parent by path; remote ones by the name the
+  // server resolves relative to the new image, as CRIU's --prev-images-dir.
+  auto image_dir = [&](size_t i) { return root / (req.name_prefix + std::to_string(i)); };
+  auto parent_of = [&](const std::filesystem::path& dir) -> std::filesystem::path {
+    return req.page_server ? std::filesystem::path("..") / dir.filename() : dir;
+  };
 
   std::unique_ptr<tracker::EventReader> reader;
   checkpoint::EventTracking tracking;
@@ -89,7 +98,7 @@ Result<IterateReport> iterate(const IterateRequest& req,
     }
     auto t0 = Clock::now();
     next_start = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(req.interval_s));
-    std::filesystem::path dir = root / std::to_string(i);
+    std::filesystem::path dir = image_dir(static_cast<size_t>(i));
     WPCKPT_TRY_ASSIGN(checkpoint::CaptureStats s, pre_dump_once(req, dir, parent, reader ? &tracking : nullptr));
     IterationFigures f;
     f.iteration = i;
@@ -119,7 +128,7 @@ Result<IterateReport> iterate(const IterateRequest& req,
     f.predicted_freeze_ms = model.predict_s(expected) * 1e3;
     report.iterations.push_back(f);
     if (on_iteration) on_iteration(f);
-    parent = dir;
+    parent = parent_of(dir);
 
     if (req.stop_when_converged && i > 1 && f.predicted_freeze_ms <= req.target_downtime_ms) {
       report.stop_kind = "converged";
@@ -153,8 +162,9 @@ Result<IterateReport> iterate(const IterateRequest& req,
   if (req.final_step == FinalStep::Dump && report.stop_kind != "interrupted" && parent) {
     dump::DumpRequest d;
     d.pid = req.pid;
-    d.images_dir = root / std::to_string(report.iterations.size() + 1);
+    d.images_dir = image_dir(report.iterations.size() + 1);
     d.prev_images_dir = parent;
+    d.page_server = req.page_server;
     d.leave_running = req.leave_running;
     d.compress_level = req.compress_level;
     d.cancel = req.cancel;
@@ -165,6 +175,7 @@ Result<IterateReport> iterate(const IterateRequest& req,
     report.final_dump.frozen_ms = static_cast<double>(r.frozen_time) / 1e3;
     report.final_dump.freezing_ms = static_cast<double>(r.freezing_time) / 1e3;
     report.final_dump.left_running = r.left_running;
+    report.final_dump.freeze_began = r.freeze_began;
   }
   return report;
 }

@@ -17,13 +17,16 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "lib/base/result.hpp"
+#include "lib/net/remote_sink.hpp"
 
 namespace wpckpt::iterate {
 
@@ -43,6 +46,10 @@ struct IterateRequest {
   bool stop_when_converged = true;
   int compress_level = 1;
   const std::atomic<bool>* cancel = nullptr;
+  // Images go to a page server (nothing written here) as NAME_PREFIX1,
+  // NAME_PREFIX2, ... each linked to the one before; images_dir is unused.
+  std::optional<net::PageServerTarget> page_server;
+  std::string name_prefix;
 };
 
 struct IterationFigures {
@@ -64,6 +71,7 @@ struct FinalFigures {
   uint64_t pages_written = 0;
   double frozen_ms = 0, freezing_ms = 0;
   bool left_running = false;
+  std::chrono::steady_clock::time_point freeze_began;
 };
 
 struct IterateReport {

@@ -1,6 +1,7 @@
 #include "lib/restore/validate.hpp"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cinttypes>
 #include <cstring>
@@ -81,6 +82,26 @@ bool id_in_use(int id) {
   return ::stat(("/proc/" + std::to_string(id)).c_str(), &st) == 0;
 }
 
+// 'Z' or 'X': dead, its id held until its parent reaps it.
+bool id_held_by_the_dead(int id) {
+  std::ifstream in("/proc/" + std::to_string(id) + "/stat");
+  std::string all((std::istreambuf_iterator<char>(in)), {});
+  auto paren = all.rfind(')');
+  return paren != std::string::npos && paren + 2 < all.size() && (all[paren + 2] == 'Z' || all[paren + 2] == 'X');
+}
+
+// A dump kills its process after the commit; until the process's parent
+// reaps it, the pid is a zombie's. A restore that follows at once (a script,
+// a migration between two namespaces of one host) waits for that, briefly.
+bool free_soon(int id) {
+  constexpr int kTries = 400;  // 5 ms apart: 2 s
+  for (int i = 0; i < kTries && id_in_use(id); ++i) {
+    if (!id_held_by_the_dead(id)) return false;
+    ::usleep(5000);
+  }
+  return !id_in_use(id);
+}
+
 }  // namespace
 
 Result<void> check_ids_free(const state::ProcessState& state) {
@@ -88,12 +109,14 @@ Result<void> check_ids_free(const state::ProcessState& state) {
   for (const auto& t : state.threads)
     if (t.tid != state.pid) ids.push_back(t.tid);
   for (int id : ids) {
-    if (!id_in_use(id)) continue;
+    if (!id_in_use(id) || free_soon(id)) continue;
     std::string what = id == state.pid ? "pid " : "tid ";
     std::string comm = comm_of(id);
     return make_error(EEXIST, "restore " + what + std::to_string(id),
                       "(in use by " + (comm.empty() ? std::string("another process") : "'" + comm + "'") + ")")
-        .with_hint("the process (or a thread) using that id must exit first; restore needs the same ids");
+        .with_hint(id_held_by_the_dead(id) ? "it is a zombie: its parent (see PPid in /proc/" + std::to_string(id) +
+                                                 "/status) must reap it first; restore needs the same ids"
+                                           : "the process (or a thread) using that id must exit first; restore needs the same ids");
   }
   return ok();
 }

@@ -21,6 +21,7 @@ forbid lib 'cli/'
 forbid lib/state 'lib/(dump|restore|checkpoint|iterate|ptrace|probe|agent|fds)/'
 forbid lib/fds 'lib/(dump|restore|checkpoint|iterate|ptrace|probe|agent)/'
 forbid lib/netlock 'lib/(state|fds|dump|restore|checkpoint|iterate|ptrace|probe|agent|attach)/'
+forbid lib/net/ 'lib/(state|fds|dump|restore|checkpoint|iterate|ptrace|probe|agent|attach|netlock)/|tracker/'
 # tracker and dump-format take only lib/base from lib/; lib/base takes nothing of ours.
 for dir in dump-format tracker; do
   hits=$(grep -rnE '#include "lib/' "$dir" | grep -v '#include "lib/base/')

@@ -52,3 +52,38 @@ def wpckpt(*args, timeout=300):
     if r.returncode != 0:
         fail(f"wpckpt {' '.join(args)} exited {r.returncode}: {r.stdout} {r.stderr}")
     return r
+
+
+def two_hosts(tag):
+    """Makes this network namespace (the test's own, from `unshare --net`)
+    the source host and a new named one the destination, joined by a veth
+    pair; addresses inside them only. Returns (namespace, source address,
+    destination address); remove_host(namespace) deletes it."""
+    ns = f"wpckpt-{tag}-{os.getpid()}"
+    src, dst = "10.231.0.2", "10.231.0.1"
+
+    def sh(*cmd):
+        subprocess.run(cmd, check=True)
+    sh("ip", "link", "set", "lo", "up")
+    sh("ip", "netns", "add", ns)
+    sh("ip", "link", "add", "wpsrc0", "type", "veth", "peer", "name", "wpdst0")
+    sh("ip", "link", "set", "wpdst0", "netns", ns)
+    sh("ip", "addr", "add", f"{src}/24", "dev", "wpsrc0")
+    sh("ip", "link", "set", "wpsrc0", "up")
+    for cmd in (["ip", "addr", "add", f"{dst}/24", "dev", "wpdst0"], ["ip", "link", "set", "wpdst0", "up"],
+                ["ip", "link", "set", "lo", "up"]):
+        sh("ip", "netns", "exec", ns, *cmd)
+    return ns, src, dst
+
+
+def remove_host(ns):
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+# A Python computation of a few seconds with a deterministic output.
+COMPUTATION = ("import hashlib\n"
+               "h = hashlib.sha256(); d = {}\n"
+               "for i in range(6_000_000):\n"
+               "    d[i % 50021] = d.get(i % 50021, 0) + i\n"
+               "    h.update(str(i * i).encode())\n"
+               "print(h.hexdigest(), sum(d.values()), len(d))\n")

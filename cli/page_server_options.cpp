@@ -1,0 +1,40 @@
+#include "cli/page_server_options.hpp"
+
+#include <pwd.h>
+#include <unistd.h>
+
+namespace wpckpt::cli {
+
+void add_page_server_options(CLI::App* verb, PageServerOptions& into, bool client) {
+  if (client)
+    verb->add_flag("--page-server", into.enabled,
+                   "Send the image to `wpckpt page-server` at --address/--port; nothing is written here");
+  verb->add_option("--address", into.address,
+                   client ? "Address of the page server" : "Address to listen on (default: every address)");
+  verb->add_option("--port", into.port, client ? "Port of the page server" : "TCP port to listen on (0: any free one)");
+  verb->add_option("--secret-file", into.secret_file,
+                   "The shared secret (same file on both hosts; default " + default_secret_file() + ")");
+}
+
+std::string default_secret_file() {
+  const passwd* pw = ::getpwuid(::geteuid());
+  std::string home = pw && pw->pw_dir ? pw->pw_dir : "/root";
+  return home + "/.config/wpckpt/page-server.secret";
+}
+
+Result<std::optional<net::PageServerTarget>> page_server_target(const PageServerOptions& opts) {
+  if (!opts.enabled) {
+    if (!opts.address.empty() || opts.port != 0)
+      return make_error(EINVAL, "usage", "--address and --port need --page-server");
+    return std::optional<net::PageServerTarget>();
+  }
+  if (opts.address.empty() || opts.port == 0)
+    return make_error(EINVAL, "usage", "--page-server needs --address and --port")
+        .with_hint("give where `wpckpt page-server` listens, e.g. --address 10.0.0.2 --port 1234");
+  net::PageServerTarget t;
+  t.server = net::Endpoint{opts.address, opts.port};
+  t.secret_file = opts.secret_file.empty() ? default_secret_file() : opts.secret_file;
+  return std::optional<net::PageServerTarget>(t);
+}
+
+}  // namespace wpckpt::cli

@@ -1,0 +1,106 @@
+// The local image sink: files inside a locked hidden sibling of the image
+// directory (temp_dirs.hpp), renamed into place at commit.
+#include <fcntl.h>
+
+#include <map>
+
+#include "dump-format/chain_reader.hpp"
+#include "dump-format/file_io.hpp"
+#include "dump-format/image_sink.hpp"
+#include "dump-format/temp_dirs.hpp"
+
+namespace wpckpt::image {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Start writeback every so often so that commit()'s fsync has little left.
+constexpr uint64_t kWritebackEvery = 64ull << 20;
+
+class LocalSink final : public ImageSink {
+ public:
+  LocalSink(fs::path dir, fs::path tmp, UniqueFd tmp_lock, TargetState target, StagedCheck check)
+      : dir_(std::move(dir)), tmp_(std::move(tmp)), tmp_lock_(std::move(tmp_lock)), target_(target), check_(std::move(check)) {}
+  ~LocalSink() override {
+    streams_.clear();
+    if (!committed_) remove_tree(tmp_);
+    // tmp_lock_ is released last: until then no cleaner touches tmp_.
+  }
+
+  Result<void> append(const std::string& name, std::span<const std::byte> bytes) override {
+    auto it = streams_.find(name);
+    if (it == streams_.end()) {
+      WPCKPT_TRY_ASSIGN(UniqueFd fd, create_private_file(tmp_ / name));
+      it = streams_.emplace(name, Stream{std::move(fd)}).first;
+    }
+    Stream& s = it->second;
+    WPCKPT_TRY(write_all(s.fd.get(), bytes, tmp_ / name));
+    s.size += bytes.size();
+    if (s.size - s.synced >= kWritebackEvery) {
+      ::sync_file_range(s.fd.get(), static_cast<off_t>(s.synced), static_cast<off_t>(s.size - s.synced),
+                        SYNC_FILE_RANGE_WRITE);
+      s.synced = s.size;
+    }
+    return ok();
+  }
+
+  Result<void> write_file(const std::string& name, std::span<const std::byte> bytes) override {
+    return write_private_file(tmp_ / name, bytes);
+  }
+
+  Result<void> commit() override {
+    for (auto& [name, s] : streams_) WPCKPT_TRY(fsync_fd(s.fd.get(), tmp_ / name));
+    if (check_) WPCKPT_TRY(check_(tmp_));
+    WPCKPT_TRY(commit_directory(tmp_, dir_, target_));
+    committed_ = true;
+    return ok();
+  }
+
+  std::string where() const override { return dir_.string(); }
+
+ private:
+  struct Stream {
+    UniqueFd fd;
+    uint64_t size = 0, synced = 0;
+  };
+  fs::path dir_, tmp_;
+  UniqueFd tmp_lock_;  // flock held on tmp_ while this sink lives (temp_dirs.hpp)
+  TargetState target_;
+  StagedCheck check_;
+  std::map<std::string, Stream> streams_;
+  bool committed_ = false;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ImageSink>> make_local_sink(const fs::path& dir, StagedCheck check) {
+  WPCKPT_TRY_ASSIGN(TargetState target, check_image_target(dir));
+  remove_abandoned_temps(dir);
+  fs::path tmp;
+  UniqueFd tmp_lock;
+  for (int attempt = 0;; ++attempt) {
+    WPCKPT_TRY_ASSIGN(tmp, make_temp_sibling(dir));
+    Result<UniqueFd> lock = lock_temp_dir(tmp);
+    if (lock) {
+      tmp_lock = std::move(lock).value();
+      break;
+    }
+    // ENOENT: a cleaner took it for abandoned before we locked it.
+    if (lock.error().err != ENOENT || attempt == 2) return std::move(lock).error();
+  }
+  return std::unique_ptr<ImageSink>(std::make_unique<LocalSink>(dir, tmp, std::move(tmp_lock), target, std::move(check)));
+}
+
+Result<ParentLink> link_to_parent(const fs::path& dir, const fs::path& parent) {
+  // The parent must be a readable chain; we link to the digest of the
+  // manifest that was checked (not one read again later).
+  WPCKPT_TRY_ASSIGN(ResolvedChain chain, ResolvedChain::open(parent, OpenOptions{}));
+  std::error_code ec;
+  fs::path canon_parent = fs::weakly_canonical(parent, ec);
+  fs::path canon_dir = fs::weakly_canonical(fs::absolute(dir, ec), ec);
+  if (ec) return make_error(ec.value(), "resolve path", dir.string());
+  return ParentLink{canon_parent.lexically_relative(canon_dir).string(), chain.newest().manifest_digest.hex()};
+}
+
+}  // namespace wpckpt::image

@@ -1,0 +1,45 @@
+// The page server's messages, inside a SecureChannel (secure_channel.hpp).
+// One connection carries one image:
+//   client  Hello     {"version", "image": NAME, "kind", "parent": REL|null}
+//   server  Ready     {"parent": {"relative_path", "manifest_digest", "metadata"}|null}
+//                     (or Failed)
+//   client  Append    NAME-OF-FILE + bytes, the page data stream in order
+//   client  File      NAME-OF-FILE + bytes, a whole file
+//   client  Commit
+//   server  Committed {"dir", "bytes"} once the image is checked and renamed
+//                     into place (or Failed: nothing of it is kept)
+// A migration's last step is a connection of its own:
+//   client  Hello     {"version", "op": "restore", "image": NAME}
+//   server  Restored  {"pid", "seconds"} once the process runs there (or Failed)
+// Failed carries {"err", "op", "context", "hint"}: the receiver's Error.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "lib/base/result.hpp"
+#include "lib/net/secure_channel.hpp"
+
+namespace wpckpt::net {
+
+constexpr int kProtocolVersion = 1;
+
+enum MessageType : uint32_t { kHello = 1, kReady, kAppend, kFile, kCommit, kCommitted, kFailed, kRestored };
+
+// Largest message accepted: page data comes in batches of about 1 MiB.
+constexpr uint64_t kMaxMessageBytes = 64ull << 20;
+
+Result<void> send_json(SecureChannel& channel, MessageType type, const nlohmann::json& doc);
+Result<void> send_failure(SecureChannel& channel, const Error& error);
+Result<void> send_named(SecureChannel& channel, MessageType type, const std::string& name, std::span<const std::byte> bytes);
+
+// Parses a JSON payload; a Failed message becomes its Error.
+Result<nlohmann::json> expect_json(const Message& message, MessageType type, const std::string& peer);
+// Splits a named payload into its name and bytes.
+Result<std::pair<std::string, std::span<const std::byte>>> split_named(const Message& message);
+
+}  // namespace wpckpt::net
