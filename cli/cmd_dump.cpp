@@ -12,6 +12,7 @@
 #include "cli/cancel.hpp"
 #include "cli/commands.hpp"
 #include "cli/criu_compat.hpp"
+#include "cli/dump_output.hpp"
 #include "cli/log_file.hpp"
 #include "cli/image_paths.hpp"
 #include "cli/output.hpp"
@@ -78,17 +79,7 @@ int run_dump(const DumpOptions& opts) {
   bar.finish();
   if (!report) return report_error(report.error(), opts.json);
   if (opts.json) {
-    nlohmann::json doc = dump::report_json(*report);
-    doc["images_dir"] = opts.images_dir;
-    doc["parent"] = opts.prev_images_dir.empty() ? nlohmann::json(nullptr) : nlohmann::json(opts.prev_images_dir);
-    doc["pages_stored"] = report->capture.pages_stored;
-    doc["pages_zero"] = report->capture.pages_zero;
-    doc["bytes_raw"] = report->capture.bytes_raw;
-    doc["bytes_compressed"] = report->capture.bytes_compressed;
-    doc["incremental"] = report->capture.incremental;
-    doc["whole_reason"] = report->capture.whole_reason;
-    doc["attach"] = dump::attach_json(report->attach);
-    doc["warnings"] = report->warnings;
+    nlohmann::json doc = dump_json(*report, opts.images_dir, opts.prev_images_dir);
     if (opts.pre_copy)
       doc["pre_copy"] = {{"seconds", pre_copy.pre_copy_seconds},
                          {"pages_written", pre_copy.pre_copy_pages},

@@ -21,6 +21,7 @@ void add_iterate_command(CLI::App& app, int& exit_code);
 void add_untrack_command(CLI::App& app, int& exit_code);
 void add_page_server_command(CLI::App& app, int& exit_code);
 void add_migrate_command(CLI::App& app, int& exit_code);
+void add_snapshot_command(CLI::App& app, int& exit_code);
 
 // Hidden: prints every verb with its options as JSON; the completion and man
 // page tests compare it with completions/ and man/.

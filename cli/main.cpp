@@ -82,6 +82,7 @@ int main(int argc, char** argv) {
   add_untrack_command(app, exit_code);
   add_page_server_command(app, exit_code);
   add_migrate_command(app, exit_code);
+  add_snapshot_command(app, exit_code);
   add_cli_spec_command(app, exit_code);
 
   // CRIU's -v0..-v4 become --verbosity=N (CLI11 would read "-v4" as "-v -4").

@@ -28,7 +28,7 @@ _wpckpt() {
     if [[ $cur == -* ]]; then
       COMPREPLY=($(compgen -W "-h --help --version -v --verbose -q --quiet --verbosity" -- "$cur"))
     else
-      COMPREPLY=($(compgen -W "cat check dump iterate merge migrate page-server pre-dump restore run show untrack verify watch" -- "$cur"))
+      COMPREPLY=($(compgen -W "cat check dump iterate merge migrate page-server pre-dump restore run show snapshot untrack verify watch" -- "$cur"))
     fi
     return
   fi
@@ -146,6 +146,20 @@ _wpckpt() {
         -D|--images-dir) _wpckpt_dirs; return ;;
       esac
       COMPREPLY=($(compgen -W "-h --help -D --images-dir --json" -- "$cur"))
+      ;;
+    snapshot)
+      case $prev in
+        -t|--tree) _wpckpt_pids; return ;;
+        -D|--images-dir) _wpckpt_dirs; return ;;
+        --prev-images-dir) _wpckpt_dirs; return ;;
+        --compress-level) :; return ;;
+        --ghost-limit) _wpckpt_files; return ;;
+        -o|--log-file) _wpckpt_files; return ;;
+        --address) _wpckpt_files; return ;;
+        --port) _wpckpt_files; return ;;
+        --secret-file) _wpckpt_files; return ;;
+      esac
+      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir --compress-level --ghost-limit --file-locks --ext-unix-sk -o --log-file --page-server --address --port --secret-file --json" -- "$cur"))
       ;;
     untrack)
       case $prev in

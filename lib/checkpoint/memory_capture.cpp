@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
+#include <map>
 #include <vector>
 
 #include "lib/base/log.hpp"
@@ -114,6 +116,14 @@ class PageStreamer {
     return ok();
   }
 
+  // Bytes read earlier (a snapshot's shared memory), in their place in the order.
+  Result<void> add_read(uint64_t addr, std::span<const std::byte> data) {
+    WPCKPT_TRY(flush());
+    WPCKPT_TRY(timed_write([&] { return writer_.add_pages(addr, data); }));
+    done(data.size() / kPage);
+    return ok();
+  }
+
   Result<void> flush() {
     if (runs_.empty()) return ok();
     auto t0 = Clock::now();
@@ -156,6 +166,41 @@ class PageStreamer {
   uint64_t total_, done_ = 0;
   std::vector<PageRun> runs_;
 };
+
+bool overlaps_any(const tracker::Vma& v, const std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
+  for (const auto& [start, end] : ranges)
+    if (start < v.end && v.start < end) return true;
+  return false;
+}
+
+// A snapshot reads what a fork does not copy from the frozen process itself,
+// before the fork: keyed by job address.
+using ReadBeforeFork = std::map<uint64_t, std::vector<std::byte>>;
+
+Result<ReadBeforeFork> read_before_fork(pid_t pid, const std::vector<PageJob>& jobs, const std::vector<char>& which) {
+  ReadBeforeFork out;
+  bool any = false;
+  for (size_t k = 0; k < jobs.size(); ++k) any = any || (which[k] && !jobs[k].zero);
+  if (!any) return out;
+  WPCKPT_TRY_ASSIGN(tracker::PageReader reader,
+                    tracker::PageReader::open(pid, tracker::PageReader::kDefaultBatchBytes,
+                                              probe::has_feature("process_vm_readv")));
+  for (size_t k = 0; k < jobs.size(); ++k) {
+    const PageJob& j = jobs[k];
+    if (!which[k] || j.zero) continue;
+    std::vector<std::byte>& buf = out[j.addr];
+    buf.assign(j.pages * kPage, std::byte{0});  // a hole (vanished page) stays zero
+    tracker::PageRun run{j.addr, j.pages};
+    WPCKPT_TRY(reader.read(
+        std::span(&run, 1),
+        [&](uint64_t addr, std::span<const std::byte> data) -> Result<void> {
+          std::memcpy(buf.data() + (addr - j.addr), data.data(), data.size());
+          return ok();
+        },
+        [](uint64_t, uint64_t) -> Result<void> { return ok(); }));
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -207,6 +252,7 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
 
   std::vector<image::MemoryArea> areas;
   std::vector<PageJob> jobs;
+  std::vector<char> before_fork;  // per job: read from the frozen process (snapshot)
   uint64_t to_copy = 0;
   for (const ScannedArea& a : scan.areas) {
     areas.push_back(memory_area(a));
@@ -217,8 +263,12 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
     if (a.kind == AreaKind::NoContents) continue;
     if (a.fresh) WPCKPT_TRY(writer.add_fresh_range(a.vma.start, a.vma.end));
     uint64_t area_pages = 0;
+    // A fork shares shared memory (the process may write it once it runs
+    // on) and leaves out or zeroes MADV_DONTFORK/WIPEONFORK areas.
+    bool not_forked = a.kind == AreaKind::CopiedWhole || overlaps_any(a.vma, options.not_copied_by_fork);
     for (const PageJob& j : tracker::page_jobs(a)) {
       jobs.push_back(j);
+      before_fork.push_back(not_forked);
       area_pages += j.pages;
     }
     to_copy += area_pages;
@@ -227,11 +277,21 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
   writer.set_areas(std::move(areas));
   stats.pages_written = to_copy;
 
+  pid_t copy_pid = pid;
+  ReadBeforeFork early;
+  if (options.copy_from_fork) {
+    WPCKPT_TRY_ASSIGN(early, read_before_fork(pid, jobs, before_fork));
+    for (const auto& [addr, bytes] : early) stats.pages_read_before_fork += bytes.size() / kPage;
+    WPCKPT_TRY_ASSIGN(copy_pid, options.copy_from_fork());
+  }
   WPCKPT_TRY_ASSIGN(tracker::PageReader reader,
-                    tracker::PageReader::open(pid, tracker::PageReader::kDefaultBatchBytes,
+                    tracker::PageReader::open(copy_pid, tracker::PageReader::kDefaultBatchBytes,
                                               probe::has_feature("process_vm_readv")));
   PageStreamer streamer(writer, reader, stats, options.progress, to_copy);
-  for (const PageJob& j : jobs) WPCKPT_TRY(streamer.add(j));
+  for (const PageJob& j : jobs) {
+    auto it = early.find(j.addr);
+    WPCKPT_TRY(it != early.end() ? streamer.add_read(j.addr, it->second) : streamer.add(j));
+  }
   WPCKPT_TRY(streamer.flush());
 
   if (stats.incremental && scan_ns > parent_ns && parent_ns != 0)

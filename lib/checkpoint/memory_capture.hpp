@@ -14,7 +14,9 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dump-format/image.hpp"
@@ -30,6 +32,13 @@ struct CaptureOptions {
   // The caller's event queue, kept across iterations (event_scan.hpp):
   // scan only what it names when it saw everything. nullptr: full scan.
   EventTracking* events = nullptr;
+  // A snapshot (lib/dump/snapshot_copy.hpp): called once the scan has
+  // re-armed the tracking and what a fork would not copy was read (shared
+  // memory, and the ranges below); returns a stopped copy of the process
+  // whose memory is the rest as of this instant, the caller having let the
+  // process run on. Empty: everything is read from the process itself.
+  std::function<Result<pid_t>()> copy_from_fork;
+  std::vector<std::pair<uint64_t, uint64_t>> not_copied_by_fork;  // MADV_DONTFORK / MADV_WIPEONFORK areas
 };
 
 // An area not tracked by write-protect, and how it is handled instead.
@@ -63,6 +72,7 @@ struct CaptureStats {
   uint64_t events_lost = 0;       // records lost since the previous take
   double event_window_seconds = 0;
   bool cross_checked = false;     // a full read-only scan confirmed the events missed nothing
+  uint64_t pages_read_before_fork = 0;  // snapshot: pages read from the frozen process itself
 };
 
 // Writes the memory part of one iteration into `writer` (set_areas,

@@ -10,6 +10,7 @@
 #include "lib/dump/fd_capture.hpp"
 #include "lib/dump/image_target.hpp"
 #include "lib/dump/mapping_capture.hpp"
+#include "lib/dump/snapshot_copy.hpp"
 #include "lib/dump/process_capture.hpp"
 #include "lib/dump/thread_capture.hpp"
 #include "lib/dump/unsupported_state.hpp"
@@ -81,6 +82,21 @@ nlohmann::json report_json(const DumpReport& d) {
           {"left_running", d.left_running}};
 }
 
+namespace {
+
+// The areas a fork does not copy faithfully (MADV_DONTFORK, MADV_WIPEONFORK):
+// a snapshot reads them from the frozen process itself. The flags of areas
+// unchanged since `before` (smaps read while the process ran) are reused.
+Result<std::vector<std::pair<uint64_t, uint64_t>>> not_copied_by_fork(pid_t pid, const std::vector<tracker::Vma>* before) {
+  WPCKPT_TRY_ASSIGN(auto vmas, before ? tracker::read_maps_reusing_flags(pid, *before) : tracker::read_smaps(pid));
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  for (const tracker::Vma& v : vmas)
+    if (v.has_flag("dc") || v.has_flag("wf")) out.emplace_back(v.start, v.end);
+  return out;
+}
+
+}  // namespace
+
 Result<DumpReport> dump_process(const DumpRequest& r) {
   DumpReport rep;
   // Before anything is created or stopped: a kernel (or switches) without
@@ -127,8 +143,27 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   checkpoint::CaptureOptions copts;
   copts.target_stopped = true;
   copts.progress = r.progress;
+  std::optional<ForkedCopy> copy;  // a snapshot's: released after the commit
+  Clock::time_point t_resumed;
+  if (r.snapshot) {
+    WPCKPT_TRY_ASSIGN(copts.not_copied_by_fork, not_copied_by_fork(r.pid, smaps ? &*smaps : nullptr));
+    copts.copy_from_fork = [&]() -> Result<pid_t> {
+      WPCKPT_TRY_ASSIGN(ForkedCopy made, ForkedCopy::make(frozen));
+      copy.emplace(std::move(made));
+      fds.repaired.release();
+      fds.network_lock.release();
+      frozen.detach();
+      t_resumed = Clock::now();
+      return copy->pid();
+    };
+  }
   auto t_mem = Clock::now();
   WPCKPT_TRY_ASSIGN(rep.capture, checkpoint::capture_memory(r.pid, *writer, target.parent(), copts));
+  if (copy) {
+    rep.snapshot.taken = true;
+    rep.snapshot.copy_done_seconds = std::chrono::duration<double>(Clock::now() - t_resumed).count();
+    rep.snapshot.pages_read_frozen = rep.capture.pages_read_before_fork;
+  }
   uint64_t mem_total = micros(Clock::now() - t_mem);
   rep.memwrite_time = micros(rep.capture.write_seconds);
   rep.memdump_time = mem_total - std::min(mem_total, rep.memwrite_time);
@@ -145,12 +180,12 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   rep.pages_skipped_parent = rep.capture.pages_skipped_parent;
   rep.pages_written = rep.capture.pages_written;
   auto t_captured = Clock::now();
-  rep.frozen_time = micros(t_captured - t_frozen);
-  rep.left_running = r.leave_running;
+  rep.frozen_time = micros((copy ? t_resumed : t_captured) - t_frozen);
+  rep.left_running = r.leave_running || r.snapshot;
   fault_point("captured", r.cancel);
   WPCKPT_TRY(check_cancel(r));
   // The process is no longer needed stopped: its state and pages are with the writer.
-  if (r.leave_running) {
+  if (r.leave_running || r.snapshot) {
     fds.repaired.release();
     fds.network_lock.release();
     frozen.detach();
@@ -164,7 +199,13 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   WPCKPT_TRY_ASSIGN(rep.commit, writer->commit());
   rep.commit_time = micros(Clock::now() - t_commit);
   checkpoint::fill_commit_stats(rep.capture, rep.commit);
-  if (!r.leave_running) {
+  if (copy) {
+    auto reaped = copy->release();
+    if (reaped) rep.snapshot.reap_stop_seconds = *reaped;
+    else rep.warnings.push_back("the snapshot's copy of the process could not be reaped (" + reaped.error().message() +
+                                "): a zombie child is left until the process exits or waits for it");
+  }
+  if (!r.leave_running && !r.snapshot) {
     frozen.kill();
     fds.repaired.disarm();  // closed in repair mode: the peers see no FIN, no reset
     fds.network_lock.disarm();  // their packets stay dropped until the restore

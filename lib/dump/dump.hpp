@@ -49,6 +49,17 @@ struct DumpRequest {
   ProgressFn progress;
   // Polled between steps (e.g. set by a SIGINT handler): abort, detach, no image.
   const std::atomic<bool>* cancel = nullptr;
+  // `wpckpt snapshot`: the process runs on as soon as its state is captured
+  // and its memory forked (lib/dump/snapshot_copy.hpp); the image is the
+  // instant of the freeze. Implies leave_running.
+  bool snapshot = false;
+};
+
+struct SnapshotFigures {
+  bool taken = false;
+  double copy_done_seconds = 0;       // from the resume until every page was copied
+  uint64_t pages_read_frozen = 0;     // shared memory and MADV_DONTFORK areas, read before the resume
+  double reap_stop_seconds = 0;       // the second brief stop that reaps the copy
 };
 
 struct DumpReport {
@@ -61,6 +72,7 @@ struct DumpReport {
   size_t threads = 0, mappings = 0, fds = 0;
   bool left_running = false;
   std::vector<std::string> warnings;  // what the image leaves out by design
+  SnapshotFigures snapshot;
 };
 
 // The "dump" metadata of the manifest and the core of `--json`.

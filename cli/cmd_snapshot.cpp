@@ -1,0 +1,100 @@
+// wpckpt snapshot -t PID -D DIR [--prev-images-dir P]: a restorable image of
+// a process that keeps running, consistent at the instant of its freeze
+// (lib/dump/snapshot_copy.hpp). Frozen only to capture its state, scan (and
+// re-arm) its tracking and fork a copy of its memory; the pages are read
+// from the copy while it runs on.
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "cli/cancel.hpp"
+#include "cli/commands.hpp"
+#include "cli/dump_output.hpp"
+#include "cli/log_file.hpp"
+#include "cli/output.hpp"
+#include "cli/page_server_options.hpp"
+#include "cli/progress.hpp"
+
+namespace wpckpt::cli {
+namespace {
+
+struct SnapshotOptions {
+  bool json = false, file_locks = false, ext_unix_sk = false;
+  int pid = 0;
+  std::string images_dir, prev_images_dir, log_file;
+  uint64_t ghost_limit = 1 << 20;
+  int compress_level = 1;
+  PageServerOptions page_server;
+};
+
+int run_snapshot(const SnapshotOptions& opts) {
+  if (opts.pid <= 0) return report_usage("-t/--tree needs a process id", opts.json);
+  ProgressBar bar(!opts.json && isatty(STDERR_FILENO));
+  dump::DumpRequest req;
+  req.pid = opts.pid;
+  req.images_dir = opts.images_dir;
+  if (auto set = set_image_destination(req, opts.images_dir, opts.prev_images_dir, opts.page_server); !set)
+    return report_error(set.error(), opts.json);
+  req.snapshot = true;
+  req.fds.ext_unix_sk = opts.ext_unix_sk;
+  req.fds.ghost_limit = opts.ghost_limit;
+  req.fds.file_locks = opts.file_locks;
+  req.compress_level = opts.compress_level;
+  req.progress = bar.callback();
+  req.cancel = install_cancel_handlers();
+  auto report = dump::dump_process(req);
+  bar.finish();
+  if (!report) return report_error(report.error(), opts.json);
+  const dump::SnapshotFigures& s = report->snapshot;
+  if (opts.json) {
+    nlohmann::json doc = dump_json(*report, opts.images_dir, opts.prev_images_dir);
+    // Writes are never held: the kernel copies a written page (copy-on-write).
+    doc["snapshot"] = {{"mechanism", "fork-cow"},
+                       {"copy_done_seconds", s.copy_done_seconds},
+                       {"pages_read_frozen", s.pages_read_frozen},
+                       {"reap_stop_seconds", s.reap_stop_seconds},
+                       {"writes_held", 0},
+                       {"longest_hold_us", 0}};
+    print_json(doc);
+  } else {
+    std::printf("snapshot %s of process %d, which runs on\n", opts.images_dir.c_str(), opts.pid);
+    std::printf("  pages: %llu written since the parent%s, %.1f MiB stored\n",
+                static_cast<unsigned long long>(report->pages_written),
+                report->capture.incremental ? "" : (" (whole: " + report->capture.whole_reason + ")").c_str(),
+                static_cast<double>(report->capture.bytes_compressed) / (1 << 20));
+    std::printf("  frozen %.3f ms; the copy was done %.3f s after the process ran on; a %.3f ms stop reaped the copy\n",
+                static_cast<double>(report->frozen_time) / 1e3, s.copy_done_seconds, s.reap_stop_seconds * 1e3);
+    for (const auto& w : report->warnings) std::printf("  note: %s\n", w.c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_snapshot_command(CLI::App& app, int& exit_code) {
+  auto opts = std::make_shared<SnapshotOptions>();
+  CLI::App* sub = app.add_subcommand("snapshot", "A restorable image of a running process at one instant; it runs on");
+  sub->add_option("-t,--tree", opts->pid, "Pid of the process (one without the agent is attached first)")->required();
+  sub->add_option("-D,--images-dir", opts->images_dir, "Directory of the new image: new, or an empty directory")->required();
+  sub->add_option("--prev-images-dir", opts->prev_images_dir,
+                  "Parent image (a pre-dump or snapshot of the same process), relative to -D unless absolute");
+  sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
+  sub->add_option("--ghost-limit", opts->ghost_limit,
+                  "Save deleted open files up to SIZE (bytes, or with K/M/G; default 1M, as CRIU)")
+      ->transform(CLI::AsSizeValue(false));
+  sub->add_flag("--file-locks", opts->file_locks, "Record file locks (flock, POSIX, OFD) held on files");
+  sub->add_flag("--ext-unix-sk", opts->ext_unix_sk, "Allow unix datagram sockets connected to a name outside the process");
+  sub->add_option("-o,--log-file", opts->log_file, "Write the log to FILE (inside -D unless absolute)");
+  add_page_server_options(sub, opts->page_server, true);
+  sub->add_flag("--json", opts->json, "Print a JSON document");
+  sub->callback([opts, &exit_code] {
+    bool remote = opts->page_server.enabled;
+    exit_code = run_with_log_file(remote ? "." : opts->images_dir, opts->log_file,
+                                  remote ? LogFile::ImagesDir::Existing : LogFile::ImagesDir::New, opts->json,
+                                  [&] { return run_snapshot(*opts); });
+  });
+}
+
+}  // namespace wpckpt::cli

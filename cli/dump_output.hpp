@@ -1,0 +1,15 @@
+// The --json document of dump and snapshot: the library's report plus what
+// the user gave and the image's figures.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+#include "lib/dump/dump.hpp"
+
+namespace wpckpt::cli {
+
+nlohmann::json dump_json(const dump::DumpReport& report, const std::string& images_dir, const std::string& parent);
+
+}  // namespace wpckpt::cli

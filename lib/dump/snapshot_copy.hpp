@@ -1,0 +1,48 @@
+// The instant a snapshot keeps: a copy of the frozen process made by a
+// clone() injected into it (no CLONE_VM: the kernel copies the address space
+// copy-on-write, page tables only), stopped before it runs a single
+// instruction and read by wpckpt while the process itself runs on. A page
+// the process writes afterwards is copied by the kernel's copy-on-write
+// fault, never held for wpckpt: no write waits on a userspace round trip.
+//
+// Why not a synchronous userfaultfd write-protect (copy-before-write): it
+// cannot share a range with the agent's asynchronous one, so every area would
+// have to be unregistered, registered again synchronously and back, without
+// losing a dirty page in either switch; and every first write to an uncopied
+// page would wait for wpckpt to read it (a fault, a wakeup, a copy, a
+// UFFDIO_WRITEPROTECT). The fork costs a page-table copy inside the freeze
+// (about what write-protecting the same memory costs) and memory for the
+// pages written during the copy.
+//
+// The copy's exit signal is 0 (the process gets no SIGCHLD), and wpckpt
+// reaps it: killed and waited for as its tracer, then, as its parent is the
+// process, waited for by a waitid() injected into it during a second brief
+// freeze. Its pid is visible in the process's children meanwhile.
+#pragma once
+
+#include <sys/types.h>
+
+#include "lib/base/result.hpp"
+#include "lib/ptrace/freezer.hpp"
+
+namespace wpckpt::dump {
+
+class ForkedCopy {
+ public:
+  // The process is frozen in `frozen`; its main thread makes the copy.
+  static Result<ForkedCopy> make(const ptrace::Freezer& frozen);
+  ForkedCopy(ForkedCopy&& o) noexcept;
+  ForkedCopy& operator=(ForkedCopy&&) = delete;
+  ~ForkedCopy();  // releases, best effort
+  pid_t pid() const { return copy_; }
+
+  // Kills and reaps the copy (a second freeze of the process, of about a
+  // millisecond, for the waitid). Returns how long the process was stopped.
+  Result<double> release();
+
+ private:
+  ForkedCopy(pid_t process, pid_t copy) : process_(process), copy_(copy) {}
+  pid_t process_ = 0, copy_ = 0;
+};
+
+}  // namespace wpckpt::dump
