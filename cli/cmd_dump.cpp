@@ -128,11 +128,8 @@ void add_dump_command(CLI::App& app, int& exit_code) {
   add_page_server_options(sub, opts->page_server, true);
   sub->add_flag("--json", opts->json, "Print a JSON document");
   sub->callback([opts, &exit_code] {
-    // With --page-server nothing is written here: a relative log file is relative to the working directory.
-    bool remote = opts->page_server.enabled;
-    exit_code = run_with_log_file(remote ? "." : opts->images_dir, opts->criu.log_file,
-                                  remote ? LogFile::ImagesDir::Existing : LogFile::ImagesDir::New, opts->json,
-                                  [&] { return run_dump(*opts); });
+    exit_code = run_with_new_image_log(opts->images_dir, opts->page_server.enabled, opts->criu.log_file, opts->json,
+                                       [&] { return run_dump(*opts); });
   });
 }
 

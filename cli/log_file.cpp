@@ -93,4 +93,10 @@ int run_with_log_file(const fs::path& images_dir, const std::string& name, LogFi
   return rc;
 }
 
+int run_with_new_image_log(const std::filesystem::path& images_dir, bool to_page_server, const std::string& name,
+                           bool json, const std::function<int()>& verb) {
+  if (to_page_server) return run_with_log_file(".", name, LogFile::ImagesDir::Existing, json, verb);
+  return run_with_log_file(images_dir, name, LogFile::ImagesDir::New, json, verb);
+}
+
 }  // namespace wpckpt::cli

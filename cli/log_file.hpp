@@ -48,4 +48,10 @@ class LogFile {
 int run_with_log_file(const std::filesystem::path& images_dir, const std::string& name, LogFile::ImagesDir images,
                       bool json, const std::function<int()>& verb);
 
+// The same for a verb that writes a new image at `images_dir`, or, with
+// `to_page_server`, nothing here: its relative log file is then relative to
+// the working directory.
+int run_with_new_image_log(const std::filesystem::path& images_dir, bool to_page_server, const std::string& name,
+                           bool json, const std::function<int()>& verb);
+
 }  // namespace wpckpt::cli
