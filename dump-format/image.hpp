@@ -192,8 +192,10 @@ struct VerifyReport {
 };
 // `newest` limits the data check to that many images from the newest (a page
 // server checks what it received; the parents were checked when they came).
+// Without `decompress`, frames are checked against their checksums only (a
+// page server: the restore decompresses them anyway and fails loudly).
 Result<VerifyReport> verify_chain(const std::filesystem::path& dir, const ProgressFn& progress = {},
-                                  size_t newest = SIZE_MAX);
+                                  size_t newest = SIZE_MAX, bool decompress = true);
 
 // `wpckpt merge`: one standalone image with the content of the chain.
 Result<CommitInfo> merge_chain(const std::filesystem::path& dir, const std::filesystem::path& out,

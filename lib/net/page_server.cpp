@@ -77,7 +77,7 @@ Result<Request> parse_hello(const nlohmann::json& hello, const fs::path& root) {
 // resolved (not to one the sender chose).
 image::StagedCheck check_received(const Request& req, const std::optional<image::ParentLink>& link) {
   return [req, link](const fs::path& staged) -> Result<void> {
-    WPCKPT_TRY(image::verify_chain(staged, {}, 1));
+    WPCKPT_TRY(image::verify_chain(staged, {}, 1, false));
     WPCKPT_TRY_ASSIGN(auto chain, image::ImageChain::open(staged));
     const image::Manifest& m = chain->manifest(0);
     if (image::kind_name(m.kind) != req.kind)
