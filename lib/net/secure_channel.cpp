@@ -22,7 +22,10 @@ namespace {
 constexpr const char* kPskUser = "wpckpt";
 // TLS 1.3 only, and only the key exchanges that mix the PSK with an
 // ephemeral Diffie-Hellman: authentication by the secret, forward secrecy.
-constexpr const char* kPriorities = "NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+DHE-PSK";
+// AES-GCM first: with AES-NI it runs at ~2 GB/s here, where GnuTLS's default
+// pick, ChaCha20 (nettle's C code), took 18% of a page-server dump's CPU.
+constexpr const char* kPriorities =
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+DHE-PSK:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305";
 constexpr size_t kHeaderBytes = 16;
 constexpr uint32_t kMagic = 0x77706b31;  // "wpk1"
 
