@@ -158,7 +158,13 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
     };
   }
   auto t_mem = Clock::now();
-  WPCKPT_TRY_ASSIGN(rep.capture, checkpoint::capture_memory(r.pid, *writer, target.parent(), copts));
+  auto captured = checkpoint::capture_memory(r.pid, *writer, target.parent(), copts);
+  if (!captured && copy && copy->died())
+    return make_error(ESRCH, "snapshot", "the copy of process " + std::to_string(r.pid) + " was killed while it was read (" +
+                                             captured.error().message() + "); the process runs on")
+        .with_hint("most likely out of memory: a snapshot holds every page the process writes until the copy is read "
+                   "(see the kernel log); free memory, or use pre-dump + dump instead");
+  WPCKPT_TRY_ASSIGN(rep.capture, std::move(captured));
   if (copy) {
     rep.snapshot.taken = true;
     rep.snapshot.copy_done_seconds = std::chrono::duration<double>(Clock::now() - t_resumed).count();

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <fstream>
 #include <string>
 
 #include "lib/base/log.hpp"
@@ -37,7 +38,18 @@ Result<ForkedCopy> ForkedCopy::make(const ptrace::Freezer& frozen) {
   if (::ptrace(PTRACE_SETOPTIONS, copy, nullptr, reinterpret_cast<void*>(ptrace::trace_options() | PTRACE_O_EXITKILL)) != 0)
     return errno_error("PTRACE_SETOPTIONS", "the snapshot's copy " + std::to_string(copy));
   WPCKPT_TRY(inj->cure());
+  // If memory runs out while it is read, the copy goes, not the process.
+  if (std::ofstream adj("/proc/" + std::to_string(copy) + "/oom_score_adj"); !(adj << "1000\n"))
+    log::warn("could not make the snapshot's copy {} the OOM killer's first choice", copy);
   return out;
+}
+
+bool ForkedCopy::died() const {
+  if (copy_ == 0) return false;
+  std::ifstream in("/proc/" + std::to_string(copy_) + "/stat");
+  std::string all((std::istreambuf_iterator<char>(in)), {});
+  auto paren = all.rfind(')');
+  return paren == std::string::npos || paren + 2 >= all.size() || all[paren + 2] == 'Z' || all[paren + 2] == 'X';
 }
 
 ForkedCopy::ForkedCopy(ForkedCopy&& o) noexcept : process_(o.process_), copy_(std::exchange(o.copy_, 0)) {}

@@ -17,7 +17,9 @@
 // The copy's exit signal is 0 (the process gets no SIGCHLD), and wpckpt
 // reaps it: killed and waited for as its tracer, then, as its parent is the
 // process, waited for by a waitid() injected into it during a second brief
-// freeze. Its pid is visible in the process's children meanwhile.
+// freeze. Its pid is visible in the process's children meanwhile. Memory:
+// every page the process writes before the copy is read exists twice; the
+// copy is the kernel's first choice when memory runs out.
 #pragma once
 
 #include <sys/types.h>
@@ -35,6 +37,9 @@ class ForkedCopy {
   ForkedCopy& operator=(ForkedCopy&&) = delete;
   ~ForkedCopy();  // releases, best effort
   pid_t pid() const { return copy_; }
+  // The copy ended before it was released (the OOM killer prefers it: its
+  // oom_score_adj is 1000, so that it dies rather than the process).
+  bool died() const;
 
   // Kills and reaps the copy (a second freeze of the process, of about a
   // millisecond, for the waitid). Returns how long the process was stopped.
