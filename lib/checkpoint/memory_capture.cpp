@@ -284,9 +284,13 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
     for (const auto& [addr, bytes] : early) stats.pages_read_before_fork += bytes.size() / kPage;
     WPCKPT_TRY_ASSIGN(copy_pid, options.copy_from_fork());
   }
+  // A snapshot's copy is read through /proc/PID/mem, never process_vm_readv:
+  // that one pins the pages (FOLL_PIN), and pinning a page the copy shares
+  // copy-on-write with the process makes the kernel unshare it, i.e. copy it
+  // (docs/KERNEL.md §17): a 16 GiB snapshot ran out of memory that way.
   WPCKPT_TRY_ASSIGN(tracker::PageReader reader,
                     tracker::PageReader::open(copy_pid, tracker::PageReader::kDefaultBatchBytes,
-                                              probe::has_feature("process_vm_readv")));
+                                              copy_pid == pid && probe::has_feature("process_vm_readv")));
   PageStreamer streamer(writer, reader, stats, options.progress, to_copy);
   for (const PageJob& j : jobs) {
     auto it = early.find(j.addr);

@@ -46,10 +46,16 @@ Result<ForkedCopy> ForkedCopy::make(const ptrace::Freezer& frozen) {
 
 bool ForkedCopy::died() const {
   if (copy_ == 0) return false;
-  std::ifstream in("/proc/" + std::to_string(copy_) + "/stat");
+  const std::string proc = "/proc/" + std::to_string(copy_);
+  std::ifstream in(proc + "/stat");
   std::string all((std::istreambuf_iterator<char>(in)), {});
   auto paren = all.rfind(')');
-  return paren == std::string::npos || paren + 2 >= all.size() || all[paren + 2] == 'Z' || all[paren + 2] == 'X';
+  if (paren == std::string::npos || paren + 2 >= all.size() || all[paren + 2] == 'Z' || all[paren + 2] == 'X') return true;
+  // Still exiting (an OOM kill in progress): its memory is gone already.
+  std::ifstream status(proc + "/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return false;
+  return true;
 }
 
 ForkedCopy::ForkedCopy(ForkedCopy&& o) noexcept : process_(o.process_), copy_(std::exchange(o.copy_, 0)) {}
