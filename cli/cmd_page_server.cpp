@@ -51,6 +51,7 @@ int restore_for(net::RestoreAsk& ask, const ServeOptions& opts) {
   ro.images_dir = ask.dir().string();
   ro.lazy = opts.lazy;
   ro.json = opts.json;
+  ro.json_one_line = true;
   bool answered = false;
   RestoreHooks hooks;
   hooks.on_running = [&](const restore::RestoreReport& r) {

@@ -196,7 +196,8 @@ int run_restore(const RestoreOptions& opts, const RestoreHooks& hooks) {
                 outcome->pager.pages_prefetched);
   }
   if (opts.json) {
-    print_json(doc);
+    if (opts.json_one_line) std::printf("%s\n", doc.dump().c_str());
+    else print_json(doc);
     std::fflush(stdout);
   } else if (opts.detached) {
     fmt::print("{}\n", r.pid);

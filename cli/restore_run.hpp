@@ -14,6 +14,7 @@ namespace wpckpt::cli {
 
 struct RestoreOptions {
   bool json = false, detached = false, lazy = false, allow_other_owner = false;
+  bool json_one_line = false;  // the --json document on one line (page-server's JSON Lines)
   bool tcp_established = false, tcp_close = false;
   std::string images_dir, pidfile;
   CriuOptions criu;

@@ -16,10 +16,10 @@ class RemoteSink final : public image::ImageSink {
   RemoteSink(SecureChannel channel, std::string where) : channel_(std::move(channel)), where_(std::move(where)) {}
 
   Result<void> append(const std::string& name, std::span<const std::byte> bytes) override {
-    return send_named(channel_, kAppend, name, bytes);
+    return with_reason(send_named(channel_, kAppend, name, bytes));
   }
   Result<void> write_file(const std::string& name, std::span<const std::byte> bytes) override {
-    return send_named(channel_, kFile, name, bytes);
+    return with_reason(send_named(channel_, kFile, name, bytes));
   }
   Result<void> commit() override {
     WPCKPT_TRY(channel_.send(kCommit, {}));
@@ -31,6 +31,18 @@ class RemoteSink final : public image::ImageSink {
   std::string where() const override { return where_; }
 
  private:
+  // A send fails when the server gave up on the image: its Failed message,
+  // if it sent one, says why better than a broken connection does.
+  Result<void> with_reason(Result<void> sent) {
+    if (sent) return sent;
+    channel_.set_receive_timeout(2000);
+    if (auto m = channel_.receive(1 << 20); m && m->type == kFailed) {
+      auto reason = expect_json(*m, kCommitted, channel_.peer());
+      if (!reason) return std::move(reason).error();
+    }
+    return sent;
+  }
+
   SecureChannel channel_;
   std::string where_;
 };
