@@ -66,13 +66,19 @@ int run_migrate(const MigrateOptions& opts) {
     doc["final_image"] = report->final_image;
     doc["restored"] = {{"pid", report->restored.pid}, {"seconds", report->restored.seconds}};
     doc["downtime_ms"] = report->downtime_ms;
+    doc["downtime_parts_ms"] = {{"frozen", last.frozen_ms},
+                                {"dump", report->dump_ms},
+                                {"commit", last.commit_ms},
+                                {"restore_request", report->restore_request_ms}};
     std::printf("%s\n", doc.dump().c_str());
   } else {
     std::printf("%s\n", report->iterations.stop_reason.c_str());
     std::printf("final dump %s: %llu pages, frozen %.1f ms\n", report->final_image.c_str(),
                 static_cast<unsigned long long>(last.pages_written), last.frozen_ms);
-    std::printf("pid %d runs on %s (restored in %.3f s there); downtime %.1f ms\n", report->restored.pid,
-                to->text().c_str(), report->restored.seconds, report->downtime_ms);
+    std::printf("pid %d runs on %s (restored in %.3f s there); downtime %.1f ms: the dump %.1f ms (frozen %.1f, "
+                "commit %.1f), the restore request %.1f ms\n",
+                report->restored.pid, to->text().c_str(), report->restored.seconds, report->downtime_ms,
+                report->dump_ms, last.frozen_ms, last.commit_ms, report->restore_request_ms);
   }
   return kExitOk;
 }

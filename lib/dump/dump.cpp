@@ -1,6 +1,7 @@
 #include "lib/dump/dump.hpp"
 
 #include <fmt/core.h>
+#include <signal.h>
 
 #include <chrono>
 
@@ -212,7 +213,12 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
                                 "): a zombie child is left until the process exits or waits for it");
   }
   if (!r.leave_running && !r.snapshot) {
-    frozen.kill();
+    if (r.reap_later) {
+      ::kill(r.pid, SIGKILL);  // stopped by us: it never returns to user space
+      rep.dying = std::make_shared<ptrace::Freezer>(std::move(frozen));
+    } else {
+      frozen.kill();
+    }
     fds.repaired.disarm();  // closed in repair mode: the peers see no FIN, no reset
     fds.network_lock.disarm();  // their packets stay dropped until the restore
   }

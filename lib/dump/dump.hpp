@@ -24,6 +24,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <optional>
 
 #include <nlohmann/json.hpp>
@@ -35,6 +36,7 @@
 #include "lib/checkpoint/memory_capture.hpp"
 #include "lib/fds/fd_handler.hpp"
 #include "lib/net/remote_sink.hpp"
+#include "lib/ptrace/freezer.hpp"
 
 namespace wpckpt::dump {
 
@@ -53,6 +55,11 @@ struct DumpRequest {
   // and its memory forked (lib/dump/snapshot_copy.hpp); the image is the
   // instant of the freeze. Implies leave_running.
   bool snapshot = false;
+  // The process is sent SIGKILL after the commit but not waited for: its
+  // memory is torn down (tens of ms per GiB) while the caller goes on (a
+  // migration asks the destination to restore meanwhile); the caller reaps
+  // it through DumpReport::dying. It never runs again either way.
+  bool reap_later = false;
 };
 
 struct SnapshotFigures {
@@ -73,6 +80,7 @@ struct DumpReport {
   bool left_running = false;
   std::vector<std::string> warnings;  // what the image leaves out by design
   SnapshotFigures snapshot;
+  std::shared_ptr<ptrace::Freezer> dying;  // reap_later: kill() it to reap the process
 };
 
 // The "dump" metadata of the manifest and the core of `--json`.

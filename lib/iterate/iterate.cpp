@@ -165,6 +165,7 @@ Result<IterateReport> iterate(const IterateRequest& req,
     d.images_dir = image_dir(report.iterations.size() + 1);
     d.prev_images_dir = parent;
     d.page_server = req.page_server;
+    d.reap_later = req.reap_final_later;
     d.leave_running = req.leave_running;
     d.compress_level = req.compress_level;
     d.cancel = req.cancel;
@@ -176,6 +177,9 @@ Result<IterateReport> iterate(const IterateRequest& req,
     report.final_dump.freezing_ms = static_cast<double>(r.freezing_time) / 1e3;
     report.final_dump.left_running = r.left_running;
     report.final_dump.freeze_began = r.freeze_began;
+    report.final_dump.returned = Clock::now();
+    report.final_dump.dying = r.dying;
+    report.final_dump.commit_ms = static_cast<double>(r.commit_time) / 1e3;
   }
   return report;
 }

@@ -21,12 +21,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "lib/base/result.hpp"
 #include "lib/net/remote_sink.hpp"
+#include "lib/ptrace/freezer.hpp"
 
 namespace wpckpt::iterate {
 
@@ -50,6 +52,7 @@ struct IterateRequest {
   // NAME_PREFIX2, ... each linked to the one before; images_dir is unused.
   std::optional<net::PageServerTarget> page_server;
   std::string name_prefix;
+  bool reap_final_later = false;  // DumpRequest::reap_later for the final dump
 };
 
 struct IterationFigures {
@@ -71,7 +74,9 @@ struct FinalFigures {
   uint64_t pages_written = 0;
   double frozen_ms = 0, freezing_ms = 0;
   bool left_running = false;
-  std::chrono::steady_clock::time_point freeze_began;
+  double commit_ms = 0;  // after the freeze: the image made durable (on a page server: sent, checked, renamed)
+  std::chrono::steady_clock::time_point freeze_began, returned;
+  std::shared_ptr<ptrace::Freezer> dying;  // reap_final_later: the killed process, to reap
 };
 
 struct IterateReport {

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <future>
 
 namespace wpckpt::iterate {
 
@@ -20,22 +21,33 @@ Result<MigrateReport> migrate(const MigrateRequest& m, const std::function<void(
   req.page_server = net::PageServerTarget{m.to, m.secret_file};
   // Names of their own on the destination: another migration's images are never in the way.
   req.name_prefix = fmt::format("migrate-{}-{}-", m.pid, static_cast<long long>(std::time(nullptr)));
+  // The killed process's memory is torn down while the destination restores.
+  req.reap_final_later = true;
   MigrateReport report;
   WPCKPT_TRY_ASSIGN(report.iterations, iterate(req, on_iteration));
   if (!report.iterations.final_dump.ran)
     return make_error(ECANCELED, "migrate", report.iterations.stop_reason + "; the process runs on here")
         .with_hint("the images sent so far stay on the destination; run migrate again");
   report.final_image = report.iterations.final_dump.dir.filename().string();
-  auto restored = net::request_restore(m.to, m.secret_file, report.final_image);
+  // The request goes out at once, on a thread of its own (network only); this
+  // thread, the tracer, reaps the killed process meanwhile. On one host the
+  // restore there waits for that (its pid), elsewhere nothing waits for it.
+  auto asked = std::async(std::launch::async,
+                          [&] { return net::request_restore(m.to, m.secret_file, report.final_image); });
+  if (report.iterations.final_dump.dying) report.iterations.final_dump.dying->kill();
+  auto restored = asked.get();
   if (!restored) {
     Error e = std::move(restored).error();
     e.context += "; the process was dumped to " + m.to.text() + " as " + report.final_image;
     return std::move(e).with_hint("restore it there: wpckpt restore -D <page-server dir>/" + report.final_image);
   }
   report.restored = *restored;
-  report.downtime_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - report.iterations.final_dump.freeze_began)
-          .count();
+  using Ms = std::chrono::duration<double, std::milli>;
+  const auto now = std::chrono::steady_clock::now();
+  const FinalFigures& last = report.iterations.final_dump;
+  report.downtime_ms = Ms(now - last.freeze_began).count();
+  report.dump_ms = Ms(last.returned - last.freeze_began).count();
+  report.restore_request_ms = Ms(now - last.returned).count();
   return report;
 }
 

@@ -40,6 +40,9 @@ struct MigrateReport {
   std::string final_image;     // its name on the destination
   net::RemoteRestore restored;  // pid there, seconds from the request to running
   double downtime_ms = 0;
+  // Its parts: from the freeze until the dump returned (frozen, commit, the
+  // kill), and from then until the answer (connection, restore there).
+  double dump_ms = 0, restore_request_ms = 0;
 };
 
 Result<MigrateReport> migrate(const MigrateRequest& request,

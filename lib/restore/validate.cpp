@@ -82,12 +82,20 @@ bool id_in_use(int id) {
   return ::stat(("/proc/" + std::to_string(id)).c_str(), &st) == 0;
 }
 
-// 'Z' or 'X': dead, its id held until its parent reaps it.
+// Dead or dying: 'Z' or 'X' (its id held until its parent reaps it), or
+// exiting (PF_EXITING in the flags, field 9: its memory being torn down).
 bool id_held_by_the_dead(int id) {
   std::ifstream in("/proc/" + std::to_string(id) + "/stat");
   std::string all((std::istreambuf_iterator<char>(in)), {});
   auto paren = all.rfind(')');
-  return paren != std::string::npos && paren + 2 < all.size() && (all[paren + 2] == 'Z' || all[paren + 2] == 'X');
+  if (paren == std::string::npos || paren + 2 >= all.size()) return false;
+  if (all[paren + 2] == 'Z' || all[paren + 2] == 'X') return true;
+  std::istringstream rest(all.substr(paren + 2));
+  std::string field;
+  for (int i = 3; i <= 9 && rest >> field; ++i) {
+  }
+  constexpr unsigned long kPfExiting = 0x4;
+  return !field.empty() && (std::strtoul(field.c_str(), nullptr, 10) & kPfExiting) != 0;
 }
 
 // A dump kills its process after the commit; until the process's parent
