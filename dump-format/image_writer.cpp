@@ -9,9 +9,7 @@
 #include <cstring>
 
 #include "dump-format/byte_io.hpp"
-#include "dump-format/chain_reader.hpp"
 #include "dump-format/digest.hpp"
-#include "dump-format/file_io.hpp"
 #include "dump-format/frame_codec.hpp"
 #include "dump-format/image.hpp"
 #include "dump-format/image_sink.hpp"
