@@ -5,6 +5,8 @@
 // never seeks and a network sink never buffers an image.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -34,6 +36,9 @@ class ImageSink {
 struct ParentLink {
   std::string relative_path;
   std::string manifest_digest;  // hex
+  // The parent manifest's metadata (whether a delta against it is exact is
+  // decided from it), read with the link: the chain is opened once.
+  nlohmann::json metadata = nlohmann::json::object();
 };
 
 // The local sink of image directory `dir`: refuses a `dir` that exists and is

@@ -100,7 +100,8 @@ Result<ParentLink> link_to_parent(const fs::path& dir, const fs::path& parent) {
   fs::path canon_parent = fs::weakly_canonical(parent, ec);
   fs::path canon_dir = fs::weakly_canonical(fs::absolute(dir, ec), ec);
   if (ec) return make_error(ec.value(), "resolve path", dir.string());
-  return ParentLink{canon_parent.lexically_relative(canon_dir).string(), chain.newest().manifest_digest.hex()};
+  return ParentLink{canon_parent.lexically_relative(canon_dir).string(), chain.newest().manifest_digest.hex(),
+                    chain.newest().doc.manifest.metadata};
 }
 
 }  // namespace wpckpt::image

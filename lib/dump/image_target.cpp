@@ -6,22 +6,25 @@ Result<ImageTarget> open_image_target(const std::filesystem::path& images_dir,
                                       const std::optional<std::filesystem::path>& prev_images_dir,
                                       const std::optional<net::PageServerTarget>& page_server, image::ImageKind kind,
                                       const image::WriterOptions& options) {
-  ImageTarget target;
+  std::unique_ptr<image::ImageSink> sink;
+  std::optional<image::ParentLink> link;
   if (page_server) {
     std::optional<std::string> parent;
     if (prev_images_dir) parent = prev_images_dir->string();
     WPCKPT_TRY_ASSIGN(net::RemoteImage remote, net::open_remote_image(*page_server, images_dir, kind, parent));
-    target.parent_metadata = parent ? remote.parent_metadata : nlohmann::json(nullptr);
-    if (parent && !target.parent_metadata.is_object()) target.parent_metadata = nlohmann::json::object();
-    WPCKPT_TRY_ASSIGN(target.writer, image::ImageWriter::create(std::move(remote.sink), kind, remote.parent, options));
-    return target;
+    sink = std::move(remote.sink);
+    link = std::move(remote.parent);
+  } else {
+    // "out/" names the directory "out".
+    const std::filesystem::path dir = images_dir.has_filename() ? images_dir : images_dir.parent_path();
+    WPCKPT_TRY_ASSIGN(sink, image::make_local_sink(dir));
+    if (prev_images_dir) {
+      WPCKPT_TRY_ASSIGN(link, image::link_to_parent(dir, *prev_images_dir));
+    }
   }
-  if (prev_images_dir) {
-    WPCKPT_TRY_ASSIGN(auto parent, image::ImageChain::open(*prev_images_dir));
-    target.parent_metadata = parent->manifest(0).metadata;
-    if (!target.parent_metadata.is_object()) target.parent_metadata = nlohmann::json::object();
-  }
-  WPCKPT_TRY_ASSIGN(target.writer, image::ImageWriter::create(images_dir, kind, prev_images_dir, options));
+  ImageTarget target;
+  if (link) target.parent_metadata = link->metadata.is_object() ? link->metadata : nlohmann::json::object();
+  WPCKPT_TRY_ASSIGN(target.writer, image::ImageWriter::create(std::move(sink), kind, link, options));
   return target;
 }
 

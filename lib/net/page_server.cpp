@@ -97,10 +97,9 @@ Result<ReceivedImage> receive_image(SecureChannel& channel, const fs::path& root
   nlohmann::json parent_doc = nullptr;
   if (req.parent) {
     WPCKPT_TRY_ASSIGN(link, image::link_to_parent(dir, *req.parent));
-    WPCKPT_TRY_ASSIGN(auto chain, image::ImageChain::open(*req.parent));
     parent_doc = {{"relative_path", link->relative_path},
                   {"manifest_digest", link->manifest_digest},
-                  {"metadata", chain->manifest(0).metadata}};
+                  {"metadata", link->metadata}};
   }
   WPCKPT_TRY_ASSIGN(auto sink, image::make_local_sink(dir, check_received(req, link)));
   WPCKPT_TRY(send_json(channel, kReady, {{"parent", parent_doc}}));

@@ -71,7 +71,7 @@ Result<RemoteImage> open_remote_image(const PageServerTarget& target, const std:
     if (rel == p->end() || !rel->is_string() || digest == p->end() || !digest->is_string())
       return make_error(EPROTO, "page server protocol", channel.peer() + ": a parent without its path or digest");
     out.parent = image::ParentLink{rel->get<std::string>(), digest->get<std::string>()};
-    if (meta != p->end()) out.parent_metadata = *meta;
+    if (meta != p->end() && meta->is_object()) out.parent->metadata = *meta;
   }
   std::string where = channel.peer() + ":" + name;
   out.sink = std::make_unique<RemoteSink>(std::move(channel), where);

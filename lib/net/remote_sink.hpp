@@ -23,8 +23,7 @@ struct PageServerTarget {
 
 struct RemoteImage {
   std::unique_ptr<image::ImageSink> sink;
-  std::optional<image::ParentLink> parent;
-  nlohmann::json parent_metadata;  // the parent manifest's "metadata" (null without a parent)
+  std::optional<image::ParentLink> parent;  // resolved by the server, with the parent's metadata
 };
 
 // Connects, names the image (the last component of `images_dir`) and its

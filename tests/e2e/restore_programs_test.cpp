@@ -110,26 +110,23 @@ TEST_P(RestorePrograms, Sha256sumOfALargeFile) {
   same_output_after_restore({"/usr/bin/sha256sum", input.string()}, "", 1, GetParam());
 }
 
+// A few seconds of Python with a deterministic output.
+const std::vector<std::string> kPythonComputation = {"/usr/bin/python3", "-c",
+                                                     "import hashlib\n"
+                                                     "h = hashlib.sha256(); d = {}\n"
+                                                     "for i in range(6_000_000):\n"
+                                                     "    d[i % 100003] = d.get(i % 100003, 0) + i\n"
+                                                     "    h.update(str(i * i).encode())\n"
+                                                     "print(h.hexdigest(), sum(d.values()), len(d))\n"};
+
 TEST_P(RestorePrograms, Python3Computation) {
-  same_output_after_restore({"/usr/bin/python3", "-c",
-                             "import hashlib\n"
-                             "h = hashlib.sha256(); d = {}\n"
-                             "for i in range(6_000_000):\n"
-                             "    d[i % 100003] = d.get(i % 100003, 0) + i\n"
-                             "    h.update(str(i * i).encode())\n"
-                             "print(h.hexdigest(), sum(d.values()), len(d))\n"},
+  same_output_after_restore(kPythonComputation,
                             "", 2, GetParam());
 }
 
 // dump --pre-copy: one image, standalone, no hidden images left beside it.
 TEST(RestoreProgramsPreCopy, Python3ComputationFromAOneShotDump) {
-  same_output_after_restore({"/usr/bin/python3", "-c",
-                             "import hashlib\n"
-                             "h = hashlib.sha256(); d = {}\n"
-                             "for i in range(6_000_000):\n"
-                             "    d[i % 100003] = d.get(i % 100003, 0) + i\n"
-                             "    h.update(str(i * i).encode())\n"
-                             "print(h.hexdigest(), sum(d.values()), len(d))\n"},
+  same_output_after_restore(kPythonComputation,
                             "", 0, false, {"--pre-copy"});
 }
 

@@ -134,7 +134,7 @@ TEST_F(PageServerTest, AChainSentOverTheNetworkReadsBackPageForPage) {
   ASSERT_TRUE(second) << second.error().message();
   ASSERT_TRUE(second->parent);
   EXPECT_EQ(second->parent->relative_path, "../1");
-  EXPECT_EQ(second->parent_metadata["tracking"]["generation"], 0);  // the parent's metadata, read by the server
+  EXPECT_EQ(second->parent->metadata["tracking"]["generation"], 0);  // the parent's metadata, read by the server
   auto c2 = write_image(std::move(second->sink), image::ImageKind::Dump, second->parent, 1);
   ASSERT_TRUE(c2) << c2.error().message();
   ASSERT_TRUE(served());
