@@ -125,7 +125,7 @@ void add_dump_command(CLI::App& app, int& exit_code) {
                    "The process is a shell job: a terminal on its fd 0-2 is external (always so; see the man page)",
                    true);
   add_network_lock_option(sub, opts->criu);
-  add_page_server_options(sub, opts->page_server, true);
+  add_page_server_options(sub, opts->page_server, PageServerRole::Send);
   sub->add_flag("--json", opts->json, "Print a JSON document");
   sub->callback([opts, &exit_code] {
     exit_code = run_with_new_image_log(opts->images_dir, opts->page_server.enabled, opts->criu.log_file, opts->json,

@@ -4,6 +4,9 @@
 // --restore it waits instead for a migration to ask for the restore of the
 // dump it sent, restores it (--lazy: lazily) as `wpckpt restore` does and
 // stays the restored process's parent, ending with its status.
+// --lazy: serves the chains in -D to restores on other hosts (`restore
+// --page-server`, lib/net/chain_service.hpp), each on a thread of its own,
+// and exits once one of them has every page (--keep-serving: never).
 // --new-secret writes a shared secret (to --secret-file) and exits.
 #include <cstdio>
 #include <filesystem>
@@ -30,6 +33,32 @@ struct ServeOptions {
 
 // One line per event (JSON Lines): a script reads them as they come.
 void print_event(const nlohmann::json& doc) { std::printf("%s\n", doc.dump().c_str()); }
+
+// A restore on another host reading a chain of ours (--lazy).
+void report_fetch(const net::FetchEvent& f, bool json) {
+  if (json) {
+    nlohmann::json doc = {{"event", f.ended ? "served" : "serving"}, {"peer", f.peer}, {"image", f.served.image}};
+    if (f.ended) {
+      doc["complete"] = f.served.complete;
+      doc["bytes"] = f.served.bytes_sent;
+      doc["reads"] = f.served.reads;
+      doc["seconds"] = f.served.seconds;
+      if (f.error) doc["error"] = f.error->message();
+    }
+    print_event(doc);
+  } else if (!f.ended) {
+    std::printf("serving %s to %s\n", f.served.image.c_str(), f.peer.c_str());
+  } else if (f.error) {
+    std::fprintf(stderr, "wpckpt: page server: serving %s to %s: %s\n", f.served.image.c_str(), f.peer.c_str(),
+                 f.error->message().c_str());
+  } else {
+    std::printf("served %s to %s: %llu bytes of pages in %llu reads, %.3f s%s\n", f.served.image.c_str(),
+                f.peer.c_str(), static_cast<unsigned long long>(f.served.bytes_sent),
+                static_cast<unsigned long long>(f.served.reads), f.served.seconds,
+                f.served.complete ? ", all pages in" : "");
+  }
+  std::fflush(stdout);
+}
 
 int new_secret(const ServeOptions& opts) {
   std::filesystem::path file = opts.net.secret_file.empty() ? default_secret_file() : opts.net.secret_file;
@@ -70,9 +99,8 @@ int serve(const ServeOptions& opts) {
   if (opts.new_secret) return new_secret(opts);
   if (opts.images_dir.empty()) return report_usage("page-server needs -D DIR", opts.json);
   std::string secret = opts.net.secret_file.empty() ? default_secret_file() : opts.net.secret_file;
-  if (opts.lazy && !opts.restore) return report_usage("--lazy needs --restore", opts.json);
-  auto server =
-      net::PageServer::open(opts.images_dir, net::Endpoint{opts.net.address, opts.net.port}, secret, opts.restore);
+  auto server = net::PageServer::open(opts.images_dir, net::Endpoint{opts.net.address, opts.net.port}, secret,
+                                      opts.restore, opts.lazy);
   if (!server) return report_error(server.error(), opts.json);
   if (opts.json) print_event({{"event", "listening"}, {"port", server->port()}, {"images_dir", opts.images_dir}});
   else std::printf("page server: listening on port %u, images into %s\n", server->port(), opts.images_dir.c_str());
@@ -80,6 +108,13 @@ int serve(const ServeOptions& opts) {
   for (;;) {
     auto incoming = server->receive_one();
     if (incoming && incoming->restore) return restore_for(*incoming->restore, opts);
+    if (incoming && incoming->fetch) {
+      const net::FetchEvent& f = *incoming->fetch;
+      report_fetch(f, opts.json);
+      // Done: the restore there has every page.
+      if (f.ended && f.served.complete && !opts.keep_serving && !opts.restore) return kExitOk;
+      continue;
+    }
     Result<net::ReceivedImage> got = incoming ? Result<net::ReceivedImage>(*incoming->image)
                                               : Result<net::ReceivedImage>(std::move(incoming).error());
     if (!got) {
@@ -97,7 +132,7 @@ int serve(const ServeOptions& opts) {
       std::printf("received %s %s from %s: %llu bytes in %.3f s, checked\n", got->kind.c_str(), got->dir.c_str(),
                   got->peer.c_str(), static_cast<unsigned long long>(got->bytes), got->seconds);
     std::fflush(stdout);
-    if (got->kind == "dump" && !opts.keep_serving && !opts.restore) return kExitOk;
+    if (got->kind == "dump" && !opts.keep_serving && !opts.restore && !opts.lazy) return kExitOk;
   }
 }
 
@@ -107,11 +142,13 @@ void add_page_server_command(CLI::App& app, int& exit_code) {
   auto opts = std::make_shared<ServeOptions>();
   CLI::App* sub = app.add_subcommand("page-server", "Receive images sent with --page-server over authenticated TLS");
   sub->add_option("-D,--images-dir", opts->images_dir, "Directory the images are stored in (created 0700 if missing)");
-  add_page_server_options(sub, opts->net, false);
+  add_page_server_options(sub, opts->net, PageServerRole::Listen);
   sub->add_flag("--keep-serving", opts->keep_serving, "Do not exit after receiving a dump");
   sub->add_flag("--restore", opts->restore,
                 "Restore the dump a `wpckpt migrate` sent when it asks, and supervise the process as `restore` does");
-  sub->add_flag("--lazy", opts->lazy, "With --restore: restore lazily (the process runs at once, memory follows)");
+  sub->add_flag("--lazy", opts->lazy,
+                "Serve the chains in -D to `restore --lazy --page-server` on other hosts (until one has all its "
+                "pages); with --restore, restore the migrated dump lazily");
   sub->add_flag("--new-secret", opts->new_secret, "Write a new shared secret to --secret-file (or the default one) and exit");
   sub->add_flag("--json", opts->json, "Print one JSON document per event");
   sub->callback([opts, &exit_code] { exit_code = serve(*opts); });

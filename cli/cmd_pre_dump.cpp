@@ -131,7 +131,7 @@ void add_pre_dump_command(CLI::App& app, int& exit_code) {
   sub->add_flag("-R,--leave-running", opts->leave_running,
                 "Accepted for CRIU scripts: a pre-dump always leaves the process running");
   add_criu_options(sub, opts->criu, "Accepted for CRIU scripts: a pre-dump does not capture terminals", true);
-  add_page_server_options(sub, opts->page_server, true);
+  add_page_server_options(sub, opts->page_server, PageServerRole::Send);
   sub->add_flag("--json", opts->json, "Print a JSON document");
   sub->callback([opts, &exit_code] {
     exit_code = run_with_new_image_log(opts->images_dir, opts->page_server.enabled, opts->criu.log_file, opts->json,

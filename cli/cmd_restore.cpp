@@ -3,6 +3,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/log_file.hpp"
+#include "cli/page_server_options.hpp"
 #include "cli/restore_run.hpp"
 
 namespace wpckpt::cli {
@@ -24,9 +25,12 @@ void add_restore_command(CLI::App& app, int& exit_code) {
                    "fd 0-2 is not a terminal",
                    false);
   add_network_lock_option(sub, opts->criu);
+  add_page_server_options(sub, opts->page_server, PageServerRole::Read);
   sub->add_flag("--json", opts->json, "Print a JSON document");
   sub->callback([opts, &exit_code] {
-    exit_code = run_with_log_file(opts->images_dir, opts->criu.log_file, LogFile::ImagesDir::Existing, opts->json,
+    // With --page-server, -D names the chain on the server: the log goes here.
+    const std::string log_dir = opts->page_server.enabled ? "." : opts->images_dir;
+    exit_code = run_with_log_file(log_dir, opts->criu.log_file, LogFile::ImagesDir::Existing, opts->json,
                                   [&] { return run_restore(*opts); });
   });
 }

@@ -87,7 +87,7 @@ void add_snapshot_command(CLI::App& app, int& exit_code) {
   sub->add_flag("--file-locks", opts->file_locks, "Record file locks (flock, POSIX, OFD) held on files");
   sub->add_flag("--ext-unix-sk", opts->ext_unix_sk, "Allow unix datagram sockets connected to a name outside the process");
   sub->add_option("-o,--log-file", opts->log_file, "Write the log to FILE (inside -D unless absolute)");
-  add_page_server_options(sub, opts->page_server, true);
+  add_page_server_options(sub, opts->page_server, PageServerRole::Send);
   sub->add_flag("--json", opts->json, "Print a JSON document");
   sub->callback([opts, &exit_code] {
     exit_code = run_with_new_image_log(opts->images_dir, opts->page_server.enabled, opts->log_file, opts->json,

@@ -5,10 +5,15 @@
 
 namespace wpckpt::cli {
 
-void add_page_server_options(CLI::App* verb, PageServerOptions& into, bool client) {
-  if (client)
+void add_page_server_options(CLI::App* verb, PageServerOptions& into, PageServerRole role) {
+  const bool client = role != PageServerRole::Listen;
+  if (role == PageServerRole::Send)
     verb->add_flag("--page-server", into.enabled,
                    "Send the image to `wpckpt page-server` at --address/--port; nothing is written here");
+  if (role == PageServerRole::Read)
+    verb->add_flag("--page-server", into.enabled,
+                   "Read the chain from `wpckpt page-server --lazy` at --address/--port (-D names it there); "
+                   "with --lazy, pages come over the network as the process touches them");
   verb->add_option("--address", into.address,
                    client ? "Address of the page server" : "Address to listen on (default: every address)");
   verb->add_option("--port", into.port, client ? "Port of the page server" : "TCP port to listen on (0: any free one)");

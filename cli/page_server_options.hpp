@@ -23,8 +23,11 @@ struct PageServerOptions {
   std::string secret_file;
 };
 
-// --address, --port, --secret-file; with `client`, also --page-server.
-void add_page_server_options(CLI::App* verb, PageServerOptions& into, bool client);
+// Which side of a page server a verb is: the server itself, a verb that
+// sends it images, or a restore that reads a chain from it.
+enum class PageServerRole { Listen, Send, Read };
+// --address, --port, --secret-file; for a client, also --page-server.
+void add_page_server_options(CLI::App* verb, PageServerOptions& into, PageServerRole role);
 
 // <home of the effective user>/.config/wpckpt/page-server.secret (from the
 // password database, not $HOME: the environment is not trusted).

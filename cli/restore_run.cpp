@@ -21,6 +21,7 @@
 #include "dump-format/image.hpp"
 #include "lib/base/log.hpp"
 #include "lib/base/unique_fd.hpp"
+#include "lib/net/remote_chain.hpp"
 #include "lib/restore/lazy_restore.hpp"
 #include "lib/restore/restore.hpp"
 #include "lib/restore/supervise.hpp"
@@ -29,15 +30,14 @@
 namespace wpckpt::cli {
 namespace {
 
+namespace fs = std::filesystem;
+
 // -j/--shell-job: the process gets wpckpt's own fd 0-2 in place of the
 // terminal it had there, and wpckpt's session and process group even if it
 // led its own (lib/restore/session.hpp). Refused when such an fd of wpckpt is not a terminal: the
 // process would silently get a pipe or a file instead.
-Result<void> check_shell_job(const RestoreOptions& opts) {
-  image::OpenOptions oo;
-  oo.allow_other_owner = opts.allow_other_owner;
-  WPCKPT_TRY_ASSIGN(auto chain, image::ImageChain::open(opts.images_dir, oo));
-  WPCKPT_TRY_ASSIGN(auto bytes, chain->read_file(state::kProcessStateFile));
+Result<void> check_shell_job(const image::ImageChain& chain) {
+  WPCKPT_TRY_ASSIGN(auto bytes, chain.read_file(state::kProcessStateFile));
   WPCKPT_TRY_ASSIGN(state::ProcessState st, state::parse(bytes));
   for (const state::FdState& f : st.fds) {
     if (f.fd > 2 || f.kind != state::FdKind::Tty || ::isatty(f.fd)) continue;
@@ -83,6 +83,38 @@ class PidFile {
   UniqueFd fd_;
   bool written_ = false;
 };
+
+// The chain to restore: the local one at -D, or with --page-server the one
+// the server holds under -D's name.
+class ChainSource {
+ public:
+  static Result<ChainSource> open(const RestoreOptions& opts) {
+    ChainSource out;
+    WPCKPT_TRY_ASSIGN(auto target, page_server_target(opts.page_server));
+    if (target) {
+      fs::path dir(opts.images_dir);
+      std::string name = (dir.has_filename() ? dir : dir.parent_path()).filename().string();
+      WPCKPT_TRY_ASSIGN(net::RemoteChain remote, net::RemoteChain::open(*target, name));
+      out.remote_ = std::make_unique<net::RemoteChain>(std::move(remote));
+      return out;
+    }
+    image::OpenOptions oo;
+    oo.allow_other_owner = opts.allow_other_owner;
+    WPCKPT_TRY_ASSIGN(out.local_, image::ImageChain::open(opts.images_dir, oo));
+    return out;
+  }
+  image::ImageChain& chain() { return remote_ ? remote_->chain() : *local_; }
+  // The server may stop serving this restore (in the pager, with --lazy).
+  void pages_complete() const {
+    if (remote_) remote_->done();
+  }
+
+ private:
+  std::unique_ptr<image::ImageChain> local_;
+  std::unique_ptr<net::RemoteChain> remote_;
+};
+
+Result<ChainSource> open_chain(const RestoreOptions& opts) { return ChainSource::open(opts); }
 
 nlohmann::json report_json(const restore::RestoreReport& r, bool detached) {
   double gbps = r.fill_seconds > 0 ? static_cast<double>(r.pages_stored * image::kPageSize) / r.fill_seconds / 1e9 : 0;
@@ -151,8 +183,11 @@ int run_restore(const RestoreOptions& opts, const RestoreHooks& hooks) {
                             .with_hint("the pager runs inside `wpckpt restore`, which stays the parent of the "
                                        "process until all memory is in; restore without -d, or without --lazy"));
   }
+  auto source = open_chain(opts);
+  if (!source) return fail(source.error());
+  image::ImageChain& chain = source->chain();
   if (opts.criu.shell_job) {
-    if (auto sj = check_shell_job(opts); !sj) return fail(sj.error());
+    if (auto sj = check_shell_job(chain); !sj) return fail(sj.error());
   }
   std::optional<PidFile> pidfile;
   if (!opts.pidfile.empty()) {
@@ -171,7 +206,8 @@ int run_restore(const RestoreOptions& opts, const RestoreHooks& hooks) {
                                 : restore::TcpPolicy::Refuse;
   ro.network_lock = opts.criu.network_lock == "nftables";
   ro.progress = bar.callback();
-  auto result = restore::restore_process(opts.images_dir, ro);
+  ro.pages_complete = [&source] { source->pages_complete(); };
+  auto result = restore::restore_process(chain, ro);
   bar.finish();
   if (!result) return fail(result.error());
   const restore::RestoreReport& r = *result;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cli/criu_compat.hpp"
+#include "cli/page_server_options.hpp"
 #include "lib/restore/restore.hpp"
 
 namespace wpckpt::cli {
@@ -18,6 +19,7 @@ struct RestoreOptions {
   bool tcp_established = false, tcp_close = false;
   std::string images_dir, pidfile;
   CriuOptions criu;
+  PageServerOptions page_server;  // --page-server: the chain is read from `wpckpt page-server --lazy`
 };
 
 struct RestoreHooks {

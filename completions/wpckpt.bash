@@ -122,8 +122,11 @@ _wpckpt() {
         --pidfile) _wpckpt_files; return ;;
         -o|--log-file) _wpckpt_files; return ;;
         --network-lock) _wpckpt_files; return ;;
+        --address) _wpckpt_files; return ;;
+        --port) _wpckpt_files; return ;;
+        --secret-file) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -D --images-dir -d --restore-detached --lazy --allow-other-owner --pidfile --tcp-established --tcp-close -j --shell-job --display-stats -o --log-file --network-lock --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -D --images-dir -d --restore-detached --lazy --allow-other-owner --pidfile --tcp-established --tcp-close -j --shell-job --display-stats -o --log-file --network-lock --page-server --address --port --secret-file --json" -- "$cur"))
       ;;
     run)
       for ((i = verb_at + 1; i < COMP_CWORD; i++)); do

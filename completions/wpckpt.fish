@@ -103,7 +103,7 @@ complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l port -r -F -d
 complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l secret-file -r -F -d 'The shared secret (same file on both hosts; default /root/.config/wpckpt/page-server.secret)'
 complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l keep-serving -d 'Do not exit after receiving a dump'
 complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l restore -d 'Restore the dump a `wpckpt migrate` sent when it asks, and supervise the process as `restore` does'
-complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l lazy -d 'With --restore: restore lazily (the process runs at once, memory follows)'
+complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l lazy -d 'Serve the chains in -D to `restore --lazy --page-server` on other hosts (until one has all its pages); with --restore, restore the migrated dump lazily'
 complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l new-secret -d 'Write a new shared secret to --secret-file (or the default one) and exit'
 complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l json -d 'Print one JSON document per event'
 
@@ -139,6 +139,10 @@ complete -c wpckpt -n '__fish_seen_subcommand_from restore' -s j -l shell-job -d
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l display-stats -d 'Print CRIU\'s statistics lines at the end'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -s o -l log-file -r -F -d 'Write the log to FILE, inside -D unless absolute (as CRIU)'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l network-lock -r -F -d 'Drop the packets of established TCP connections between dump and restore: nftables (default) or skip'
+complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l page-server -d 'Read the chain from `wpckpt page-server --lazy` at --address/--port (-D names it there); with --lazy, pages come over the network as the process touches them'
+complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l address -r -F -d 'Address of the page server'
+complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l port -r -F -d 'Port of the page server'
+complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l secret-file -r -F -d 'The shared secret (same file on both hosts; default /root/.config/wpckpt/page-server.secret)'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l json -d 'Print a JSON document'
 
 # wpckpt run

@@ -66,9 +66,14 @@ Result<void> read_index(int dirfd, OpenImage& img, uid_t owner) {
   return ok();
 }
 
-Result<void> check_data_file(int dirfd, OpenImage& img, uid_t owner) {
-  WPCKPT_TRY_ASSIGN(CheckedFile file, open_part(dirfd, img.dir, kDataName, owner));
+Result<void> check_data_file(int dirfd, OpenImage& img, uid_t owner, bool remote_data) {
   const fs::path path = img.dir / kDataName;
+  if (remote_data) {
+    // Not here: each frame read is checked against the index's checksum.
+    img.data_path = path.string() + " (remote)";
+    return check_size(path, img.doc.file_records.at(kDataName).size, img.index.data_file_size());
+  }
+  WPCKPT_TRY_ASSIGN(CheckedFile file, open_part(dirfd, img.dir, kDataName, owner));
   img.data_path = path.string();
   img.data_identity = file.identity;
   WPCKPT_TRY(check_size(path, file.identity.size, img.doc.file_records.at(kDataName).size));
@@ -91,13 +96,13 @@ Result<uid_t> chain_owner(const fs::path& dir, const OpenOptions& options) {
 
 }  // namespace
 
-Result<std::unique_ptr<OpenImage>> open_image(const fs::path& dir, uid_t owner) {
+Result<std::unique_ptr<OpenImage>> open_image(const fs::path& dir, uid_t owner, bool remote_data) {
   WPCKPT_TRY_ASSIGN(UniqueFd dirfd, open_image_dir(dir, owner));
   auto img = std::make_unique<OpenImage>();
   img->dir = dir;
   WPCKPT_TRY(read_manifest(dirfd.get(), *img, owner));
   WPCKPT_TRY(read_index(dirfd.get(), *img, owner));
-  WPCKPT_TRY(check_data_file(dirfd.get(), *img, owner));
+  WPCKPT_TRY(check_data_file(dirfd.get(), *img, owner, remote_data));
   for (const std::string& name : img->doc.manifest.files) {
     WPCKPT_TRY_ASSIGN(CheckedFile file, open_part(dirfd.get(), dir, name, owner));
     WPCKPT_TRY(check_size(dir / name, file.identity.size, img->doc.file_records.at(name).size));
@@ -105,9 +110,16 @@ Result<std::unique_ptr<OpenImage>> open_image(const fs::path& dir, uid_t owner) 
   return img;
 }
 
-Result<std::shared_ptr<const UniqueFd>> ResolvedChain::data_file(size_t image) const {
+Result<DataSource> ResolvedChain::data_file(size_t image) const {
   const OpenImage& img = *images_.at(image);
-  return data_files_->get(image, [&] { return reopen_image_file(img.data_path, owner_, img.data_identity); });
+  if (remote_) return DataSource{nullptr, remote_.get()};
+  WPCKPT_TRY_ASSIGN(auto fd, data_files_->get(image, [&] { return reopen_image_file(img.data_path, owner_, img.data_identity); }));
+  return DataSource{std::move(fd), nullptr};
+}
+
+Result<void> DataSource::read(const OpenImage& img, std::span<std::byte> out, uint64_t offset) const {
+  if (remote) return remote->read(img.dir, offset, out);
+  return pread_exact(file->get(), out, offset, img.data_path);
 }
 
 Result<ResolvedChain> ResolvedChain::open(const fs::path& dir, const OpenOptions& options) {
@@ -122,6 +134,7 @@ Result<ResolvedChain> ResolvedChain::open(const fs::path& dir, const OpenOptions
     return e;
   }
   chain.owner_ = *owner;
+  chain.remote_ = options.remote_data;
   for (;;) {
     std::error_code ec;
     fs::path canon = fs::canonical(cur, ec);
@@ -139,7 +152,7 @@ Result<ResolvedChain> ResolvedChain::open(const fs::path& dir, const OpenOptions
       return format_error((chain.images_.back()->dir / kManifestName).string(),
                           "parent \"" + cur.string() + "\" is already part of the chain (a cycle)");
     if (chain.images_.size() >= kMaxChainLength) return format_error(dir.string(), "chain longer than 100000 images");
-    WPCKPT_TRY_ASSIGN(std::unique_ptr<OpenImage> img, open_image(cur, chain.owner_));
+    WPCKPT_TRY_ASSIGN(std::unique_ptr<OpenImage> img, open_image(cur, chain.owner_, chain.remote_ != nullptr));
     if (expected && !(img->manifest_digest == *expected)) {
       const OpenImage& child = *chain.images_.back();
       return format_error((cur / kManifestName).string(),
@@ -205,7 +218,7 @@ Span ResolvedChain::resolve(uint64_t addr, uint64_t limit) const {
 
 namespace wpckpt::image {
 
-Result<void> read_frames(const OpenImage& img, int data_fd, uint64_t first, uint64_t count, std::vector<std::byte>& compressed,
+Result<void> read_frames(const OpenImage& img, const DataSource& data, uint64_t first, uint64_t count, std::vector<std::byte>& compressed,
                          std::vector<std::byte>& raw, FrameDecompressor& decompressor) {
   const auto& frames = img.index.frames;
   if (count == 0 || first >= frames.size() || count > frames.size() - first)
@@ -214,7 +227,7 @@ Result<void> read_frames(const OpenImage& img, int data_fd, uint64_t first, uint
   const uint64_t base = frames[first].offset;
   compressed.resize(last.offset + last.compressed_size - base);
   raw.resize((count - 1) * img.frame_bytes() + uint64_t{last.raw_pages} * kPageSize);
-  WPCKPT_TRY(pread_exact(data_fd, compressed, base, img.data_path));
+  WPCKPT_TRY(data.read(img, compressed, base));
   for (uint64_t k = 0; k < count; ++k) {
     const FrameEntry& f = frames[first + k];
     WPCKPT_TRY(decompressor.decompress(std::span(compressed).subspan(f.offset - base, f.compressed_size), f,

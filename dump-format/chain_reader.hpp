@@ -33,8 +33,16 @@ struct OpenImage {
   uint64_t frame_bytes() const { return uint64_t{index.frame_pages} * kPageSize; }
 };
 
-// Opens and checks the image at `dir`, every file of which `owner` must own.
-Result<std::unique_ptr<OpenImage>> open_image(const std::filesystem::path& dir, uid_t owner);
+// Opens and checks the image at `dir`, every file of which `owner` must own;
+// without its pages.dat if `remote_data` (OpenOptions::remote_data).
+Result<std::unique_ptr<OpenImage>> open_image(const std::filesystem::path& dir, uid_t owner, bool remote_data = false);
+
+// An image's page data: its open pages.dat, or the RemoteData it comes from.
+struct DataSource {
+  std::shared_ptr<const UniqueFd> file;
+  const RemoteData* remote = nullptr;
+  Result<void> read(const OpenImage& img, std::span<std::byte> out, uint64_t offset) const;
+};
 
 // Where a run of pages starting at an address comes from.
 struct Span {
@@ -51,8 +59,9 @@ class ResolvedChain {
 
   const std::vector<std::unique_ptr<OpenImage>>& images() const { return images_; }
   uid_t owner() const { return owner_; }  // of every file of the chain
-  // The open data file of image `image`; a few stay open (OpenFileCache).
-  Result<std::shared_ptr<const UniqueFd>> data_file(size_t image) const;
+  // The page data of image `image`: its open data file (a few stay open,
+  // OpenFileCache), or the chain's RemoteData.
+  Result<DataSource> data_file(size_t image) const;
   const OpenImage& newest() const { return *images_.front(); }
   // The covered area (of the newest image, with contents) holding addr.
   const MemoryArea* area_at(uint64_t addr) const;
@@ -63,6 +72,7 @@ class ResolvedChain {
  private:
   std::vector<std::unique_ptr<OpenImage>> images_;
   uid_t owner_ = 0;
+  std::shared_ptr<const RemoteData> remote_;
   std::unique_ptr<OpenFileCache> data_files_ = std::make_unique<OpenFileCache>();
 };
 
@@ -70,10 +80,10 @@ class ResolvedChain {
 
 namespace wpckpt::image {
 
-// Reads frames [first, first + count) of `img` from its data file `data_fd` with one pread: compressed
+// Reads frames [first, first + count) of `img` from `data` with one read: compressed
 // bytes into `compressed`, each checked and decompressed into `raw` (frame k
 // at (k - first) * frame bytes).
-Result<void> read_frames(const OpenImage& img, int data_fd, uint64_t first, uint64_t count, std::vector<std::byte>& compressed,
+Result<void> read_frames(const OpenImage& img, const DataSource& data, uint64_t first, uint64_t count, std::vector<std::byte>& compressed,
                          std::vector<std::byte>& raw, FrameDecompressor& decompressor);
 // Frames per worker job when streaming: about 1 MiB of pages.
 inline uint64_t frames_per_batch(const OpenImage& img) { return std::max<uint64_t>(1, 256 / img.index.frame_pages); }

@@ -142,11 +142,25 @@ struct PageSource {
   size_t image = 0;  // index in ImageChain::dirs() (0 = newest) when Stored
 };
 
+// Page data kept elsewhere: the bytes of each image's pages.dat fetched on
+// demand (lib/net's page-server client). A chain opened with it reads its
+// manifests, indexes and extra files from its directories as usual, and
+// every frame through it; each frame's checksum is checked as for a file.
+class RemoteData {
+ public:
+  virtual ~RemoteData() = default;
+  // pages.dat bytes [offset, offset + out.size()) of the image at `dir` (the
+  // directory as the chain reached it). Thread safe.
+  virtual Result<void> read(const std::filesystem::path& dir, uint64_t offset, std::span<std::byte> out) const = 0;
+};
+
 struct OpenOptions {
   // Refuse images owned by another user unless set. Either way every file and
   // directory of the chain must belong to one owner and be writable by no
   // one else (dump-format/image_files.hpp).
   bool allow_other_owner = false;
+  // Set: the images' directories hold no pages.dat; their page data comes from here.
+  std::shared_ptr<const RemoteData> remote_data;
 };
 
 // A resolved chain: the image at `dir` and all its parents, every manifest

@@ -131,9 +131,9 @@ class RunStreamer {
 
  private:
   void decompress(unsigned worker, OrderedWorkers::Slot& s) {
-    Result<std::shared_ptr<const UniqueFd>> fd = chain_.data_file(s.a);
-    if (!fd) s.status = std::move(fd).error();
-    else s.status = read_frames(*chain_.images()[s.a], (*fd)->get(), s.b, s.c, s.in, s.out, *decompressors_[worker]);
+    Result<DataSource> data = chain_.data_file(s.a);
+    if (!data) s.status = std::move(data).error();
+    else s.status = read_frames(*chain_.images()[s.a], *data, s.b, s.c, s.in, s.out, *decompressors_[worker]);
   }
 
   Result<void> stream_items() {
@@ -304,15 +304,15 @@ class Chain final : public ImageChain {
   // Bytes of the stored-page stream of image `image` from byte `pos` on.
   Result<void> copy_stored(size_t image, uint64_t pos, std::span<std::byte> dst) const {
     const OpenImage& img = *chain_.images()[image];
-    std::shared_ptr<const UniqueFd> fd;
+    std::optional<DataSource> data;
     while (!dst.empty()) {
       uint64_t frame = pos / img.frame_bytes(), within = pos % img.frame_bytes();
       if (cache_image_ != image || cache_frame_ != frame) {
         cache_frame_ = kNoFrame;
-        if (!fd) {
-          WPCKPT_TRY_ASSIGN(fd, chain_.data_file(image));
+        if (!data) {
+          WPCKPT_TRY_ASSIGN(data, chain_.data_file(image));
         }
-        WPCKPT_TRY(read_frames(img, fd->get(), frame, 1, cache_compressed_, cache_raw_, cache_decompressor_));
+        WPCKPT_TRY(read_frames(img, *data, frame, 1, cache_compressed_, cache_raw_, cache_decompressor_));
         cache_image_ = image;
         cache_frame_ = frame;
       }

@@ -15,13 +15,13 @@ namespace {
 
 // The frames [first, first + count) read into `compressed`, each checked
 // against its checksum only.
-Result<void> read_checked_frames(const OpenImage& img, int data_fd, uint64_t first, uint64_t count,
+Result<void> read_checked_frames(const OpenImage& img, const DataSource& data, uint64_t first, uint64_t count,
                                  std::vector<std::byte>& compressed) {
   const auto& frames = img.index.frames;
   const FrameEntry& last = frames[first + count - 1];
   const uint64_t base = frames[first].offset;
   compressed.resize(last.offset + last.compressed_size - base);
-  WPCKPT_TRY(pread_exact(data_fd, compressed, base, img.data_path));
+  WPCKPT_TRY(data.read(img, compressed, base));
   for (uint64_t k = first; k < first + count; ++k) {
     if (checksum64(std::span(compressed).subspan(frames[k].offset - base, frames[k].compressed_size)) != frames[k].checksum)
       return format_error(img.data_path, "frame " + std::to_string(k) + ": checksum mismatch");
@@ -29,7 +29,7 @@ Result<void> read_checked_frames(const OpenImage& img, int data_fd, uint64_t fir
   return ok();
 }
 
-Result<void> verify_data(const OpenImage& img, int data_fd, VerifyReport& report, uint64_t& done, uint64_t total,
+Result<void> verify_data(const OpenImage& img, const DataSource& data, VerifyReport& report, uint64_t& done, uint64_t total,
                          const ProgressFn& progress, bool decompress) {
   unsigned threads = OrderedWorkers::default_threads();
   std::vector<std::unique_ptr<FrameDecompressor>> decompressors;
@@ -37,13 +37,13 @@ Result<void> verify_data(const OpenImage& img, int data_fd, VerifyReport& report
   // A small image is checked here rather than by waking other threads.
   const bool threaded = img.index.stored_pages > 512;
   OrderedWorkers workers(threaded ? threads : 0, 2 * threads, [&](unsigned w, OrderedWorkers::Slot& s) {
-    s.status = decompress ? read_frames(img, data_fd, s.b, s.c, s.in, s.out, *decompressors[w])
-                          : read_checked_frames(img, data_fd, s.b, s.c, s.in);
+    s.status = decompress ? read_frames(img, data, s.b, s.c, s.in, s.out, *decompressors[w])
+                          : read_checked_frames(img, data, s.b, s.c, s.in);
   });
   // Frames are contiguous after the header, so hashing them in order hashes the file.
   StreamDigest digest;
   std::byte header[kDataHeaderSize];
-  WPCKPT_TRY(pread_exact(data_fd, header, 0, img.data_path));
+  WPCKPT_TRY(data.read(img, header, 0));
   digest.update(header);
   const uint64_t frames = img.index.frames.size(), per_batch = frames_per_batch(img);
   uint64_t submitted = 0;
@@ -101,8 +101,8 @@ Result<VerifyReport> verify_chain(const std::filesystem::path& dir, const Progre
     }
     // The index and manifest were checked when the chain was opened.
     report.bytes_checked += img->doc.file_records.at(kIndexName).size;
-    WPCKPT_TRY_ASSIGN(std::shared_ptr<const UniqueFd> data_fd, chain.data_file(i));
-    WPCKPT_TRY(verify_data(*img, data_fd->get(), report, done, total, progress, decompress));
+    WPCKPT_TRY_ASSIGN(DataSource data, chain.data_file(i));
+    WPCKPT_TRY(verify_data(*img, data, report, done, total, progress, decompress));
     ++report.images;
   }
   return report;

@@ -1,5 +1,6 @@
 #include "lib/net/page_protocol.hpp"
 
+#include <bit>
 #include <cstring>
 
 namespace wpckpt::net {
@@ -48,6 +49,31 @@ Result<nlohmann::json> expect_json(const Message& m, MessageType type, const std
     return make_error(EPROTO, "page server protocol", peer + ": message " + std::to_string(m.type) + " where " +
                                                           std::to_string(type) + " was expected");
   return doc;
+}
+
+// Both ends are little endian (x86-64, arm64): the fields go as they are in memory.
+static_assert(std::endian::native == std::endian::little);
+
+std::vector<std::byte> encode_read(const ReadRequest& r) {
+  std::vector<std::byte> out(24);
+  uint64_t image = r.image;
+  std::memcpy(out.data(), &image, 8);
+  std::memcpy(out.data() + 8, &r.offset, 8);
+  std::memcpy(out.data() + 16, &r.length, 8);
+  return out;
+}
+
+Result<ReadRequest> decode_read(const Message& m) {
+  if (m.type != kRead || m.payload.size() != 24)
+    return make_error(EPROTO, "page server protocol", "a read request of the wrong type or size");
+  uint64_t image = 0;
+  ReadRequest r;
+  std::memcpy(&image, m.payload.data(), 8);
+  std::memcpy(&r.offset, m.payload.data() + 8, 8);
+  std::memcpy(&r.length, m.payload.data() + 16, 8);
+  if (image > UINT32_MAX) return make_error(EPROTO, "page server protocol", "a read request for image " + std::to_string(image));
+  r.image = static_cast<uint32_t>(image);
+  return r;
 }
 
 Result<std::pair<std::string, std::span<const std::byte>>> split_named(const Message& m) {

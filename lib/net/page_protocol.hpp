@@ -11,6 +11,18 @@
 // A migration's last step is a connection of its own:
 //   client  Hello     {"version", "op": "restore", "image": NAME}
 //   server  Restored  {"pid", "seconds"} once the process runs there (or Failed)
+// A lazy (or eager) restore on another host reads a chain this server holds
+// (`page-server --lazy`, chain_service.hpp):
+//   client  Hello     {"version", "op": "fetch", "image": NAME,
+//                      "pages_only": false | true, "manifest_digest": HEX}
+//   server  Ready     {"images": [{"path": REL, "files": N}, ...]} newest first
+//                     (or Failed)
+//   server  File      "I/NAME" + bytes: manifest, index and extra files of
+//                     image I (not with pages_only: a second connection of
+//                     the same restore, which names the newest manifest)
+//   client  Read      image, offset, length (24 bytes, little endian)
+//   server  Data      those bytes of the image's pages.dat (or Failed)
+//   client  Done      every page is in the restored process
 // Failed carries {"err", "op", "context", "hint"}: the receiver's Error.
 #pragma once
 
@@ -28,7 +40,9 @@ namespace wpckpt::net {
 
 constexpr int kProtocolVersion = 1;
 
-enum MessageType : uint32_t { kHello = 1, kReady, kAppend, kFile, kCommit, kCommitted, kFailed, kRestored };
+enum MessageType : uint32_t {
+  kHello = 1, kReady, kAppend, kFile, kCommit, kCommitted, kFailed, kRestored, kRead, kData, kDone
+};
 
 // Largest message accepted: page data comes in batches of about 1 MiB.
 constexpr uint64_t kMaxMessageBytes = 64ull << 20;
@@ -39,6 +53,14 @@ Result<void> send_named(SecureChannel& channel, MessageType type, const std::str
 
 // Parses a JSON payload; a Failed message becomes its Error.
 Result<nlohmann::json> expect_json(const Message& message, MessageType type, const std::string& peer);
+// Read: which bytes of which image's pages.dat.
+struct ReadRequest {
+  uint32_t image = 0;
+  uint64_t offset = 0, length = 0;
+};
+std::vector<std::byte> encode_read(const ReadRequest& r);
+Result<ReadRequest> decode_read(const Message& message);
+
 // Splits a named payload into its name and bytes.
 Result<std::pair<std::string, std::span<const std::byte>>> split_named(const Message& message);
 

@@ -1,6 +1,13 @@
 #include "lib/net/page_server.hpp"
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <deque>
+#include <mutex>
+#include <thread>
 
 #include "dump-format/image.hpp"
 #include "dump-format/manifest.hpp"
@@ -139,22 +146,58 @@ Result<fs::path> restorable(const nlohmann::json& hello, const fs::path& root, b
   return dir;
 }
 
-Result<Incoming> serve(const std::shared_ptr<SecureChannel>& channel, const fs::path& root, bool allow_restore) {
-  channel->set_receive_timeout(kMessageTimeoutMs);
-  WPCKPT_TRY_ASSIGN(Message hello_msg, channel->receive(1 << 20));
-  WPCKPT_TRY_ASSIGN(nlohmann::json hello, expect_json(hello_msg, kHello, channel->peer()));
-  WPCKPT_TRY(check_version(hello));
-  auto op = hello.find("op");
-  if (op != hello.end() && *op == "restore") {
-    WPCKPT_TRY_ASSIGN(fs::path dir, restorable(hello, root, allow_restore));
-    return Incoming{std::nullopt, RestoreAsk(dir, channel)};
-  }
-  if (op != hello.end() && *op != "write") return make_error(EPROTO, "page server protocol", "unknown request");
-  WPCKPT_TRY_ASSIGN(ReceivedImage got, receive_image(*channel, root, hello));
-  return Incoming{got, std::nullopt};
-}
-
 }  // namespace
+
+// Fetches that ended, handed from their threads to receive_one().
+struct FetchQueue {
+  std::mutex mu;
+  std::deque<FetchEvent> ended;
+  UniqueFd wake{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+
+  void push(FetchEvent e) {
+    {
+      std::lock_guard lock(mu);
+      ended.push_back(std::move(e));
+    }
+    uint64_t one = 1;
+    (void)!::write(wake.get(), &one, sizeof one);
+  }
+  std::optional<FetchEvent> pop() {
+    uint64_t n;
+    (void)!::read(wake.get(), &n, sizeof n);
+    std::lock_guard lock(mu);
+    if (ended.empty()) return std::nullopt;
+    FetchEvent e = std::move(ended.front());
+    ended.pop_front();
+    if (!ended.empty()) {
+      uint64_t one = 1;
+      (void)!::write(wake.get(), &one, sizeof one);
+    }
+    return e;
+  }
+};
+
+// Served on a thread of its own (a lazy restore reads for as long as its
+// process runs); the thread owns the connection and only reads the chain.
+Result<FetchEvent> PageServer::start_fetch(std::shared_ptr<SecureChannel> channel, const nlohmann::json& hello) {
+  if (!allow_fetch_)
+    return make_error(EPERM, "page server", "restores from this server are not accepted here")
+        .with_hint("start the page server with --lazy to serve its images to restores on other hosts");
+  FetchEvent started{false, channel->peer(), {}, std::nullopt};
+  if (auto image = hello.find("image"); image != hello.end() && image->is_string()) started.served.image = *image;
+  std::thread([channel, root = root_, hello, queue = fetches_] {
+    FetchEvent end{true, channel->peer(), {}, std::nullopt};
+    auto served = serve_chain(*channel, root, hello);
+    if (served) {
+      end.served = *served;
+    } else {
+      (void)send_failure(*channel, served.error());
+      end.error = served.error();
+    }
+    queue->push(std::move(end));
+  }).detach();
+  return started;
+}
 
 Result<void> RestoreAsk::running(int pid) {
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - asked_).count();
@@ -177,15 +220,18 @@ Result<RemoteRestore> request_restore(const Endpoint& server, const fs::path& se
   return RemoteRestore{pid->get<int>(), seconds->get<double>()};
 }
 
-PageServer::PageServer(fs::path root, UniqueFd listener, uint16_t port, std::vector<uint8_t> secret, bool allow_restore)
+PageServer::PageServer(fs::path root, UniqueFd listener, uint16_t port, std::vector<uint8_t> secret, bool allow_restore,
+                       bool allow_fetch)
     : root_(std::move(root)),
       listener_(std::move(listener)),
       port_(port),
       secret_(std::move(secret)),
-      allow_restore_(allow_restore) {}
+      allow_restore_(allow_restore),
+      allow_fetch_(allow_fetch),
+      fetches_(std::make_shared<FetchQueue>()) {}
 
 Result<PageServer> PageServer::open(const fs::path& root_given, const Endpoint& listen, const fs::path& secret_file,
-                                    bool allow_restore) {
+                                    bool allow_restore, bool allow_fetch) {
   std::error_code ec;
   // Images are private: a new root is made 0700 (an existing one is kept as it is).
   if (!fs::exists(root_given, ec) && fs::create_directories(root_given, ec))
@@ -196,13 +242,39 @@ Result<PageServer> PageServer::open(const fs::path& root_given, const Endpoint& 
   WPCKPT_TRY_ASSIGN(std::vector<uint8_t> secret, load_secret(secret_file));
   WPCKPT_TRY_ASSIGN(UniqueFd listener, listen_tcp(listen));
   WPCKPT_TRY_ASSIGN(uint16_t port, local_port(listener.get()));
-  return PageServer(root, std::move(listener), port, std::move(secret), allow_restore);
+  return PageServer(root, std::move(listener), port, std::move(secret), allow_restore, allow_fetch);
 }
 
 Result<Incoming> PageServer::receive_one() {
+  pollfd fds[2] = {{listener_.get(), POLLIN, 0}, {fetches_->wake.get(), POLLIN, 0}};
+  while (::poll(fds, 2, -1) < 0) {
+    if (errno != EINTR) return errno_error("poll", "page server");
+  }
+  if (fds[1].revents) {
+    if (auto ended = fetches_->pop()) return Incoming{std::nullopt, std::nullopt, std::move(ended)};
+    if (!fds[0].revents) return receive_one();
+  }
   WPCKPT_TRY_ASSIGN(SecureChannel accepted, SecureChannel::accept(listener_.get(), secret_, kHandshakeTimeoutMs));
   auto channel = std::make_shared<SecureChannel>(std::move(accepted));
-  auto got = serve(channel, root_, allow_restore_);
+  auto got = [&]() -> Result<Incoming> {
+    channel->set_receive_timeout(kMessageTimeoutMs);
+    WPCKPT_TRY_ASSIGN(Message hello_msg, channel->receive(1 << 20));
+    WPCKPT_TRY_ASSIGN(nlohmann::json hello, expect_json(hello_msg, kHello, channel->peer()));
+    WPCKPT_TRY(check_version(hello));
+    auto op_field = hello.find("op");
+    const std::string op = op_field == hello.end() ? "write" : op_field->is_string() ? op_field->get<std::string>() : "";
+    if (op == "restore") {
+      WPCKPT_TRY_ASSIGN(fs::path dir, restorable(hello, root_, allow_restore_));
+      return Incoming{std::nullopt, RestoreAsk(dir, channel), std::nullopt};
+    }
+    if (op == "fetch") {
+      WPCKPT_TRY_ASSIGN(FetchEvent started, start_fetch(channel, hello));
+      return Incoming{std::nullopt, std::nullopt, std::move(started)};
+    }
+    if (op != "write") return make_error(EPROTO, "page server protocol", "unknown request");
+    WPCKPT_TRY_ASSIGN(ReceivedImage image, receive_image(*channel, root_, hello));
+    return Incoming{image, std::nullopt, std::nullopt};
+  }();
   if (!got) (void)send_failure(*channel, got.error());  // best effort: the sender may be gone
   return got;
 }

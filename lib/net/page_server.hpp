@@ -9,6 +9,8 @@
 // --prev-images-dir, must resolve to an image inside ROOT.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -18,6 +20,7 @@
 
 #include "lib/base/result.hpp"
 #include "lib/base/unique_fd.hpp"
+#include "lib/net/chain_service.hpp"
 #include "lib/net/secure_channel.hpp"
 
 namespace wpckpt::net {
@@ -48,30 +51,49 @@ class RestoreAsk {
   std::chrono::steady_clock::time_point asked_;
 };
 
-// What one connection brought: an image, or a restore request.
+// A restore on another host reading a chain of this server (`page-server
+// --lazy`, chain_service.hpp). Each such connection is served on a thread of
+// its own, for as long as that restore needs pages: `started` when it was
+// accepted, then once more when it ended.
+struct FetchEvent {
+  bool ended = false;
+  std::string peer;
+  ServedChain served;          // ended: what it read, and whether it said Done
+  std::optional<Error> error;  // ended: why it failed
+};
+
+// What one connection brought: an image, a restore request, or a fetch.
 struct Incoming {
   std::optional<ReceivedImage> image;
   std::optional<RestoreAsk> restore;
+  std::optional<FetchEvent> fetch;
 };
+
+struct FetchQueue;
 
 class PageServer {
  public:
-  // `allow_restore`: accept a migration's request to restore a received dump.
+  // `allow_restore`: accept a migration's request to restore a received dump;
+  // `allow_fetch`: serve chains to restores on other hosts.
   static Result<PageServer> open(const std::filesystem::path& root, const Endpoint& listen,
-                                 const std::filesystem::path& secret_file, bool allow_restore = false);
+                                 const std::filesystem::path& secret_file, bool allow_restore = false,
+                                 bool allow_fetch = false);
   uint16_t port() const { return port_; }
-  // Accepts one connection and serves it. An error is that connection's
-  // (refused, broken, a bad image): the server can go on.
+  // Accepts one connection and serves it (a fetch: starts serving it), or
+  // reports a fetch that ended. An error is that connection's (refused,
+  // broken, a bad image): the server can go on.
   Result<Incoming> receive_one();
 
  private:
   PageServer(std::filesystem::path root, UniqueFd listener, uint16_t port, std::vector<uint8_t> secret,
-             bool allow_restore);
+             bool allow_restore, bool allow_fetch);
+  Result<FetchEvent> start_fetch(std::shared_ptr<SecureChannel> channel, const nlohmann::json& hello);
   std::filesystem::path root_;
   UniqueFd listener_;
   uint16_t port_ = 0;
   std::vector<uint8_t> secret_;
-  bool allow_restore_ = false;
+  bool allow_restore_ = false, allow_fetch_ = false;
+  std::shared_ptr<FetchQueue> fetches_;
 };
 
 // The client of a restore request: asks the server to restore image `name`

@@ -139,6 +139,8 @@ SecureChannel::~SecureChannel() {
   if (tls_ && tls_->session && fd_.get() >= 0) gnutls_bye(tls_->session, GNUTLS_SHUT_WR);
 }
 
+void SecureChannel::abandon() { fd_.reset(); }
+
 Result<UniqueFd> listen_tcp(const Endpoint& where) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;

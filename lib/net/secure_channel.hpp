@@ -54,6 +54,9 @@ class SecureChannel {
   // Waiting longer than this for a message is an error (0: forever).
   void set_receive_timeout(int timeout_ms);
   const std::string& peer() const { return peer_; }
+  // Closes this copy without a word to the peer: a forked process drops the
+  // connection it inherited, which its parent still uses.
+  void abandon();
 
  private:
   struct Tls;

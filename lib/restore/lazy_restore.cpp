@@ -147,7 +147,8 @@ Result<UniqueFd> take_and_register(pid_t pid, int number, const std::vector<Lazy
 
 // The pager process: dies with wpckpt restore, ignores the terminal's
 // signals (restore forwards those to the restored process), reports once.
-[[noreturn]] void pager_main(const image::ImageChain& chain, PagerOptions options, int report_fd, pid_t parent) {
+[[noreturn]] void pager_main(const image::ImageChain& chain, PagerOptions options, int report_fd, pid_t parent,
+                             const std::function<void()>& complete) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parent) _exit(127);
   prctl(PR_SET_NAME, "wpckpt-pager");
@@ -157,6 +158,7 @@ Result<UniqueFd> take_and_register(pid_t pid, int number, const std::vector<Lazy
   PagerReport report;
   auto r = run_pager(source, std::move(options));
   if (r) {
+    if (complete && !r->process_gone) complete();
     report.ok = 1;
     report.stats = *r;
   } else {
@@ -196,7 +198,8 @@ std::string describe_status(int status) {
 }  // namespace
 
 Result<std::unique_ptr<LazyRestore>> LazyRestore::start(ptrace::Injector& inj, const image::ImageChain& chain,
-                                                         const state::ProcessState& st, FillStats& fill) {
+                                                         const state::ProcessState& st, FillStats& fill,
+                                                         const std::function<void()>& complete) {
   const auto t0 = std::chrono::steady_clock::now();
   auto ms = [&] { return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(); };
   std::unique_ptr<LazyRestore> lazy(new LazyRestore());
@@ -211,7 +214,7 @@ Result<std::unique_ptr<LazyRestore>> LazyRestore::start(ptrace::Injector& inj, c
   WPCKPT_TRY_ASSIGN(lazy->uffd_in_process_, create_uffd_in_process(inj, st));
   WPCKPT_TRY_ASSIGN(UniqueFd uffd, take_and_register(st.pid, lazy->uffd_in_process_, regions));
   log::debug("lazy restore: {} regions registered at {:.1f} ms", regions.size(), ms());
-  WPCKPT_TRY(lazy->fork_pager(chain, uffd.get(), std::move(regions), hot_pages(st)));
+  WPCKPT_TRY(lazy->fork_pager(chain, uffd.get(), std::move(regions), hot_pages(st), complete));
   lazy->start_watchdog(st.pid);
   log::debug("lazy restore: pager started at {:.1f} ms", ms());
   return lazy;
@@ -240,7 +243,7 @@ void LazyRestore::stop_watchdog() {
 }
 
 Result<void> LazyRestore::fork_pager(const image::ImageChain& chain, int uffd, std::vector<LazyRegion> regions,
-                                     std::vector<uint64_t> hot) {
+                                     std::vector<uint64_t> hot, const std::function<void()>& complete) {
   int report[2], start[2];
   if (::pipe2(report, O_CLOEXEC) != 0) return errno_error("pipe", "lazy restore pager");
   report_.reset(report[0]);
@@ -265,7 +268,7 @@ Result<void> LazyRestore::fork_pager(const image::ImageChain& chain, int uffd, s
     options.uffd = uffd;
     options.regions = std::move(regions);
     options.start_fd = start_r.get();
-    pager_main(chain, std::move(options), report_w.get(), parent);
+    pager_main(chain, std::move(options), report_w.get(), parent, complete);
   }
   pager_ = pid;
   log::debug("lazy restore: pager {} serves {} pages", pid, pages_lazy_);

@@ -35,6 +35,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,8 +64,10 @@ class LazyRestore {
   // In the seized process, after build_mappings: fills what cannot be lazy,
   // creates and registers the uffd, starts the pager (which serves faults at
   // once; the background pass waits for let_run()).
+  // `complete` runs in the pager once every page is in (RestoreOptions::pages_complete).
   static Result<std::unique_ptr<LazyRestore>> start(ptrace::Injector& inj, const image::ImageChain& chain,
-                                                    const state::ProcessState& st, FillStats& fill);
+                                                    const state::ProcessState& st, FillStats& fill,
+                                                    const std::function<void()>& complete = {});
   ~LazyRestore();  // a pager still running is killed: the restore failed
   LazyRestore(const LazyRestore&) = delete;
   LazyRestore& operator=(const LazyRestore&) = delete;
@@ -84,7 +87,7 @@ class LazyRestore {
  private:
   LazyRestore() = default;
   Result<void> fork_pager(const image::ImageChain& chain, int uffd, std::vector<LazyRegion> regions,
-                          std::vector<uint64_t> hot);
+                          std::vector<uint64_t> hot, const std::function<void()>& complete);
   void start_watchdog(pid_t pid);
   void stop_watchdog();
   Result<std::optional<int>> release_process(pid_t pid) const;

@@ -150,16 +150,13 @@ Result<void> close_in_child(ptrace::Injector& inj, const std::vector<int>& fds) 
   return ok();
 }
 
-// The chain of a dump (not a pre-dump) and its process.json, checked.
-Result<std::unique_ptr<image::ImageChain>> open_dump(const std::filesystem::path& dir, const RestoreOptions& options) {
-  image::OpenOptions open_options;
-  open_options.allow_other_owner = options.allow_other_owner;
-  WPCKPT_TRY_ASSIGN(auto chain, image::ImageChain::open(dir, open_options));
-  if (chain->manifest().kind != image::ImageKind::Dump) {
-    return make_error(EINVAL, "restore", dir.string() + " is a pre-dump")
+// Restore needs a dump's chain (not a pre-dump's).
+Result<void> check_dump(const image::ImageChain& chain) {
+  if (chain.manifest().kind != image::ImageKind::Dump) {
+    return make_error(EINVAL, "restore", chain.dirs().front().string() + " is a pre-dump")
         .with_hint("restore needs the image written by `wpckpt dump` (its pre-dumps are its parents)");
   }
-  return chain;
+  return ok();
 }
 
 // What the new process does for itself before it is seized (child_plan.hpp).
@@ -206,9 +203,10 @@ Result<FillStats> rebuild_address_space(ptrace::Injector& inj, const state::Proc
   WPCKPT_TRY(build_mappings(inj, st, files));
   FillStats fill;
   if (options.lazy) {
-    WPCKPT_TRY_ASSIGN(report.lazy, LazyRestore::start(inj, chain, st, fill));
+    WPCKPT_TRY_ASSIGN(report.lazy, LazyRestore::start(inj, chain, st, fill, options.pages_complete));
   } else {
     WPCKPT_TRY_ASSIGN(fill, fill_memory(chain, inj.mem_fd(), regular_mappings(st), options.progress));
+    if (options.pages_complete) options.pages_complete();
   }
   WPCKPT_TRY(finish_mm(inj, st, files));
   WPCKPT_TRY(close_in_child(inj, helpers));
@@ -264,10 +262,19 @@ void unlock_connections(pid_t dumped_pid, std::vector<std::string>& warnings) {
 }  // namespace
 
 Result<RestoreReport> restore_process(const std::filesystem::path& dir, const RestoreOptions& options) {
+  WPCKPT_TRY(probe::require_features("restore"));
+  image::OpenOptions open_options;
+  open_options.allow_other_owner = options.allow_other_owner;
+  WPCKPT_TRY_ASSIGN(auto chain, image::ImageChain::open(dir, open_options));
+  return restore_process(*chain, options);
+}
+
+Result<RestoreReport> restore_process(image::ImageChain& chain_ref, const RestoreOptions& options) {
   auto t0 = std::chrono::steady_clock::now();
   RestoreReport report;
   WPCKPT_TRY(probe::require_features("restore"));
-  WPCKPT_TRY_ASSIGN(auto chain, open_dump(dir, options));
+  image::ImageChain* chain = &chain_ref;
+  WPCKPT_TRY(check_dump(*chain));
   WPCKPT_TRY_ASSIGN(auto bytes, chain->read_file(state::kProcessStateFile));
   WPCKPT_TRY_ASSIGN(state::ProcessState st, state::parse(bytes));
   WPCKPT_TRY(validate(st));

@@ -10,10 +10,12 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "dump-format/image.hpp"
 #include "lib/base/progress.hpp"
 #include "lib/base/result.hpp"
 #include "lib/restore/tcp_policy.hpp"
@@ -30,6 +32,9 @@ struct RestoreOptions {
   TcpPolicy tcp = TcpPolicy::Refuse;  // established TCP connections (lib/restore/tcp_policy.hpp)
   bool network_lock = true;        // remove the dump's network lock once the process runs (--network-lock)
   ProgressFn progress;
+  // Called once every page of the image is in the process: after the fill,
+  // or with --lazy at the pager's end, in the pager (a forked process).
+  std::function<void()> pages_complete;
 };
 
 struct RestoreReport {
@@ -46,5 +51,7 @@ struct RestoreReport {
 };
 
 Result<RestoreReport> restore_process(const std::filesystem::path& dir, const RestoreOptions& options);
+// The same from a chain already open (a page server's: lib/net/remote_chain.hpp).
+Result<RestoreReport> restore_process(image::ImageChain& chain, const RestoreOptions& options);
 
 }  // namespace wpckpt::restore
