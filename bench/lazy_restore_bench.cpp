@@ -8,7 +8,9 @@
 //  - urgent-fault latency p50/p99 while the background pass runs: the
 //    pager's (message read -> page in) and the process's own (an access that
 //    found its page missing, measured by the workload around the access),
-// with the machine's own first-touch fault cost beside them.
+// with the machine's own first-touch fault cost beside them; and the lazy
+// restore again from `page-server --lazy` over loopback TLS (post-copy over
+// the network), remote/local ratios beside.
 //
 //   lazy_restore_bench [--gib 1,8] [--dir /var/tmp] [--pause-us 20]
 // wpckpt and the workload are found next to this binary's build tree
@@ -108,11 +110,15 @@ double first_touch_us() {
   return us;
 }
 
-struct Row {
-  double eager_running = 0, eager_fill_gbps = 0;
-  double lazy_running = 0, lazy_complete = 0, lazy_gbps = 0;
+struct Lazy {
+  double running = 0, complete = 0, gbps = 0;
   double pager_p50 = 0, pager_p99 = 0, proc_p50 = 0, proc_p99 = 0;
   uint64_t faults = 0, prefetched = 0, missing = 0;
+};
+
+struct Row {
+  double eager_running = 0, eager_fill_gbps = 0;
+  Lazy local, remote;  // from the image directory; from `page-server --lazy` over loopback TLS
 };
 
 struct Tools {
@@ -122,11 +128,13 @@ struct Tools {
 
 // One restore of `img`; returns its --json document once printed (lazy: at
 // the end of the lazy phase), then kills the restored process.
-nlohmann::json restore_once(const Tools& tools, const fs::path& img, pid_t pid, bool lazy, const fs::path& dir) {
+nlohmann::json restore_once(const Tools& tools, const fs::path& img, pid_t pid, bool lazy, const fs::path& dir,
+                            const std::vector<std::string>& extra = {}) {
   fs::path out = dir / (lazy ? "lazy.json" : "eager.json"), err = dir / "restore.err";
   fs::remove(out);
   std::vector<std::string> argv = {tools.wpckpt, "restore", "-D", img.string(), "--json"};
   if (lazy) argv.push_back("--lazy");
+  argv.insert(argv.end(), extra.begin(), extra.end());
   pid_t r = spawn(argv, out, err);
   if (!wait_for([&] { return slurp(out).find('}') != std::string::npos; }, 600)) die("restore printed nothing: " + slurp(err));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -147,8 +155,10 @@ Row measure(const Tools& tools, uint64_t gib, const fs::path& base) {
                   out, err);
   if (!wait_for([&] { return slurp(out).find("READY") != std::string::npos; }, 900)) die("workload: " + slurp(err));
   fs::path img = dir / "dump";
-  if (run({tools.wpckpt, "dump", "-t", std::to_string(w), "-D", img.string()}, dir / "dump.out", dir / "dump.err") != 0)
+  if (run({tools.wpckpt, "dump", "-t", std::to_string(w), "-D", img.string()}, dir / "dump.out", dir / "dump.err") != 0) {
+    kill(w, SIGKILL);  // the dump refused it: it still runs
     die("dump: " + slurp(dir / "dump.err"));
+  }
   waitpid(w, nullptr, 0);
 
   Row row;
@@ -156,21 +166,40 @@ Row measure(const Tools& tools, uint64_t gib, const fs::path& base) {
   row.eager_running = eager["seconds"].get<double>();
   row.eager_fill_gbps = eager["gb_per_s"].get<double>();
   waitpid(w, nullptr, WNOHANG);
-  const size_t before = slurp(out).size();
-  auto lazy = restore_once(tools, img, w, true, dir);
-  const auto& l = lazy["lazy"];
-  row.lazy_running = l["seconds_to_running"].get<double>();
-  row.lazy_complete = l["seconds_to_complete"].is_number() ? l["seconds_to_complete"].get<double>() : 0;
-  row.lazy_gbps = static_cast<double>(l["pages_lazy"].get<uint64_t>() * 4096) /
-                  std::max(1e-9, row.lazy_complete - row.lazy_running) / 1e9;
-  row.pager_p50 = l["fault_latency_us"]["p50"].get<double>();
-  row.pager_p99 = l["fault_latency_us"]["p99"].get<double>();
-  row.faults = l["faults_served"].get<uint64_t>();
-  row.prefetched = l["pages_prefetched"].get<uint64_t>();
-  Tick t = last_tick(slurp(out), before);
-  row.proc_p50 = t.p50;
-  row.proc_p99 = t.p99;
-  row.missing = t.missing;
+  auto lazy_once = [&](const std::vector<std::string>& extra, const fs::path& image) {
+    const size_t before = slurp(out).size();
+    auto doc = restore_once(tools, image, w, true, dir, extra);
+    const auto& l = doc["lazy"];
+    Lazy z;
+    z.running = l["seconds_to_running"].get<double>();
+    z.complete = l["seconds_to_complete"].is_number() ? l["seconds_to_complete"].get<double>() : 0;
+    z.gbps = static_cast<double>(l["pages_lazy"].get<uint64_t>() * 4096) / std::max(1e-9, z.complete - z.running) / 1e9;
+    z.pager_p50 = l["fault_latency_us"]["p50"].get<double>();
+    z.pager_p99 = l["fault_latency_us"]["p99"].get<double>();
+    z.faults = l["faults_served"].get<uint64_t>();
+    z.prefetched = l["pages_prefetched"].get<uint64_t>();
+    Tick t = last_tick(slurp(out), before);
+    z.proc_p50 = t.p50;
+    z.proc_p99 = t.p99;
+    z.missing = t.missing;
+    waitpid(w, nullptr, WNOHANG);
+    return z;
+  };
+  row.local = lazy_once({}, img);
+  // The same chain served by `page-server --lazy` on loopback.
+  const fs::path secret = dir / "secret", events = dir / "server.json";
+  if (run({tools.wpckpt, "page-server", "--new-secret", "--secret-file", secret.string()}, dir / "s.out", dir / "s.err"))
+    die("page-server --new-secret: " + slurp(dir / "s.err"));
+  pid_t server = spawn({tools.wpckpt, "page-server", "-D", dir.string(), "--lazy", "--address", "127.0.0.1", "--port",
+                        "0", "--secret-file", secret.string(), "--json"},
+                       events, dir / "server.err");
+  if (!wait_for([&] { return slurp(events).find('\n') != std::string::npos; }, 30)) die("page server: " + slurp(dir / "server.err"));
+  auto listening = nlohmann::json::parse(slurp(events).substr(0, slurp(events).find('\n')), nullptr, false);
+  const std::string port = std::to_string(listening.value("port", 0));
+  row.remote = lazy_once({"--page-server", "--address", "127.0.0.1", "--port", port, "--secret-file", secret.string()},
+                         "dump");
+  kill(server, SIGKILL);
+  waitpid(server, nullptr, 0);
   fs::remove_all(dir);
   return row;
 }
@@ -204,16 +233,21 @@ int main(int argc, char** argv) {
   if (sizes.empty()) sizes = {1, 8};
   std::printf("first touch of fresh memory here: %.1f us/page; workload: 1 writer, random pages, %u us apart\n",
               first_touch_us(), tools.pause_us);
-  std::printf("%-4s | %9s %9s | %9s %9s %8s %7s | %9s %9s | %9s %9s | %8s %9s\n", "GiB", "eager run", "fill GB/s",
-              "lazy run", "all in s", "GB/s", "x eager", "pager p50", "p99 us", "proc p50", "p99 us", "faults",
-              "prefetch");
+  std::printf("lazy: from the image directory; remote: from `page-server --lazy` over loopback TLS\n");
+  std::printf("%-4s %-6s | %9s %9s | %9s %9s %8s %7s | %9s %9s | %9s %9s | %8s %9s\n", "GiB", "", "eager run",
+              "fill GB/s", "lazy run", "all in s", "GB/s", "x eager", "pager p50", "p99 us", "proc p50", "p99 us",
+              "faults", "prefetch");
   for (uint64_t gib : sizes) {
     Row r = measure(tools, gib, dir);
-    std::printf("%-4llu | %8.3fs %9.2f | %8.3fs %9.3f %8.2f %6.1fx | %9.0f %9.0f | %9.0f %9.0f | %8llu %9llu\n",
-                static_cast<unsigned long long>(gib), r.eager_running, r.eager_fill_gbps, r.lazy_running,
-                r.lazy_complete, r.lazy_gbps, r.eager_running / std::max(1e-9, r.lazy_running), r.pager_p50,
-                r.pager_p99, r.proc_p50, r.proc_p99, static_cast<unsigned long long>(r.faults),
-                static_cast<unsigned long long>(r.prefetched));
+    for (const auto& [name, z] : {std::pair<const char*, const Lazy&>{"local", r.local}, {"remote", r.remote}}) {
+      std::printf("%-4llu %-6s | %8.3fs %9.2f | %8.3fs %9.3f %8.2f %6.1fx | %9.0f %9.0f | %9.0f %9.0f | %8llu %9llu\n",
+                  static_cast<unsigned long long>(gib), name, r.eager_running, r.eager_fill_gbps, z.running,
+                  z.complete, z.gbps, r.eager_running / std::max(1e-9, z.running), z.pager_p50, z.pager_p99,
+                  z.proc_p50, z.proc_p99, static_cast<unsigned long long>(z.faults),
+                  static_cast<unsigned long long>(z.prefetched));
+    }
+    std::printf("%-4llu remote/local: time to running %.2f, until all in %.2f\n", static_cast<unsigned long long>(gib),
+                r.remote.running / std::max(1e-9, r.local.running), r.remote.complete / std::max(1e-9, r.local.complete));
     std::fflush(stdout);
   }
   return 0;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -89,47 +90,96 @@ Result<void> write_private_file(const fs::path& path, std::span<const std::byte>
 
 }  // namespace
 
-// The page data of the chain, read over a connection of the reading process.
+// The page data of the chain, read over connections of the reading process:
+// up to kConnections at once, so that a fault's read never waits behind the
+// background pass's (the pager's urgent reads and the chain reader's worker
+// threads each take an idle connection, or open one).
 class RemotePages final : public image::RemoteData {
  public:
+  static constexpr size_t kConnections = 4;
+
   RemotePages(PageServerTarget target, std::vector<uint8_t> secret, std::string name, std::string digest,
-              std::map<std::string, uint32_t> images, SecureChannel channel)
+              std::map<std::string, uint32_t> images, SecureChannel first)
       : target_(std::move(target)),
         secret_(std::move(secret)),
         name_(std::move(name)),
         digest_(std::move(digest)),
         images_(std::move(images)),
-        channel_(std::move(channel)),
-        pid_(::getpid()) {}
-  ~RemotePages() override {
-    if (channel_ && pid_ != ::getpid()) channel_->abandon();
+        pid_(::getpid()) {
+    first.set_receive_timeout(kReadTimeoutMs);
+    idle_.push_back(std::make_unique<SecureChannel>(std::move(first)));
+    open_ = 1;
   }
+  ~RemotePages() override { forget_inherited(); }
 
   Result<void> read(const fs::path& dir, uint64_t offset, std::span<std::byte> out) const override {
-    std::lock_guard lock(mu_);
     auto it = images_.find(dir.lexically_normal().string());
     if (it == images_.end()) return make_error(EINVAL, "read remote image", dir.string() + ": not part of the chain");
-    if (!channel_ || pid_ != ::getpid()) WPCKPT_TRY(reconnect());
-    WPCKPT_TRY(channel_->send(kRead, encode_read({it->second, offset, out.size()})));
-    WPCKPT_TRY_ASSIGN(Message m, channel_->receive(out.size()));
-    if (m.type == kFailed) return expect_json(m, kData, channel_->peer()).error();
+    WPCKPT_TRY_ASSIGN(std::unique_ptr<SecureChannel> c, take());
+    Result<void> r = read_on(*c, it->second, offset, out);
+    // A connection that failed mid-message is out of step: it is not reused.
+    give_back(r ? std::move(c) : nullptr);
+    return r;
+  }
+
+  void done() const {
+    auto c = take();
+    if (!c) return;
+    (void)(*c)->send(kDone, {});
+    give_back(std::move(*c));
+  }
+
+ private:
+  static Result<void> read_on(SecureChannel& c, uint32_t image, uint64_t offset, std::span<std::byte> out) {
+    WPCKPT_TRY(c.send(kRead, encode_read({image, offset, out.size()})));
+    WPCKPT_TRY_ASSIGN(Message m, c.receive(out.size()));
+    if (m.type == kFailed) return expect_json(m, kData, c.peer()).error();
     if (m.type != kData || m.payload.size() != out.size())
-      return protocol_error(channel_->peer(), "an answer that is not the page data asked for");
+      return protocol_error(c.peer(), "an answer that is not the page data asked for");
     std::memcpy(out.data(), m.payload.data(), out.size());
     return ok();
   }
 
-  void done() const {
-    std::lock_guard lock(mu_);
-    if (channel_ && pid_ == ::getpid()) (void)channel_->send(kDone, {});
+  // A process forked from the one that opened the connections (the lazy
+  // restore's pager) leaves them to it: it never writes a byte on them.
+  void forget_inherited() const {
+    if (pid_ == ::getpid()) return;
+    for (auto& c : idle_) c->abandon();
+    idle_.clear();
+    open_ = 0;
+    pid_ = ::getpid();
   }
 
- private:
-  // A second connection for the same chain, in a process forked from the
-  // one that opened it.
-  Result<void> reconnect() const {
-    if (channel_) channel_->abandon();  // the parent's, inherited
-    channel_.reset();
+  Result<std::unique_ptr<SecureChannel>> take() const {
+    std::unique_lock lock(mu_);
+    forget_inherited();
+    cv_.wait(lock, [&] { return !idle_.empty() || open_ < kConnections; });
+    if (!idle_.empty()) {
+      auto c = std::move(idle_.back());
+      idle_.pop_back();
+      return c;
+    }
+    ++open_;
+    lock.unlock();
+    Result<SecureChannel> c = connect();
+    if (!c) {
+      lock.lock();
+      --open_;
+      cv_.notify_one();
+      return std::move(c).error();
+    }
+    return std::make_unique<SecureChannel>(std::move(c).value());
+  }
+
+  void give_back(std::unique_ptr<SecureChannel> c) const {
+    std::lock_guard lock(mu_);
+    if (c) idle_.push_back(std::move(c));
+    else --open_;
+    cv_.notify_one();
+  }
+
+  // One more connection to the same chain: the server checks it still is.
+  Result<SecureChannel> connect() const {
     WPCKPT_TRY_ASSIGN(SecureChannel c, SecureChannel::connect(target_.server, secret_, kConnectTimeoutMs));
     WPCKPT_TRY(send_json(c, kHello,
                          {{"version", kProtocolVersion},
@@ -143,9 +193,7 @@ class RemotePages final : public image::RemoteData {
     WPCKPT_TRY_ASSIGN(std::vector<ImageEntry> entries, parse_ready(ready, c.peer()));
     if (entries.size() != images_.size()) return protocol_error(c.peer(), "the chain changed length");
     c.set_receive_timeout(kReadTimeoutMs);
-    channel_.emplace(std::move(c));
-    pid_ = ::getpid();
-    return ok();
+    return c;
   }
 
   const PageServerTarget target_;
@@ -153,8 +201,10 @@ class RemotePages final : public image::RemoteData {
   const std::string name_, digest_;
   const std::map<std::string, uint32_t> images_;  // mirror directory -> image number on the server
   mutable std::mutex mu_;
-  mutable std::optional<SecureChannel> channel_;
-  mutable pid_t pid_;
+  mutable std::condition_variable cv_;
+  mutable std::vector<std::unique_ptr<SecureChannel>> idle_;
+  mutable size_t open_ = 0;  // idle and in use
+  mutable pid_t pid_;        // the process the connections belong to
 };
 
 Result<RemoteChain> RemoteChain::open(const PageServerTarget& target, const std::string& name) {
