@@ -114,8 +114,6 @@ class ChainSource {
   std::unique_ptr<net::RemoteChain> remote_;
 };
 
-Result<ChainSource> open_chain(const RestoreOptions& opts) { return ChainSource::open(opts); }
-
 nlohmann::json report_json(const restore::RestoreReport& r, bool detached) {
   double gbps = r.fill_seconds > 0 ? static_cast<double>(r.pages_stored * image::kPageSize) / r.fill_seconds / 1e9 : 0;
   return {{"pid", r.pid},
@@ -183,7 +181,7 @@ int run_restore(const RestoreOptions& opts, const RestoreHooks& hooks) {
                             .with_hint("the pager runs inside `wpckpt restore`, which stays the parent of the "
                                        "process until all memory is in; restore without -d, or without --lazy"));
   }
-  auto source = open_chain(opts);
+  auto source = ChainSource::open(opts);
   if (!source) return fail(source.error());
   image::ImageChain& chain = source->chain();
   if (opts.criu.shell_job) {

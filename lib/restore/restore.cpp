@@ -262,7 +262,6 @@ void unlock_connections(pid_t dumped_pid, std::vector<std::string>& warnings) {
 }  // namespace
 
 Result<RestoreReport> restore_process(const std::filesystem::path& dir, const RestoreOptions& options) {
-  WPCKPT_TRY(probe::require_features("restore"));
   image::OpenOptions open_options;
   open_options.allow_other_owner = options.allow_other_owner;
   WPCKPT_TRY_ASSIGN(auto chain, image::ImageChain::open(dir, open_options));
