@@ -146,7 +146,7 @@ void add_page_server_command(CLI::App& app, int& exit_code) {
   sub->add_flag("--keep-serving", opts->keep_serving, "Do not exit after receiving a dump");
   sub->add_flag("--restore", opts->restore,
                 "Restore the dump a `wpckpt migrate` sent when it asks, and supervise the process as `restore` does");
-  sub->add_flag("--lazy", opts->lazy,
+  sub->add_flag("--lazy,--lazy-pages", opts->lazy,
                 "Serve the chains in -D to `restore --lazy --page-server` on other hosts (until one has all its "
                 "pages); with --restore, restore the migrated dump lazily");
   sub->add_flag("--new-secret", opts->new_secret, "Write a new shared secret to --secret-file (or the default one) and exit");

@@ -13,7 +13,7 @@ void add_restore_command(CLI::App& app, int& exit_code) {
   CLI::App* sub = app.add_subcommand("restore", "Bring the process back from an image chain");
   sub->add_option("-D,--images-dir", opts->images_dir, "Image directory of a dump")->required();
   sub->add_flag("-d,--restore-detached", opts->detached, "Detach: print the pid and exit");
-  sub->add_flag("--lazy", opts->lazy, "Run at once; anonymous memory is served on demand and copied in behind (userfaultfd)");
+  sub->add_flag("--lazy,--lazy-pages", opts->lazy, "Run at once; anonymous memory is served on demand and copied in behind (userfaultfd)");
   sub->add_flag("--allow-other-owner", opts->allow_other_owner, "Restore images owned by another user");
   sub->add_option("--pidfile", opts->pidfile, "Write the restored process's pid to FILE (a new file)");
   auto* tcp_established =

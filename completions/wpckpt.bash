@@ -100,7 +100,7 @@ _wpckpt() {
         --port) _wpckpt_files; return ;;
         --secret-file) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -D --images-dir --address --port --secret-file --keep-serving --restore --lazy --new-secret --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -D --images-dir --address --port --secret-file --keep-serving --restore --lazy --lazy-pages --new-secret --json" -- "$cur"))
       ;;
     pre-dump)
       case $prev in
@@ -126,7 +126,7 @@ _wpckpt() {
         --port) _wpckpt_files; return ;;
         --secret-file) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -D --images-dir -d --restore-detached --lazy --allow-other-owner --pidfile --tcp-established --tcp-close -j --shell-job --display-stats -o --log-file --network-lock --page-server --address --port --secret-file --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -D --images-dir -d --restore-detached --lazy --lazy-pages --allow-other-owner --pidfile --tcp-established --tcp-close -j --shell-job --display-stats -o --log-file --network-lock --page-server --address --port --secret-file --json" -- "$cur"))
       ;;
     run)
       for ((i = verb_at + 1; i < COMP_CWORD; i++)); do

@@ -103,7 +103,7 @@ complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l port -r -F -d
 complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l secret-file -r -F -d 'The shared secret (same file on both hosts; default /root/.config/wpckpt/page-server.secret)'
 complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l keep-serving -d 'Do not exit after receiving a dump'
 complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l restore -d 'Restore the dump a `wpckpt migrate` sent when it asks, and supervise the process as `restore` does'
-complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l lazy -d 'Serve the chains in -D to `restore --lazy --page-server` on other hosts (until one has all its pages); with --restore, restore the migrated dump lazily'
+complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l lazy -l lazy-pages -d 'Serve the chains in -D to `restore --lazy --page-server` on other hosts (until one has all its pages); with --restore, restore the migrated dump lazily'
 complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l new-secret -d 'Write a new shared secret to --secret-file (or the default one) and exit'
 complete -c wpckpt -n '__fish_seen_subcommand_from page-server' -l json -d 'Print one JSON document per event'
 
@@ -130,7 +130,7 @@ complete -c wpckpt -n '__fish_seen_subcommand_from pre-dump' -l json -d 'Print a
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -s h -l help -d 'Print this help message and exit'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -s D -l images-dir -x -a '(__fish_complete_directories)' -d 'Image directory of a dump'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -s d -l restore-detached -d 'Detach: print the pid and exit'
-complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l lazy -d 'Run at once; anonymous memory is served on demand and copied in behind (userfaultfd)'
+complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l lazy -l lazy-pages -d 'Run at once; anonymous memory is served on demand and copied in behind (userfaultfd)'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l allow-other-owner -d 'Restore images owned by another user'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l pidfile -r -F -d 'Write the restored process\'s pid to FILE (a new file)'
 complete -c wpckpt -n '__fish_seen_subcommand_from restore' -l tcp-established -d 'Restore established TCP connections (TCP repair; root)'
