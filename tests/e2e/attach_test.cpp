@@ -161,13 +161,7 @@ TEST(Attach, PreDumpsOfAnAttachedProcessAreExact) {
 // + restore finish with byte-identical output.
 TEST(Attach, Python3StartedPlainlyRestoresByteIdentical) {
   TempDir dir;
-  const std::vector<std::string> argv = {"/usr/bin/python3", "-c",
-                                         "import hashlib\n"
-                                         "h = hashlib.sha256(); d = {}\n"
-                                         "for i in range(6_000_000):\n"
-                                         "    d[i % 100003] = d.get(i % 100003, 0) + i\n"
-                                         "    h.update(str(i * i).encode())\n"
-                                         "print(h.hexdigest(), sum(d.values()), len(d))\n"};
+  const std::vector<std::string>& argv = kPythonComputation;
   const std::string expected = dir / "expected", got = dir / "got";
   auto started = std::chrono::steady_clock::now();
   {

@@ -13,22 +13,16 @@ need python3 unshare ip
 PYTHONPATH="$SUPPORT" unshare --net --mount sh -c 'exec python3 - "$@"' sh "$W" 2>&1 <<'PY' || exit 1
 import json, os, subprocess, sys, time
 
-from e2e_support import COMPUTATION, fail, kill_ours, ours, remove_host, show_on_failure, two_hosts, wpckpt
+from e2e_support import (COMPUTATION, fail, kill_ours, ours, remove_host, show_on_failure, start_page_server, two_hosts,
+                          wpckpt)
 
 W = sys.argv[1]
 PROGRAM = COMPUTATION
 
 
 def start_server():
-    log = open("server.log", "w")
-    show_on_failure.append("server.log")
-    p = subprocess.Popen(["ip", "netns", "exec", NS, W, "page-server", "-D", "dst", "--address", DST, "--port", "0",
-                          "--secret-file", "secret", "--json"], stdout=subprocess.PIPE, stderr=log, text=True)
-    ours.append(p.pid)
-    first = json.loads(p.stdout.readline())
-    if first.get("event") != "listening":
-        fail(f"page server did not start: {first}")
-    return p, first["port"]
+    return start_page_server(["ip", "netns", "exec", NS, W, "page-server", "-D", "dst", "--address", DST, "--port",
+                              "0", "--secret-file", "secret", "--json"], "server.log")
 
 
 def send(verb, pid, image, port, *extra, secret="secret"):

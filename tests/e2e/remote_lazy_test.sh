@@ -20,22 +20,16 @@ need python3 unshare ip tc
 PYTHONPATH="$SUPPORT" unshare --net --mount sh -c 'exec python3 - "$@"' sh "$W" "${WPCKPT_WORKLOAD_DIR:?}" 2>&1 <<'PY' || exit 1
 import json, os, signal, subprocess, sys, time
 
-from e2e_support import COMPUTATION, fail, kill_ours, ours, remove_host, show_on_failure, two_hosts, wait_for, wpckpt
+from e2e_support import (COMPUTATION, fail, kill_ours, ours, remove_host, show_on_failure, start_page_server, two_hosts,
+                          wait_for, wpckpt)
 
 W, WORKLOADS = sys.argv[1], sys.argv[2]
 
 
 def start_server():
     """page-server --lazy on the source host, serving imgs/."""
-    log = open("server.err", "a")
-    show_on_failure.append("server.err")
-    p = subprocess.Popen([W, "page-server", "-D", "imgs", "--lazy", "--address", SRC, "--port", "0",
-                          "--secret-file", "secret", "--json"], stdout=subprocess.PIPE, stderr=log, text=True)
-    ours.append(p.pid)
-    first = json.loads(p.stdout.readline())
-    if first.get("event") != "listening":
-        fail(f"page server did not start: {first}")
-    return p, first["port"]
+    return start_page_server([W, "page-server", "-D", "imgs", "--lazy", "--address", SRC, "--port", "0",
+                              "--secret-file", "secret", "--json"], "server.err")
 
 
 def restore_there(port, image, *extra, secret="secret"):

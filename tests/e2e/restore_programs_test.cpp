@@ -110,15 +110,6 @@ TEST_P(RestorePrograms, Sha256sumOfALargeFile) {
   same_output_after_restore({"/usr/bin/sha256sum", input.string()}, "", 1, GetParam());
 }
 
-// A few seconds of Python with a deterministic output.
-const std::vector<std::string> kPythonComputation = {"/usr/bin/python3", "-c",
-                                                     "import hashlib\n"
-                                                     "h = hashlib.sha256(); d = {}\n"
-                                                     "for i in range(6_000_000):\n"
-                                                     "    d[i % 100003] = d.get(i % 100003, 0) + i\n"
-                                                     "    h.update(str(i * i).encode())\n"
-                                                     "print(h.hexdigest(), sum(d.values()), len(d))\n"};
-
 TEST_P(RestorePrograms, Python3Computation) {
   same_output_after_restore(kPythonComputation,
                             "", 2, GetParam());

@@ -1,6 +1,7 @@
 """What the Python parts of tests/e2e/*_test.sh share: the processes a test
 started or restored (killed by pid at the end, whatever happens), failing
 with a message, and waiting for a condition."""
+import json
 import os
 import signal
 import socket
@@ -52,6 +53,19 @@ def wpckpt(*args, timeout=300):
     if r.returncode != 0:
         fail(f"wpckpt {' '.join(args)} exited {r.returncode}: {r.stdout} {r.stderr}")
     return r
+
+
+def start_page_server(argv, log_name):
+    """Starts `wpckpt page-server ... --json` (argv whole, from its binary on),
+    its stderr in log_name; returns (process, port) once it listens."""
+    log = open(log_name, "a")
+    show_on_failure.append(log_name)
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True)
+    ours.append(p.pid)
+    first = json.loads(p.stdout.readline() or "{}")
+    if first.get("event") != "listening":
+        fail(f"page server did not start: {first}")
+    return p, first["port"]
 
 
 def two_hosts(tag):

@@ -80,4 +80,14 @@ bool wait_until(Pred pred, std::chrono::milliseconds timeout = std::chrono::seco
   return pred();
 }
 
+// A few seconds of Python with a deterministic output (a real Debian
+// program for the end-to-end tests).
+inline const std::vector<std::string> kPythonComputation = {"/usr/bin/python3", "-c",
+                                                            "import hashlib\n"
+                                                            "h = hashlib.sha256(); d = {}\n"
+                                                            "for i in range(6_000_000):\n"
+                                                            "    d[i % 100003] = d.get(i % 100003, 0) + i\n"
+                                                            "    h.update(str(i * i).encode())\n"
+                                                            "print(h.hexdigest(), sum(d.values()), len(d))\n"};
+
 }  // namespace wpckpt::test
