@@ -1,5 +1,7 @@
 // wpckpt dump: freeze the process, write the last delta and its full state;
-// kill it once the image is committed, or resume it with --leave-running.
+// kill it once the image is committed, or resume it with --leave-running
+// (by default as soon as a copy-on-write copy holds its memory, as `wpckpt
+// snapshot` does).
 #include <signal.h>
 #include <unistd.h>
 
@@ -31,6 +33,7 @@ struct DumpOptions {
   uint64_t ghost_limit = 1 << 20;
   bool file_locks = false;
   bool pre_copy = false;
+  bool no_cow_copy = false;
   int pid = 0;
   std::string images_dir, prev_images_dir;
   PageServerOptions page_server;
@@ -53,6 +56,10 @@ void print_text(const dump::DumpReport& r, const DumpOptions& opts) {
   std::printf("  time (ms): freezing %.3f, frozen %.3f (memdump %.3f, memwrite %.3f), commit %.3f\n",
               r.freezing_time / 1e3, r.frozen_time / 1e3, r.memdump_time / 1e3, r.memwrite_time / 1e3,
               r.commit_time / 1e3);
+  if (r.snapshot.taken)
+    std::printf("  the process ran on after the freeze; its memory was read from a copy-on-write copy, done %.3f s "
+                "later\n",
+                r.snapshot.copy_done_seconds);
   for (const auto& w : r.warnings) std::printf("  note: %s\n", w.c_str());
 }
 
@@ -66,6 +73,10 @@ int run_dump(const DumpOptions& opts) {
   if (auto set = set_image_destination(req, opts.images_dir, opts.prev_images_dir, opts.page_server); !set)
     return report_error(set.error(), opts.json);
   req.leave_running = opts.leave_running;
+  // -R: frozen only until a copy-on-write copy holds the memory (as `wpckpt
+  // snapshot`), unless the user wants CRIU's whole-dump freeze, or TCP
+  // connections are dumped (their repair mode ends when the process runs).
+  req.snapshot = opts.leave_running && !opts.no_cow_copy && !opts.tcp_established;
   req.fds.tcp_established = opts.tcp_established;
   req.fds.ext_unix_sk = opts.ext_unix_sk;
   req.fds.ghost_limit = opts.ghost_limit;
@@ -111,6 +122,9 @@ void add_dump_command(CLI::App& app, int& exit_code) {
   sub->add_option("-D,--images-dir", opts->images_dir, "Directory of the new image: new, or an empty directory")->required();
   sub->add_option("--prev-images-dir", opts->prev_images_dir, "Parent image (a pre-dump of the same process), relative to -D unless absolute");
   sub->add_flag("-R,--leave-running", opts->leave_running, "Resume the process after the dump instead of killing it");
+  sub->add_flag("--no-cow-copy", opts->no_cow_copy,
+                "With -R: keep the process frozen for the whole dump (as CRIU) instead of letting it run once a "
+                "copy-on-write copy holds its memory");
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
   sub->add_option("--ghost-limit", opts->ghost_limit,
                   "Save deleted open files up to SIZE (bytes, or with K/M/G; default 1M, as CRIU)")

@@ -49,15 +49,7 @@ int run_snapshot(const SnapshotOptions& opts) {
   if (!report) return report_error(report.error(), opts.json);
   const dump::SnapshotFigures& s = report->snapshot;
   if (opts.json) {
-    nlohmann::json doc = dump_json(*report, opts.images_dir, opts.prev_images_dir);
-    // Writes are never held: the kernel copies a written page (copy-on-write).
-    doc["snapshot"] = {{"mechanism", "fork-cow"},
-                       {"copy_done_seconds", s.copy_done_seconds},
-                       {"pages_read_frozen", s.pages_read_frozen},
-                       {"reap_stop_seconds", s.reap_stop_seconds},
-                       {"writes_held", 0},
-                       {"longest_hold_us", 0}};
-    print_json(doc);
+    print_json(dump_json(*report, opts.images_dir, opts.prev_images_dir));
   } else {
     std::printf("snapshot %s of process %d, which runs on\n", opts.images_dir.c_str(), opts.pid);
     std::printf("  pages: %llu written since the parent%s, %.1f MiB stored\n",

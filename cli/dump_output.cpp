@@ -16,6 +16,16 @@ nlohmann::json dump_json(const dump::DumpReport& report, const std::string& imag
   doc["whole_reason"] = report.capture.whole_reason;
   doc["attach"] = dump::attach_json(report.attach);
   doc["warnings"] = report.warnings;
+  if (report.snapshot.taken) {
+    // Writes are never held: the kernel copies a written page (copy-on-write).
+    const dump::SnapshotFigures& s = report.snapshot;
+    doc["snapshot"] = {{"mechanism", "fork-cow"},
+                       {"copy_done_seconds", s.copy_done_seconds},
+                       {"pages_read_frozen", s.pages_read_frozen},
+                       {"reap_stop_seconds", s.reap_stop_seconds},
+                       {"writes_held", 0},
+                       {"longest_hold_us", 0}};
+  }
   return doc;
 }
 

@@ -1,5 +1,6 @@
 // The --json document of dump and snapshot: the library's report plus what
-// the user gave and the image's figures.
+// the user gave and the image's figures (and "snapshot" when the memory was
+// read from a copy-on-write copy).
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -46,6 +46,7 @@ complete -c wpckpt -n '__fish_seen_subcommand_from dump' -s t -l tree -x -a '(__
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -s D -l images-dir -x -a '(__fish_complete_directories)' -d 'Directory of the new image: new, or an empty directory'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l prev-images-dir -x -a '(__fish_complete_directories)' -d 'Parent image (a pre-dump of the same process), relative to -D unless absolute'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -s R -l leave-running -d 'Resume the process after the dump instead of killing it'
+complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l no-cow-copy -d 'With -R: keep the process frozen for the whole dump (as CRIU) instead of letting it run once a copy-on-write copy holds its memory'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l compress-level -x -d 'zstd level (negative: faster)'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l ghost-limit -r -F -d 'Save deleted open files up to SIZE (bytes, or with K/M/G; default 1M, as CRIU)'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l pre-copy -d 'Copy the memory while the process runs first, then freeze it only for what it wrote meanwhile (one image at -D; the memory is compressed twice)'

@@ -4,8 +4,9 @@
 # consistent instant although every page was rewritten many times while it
 # was copied; the process ran on meanwhile, its next pre-dump is a delta of
 # the snapshot, and that chain's dump restores consistent too. --json says
-# how long the process was frozen and how long the copy took. Every process
-# started here is killed by pid.
+# how long the process was frozen and how long the copy took. `dump -R` as a
+# delta of the snapshot takes the same copy and gives one instant too, and
+# the chain goes on from it. Every process started here is killed by pid.
 source "$(dirname "$0")/../support/e2e_preamble.sh"
 WRITER=${WPCKPT_WORKLOAD_DIR:?}/snapshot_writer
 
@@ -83,14 +84,24 @@ try:
     if children:
         fail(f"the snapshot left children of the process: {children}")
 
-    pre = json.loads(wpckpt("pre-dump", "-t", str(p.pid), "-D", "pre", "--prev-images-dir", "../snap",
+    # dump -R takes the same copy: one instant too, and the process runs on.
+    rdoc = json.loads(wpckpt("dump", "-t", str(p.pid), "-D", "dumpR", "-R", "--prev-images-dir", "../snap",
+                             "--json").stdout)
+    if "snapshot" not in rdoc or not rdoc["left_running"] or p.poll() is not None:
+        fail(f"dump -R did not read the memory from a copy-on-write copy while the process ran on: {rdoc}")
+    image_is_one_instant("dumpR", ready)
+
+    if not rdoc["incremental"]:
+        fail(f"dump -R after the snapshot was not a delta of it: {rdoc.get('whole_reason')}")
+    pre = json.loads(wpckpt("pre-dump", "-t", str(p.pid), "-D", "pre", "--prev-images-dir", "../dumpR",
                             "--json").stdout)
     if not pre["incremental"]:
-        fail(f"the pre-dump after the snapshot was not a delta of it: {pre.get('whole_reason')}")
+        fail(f"the pre-dump after snapshot and dump -R was not a delta: {pre.get('whole_reason')}")
     wpckpt("dump", "-t", str(p.pid), "-D", "final", "--prev-images-dir", "../pre")
     p.wait(timeout=30)
 
     restored_passes("final", p.pid)
+    restored_passes("dumpR", p.pid)
     restored_passes("snap", p.pid)
     print(f"ok: snapshot (pass {seq}, page {pos}) frozen {doc['frozen_time'] / 1e3:.1f} ms, copied in {s['copy_done_seconds']:.3f} s "
           f"while the process ran; one instant after restore, and the chain after it too")

@@ -56,14 +56,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   auto data_fd = std::make_shared<wpckpt::UniqueFd>(::memfd_create("pages.dat", MFD_CLOEXEC));
   if (!*data_fd || ::write(data_fd->get(), file.data(), file.size()) != static_cast<ssize_t>(file.size())) return 0;
-  const DataSource data{data_fd, nullptr};
+  const DataSource source{data_fd, nullptr};
   FrameDecompressor decompressor;
   std::vector<std::byte> compressed, raw;
-  (void)read_frames(img, data, 0, img.index.frames.size(), compressed, raw, decompressor);
+  (void)read_frames(img, source, 0, img.index.frames.size(), compressed, raw, decompressor);
   for (uint64_t k = 0; k < img.index.frames.size(); ++k) {
-    if (read_frames(img, data, k, 1, compressed, raw, decompressor) && raw.size() != img.index.frames[k].raw_pages * kPageSize)
+    if (read_frames(img, source, k, 1, compressed, raw, decompressor) && raw.size() != img.index.frames[k].raw_pages * kPageSize)
       __builtin_trap();
   }
-  (void)read_frames(img, data, img.index.frames.size(), 1, compressed, raw, decompressor);  // past the end: an error
+  (void)read_frames(img, source, img.index.frames.size(), 1, compressed, raw, decompressor);  // past the end: an error
   return 0;
 }
