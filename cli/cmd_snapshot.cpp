@@ -56,8 +56,12 @@ int run_snapshot(const SnapshotOptions& opts) {
                 static_cast<unsigned long long>(report->pages_written),
                 report->capture.incremental ? "" : (" (whole: " + report->capture.whole_reason + ")").c_str(),
                 static_cast<double>(report->capture.bytes_compressed) / (1 << 20));
-    std::printf("  frozen %.3f ms; the copy was done %.3f s after the process ran on; a %.3f ms stop reaped the copy\n",
-                static_cast<double>(report->frozen_time) / 1e3, s.copy_done_seconds, s.reap_stop_seconds * 1e3);
+    if (s.taken)
+      std::printf("  frozen %.3f ms; the copy was done %.3f s after the process ran on; a %.3f ms stop reaped the copy\n",
+                  static_cast<double>(report->frozen_time) / 1e3, s.copy_done_seconds, s.reap_stop_seconds * 1e3);
+    else
+      std::printf("  frozen %.3f ms: so few pages that they were copied frozen, sooner than a copy-on-write copy\n",
+                  static_cast<double>(report->frozen_time) / 1e3);
     for (const auto& w : report->warnings) std::printf("  note: %s\n", w.c_str());
   }
   return kExitOk;

@@ -204,6 +204,13 @@ Result<ReadBeforeFork> read_before_fork(pid_t pid, const std::vector<PageJob>& j
 
 }  // namespace
 
+bool fork_shortens_freeze(uint64_t pages_to_copy, uint64_t mapped_pages) {
+  // Copying frozen costs the pipeline's ~5 us a page; the fork walks the
+  // page tables of everything mapped: ~25 ms per GiB here (docs/KERNEL.md
+  // §17), ~0.1 us a page, plus its fixed cost (the clone, the reap).
+  return pages_to_copy * 50 > mapped_pages + 20'000;
+}
+
 Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const nlohmann::json* parent_metadata,
                                     const CaptureOptions& options) {
   CaptureStats stats;
@@ -253,8 +260,9 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
   std::vector<image::MemoryArea> areas;
   std::vector<PageJob> jobs;
   std::vector<char> before_fork;  // per job: read from the frozen process (snapshot)
-  uint64_t to_copy = 0;
+  uint64_t to_copy = 0, mapped_pages = 0;
   for (const ScannedArea& a : scan.areas) {
+    mapped_pages += a.vma.size() / kPage;
     areas.push_back(memory_area(a));
     if (a.kind != AreaKind::Tracked) {
       ++stats.areas_untracked;
@@ -279,7 +287,8 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
 
   pid_t copy_pid = pid;
   ReadBeforeFork early;
-  if (options.copy_from_fork) {
+  stats.forked = options.copy_from_fork && fork_shortens_freeze(to_copy, mapped_pages);
+  if (stats.forked) {
     WPCKPT_TRY_ASSIGN(early, read_before_fork(pid, jobs, before_fork));
     for (const auto& [addr, bytes] : early) stats.pages_read_before_fork += bytes.size() / kPage;
     WPCKPT_TRY_ASSIGN(copy_pid, options.copy_from_fork());
