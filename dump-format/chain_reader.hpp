@@ -59,6 +59,7 @@ class ResolvedChain {
 
   const std::vector<std::unique_ptr<OpenImage>>& images() const { return images_; }
   uid_t owner() const { return owner_; }  // of every file of the chain
+  bool remote() const { return remote_ != nullptr; }  // page data from a RemoteData
   // The page data of image `image`: its open data file (a few stay open,
   // OpenFileCache), or the chain's RemoteData.
   Result<DataSource> data_file(size_t image) const;

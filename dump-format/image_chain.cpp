@@ -109,7 +109,13 @@ class RunStreamer {
  public:
   RunStreamer(const ResolvedChain& chain, const ImageChain::RunFn& fn, const ProgressFn& progress, uint64_t total,
               bool threaded)
-      : chain_(chain), fn_(fn), progress_(progress), total_(total), threads_(OrderedWorkers::default_threads()) {
+      : chain_(chain),
+        fn_(fn),
+        progress_(progress),
+        total_(total),
+        // Remote page data: each worker waits for the network before it
+        // decompresses; more of them keep the connections busy.
+        threads_(chain.remote() ? std::max(4u, OrderedWorkers::default_threads()) : OrderedWorkers::default_threads()) {
     for (unsigned i = 0; i < threads_; ++i) decompressors_.push_back(std::make_unique<FrameDecompressor>());
     workers_ = std::make_unique<OrderedWorkers>(threaded ? threads_ : 0, 2 * threads_,
                                                 [this](unsigned w, OrderedWorkers::Slot& s) { decompress(w, s); });

@@ -91,12 +91,13 @@ Result<void> write_private_file(const fs::path& path, std::span<const std::byte>
 }  // namespace
 
 // The page data of the chain, read over connections of the reading process:
-// up to kConnections at once, so that a fault's read never waits behind the
-// background pass's (the pager's urgent reads and the chain reader's worker
-// threads each take an idle connection, or open one).
+// up to kConnections at once, more than the chain reader's workers, so that
+// a fault's read never waits behind the background pass's (the pager's
+// urgent reads and the chain reader's worker threads each take an idle
+// connection, or open one).
 class RemotePages final : public image::RemoteData {
  public:
-  static constexpr size_t kConnections = 4;
+  static constexpr size_t kConnections = 6;
 
   RemotePages(PageServerTarget target, std::vector<uint8_t> secret, std::string name, std::string digest,
               std::map<std::string, uint32_t> images, SecureChannel first)
