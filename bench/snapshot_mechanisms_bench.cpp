@@ -2,7 +2,7 @@
 // was at one instant while the process runs on, measured side by side in one
 // run on the same populated memory (issue 14 item 3, docs/KERNEL.md §17).
 //
-//   snapshot_mechanisms_bench [--gib 1,4] [--gap-us 20] [--baseline-s 1]
+//   snapshot_mechanisms_bench [--gib 1,4] [--repeat 3] [--gap-us 20] [--baseline-s 1]
 //
 // Per size N, this process populates N GiB of anonymous 4 KiB pages
 // (MADV_NOHUGEPAGE: THP is `madvise` here, so programs' heaps are 4 KiB
@@ -424,13 +424,15 @@ void print_lat(const char* name, const Result& r) {
 int main(int argc, char** argv) {
   std::vector<double> gibs{1, 4};
   double gap_us = 20, baseline_s = 1;
+  int repeat = 3;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--gib" && i + 1 < argc) gibs = parse_list(argv[++i]);
     else if (a == "--gap-us" && i + 1 < argc) gap_us = std::atof(argv[++i]);
     else if (a == "--baseline-s" && i + 1 < argc) baseline_s = std::atof(argv[++i]);
+    else if (a == "--repeat" && i + 1 < argc) repeat = std::max(1, std::atoi(argv[++i]));
     else {
-      std::fprintf(stderr, "usage: snapshot_mechanisms_bench [--gib 1,4] [--gap-us 20] [--baseline-s 1]\n");
+      std::fprintf(stderr, "usage: snapshot_mechanisms_bench [--gib 1,4] [--repeat 3] [--gap-us 20] [--baseline-s 1]\n");
       return 2;
     }
   }
@@ -466,44 +468,74 @@ int main(int argc, char** argv) {
     w.pages = pages;
     w.gap_s = gap_us * 1e-6;
     w.start();
-    WpCost c = run_wp_alone(w, mem, bytes);
-    Result f = run_fork(w, mem, bytes, baseline_s);
-    Result s = run_sync_wp(w, mem, bytes, baseline_s);
-    WpCost c2 = run_wp_alone(w, mem, bytes);
+    std::vector<WpCost> wps;
+    std::vector<Result> forks, syncs;
+    wps.push_back(run_wp_alone(w, mem, bytes));
+    for (int i = 0; i < repeat; ++i) {
+      // Alternated, so that a neighbour's load falls on both alike.
+      forks.push_back(run_fork(w, mem, bytes, baseline_s));
+      syncs.push_back(run_sync_wp(w, mem, bytes, baseline_s));
+      wps.push_back(run_wp_alone(w, mem, bytes));
+    }
     w.stop = true;
     w.thread.join();
     munmap(m, bytes);
 
-    double wp_cost = std::min(c.set_s, c2.set_s);
-    std::printf("\n== %g GiB (%zu pages) ==  reference: first-touch fault+fill %.2f us/page, "
+    auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    std::vector<double> wp_set, wp_clear;
+    for (const auto& c : wps) wp_set.push_back(c.set_s), wp_clear.push_back(c.clear_s);
+    double wp_cost = median(wp_set);
+    std::printf("\n== %g GiB (%zu pages), %d runs each ==  reference: first-touch fault+fill %.2f us/page, "
                 "4 KiB pread /proc/self/mem %.2f us\n",
-                gib, pages, fault_us, pread_us);
-    std::printf("  (c) UFFDIO_WRITEPROTECT set %.1f ms / clear %.1f ms (again: %.1f / %.1f)\n", ms(c.set_s),
-                ms(c.clear_s), ms(c2.set_s), ms(c2.clear_s));
-    std::printf("  %-9s %10s %10s %12s %12s %9s %8s %s\n", "mechanism", "frozen_ms", "copy_s", "writer_base/s",
-                "writer_copy/s", "slowdown", "held", "exact");
+                gib, pages, repeat, fault_us, pread_us);
+    std::printf("  (c) UFFDIO_WRITEPROTECT of the whole region:");
+    for (size_t i = 0; i < wps.size(); ++i) std::printf(" %.1f/%.1f", ms(wps[i].set_s), ms(wps[i].clear_s));
+    std::printf(" ms (set/clear); median set %.1f ms = %.1f ms/GiB\n", ms(wp_cost), ms(wp_cost) / gib);
+    std::printf("  %-9s %10s %8s %9s %12s %12s %9s %8s %s\n", "mechanism", "frozen_ms", "copy_s", "cp_MiB/s",
+                "writer_base/s", "writer_copy/s", "slowdown", "held", "exact");
     auto row = [&](const char* name, const Result& r) {
       bool exact = r.wrong == 0 && r.after_freeze == 0 && r.pages == pages;
       all_exact = all_exact && exact;
-      std::printf("  %-9s %10.1f %10.2f %12.0f %12.0f %8.2fx %8lu %s (%lu wrong, %lu after freeze, %lu/%zu pages)\n",
-                  name, ms(r.frozen_s), r.copy_s, r.base_rate, r.copy_rate, r.base_rate / std::max(r.copy_rate, 1.0),
-                  static_cast<unsigned long>(r.held), exact ? "yes" : "NO", static_cast<unsigned long>(r.wrong),
-                  static_cast<unsigned long>(r.after_freeze), static_cast<unsigned long>(r.pages), pages);
+      std::printf("  %-9s %10.1f %8.2f %9.0f %12.0f %12.0f %8.2fx %8lu %s (%lu wrong, %lu after freeze, %lu/%zu pages)\n",
+                  name, ms(r.frozen_s), r.copy_s, gib * 1024 / r.copy_s, r.base_rate, r.copy_rate,
+                  r.base_rate / std::max(r.copy_rate, 1.0), static_cast<unsigned long>(r.held), exact ? "yes" : "NO",
+                  static_cast<unsigned long>(r.wrong), static_cast<unsigned long>(r.after_freeze),
+                  static_cast<unsigned long>(r.pages), pages);
     };
-    row("fork-cow", f);
-    row("sync-wp", s);
-    print_lat("fork-cow", f);
-    print_lat("sync-wp", s);
-    std::printf("  sync-wp freeze = register %.2f ms + WP %.1f ms; unprotect the rest after the copy %.1f ms "
-                "(process running)\n",
-                ms(s.register_s), ms(s.frozen_s - s.register_s), ms(s.unprotect_rest_s));
-    std::printf("  ratios: frozen fork/sync-wp %.2f; fork frozen / (10 ms + WP %.1f ms) = %.2f; "
-                "sync-wp frozen / (10 ms + WP) = %.2f; copy time fork/sync-wp %.2f; "
-                "writer slowdown fork %.2fx vs sync-wp %.2fx\n",
-                f.frozen_s / s.frozen_s, ms(wp_cost), f.frozen_s / (0.010 + wp_cost),
-                s.frozen_s / (0.010 + wp_cost), f.copy_s / s.copy_s, f.base_rate / std::max(f.copy_rate, 1.0),
-                s.base_rate / std::max(s.copy_rate, 1.0));
-    std::printf("  per GiB: fork frozen %.1f ms/GiB, WP %.1f ms/GiB\n", ms(f.frozen_s) / gib, ms(wp_cost) / gib);
+    for (int i = 0; i < repeat; ++i) {
+      row("fork-cow", forks[i]);
+      row("sync-wp", syncs[i]);
+    }
+    for (int i = 0; i < repeat; ++i) {
+      print_lat("fork-cow", forks[i]);
+      print_lat("sync-wp", syncs[i]);
+      std::printf("  %-9s freeze = register %.2f ms + WP %.1f ms; unprotect the rest after the copy %.1f ms "
+                  "(process running)\n",
+                  "sync-wp", ms(syncs[i].register_s), ms(syncs[i].frozen_s - syncs[i].register_s),
+                  ms(syncs[i].unprotect_rest_s));
+    }
+    auto med = [&](const std::vector<Result>& rs, auto f) {
+      std::vector<double> v;
+      for (const auto& r : rs) v.push_back(f(r));
+      return median(v);
+    };
+    auto frozen = [](const Result& r) { return r.frozen_s; };
+    auto copy = [](const Result& r) { return r.copy_s; };
+    auto slow = [](const Result& r) { return r.base_rate / std::max(r.copy_rate, 1.0); };
+    auto p99 = [](const Result& r) { return r.lat.p99; };
+    auto held = [](const Result& r) { return static_cast<double>(r.held); };
+    double ff = med(forks, frozen), sf = med(syncs, frozen);
+    std::printf("  MEDIANS %g GiB: frozen fork %.1f ms (%.1f ms/GiB), sync-wp %.1f ms (%.1f ms/GiB), WP alone %.1f ms; "
+                "fork/sync-wp frozen %.2f; fork frozen / (10 ms + WP) = %.2f; sync-wp frozen / (10 ms + WP) = %.2f\n",
+                gib, ms(ff), ms(ff) / gib, ms(sf), ms(sf) / gib, ms(wp_cost), ff / sf, ff / (0.010 + wp_cost),
+                sf / (0.010 + wp_cost));
+    std::printf("  MEDIANS %g GiB: copy fork %.2f s, sync-wp %.2f s; writer slowdown fork %.2fx, sync-wp %.2fx; "
+                "slow-write p99 fork %.1f us, sync-wp %.1f us; sync-wp writes held %.0f\n",
+                gib, med(forks, copy), med(syncs, copy), med(forks, slow), med(syncs, slow), med(forks, p99) * 1e6,
+                med(syncs, p99) * 1e6, med(syncs, held));
     std::fflush(stdout);
   }
   return all_exact ? 0 : 1;
