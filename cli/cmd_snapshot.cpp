@@ -2,7 +2,8 @@
 // a process that keeps running, consistent at the instant of its freeze
 // (lib/dump/snapshot_copy.hpp). Frozen only to capture its state, scan (and
 // re-arm) its tracking and fork a copy of its memory; the pages are read
-// from the copy while it runs on.
+// from the copy while it runs on. A small delta is read frozen instead
+// (--mechanism, docs/KERNEL.md §17.1).
 #include <unistd.h>
 
 #include <cstdio>
