@@ -56,7 +56,7 @@ void print_text(const dump::DumpReport& r, const DumpOptions& opts) {
   std::printf("  time (ms): freezing %.3f, frozen %.3f (memdump %.3f, memwrite %.3f), commit %.3f\n",
               r.freezing_time / 1e3, r.frozen_time / 1e3, r.memdump_time / 1e3, r.memwrite_time / 1e3,
               r.commit_time / 1e3);
-  if (r.snapshot.taken)
+  if (r.snapshot.mechanism == "fork-cow")
     std::printf("  the process ran on after the freeze; its memory was read from a copy-on-write copy, done %.3f s "
                 "later\n",
                 r.snapshot.copy_done_seconds);

@@ -2,7 +2,8 @@
 // a process that keeps running, consistent at the instant of its freeze
 // (lib/dump/snapshot_copy.hpp). Frozen only to capture its state, scan (and
 // re-arm) its tracking and fork a copy of its memory; the pages are read
-// from the copy while it runs on.
+// from the copy while it runs on. A small delta is read frozen instead
+// (--mechanism, docs/KERNEL.md §17.1).
 #include <unistd.h>
 
 #include <cstdio>
@@ -23,7 +24,7 @@ namespace {
 struct SnapshotOptions {
   bool json = false, file_locks = false, ext_unix_sk = false;
   int pid = 0;
-  std::string images_dir, prev_images_dir, log_file;
+  std::string images_dir, prev_images_dir, log_file, mechanism = "auto";
   uint64_t ghost_limit = 1 << 20;
   int compress_level = 1;
   PageServerOptions page_server;
@@ -38,6 +39,8 @@ int run_snapshot(const SnapshotOptions& opts) {
   if (auto set = set_image_destination(req, opts.images_dir, opts.prev_images_dir, opts.page_server); !set)
     return report_error(set.error(), opts.json);
   req.snapshot = true;
+  using Copy = checkpoint::CaptureOptions::SnapshotCopy;
+  req.snapshot_copy = opts.mechanism == "fork-cow" ? Copy::Fork : opts.mechanism == "read-frozen" ? Copy::ReadFrozen : Copy::Auto;
   req.fds.ext_unix_sk = opts.ext_unix_sk;
   req.fds.ghost_limit = opts.ghost_limit;
   req.fds.file_locks = opts.file_locks;
@@ -56,12 +59,12 @@ int run_snapshot(const SnapshotOptions& opts) {
                 static_cast<unsigned long long>(report->pages_written),
                 report->capture.incremental ? "" : (" (whole: " + report->capture.whole_reason + ")").c_str(),
                 static_cast<double>(report->capture.bytes_compressed) / (1 << 20));
-    if (s.taken)
+    if (s.mechanism == "read-frozen")
+      std::printf("  frozen %.3f ms (the %llu pages to store were read frozen: no copy of the process)\n",
+                  static_cast<double>(report->frozen_time) / 1e3, static_cast<unsigned long long>(s.pages_read_frozen));
+    else
       std::printf("  frozen %.3f ms; the copy was done %.3f s after the process ran on; a %.3f ms stop reaped the copy\n",
                   static_cast<double>(report->frozen_time) / 1e3, s.copy_done_seconds, s.reap_stop_seconds * 1e3);
-    else
-      std::printf("  frozen %.3f ms: so few pages that they were copied frozen, sooner than a copy-on-write copy\n",
-                  static_cast<double>(report->frozen_time) / 1e3);
     for (const auto& w : report->warnings) std::printf("  note: %s\n", w.c_str());
   }
   return kExitOk;
@@ -76,6 +79,10 @@ void add_snapshot_command(CLI::App& app, int& exit_code) {
   sub->add_option("-D,--images-dir", opts->images_dir, "Directory of the new image: new, or an empty directory")->required();
   sub->add_option("--prev-images-dir", opts->prev_images_dir,
                   "Parent image (a pre-dump or snapshot of the same process), relative to -D unless absolute");
+  sub->add_option("--mechanism", opts->mechanism,
+                  "How the instant is kept: fork-cow (a copy-on-write copy), read-frozen (the pages read while the "
+                  "process is stopped), auto (read-frozen when the delta is small against the memory; the default)")
+      ->check(CLI::IsMember({"auto", "fork-cow", "read-frozen"}));
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
   sub->add_option("--ghost-limit", opts->ghost_limit,
                   "Save deleted open files up to SIZE (bytes, or with K/M/G; default 1M, as CRIU)")

@@ -17,9 +17,10 @@ nlohmann::json dump_json(const dump::DumpReport& report, const std::string& imag
   doc["attach"] = dump::attach_json(report.attach);
   doc["warnings"] = report.warnings;
   if (report.snapshot.taken) {
-    // Writes are never held: the kernel copies a written page (copy-on-write).
+    // Writes are never held: the kernel copies a written page (copy-on-write),
+    // or every page was read before the process ran on.
     const dump::SnapshotFigures& s = report.snapshot;
-    doc["snapshot"] = {{"mechanism", "fork-cow"},
+    doc["snapshot"] = {{"mechanism", s.mechanism},
                        {"copy_done_seconds", s.copy_done_seconds},
                        {"pages_read_frozen", s.pages_read_frozen},
                        {"reap_stop_seconds", s.reap_stop_seconds},

@@ -155,6 +155,7 @@ _wpckpt() {
         -t|--tree) _wpckpt_pids; return ;;
         -D|--images-dir) _wpckpt_dirs; return ;;
         --prev-images-dir) _wpckpt_dirs; return ;;
+        --mechanism) _wpckpt_files; return ;;
         --compress-level) :; return ;;
         --ghost-limit) _wpckpt_files; return ;;
         -o|--log-file) _wpckpt_files; return ;;
@@ -162,7 +163,7 @@ _wpckpt() {
         --port) _wpckpt_files; return ;;
         --secret-file) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir --compress-level --ghost-limit --file-locks --ext-unix-sk -o --log-file --page-server --address --port --secret-file --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir --mechanism --compress-level --ghost-limit --file-locks --ext-unix-sk -o --log-file --page-server --address --port --secret-file --json" -- "$cur"))
       ;;
     untrack)
       case $prev in

@@ -161,6 +161,7 @@ complete -c wpckpt -n '__fish_seen_subcommand_from snapshot' -s h -l help -d 'Pr
 complete -c wpckpt -n '__fish_seen_subcommand_from snapshot' -s t -l tree -x -a '(__fish_complete_pids)' -d 'Pid of the process (one without the agent is attached first)'
 complete -c wpckpt -n '__fish_seen_subcommand_from snapshot' -s D -l images-dir -x -a '(__fish_complete_directories)' -d 'Directory of the new image: new, or an empty directory'
 complete -c wpckpt -n '__fish_seen_subcommand_from snapshot' -l prev-images-dir -x -a '(__fish_complete_directories)' -d 'Parent image (a pre-dump or snapshot of the same process), relative to -D unless absolute'
+complete -c wpckpt -n '__fish_seen_subcommand_from snapshot' -l mechanism -r -F -d 'How the instant is kept: fork-cow (a copy-on-write copy), read-frozen (the pages read while the process is stopped), auto (read-frozen when the delta is small against the memory; the default)'
 complete -c wpckpt -n '__fish_seen_subcommand_from snapshot' -l compress-level -x -d 'zstd level (negative: faster)'
 complete -c wpckpt -n '__fish_seen_subcommand_from snapshot' -l ghost-limit -r -F -d 'Save deleted open files up to SIZE (bytes, or with K/M/G; default 1M, as CRIU)'
 complete -c wpckpt -n '__fish_seen_subcommand_from snapshot' -l file-locks -d 'Record file locks (flock, POSIX, OFD) held on files'

@@ -204,16 +204,37 @@ Result<ReadBeforeFork> read_before_fork(pid_t pid, const std::vector<PageJob>& j
 
 }  // namespace
 
-bool fork_shortens_freeze(uint64_t pages_to_copy, uint64_t mapped_pages) {
-  // Copying frozen costs the pipeline's ~5 us a page; the fork walks the
-  // page tables of everything mapped: ~25 ms per GiB here (docs/KERNEL.md
-  // §17), ~0.1 us a page, plus its fixed cost (the clone, the reap).
-  return pages_to_copy * 50 > mapped_pages + 20'000;
+// The snapshot's choice (CaptureOptions::snapshot_copy): true to read every
+// page to store while the process is frozen, no fork. Measured here
+// (docs/KERNEL.md §17): the fork copies page tables at about 0.06-0.08 us per
+// populated 4 KiB page (16-35 ms per GiB); reading a page from the frozen
+// process into wpckpt costs about 4.5-5 us (the read, a copy, and the fault
+// on wpckpt's own fresh buffer). So reading wins below about one page in 64
+// of the anonymous memory; capped at 64 MiB, the bytes it holds in wpckpt
+// until they are written.
+bool read_all_frozen(pid_t pid, const std::vector<PageJob>& jobs, CaptureOptions::SnapshotCopy how) {
+  using How = CaptureOptions::SnapshotCopy;
+  if (how != How::Auto) return how == How::ReadFrozen;
+  uint64_t data_pages = 0;
+  for (const PageJob& j : jobs)
+    if (!j.zero) data_pages += j.pages;
+  constexpr uint64_t kMaxBytes = 64ull << 20;
+  if (data_pages * kPage > kMaxBytes) return false;
+  // RssAnon (kB): counters, no page-table walk.
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/status").c_str(), "re");
+  if (!f) return false;
+  uint64_t rss_anon_kb = 0;
+  char line[256];
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "RssAnon: %" SCNu64, &rss_anon_kb) == 1) break;
+  std::fclose(f);
+  return data_pages * 64 <= rss_anon_kb / 4;
 }
 
 Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const nlohmann::json* parent_metadata,
                                     const CaptureOptions& options) {
   CaptureStats stats;
+  auto t_begin = Clock::now();
   // Before and after taking the agent's descriptors (the pid may be reused
   // meanwhile): nothing of the process is read unless its user may.
   WPCKPT_TRY(ptrace::check_may_trace(pid));
@@ -238,6 +259,7 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
   stats.event_window_seconds = plan.window.seconds();
   if (options.events) options.events->taken_before_epoch = stats.epoch;
   uint64_t scan_ns = realtime_ns();
+  auto t_scan = Clock::now();
   link.begin_scan(stats.epoch, scan_ns);
   WPCKPT_TRY_ASSIGN(tracker::PagemapScanner scanner, tracker::PagemapScanner::open(pid));
   if (options.progress) options.progress("scan", 0, 1);
@@ -257,12 +279,12 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
   stats.areas = scan.areas.size();
   stats.areas_registered = scan.areas_registered;
 
+  auto t_jobs = Clock::now();
   std::vector<image::MemoryArea> areas;
   std::vector<PageJob> jobs;
   std::vector<char> before_fork;  // per job: read from the frozen process (snapshot)
-  uint64_t to_copy = 0, mapped_pages = 0;
+  uint64_t to_copy = 0;
   for (const ScannedArea& a : scan.areas) {
-    mapped_pages += a.vma.size() / kPage;
     areas.push_back(memory_area(a));
     if (a.kind != AreaKind::Tracked) {
       ++stats.areas_untracked;
@@ -287,11 +309,21 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
 
   pid_t copy_pid = pid;
   ReadBeforeFork early;
-  stats.forked = options.copy_from_fork && fork_shortens_freeze(to_copy, mapped_pages);
-  if (stats.forked) {
+  if (options.copy_from_fork) {
+    auto t_early = Clock::now();
+    bool fork = !read_all_frozen(pid, jobs, options.snapshot_copy);
+    if (!fork) before_fork.assign(jobs.size(), 1);
+    stats.snapshot_mechanism = fork ? "fork-cow" : "read-frozen";
     WPCKPT_TRY_ASSIGN(early, read_before_fork(pid, jobs, before_fork));
     for (const auto& [addr, bytes] : early) stats.pages_read_before_fork += bytes.size() / kPage;
-    WPCKPT_TRY_ASSIGN(copy_pid, options.copy_from_fork());
+    auto t_fork = Clock::now();
+    WPCKPT_TRY_ASSIGN(pid_t copy, options.copy_from_fork(fork));
+    if (fork) copy_pid = copy;
+    auto us = [](auto a, auto b) { return std::chrono::duration_cast<std::chrono::microseconds>(b - a).count(); };
+    log::debug("snapshot, frozen (us): link+plan {}, scan {} ({} pages), jobs {} ({}), read frozen {} ({} pages), "
+               "{} {}",
+               us(t_begin, t_scan), us(t_scan, t_jobs), stats.pages_scanned, us(t_jobs, t_early), jobs.size(),
+               us(t_early, t_fork), stats.pages_read_before_fork, fork ? "fork" : "resume", us(t_fork, Clock::now()));
   }
   // A snapshot's copy is read through /proc/PID/mem, never process_vm_readv:
   // that one pins the pages (FOLL_PIN), and pinning a page the copy shares

@@ -37,15 +37,18 @@ struct CaptureOptions {
   // memory, and the ranges below); returns a stopped copy of the process
   // whose memory is the rest as of this instant, the caller having let the
   // process run on. Empty: everything is read from the process itself.
-  // Used only when it shortens the freeze (fork_shortens_freeze): a small
-  // delta is copied frozen faster than the page tables are.
-  std::function<Result<pid_t>()> copy_from_fork;
+  // Called with fork = false when every page to store was read from the
+  // frozen process instead (see `snapshot_copy`): the caller only lets the
+  // process run on, and returns 0.
+  std::function<Result<pid_t>(bool fork)> copy_from_fork;
+  // A snapshot's copy: the fork costs a page-table copy of all the memory
+  // (about 35 ms per populated GiB here, docs/KERNEL.md §17) whatever the
+  // delta; reading the delta's pages while frozen costs per page. Auto reads
+  // them frozen when they are few against the anonymous memory (RssAnon) a
+  // fork would copy the page tables of.
+  enum class SnapshotCopy { Auto, Fork, ReadFrozen } snapshot_copy = SnapshotCopy::Auto;
   std::vector<std::pair<uint64_t, uint64_t>> not_copied_by_fork;  // MADV_DONTFORK / MADV_WIPEONFORK areas
 };
-
-// Whether a copy-on-write copy (one walk of the page tables) frees the
-// process sooner than copying `pages_to_copy` pages while it is frozen.
-bool fork_shortens_freeze(uint64_t pages_to_copy, uint64_t mapped_pages);
 
 // An area not tracked by write-protect, and how it is handled instead.
 struct UntrackedArea {
@@ -79,7 +82,7 @@ struct CaptureStats {
   double event_window_seconds = 0;
   bool cross_checked = false;     // a full read-only scan confirmed the events missed nothing
   uint64_t pages_read_before_fork = 0;  // snapshot: pages read from the frozen process itself
-  bool forked = false;                  // copy_from_fork was used
+  std::string snapshot_mechanism;       // snapshot: "fork-cow" or "read-frozen"
 };
 
 // Writes the memory part of one iteration into `writer` (set_areas,

@@ -148,14 +148,17 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   Clock::time_point t_resumed;
   if (r.snapshot) {
     WPCKPT_TRY_ASSIGN(copts.not_copied_by_fork, not_copied_by_fork(r.pid, smaps ? &*smaps : nullptr));
-    copts.copy_from_fork = [&]() -> Result<pid_t> {
-      WPCKPT_TRY_ASSIGN(ForkedCopy made, ForkedCopy::make(frozen));
-      copy.emplace(std::move(made));
+    copts.snapshot_copy = r.snapshot_copy;
+    copts.copy_from_fork = [&](bool fork) -> Result<pid_t> {
+      if (fork) {
+        WPCKPT_TRY_ASSIGN(ForkedCopy made, ForkedCopy::make(frozen));
+        copy.emplace(std::move(made));
+      }
       fds.repaired.release();
       fds.network_lock.release();
       frozen.detach();
       t_resumed = Clock::now();
-      return copy->pid();
+      return fork ? copy->pid() : 0;
     };
   }
   auto t_mem = Clock::now();
@@ -166,8 +169,9 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
         .with_hint("most likely out of memory: a snapshot holds every page the process writes until the copy is read "
                    "(see the kernel log); free memory, or use pre-dump + dump instead");
   WPCKPT_TRY_ASSIGN(rep.capture, std::move(captured));
-  if (copy) {
+  if (r.snapshot) {
     rep.snapshot.taken = true;
+    rep.snapshot.mechanism = rep.capture.snapshot_mechanism;
     rep.snapshot.copy_done_seconds = std::chrono::duration<double>(Clock::now() - t_resumed).count();
     rep.snapshot.pages_read_frozen = rep.capture.pages_read_before_fork;
   }
@@ -187,7 +191,7 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   rep.pages_skipped_parent = rep.capture.pages_skipped_parent;
   rep.pages_written = rep.capture.pages_written;
   auto t_captured = Clock::now();
-  rep.frozen_time = micros((copy ? t_resumed : t_captured) - t_frozen);
+  rep.frozen_time = micros((r.snapshot ? t_resumed : t_captured) - t_frozen);
   rep.left_running = r.leave_running || r.snapshot;
   fault_point("captured", r.cancel);
   WPCKPT_TRY(check_cancel(r));

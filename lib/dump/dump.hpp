@@ -55,6 +55,8 @@ struct DumpRequest {
   // and its memory forked (lib/dump/snapshot_copy.hpp); the image is the
   // instant of the freeze. Implies leave_running.
   bool snapshot = false;
+  // How the snapshot keeps the instant (a fork, or the pages read frozen).
+  checkpoint::CaptureOptions::SnapshotCopy snapshot_copy = checkpoint::CaptureOptions::SnapshotCopy::Auto;
   // The process is sent SIGKILL after the commit but not waited for: its
   // memory is torn down (tens of ms per GiB) while the caller goes on (a
   // migration asks the destination to restore meanwhile); the caller reaps
@@ -66,6 +68,7 @@ struct SnapshotFigures {
   bool taken = false;
   double copy_done_seconds = 0;       // from the resume until every page was copied
   uint64_t pages_read_frozen = 0;     // shared memory and MADV_DONTFORK areas, read before the resume
+  std::string mechanism;              // "fork-cow", or "read-frozen" (no fork: every page read frozen)
   double reap_stop_seconds = 0;       // the second brief stop that reaps the copy
 };
 

@@ -17,11 +17,16 @@ namespace wpckpt::dump {
 
 Result<ForkedCopy> ForkedCopy::make(const ptrace::Freezer& frozen) {
   const pid_t main = frozen.tids().front();
+  using Clock = std::chrono::steady_clock;
+  auto us = [](auto a, auto b) { return std::chrono::duration_cast<std::chrono::microseconds>(b - a).count(); };
+  auto t0 = Clock::now();
   WPCKPT_TRY_ASSIGN(auto inj, ptrace::Injector::prepare(main));
+  auto t_prepared = Clock::now();
   // clone(flags = 0: a new process, exit signal 0; the stack is the copy's own).
   WPCKPT_TRY_ASSIGN(long r, inj->checked_syscall("clone", "a copy of process " + std::to_string(frozen.pid()) +
                                                                " for the snapshot", SYS_clone, 0, 0, 0, 0, 0));
   pid_t copy = static_cast<pid_t>(r);
+  auto t_cloned = Clock::now();
   bool traced = false;
   for (pid_t t : inj->new_threads()) traced = traced || t == copy;
   if (!traced) {
@@ -37,10 +42,14 @@ Result<ForkedCopy> ForkedCopy::make(const ptrace::Freezer& frozen) {
   WPCKPT_TRY(ptrace::wait_stop(copy));
   if (::ptrace(PTRACE_SETOPTIONS, copy, nullptr, reinterpret_cast<void*>(ptrace::trace_options() | PTRACE_O_EXITKILL)) != 0)
     return errno_error("PTRACE_SETOPTIONS", "the snapshot's copy " + std::to_string(copy));
+  auto t_stopped = Clock::now();
   WPCKPT_TRY(inj->cure());
+  auto t_cured = Clock::now();
   // If memory runs out while it is read, the copy goes, not the process.
   if (std::ofstream adj("/proc/" + std::to_string(copy) + "/oom_score_adj"); !(adj << "1000\n"))
     log::warn("could not make the snapshot's copy {} the OOM killer's first choice", copy);
+  log::debug("snapshot copy (us): inject {}, clone {}, copy stopped {}, cure {}, oom_score_adj {}", us(t0, t_prepared),
+             us(t_prepared, t_cloned), us(t_cloned, t_stopped), us(t_stopped, t_cured), us(t_cured, Clock::now()));
   return out;
 }
 

@@ -5,14 +5,15 @@
 // the process writes afterwards is copied by the kernel's copy-on-write
 // fault, never held for wpckpt: no write waits on a userspace round trip.
 //
-// Why not a synchronous userfaultfd write-protect (copy-before-write): it
-// cannot share a range with the agent's asynchronous one, so every area would
-// have to be unregistered, registered again synchronously and back, without
-// losing a dirty page in either switch; and every first write to an uncopied
-// page would wait for wpckpt to read it (a fault, a wakeup, a copy, a
-// UFFDIO_WRITEPROTECT). The fork costs a page-table copy inside the freeze
-// (about what write-protecting the same memory costs) and memory for the
-// pages written during the copy.
+// Why not a synchronous userfaultfd write-protect (copy-before-write):
+// measured side by side (bench/snapshot_mechanisms_bench, docs/KERNEL.md
+// §17.1), its freeze — write-protecting all the memory — costs as much as
+// the fork's page-table copy or more (78 vs 36 ms at 1 GiB, 311 vs 254 ms at
+// 16 GiB), every first write to an uncopied page waits a user-space round
+// trip (p50 11-15 us vs 4-7 us for a copy-on-write fault), and it cannot
+// share a range with the agent's asynchronous registration. The fork costs
+// memory for the pages written during the copy. A small delta is not forked
+// at all: its pages are read while frozen (memory_capture.cpp read_all_frozen).
 //
 // The copy's exit signal is 0 (the process gets no SIGCHLD), and wpckpt
 // reaps it: killed and waited for as its tracer, then, as its parent is the

@@ -4,9 +4,11 @@
 # consistent instant although every page was rewritten many times while it
 # was copied; the process ran on meanwhile, its next pre-dump is a delta of
 # the snapshot, and that chain's dump restores consistent too. --json says
-# how long the process was frozen and how long the copy took. `dump -R` as a
-# delta of the snapshot takes the same copy and gives one instant too, and
-# the chain goes on from it. Every process started here is killed by pid.
+# how long the process was frozen and how long the copy took. A delta snapshot
+# read frozen (--mechanism read-frozen, no fork) is one instant too, and so
+# is `dump -R` as a delta of it (the process runs on; its memory is read from
+# a copy-on-write copy); the chain goes on from it. Every process started
+# here is killed by pid.
 source "$(dirname "$0")/../support/e2e_preamble.sh"
 WRITER=${WPCKPT_WORKLOAD_DIR:?}/snapshot_writer
 
@@ -84,15 +86,27 @@ try:
     if children:
         fail(f"the snapshot left children of the process: {children}")
 
-    # dump -R takes the same copy: one instant too, and the process runs on.
-    rdoc = json.loads(wpckpt("dump", "-t", str(p.pid), "-D", "dumpR", "-R", "--prev-images-dir", "../snap",
+    # A delta snapshot without a fork: every page to store read while frozen.
+    doc2 = json.loads(wpckpt("snapshot", "-t", str(p.pid), "-D", "snap2", "--prev-images-dir", "../snap",
+                             "--mechanism", "read-frozen", "--json").stdout)
+    if doc2["snapshot"]["mechanism"] != "read-frozen" or not doc2["incremental"] or p.poll() is not None:
+        fail(f"the read-frozen delta snapshot: {doc2}")
+    if doc2["snapshot"]["pages_read_frozen"] == 0:
+        fail(f"the read-frozen snapshot read nothing while frozen: {doc2}")
+    seq2, pos2 = image_is_one_instant("snap2", ready)
+    if (seq2, pos2) <= (seq, pos):
+        fail(f"the second snapshot is not a later instant: {(seq2, pos2)} after {(seq, pos)}")
+
+    # dump -R: the writer rewrote all 128 MiB since, too much to read frozen:
+    # a copy-on-write copy, one instant too, and the process runs on.
+    rdoc = json.loads(wpckpt("dump", "-t", str(p.pid), "-D", "dumpR", "-R", "--prev-images-dir", "../snap2",
                              "--json").stdout)
-    if "snapshot" not in rdoc or not rdoc["left_running"] or p.poll() is not None:
+    if rdoc.get("snapshot", {}).get("mechanism") != "fork-cow" or not rdoc["left_running"] or p.poll() is not None:
         fail(f"dump -R did not read the memory from a copy-on-write copy while the process ran on: {rdoc}")
+    if not rdoc["incremental"]:
+        fail(f"dump -R after the snapshots was not a delta: {rdoc.get('whole_reason')}")
     image_is_one_instant("dumpR", ready)
 
-    if not rdoc["incremental"]:
-        fail(f"dump -R after the snapshot was not a delta of it: {rdoc.get('whole_reason')}")
     pre = json.loads(wpckpt("pre-dump", "-t", str(p.pid), "-D", "pre", "--prev-images-dir", "../dumpR",
                             "--json").stdout)
     if not pre["incremental"]:
@@ -103,6 +117,7 @@ try:
     restored_passes("final", p.pid)
     restored_passes("dumpR", p.pid)
     restored_passes("snap", p.pid)
+    restored_passes("snap2", p.pid)
     print(f"ok: snapshot (pass {seq}, page {pos}) frozen {doc['frozen_time'] / 1e3:.1f} ms, copied in {s['copy_done_seconds']:.3f} s "
           f"while the process ran; one instant after restore, and the chain after it too")
 finally:
