@@ -109,9 +109,11 @@ def sqlite():
         for fd in os.listdir(f"/proc/{proc.pid}/fd"):
             try:
                 link = os.readlink(f"/proc/{proc.pid}/fd/{fd}")
+                size = os.stat(f"/proc/{proc.pid}/fd/{fd}").st_size
             except OSError:
                 continue
-            if link.startswith(tmpdir + "/") and link.endswith(" (deleted)"):
+            # Over the default --ghost-limit (1 MiB): a smaller deleted file is saved, not refused.
+            if link.startswith(tmpdir + "/") and link.endswith(" (deleted)") and size > 2 << 20:
                 return fd, link
         return None
 
