@@ -126,9 +126,7 @@ void add_dump_command(CLI::App& app, int& exit_code) {
                 "With -R: keep the process frozen for the whole dump (as CRIU) instead of letting it run once a "
                 "copy-on-write copy holds its memory");
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
-  sub->add_option("--ghost-limit", opts->ghost_limit,
-                  "Save deleted open files up to SIZE (bytes, or with K/M/G; default 1M, as CRIU)")
-      ->transform(CLI::AsSizeValue(false));
+  add_ghost_limit_option(sub, opts->ghost_limit);
   sub->add_flag("--pre-copy", opts->pre_copy,
                 "Copy the memory while the process runs first, then freeze it only for what it wrote meanwhile "
                 "(one image at -D; the memory is compressed twice)");

@@ -6,7 +6,7 @@
 // stays the restored process's parent, ending with its status.
 // --lazy: serves the chains in -D to restores on other hosts (`restore
 // --page-server`, lib/net/chain_service.hpp), each on a thread of its own,
-// and exits once one of them has every page (--keep-serving: never).
+// and exits once one of them needs no more pages (--keep-serving: never).
 // --new-secret writes a shared secret (to --secret-file) and exits.
 #include <cstdio>
 #include <filesystem>
@@ -111,7 +111,7 @@ int serve(const ServeOptions& opts) {
     if (incoming && incoming->fetch) {
       const net::FetchEvent& f = *incoming->fetch;
       report_fetch(f, opts.json);
-      // Done: the restore there has every page.
+      // Done: the restore there needs no more pages.
       if (f.ended && f.served.complete && !opts.keep_serving && !opts.restore) return kExitOk;
       continue;
     }

@@ -124,9 +124,7 @@ void add_pre_dump_command(CLI::App& app, int& exit_code) {
   sub->add_option("-D,--images-dir", opts->images_dir, "Directory of the new image: new, or an empty directory")->required();
   sub->add_option("--prev-images-dir", opts->prev_images_dir, "Parent image, relative to -D unless absolute (default: none, a full first iteration)");
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
-  sub->add_option("--ghost-limit", opts->ghost_limit,
-                  "Save deleted open files up to SIZE (bytes, or with K/M/G; default 1M, as CRIU)")
-      ->transform(CLI::AsSizeValue(false));
+  add_ghost_limit_option(sub, opts->ghost_limit);
   sub->add_flag("--file-locks", opts->file_locks, "Accept file locks on files (the dump records them; as CRIU)");
   sub->add_flag("-R,--leave-running", opts->leave_running,
                 "Accepted for CRIU scripts: a pre-dump always leaves the process running");

@@ -12,6 +12,7 @@
 
 #include "cli/cancel.hpp"
 #include "cli/commands.hpp"
+#include "cli/criu_compat.hpp"
 #include "cli/dump_output.hpp"
 #include "cli/log_file.hpp"
 #include "cli/output.hpp"
@@ -84,9 +85,7 @@ void add_snapshot_command(CLI::App& app, int& exit_code) {
                   "process is stopped), auto (read-frozen when the delta is small against the memory; the default)")
       ->check(CLI::IsMember({"auto", "fork-cow", "read-frozen"}));
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
-  sub->add_option("--ghost-limit", opts->ghost_limit,
-                  "Save deleted open files up to SIZE (bytes, or with K/M/G; default 1M, as CRIU)")
-      ->transform(CLI::AsSizeValue(false));
+  add_ghost_limit_option(sub, opts->ghost_limit);
   sub->add_flag("--file-locks", opts->file_locks, "Record file locks (flock, POSIX, OFD) held on files");
   sub->add_flag("--ext-unix-sk", opts->ext_unix_sk, "Allow unix datagram sockets connected to a name outside the process");
   sub->add_option("-o,--log-file", opts->log_file, "Write the log to FILE (inside -D unless absolute)");

@@ -24,6 +24,11 @@ void add_network_lock_option(CLI::App* verb, CriuOptions& into) {
       });
 }
 
+void add_ghost_limit_option(CLI::App* verb, uint64_t& into) {
+  verb->add_option("--ghost-limit", into, "Save deleted open files up to SIZE (bytes, or with K/M/G; default 1M, as CRIU)")
+      ->transform(CLI::AsSizeValue(false));
+}
+
 std::vector<std::string> numeric_verbosity_as_option(int argc, char** argv) {
   std::vector<std::string> out;
   bool rewrite = true;

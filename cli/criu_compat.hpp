@@ -29,6 +29,10 @@ void add_criu_options(CLI::App* verb, CriuOptions& into, const char* shell_job_h
 // nftables only.
 void add_network_lock_option(CLI::App* verb, CriuOptions& into);
 
+// --ghost-limit SIZE on pre-dump, dump and snapshot: CRIU's option (deleted
+// open files saved up to SIZE; K/M/G suffixes).
+void add_ghost_limit_option(CLI::App* verb, uint64_t& into);
+
 // CRIU's -v0 ... -v4 (our -v5 is trace): CLI11 would read "-v4" as "-v -4".
 // Returns argv with each such word before "--" (and before the command of
 // `run`) replaced by "--verbosity=N".

@@ -167,7 +167,8 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
     return make_error(ESRCH, "snapshot", "the copy of process " + std::to_string(r.pid) + " was killed while it was read (" +
                                              captured.error().message() + "); the process runs on")
         .with_hint("most likely out of memory: a snapshot holds every page the process writes until the copy is read "
-                   "(see the kernel log); free memory, or use pre-dump + dump instead");
+                   "(see the kernel log); free memory, or freeze the process for the whole dump instead "
+                   "(dump -R --no-cow-copy, or pre-dump + dump)");
   WPCKPT_TRY_ASSIGN(rep.capture, std::move(captured));
   if (r.snapshot) {
     rep.snapshot.taken = true;

@@ -18,7 +18,7 @@ namespace wpckpt::net {
 
 struct ServedChain {
   std::string image;        // the name the client asked for
-  bool complete = false;    // the client said every page is in (Done)
+  bool complete = false;    // the client said it needs no more pages (Done)
   uint64_t bytes_sent = 0;  // page data
   uint64_t reads = 0;
   double seconds = 0;

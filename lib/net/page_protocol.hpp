@@ -22,7 +22,7 @@
 //                     the same restore, which names the newest manifest)
 //   client  Read      image, offset, length (24 bytes, little endian)
 //   server  Data      those bytes of the image's pages.dat (or Failed)
-//   client  Done      every page is in the restored process
+//   client  Done      no more pages needed (all in, or the process ended)
 // Failed carries {"err", "op", "context", "hint"}: the receiver's Error.
 #pragma once
 

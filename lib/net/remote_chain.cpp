@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "dump-format/digest.hpp"
+#include "lib/base/log.hpp"
 #include "dump-format/manifest.hpp"
 #include "lib/net/page_protocol.hpp"
 #include "lib/net/secret_file.hpp"
@@ -126,6 +127,7 @@ class RemotePages final : public image::RemoteData {
   void done() const {
     auto c = take();
     if (!c) return;
+    log::debug("remote chain: done, told {} (pid {})", (*c)->peer(), ::getpid());
     (void)(*c)->send(kDone, {});
     give_back(std::move(*c));
   }
@@ -145,6 +147,7 @@ class RemotePages final : public image::RemoteData {
   // restore's pager) leaves them to it: it never writes a byte on them.
   void forget_inherited() const {
     if (pid_ == ::getpid()) return;
+    log::debug("remote chain: pid {} drops {} inherited connections", ::getpid(), idle_.size());
     for (auto& c : idle_) c->abandon();
     idle_.clear();
     open_ = 0;
@@ -181,6 +184,7 @@ class RemotePages final : public image::RemoteData {
 
   // One more connection to the same chain: the server checks it still is.
   Result<SecureChannel> connect() const {
+    log::debug("remote chain: pid {} connects", ::getpid());
     WPCKPT_TRY_ASSIGN(SecureChannel c, SecureChannel::connect(target_.server, secret_, kConnectTimeoutMs));
     WPCKPT_TRY(send_json(c, kHello,
                          {{"version", kProtocolVersion},

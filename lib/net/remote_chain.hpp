@@ -33,7 +33,8 @@ class RemoteChain {
   ~RemoteChain();
 
   image::ImageChain& chain() { return *chain_; }
-  // Every page is in the restored process: the server may stop serving it.
+  // No more pages are needed (all in, or the process ended): the server may
+  // stop serving this restore.
   // Callable from a forked process; best effort.
   void done() const;
 

@@ -158,7 +158,7 @@ Result<UniqueFd> take_and_register(pid_t pid, int number, const std::vector<Lazy
   PagerReport report;
   auto r = run_pager(source, std::move(options));
   if (r) {
-    if (complete && !r->process_gone) complete();
+    if (complete) complete();  // all in, or the process ended: the source is no longer needed
     report.ok = 1;
     report.stats = *r;
   } else {

@@ -32,8 +32,9 @@ struct RestoreOptions {
   TcpPolicy tcp = TcpPolicy::Refuse;  // established TCP connections (lib/restore/tcp_policy.hpp)
   bool network_lock = true;        // remove the dump's network lock once the process runs (--network-lock)
   ProgressFn progress;
-  // Called once every page of the image is in the process: after the fill,
-  // or with --lazy at the pager's end, in the pager (a forked process).
+  // Called once the image's pages are no longer needed: after the fill, or
+  // with --lazy at the pager's end (all in, or the process ended), in the
+  // pager (a forked process).
   std::function<void()> pages_complete;
 };
 
