@@ -26,6 +26,7 @@
 #include "lib/restore/restore.hpp"
 #include "lib/restore/supervise.hpp"
 #include "lib/state/process_state.hpp"
+#include "lib/state/tree_state.hpp"
 
 namespace wpckpt::cli {
 namespace {
@@ -114,6 +115,15 @@ class ChainSource {
   std::unique_ptr<net::RemoteChain> remote_;
 };
 
+// A tree's processes (the root first); one process: a list of it alone.
+nlohmann::json processes_json(const restore::RestoreReport& r) {
+  nlohmann::json out = nlohmann::json::array();
+  if (r.processes.empty()) out.push_back({{"pid", r.pid}, {"threads", r.threads}, {"zombie", false}});
+  for (const auto& p : r.processes)
+    out.push_back({{"pid", p.pid}, {"ppid", p.ppid}, {"comm", p.comm}, {"threads", p.threads}, {"zombie", p.zombie}});
+  return out;
+}
+
 nlohmann::json report_json(const restore::RestoreReport& r, bool detached) {
   double gbps = r.fill_seconds > 0 ? static_cast<double>(r.pages_stored * image::kPageSize) / r.fill_seconds / 1e9 : 0;
   return {{"pid", r.pid},
@@ -126,7 +136,8 @@ nlohmann::json report_json(const restore::RestoreReport& r, bool detached) {
           {"fill_seconds", r.fill_seconds},
           {"seconds", r.seconds},
           {"gb_per_s", gbps},
-          {"warnings", r.warnings}};
+          {"warnings", r.warnings},
+          {"processes", processes_json(r)}};
 }
 
 // --lazy in --json: how long until the process ran and until all of its
@@ -181,11 +192,16 @@ int run_restore(const RestoreOptions& opts, const RestoreHooks& hooks) {
                             .with_hint("the pager runs inside `wpckpt restore`, which stays the parent of the "
                                        "process until all memory is in; restore without -d, or without --lazy"));
   }
-  auto source = ChainSource::open(opts);
-  if (!source) return fail(source.error());
-  image::ImageChain& chain = source->chain();
-  if (opts.criu.shell_job) {
-    if (auto sj = check_shell_job(chain); !sj) return fail(sj.error());
+  // A process tree's image is restored from its directory (lib/restore/tree_restore.hpp).
+  const bool tree = !opts.page_server.enabled && state::is_tree_image(opts.images_dir);
+  std::optional<ChainSource> source;
+  if (!tree) {
+    auto opened = ChainSource::open(opts);
+    if (!opened) return fail(opened.error());
+    source.emplace(std::move(*opened));
+    if (opts.criu.shell_job) {
+      if (auto sj = check_shell_job(source->chain()); !sj) return fail(sj.error());
+    }
   }
   std::optional<PidFile> pidfile;
   if (!opts.pidfile.empty()) {
@@ -204,8 +220,8 @@ int run_restore(const RestoreOptions& opts, const RestoreHooks& hooks) {
                                 : restore::TcpPolicy::Refuse;
   ro.network_lock = opts.criu.network_lock == "nftables";
   ro.progress = bar.callback();
-  ro.pages_complete = [&source] { source->pages_complete(); };
-  auto result = restore::restore_process(chain, ro);
+  if (source) ro.pages_complete = [&source] { source->pages_complete(); };
+  auto result = tree ? restore::restore_process(fs::path(opts.images_dir), ro) : restore::restore_process(source->chain(), ro);
   bar.finish();
   if (!result) return fail(result.error());
   const restore::RestoreReport& r = *result;

@@ -12,6 +12,9 @@
 #include "lib/dump/image_target.hpp"
 #include "lib/dump/mapping_capture.hpp"
 #include "lib/dump/snapshot_copy.hpp"
+#include "lib/dump/state_capture.hpp"
+#include "lib/dump/tree_dump.hpp"
+#include "lib/dump/tree_image.hpp"
 #include "lib/dump/process_capture.hpp"
 #include "lib/dump/thread_capture.hpp"
 #include "lib/dump/unsupported_state.hpp"
@@ -34,35 +37,6 @@ uint64_t micros(double seconds) { return static_cast<uint64_t>(seconds * 1e6); }
 Result<void> check_cancel(const DumpRequest& r) {
   if (r.cancel && r.cancel->load()) return interrupted_error(r.pid);
   return ok();
-}
-
-// Everything a restore needs besides the pages, captured from the frozen
-// process; `fds` keeps what the descriptors add (extra files, warnings,
-// sockets in repair mode).
-Result<state::ProcessState> capture_state(const DumpRequest& r, const ptrace::Freezer& frozen,
-                                          const std::vector<tracker::Vma>* smaps_before_freeze, FdCapture& fds) {
-  state::ProcessState st;
-  auto t0 = Clock::now();
-  // File descriptors first: an unsupported one fails the dump before any injection.
-  WPCKPT_TRY_ASSIGN(fds, capture_fds(r.pid, r.fds));
-  auto t_fds = Clock::now();
-  st.fds = std::move(fds.fds);
-  st.tracking = std::move(fds.tracking);
-  for (pid_t tid : frozen.tids()) {
-    WPCKPT_TRY(check_cancel(r));
-    WPCKPT_TRY_ASSIGN(auto t, capture_thread(r.pid, tid));
-    st.threads.push_back(std::move(t));
-  }
-  WPCKPT_TRY(check_cancel(r));
-  auto t_threads = Clock::now();
-  WPCKPT_TRY(capture_process(r.pid, frozen.tids().front(), st, r.cancel));
-  auto t_process = Clock::now();
-  // After every injector is cured: no scratch area left to skip.
-  WPCKPT_TRY_ASSIGN(st.mappings, capture_mappings(r.pid, {.smaps_before_freeze = smaps_before_freeze}));
-  log::debug("state capture (us): fds {}, {} threads {}, process {}, mappings {}", micros(t_fds - t0),
-             st.threads.size(), micros(t_threads - t_fds), micros(t_process - t_threads),
-             micros(Clock::now() - t_process));
-  return st;
 }
 
 }  // namespace
@@ -105,14 +79,16 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   // (lib/ptrace/may_trace.hpp), or what cannot be saved, is refused as it is.
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
   WPCKPT_TRY(probe::require_features("dump"));
+  if (has_children(r.pid)) return dump_tree(r);
   WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", TargetState::Running, r.fds.ghost_limit, r.fds.file_locks));
   // The image's place first (a page server that refuses, a -D that exists):
   // a failure there leaves the process untouched.
   image::WriterOptions wopts;
   wopts.compress_level = r.compress_level;
   wopts.progress = r.progress;
-  WPCKPT_TRY_ASSIGN(ImageTarget target,
-                    open_image_target(r.images_dir, r.prev_images_dir, r.page_server, image::ImageKind::Dump, wopts));
+  // A parent written as a tree (the process had children then): its image there.
+  const auto parent = r.page_server ? r.prev_images_dir : member_parent(r.prev_images_dir, r.pid, r.pid);
+  WPCKPT_TRY_ASSIGN(ImageTarget target, open_image_target(r.images_dir, parent, r.page_server, image::ImageKind::Dump, wopts));
   image::ImageWriter* writer = target.writer.get();
   // A process without tracking is attached (a brief freeze of its own).
   WPCKPT_TRY_ASSIGN(rep.attach, attach::ensure_tracked(r.pid));
@@ -135,7 +111,7 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   WPCKPT_TRY(check_cancel(r));
 
   FdCapture fds;  // declared after `frozen`: sockets leave repair mode before the process runs again
-  WPCKPT_TRY_ASSIGN(state::ProcessState st, capture_state(r, frozen, smaps ? &*smaps : nullptr, fds));
+  WPCKPT_TRY_ASSIGN(state::ProcessState st, capture_state(r.pid, r.fds, r.cancel, frozen, smaps ? &*smaps : nullptr, fds));
   rep.warnings = std::move(fds.warnings);
   // Restore re-creates attached tracking as attached (lib/restore/agent_link.hpp).
   if (rep.attach.tracking != "agent" && st.tracking.contains("uffd_fd")) st.tracking["attached"] = true;

@@ -33,6 +33,7 @@
 #include "lib/attach/attach.hpp"
 #include "lib/base/progress.hpp"
 #include "lib/base/result.hpp"
+#include "lib/dump/tree_report.hpp"
 #include "lib/checkpoint/memory_capture.hpp"
 #include "lib/fds/fd_handler.hpp"
 #include "lib/net/remote_sink.hpp"
@@ -84,6 +85,7 @@ struct DumpReport {
   std::vector<std::string> warnings;  // what the image leaves out by design
   SnapshotFigures snapshot;
   std::shared_ptr<ptrace::Freezer> dying;  // reap_later: kill() it to reap the process
+  std::vector<TreeMemberReport> processes;  // a tree's members (tree_dump.hpp); empty for one process
 };
 
 // The "dump" metadata of the manifest and the core of `--json`.

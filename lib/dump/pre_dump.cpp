@@ -5,6 +5,8 @@
 
 #include "lib/dump/attach_json.hpp"
 #include "lib/dump/image_target.hpp"
+#include "lib/dump/tree_dump.hpp"
+#include "lib/dump/tree_image.hpp"
 #include "lib/dump/unsupported_state.hpp"
 #include "lib/ptrace/may_trace.hpp"
 #include "lib/probe/features.hpp"
@@ -21,14 +23,17 @@ Result<PreDumpReport> pre_dump_process(const PreDumpRequest& r) {
   // refused before anything is attached or created.
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
   WPCKPT_TRY(probe::require_features("pre-dump"));
+  if (has_children(r.pid)) return pre_dump_tree(r);
   WPCKPT_TRY(refuse_unsupported_state(r.pid, "pre-dump", TargetState::Running, r.ghost_limit, r.file_locks));
   // The image's place first (a page server that refuses, a -D that exists):
   // a failure there leaves the process untouched.
   image::WriterOptions wopts;
   wopts.compress_level = r.compress_level;
   wopts.progress = r.progress;
+  // A parent written as a tree (the process had children then): its image there.
+  const auto parent = r.page_server ? r.prev_images_dir : member_parent(r.prev_images_dir, r.pid, r.pid);
   WPCKPT_TRY_ASSIGN(ImageTarget target,
-                    open_image_target(r.images_dir, r.prev_images_dir, r.page_server, image::ImageKind::PreDump, wopts));
+                    open_image_target(r.images_dir, parent, r.page_server, image::ImageKind::PreDump, wopts));
   image::ImageWriter* writer = target.writer.get();
   // A process without tracking (no agent, or it lost what wpckpt attached)
   // is attached now; the capture below is then whole (a new token).

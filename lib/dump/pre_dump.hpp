@@ -14,6 +14,7 @@
 #include "lib/attach/attach.hpp"
 #include "lib/base/progress.hpp"
 #include "lib/base/result.hpp"
+#include "lib/dump/tree_report.hpp"
 #include "lib/checkpoint/memory_capture.hpp"
 #include "lib/net/remote_sink.hpp"
 
@@ -39,6 +40,7 @@ struct PreDumpReport {
   checkpoint::CaptureStats capture;  // commit figures filled in
   image::CommitInfo commit;
   double seconds = 0;  // the whole pre-dump, parent opening to commit
+  std::vector<TreeMemberReport> processes;  // a tree's members (tree_dump.hpp); empty for one process
 };
 
 // Nothing is left behind on failure: no image, tracking as it was (the next

@@ -98,8 +98,8 @@ Result<void> refuse_children(pid_t pid, std::string_view verb, TargetState state
   return refused(verb,
                  fmt::format("process {} has {} {}", pid, children.size() == 1 ? "a child process:" : "child processes:",
                              joined(named)),
-                 "wpckpt checkpoints a single process, not a process tree yet; dump it once its children have "
-                 "exited and been waited for (wait(2)), or dump a process that has none. Nothing was stopped");
+                 "a child appeared after the dump had started as one of a single process; run it again: a dump of "
+                 "a process with children covers the whole tree. Nothing was stopped");
 }
 
 // A deleted file whose contents the dump does not save: not a regular file,
@@ -273,10 +273,10 @@ Result<std::vector<pid_t>> children_of(pid_t pid) {
 }
 
 Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb, TargetState state, uint64_t ghost_limit,
-                                      bool file_locks) {
+                                      bool file_locks, bool tree_member) {
   WPCKPT_TRY(refuse_seccomp(pid, verb));
   WPCKPT_TRY(refuse_other_namespaces(pid, verb));
-  WPCKPT_TRY(refuse_children(pid, verb, state));
+  if (!tree_member) WPCKPT_TRY(refuse_children(pid, verb, state));
   WPCKPT_TRY(refuse_deleted_paths(pid, verb));
   WPCKPT_TRY(refuse_fds(pid, verb, ghost_limit, file_locks));
   return refuse_kernel_object_mappings(pid, verb);

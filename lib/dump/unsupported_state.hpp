@@ -7,7 +7,8 @@
 // thing and says what to do; the process is left running as it was.
 //
 // Refused (restore would silently lose it):
-//   - child processes of any thread, zombies included (process trees)
+//   - child processes of any thread, zombies included, unless the dump covers
+//     the whole tree (tree_dump.hpp)
 //   - a file descriptor of a deleted file, a deleted working directory, root
 //     or executable (the contents of deleted files are not saved)
 //   - file locks (flock, POSIX and OFD locks) held through any descriptor
@@ -56,8 +57,11 @@ constexpr uint64_t kDefaultGhostLimit = 1 << 20;
 // `ghost_limit` (its contents are then saved by the dump: lib/fds/ghost_file.cpp).
 // File locks are refused unless `file_locks` (--file-locks) allows those held
 // through descriptors of files and directories (lib/fds/file_locks.hpp).
+// `tree_member`: the process is dumped with its children (a tree dump,
+// tree_dump.hpp), which are then no reason to refuse.
 Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb, TargetState state,
-                                      uint64_t ghost_limit = kDefaultGhostLimit, bool file_locks = false);
+                                      uint64_t ghost_limit = kDefaultGhostLimit, bool file_locks = false,
+                                      bool tree_member = false);
 
 // The children of `pid` (every thread's, zombies included), from
 // /proc/PID/task/*/children, or by a scan of /proc when the kernel lacks that

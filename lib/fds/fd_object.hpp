@@ -103,6 +103,10 @@ struct FdObject {
   TcpRepairPlan tcp;
   // Filled in the child: where the created object sits (pipe: [0] read, [1] write).
   int tmp[2] = {-1, -1};
+  // A process tree's object shared with other processes, made once for all
+  // (lib/restore/tree_restore.hpp): its index there; inherit_fd and
+  // inherit_fd_end1 are filled in once its numbers are known.
+  int tree_object = -1;
 };
 
 struct FdTarget {
@@ -138,6 +142,9 @@ enum ChildStep : int32_t {
   kStepSeals,
   kStepDeathSignal,
   kStepSocket,
+  kStepSession,
+  kStepFork,
+  kStepTreeObject,
 };
 std::string describe_child_step(int32_t step);
 

@@ -114,6 +114,9 @@ std::string describe_child_step(int32_t step) {
     case kStepSeals: return "re-apply memfd seals";
     case kStepDeathSignal: return "set the parent-death signal";
     case kStepSocket: return "take over a socket";
+    case kStepSession: return "set the session or process group";
+    case kStepFork: return "create a child process with its pid (clone3)";
+    case kStepTreeObject: return "make an object the processes of the tree share";
     default: return "step " + std::to_string(step);
   }
 }

@@ -121,6 +121,8 @@ void record_name(const UnixSocketInfo& d, state::FdState& f) {
 Result<void> capture_connected(const FdSource& src, int sock, const UnixSocketInfo& d, uint32_t ino, state::FdState& f) {
   bool stream_like = d.type != SOCK_DGRAM;
   bool peer_here = d.peer_ino != 0 && process_holds(src.pid, d.peer_ino);
+  if (src.options && d.peer_ino != 0)
+    for (pid_t member : src.options->tree_pids) peer_here = peer_here || process_holds(member, d.peer_ino);
   bool peer_gone = stream_like && (d.shutdown & 1) && !peer_here;  // the peer closed its end
   if (peer_here || peer_gone) {
     f.details["state"] = "pair";

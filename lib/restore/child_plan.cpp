@@ -20,10 +20,6 @@ using state::FdKind;
 
 namespace {
 
-// Objects are keyed by kind and the handler's key (a pipe's inode, else the
-// open file description).
-using ObjectKey = std::pair<FdKind, uint64_t>;
-
 Result<ObjectKey> key_of(const state::FdState& f) {
   WPCKPT_TRY_ASSIGN(uint64_t key, fds::handler_for(f.kind).object_key(f));
   return ObjectKey{f.kind, key};
@@ -40,15 +36,51 @@ Result<std::map<ObjectKey, int>> pipe_ends(const state::ProcessState& state) {
   return ends;
 }
 
+// Shared ids live next to inodes in one key space: the top bit keeps them apart.
+constexpr uint64_t kSharedIdBit = uint64_t{1} << 63;
+
 }  // namespace
 
-Result<void> plan_fds(const state::ProcessState& state, ChildPlan& plan, const ImageFileReader& read_image_file) {
+Result<std::optional<ObjectKey>> tree_key(const state::FdState& f) {
+  bool by_inode = f.kind == FdKind::Pipe ||
+                  (f.kind == FdKind::UnixSocket && f.details.is_object() && f.details.value("state", "") == "pair");
+  if (by_inode) {
+    WPCKPT_TRY_ASSIGN(ObjectKey key, key_of(f));
+    return std::optional(key);
+  }
+  if (f.shared_id == 0) return std::optional<ObjectKey>();
+  return std::optional(ObjectKey{f.kind, f.shared_id | kSharedIdBit});
+}
+
+Result<void> plan_fds(const state::ProcessState& state, ChildPlan& plan, const ImageFileReader& read_image_file,
+                      const TreeFds* tree) {
   WPCKPT_TRY_ASSIGN(auto ends, pipe_ends(state));
+  if (tree) ends = tree->pipe_ends;
   std::map<ObjectKey, size_t> object_of;
+  std::map<int, size_t> tree_object_of;  // tree object index -> plan.objects index
   for (const auto& f : state.fds) {
     const fds::FdHandler& handler = fds::handler_for(f.kind);
     FdTarget target{f.fd, plan.objects.size(), 0, f.cloexec};
     WPCKPT_TRY_ASSIGN(ObjectKey key, key_of(f));
+    if (tree) {
+      WPCKPT_TRY_ASSIGN(auto shared_key, tree_key(f));
+      auto made = shared_key ? tree->shared.find(*shared_key) : tree->shared.end();
+      if (made != tree->shared.end()) {
+        // Made once before the processes fork: this process inherits it.
+        auto [it, fresh] = tree_object_of.emplace(made->second, plan.objects.size());
+        if (fresh) {
+          FdObject o;
+          o.kind = f.kind;
+          o.first_fd = f.fd;
+          o.tree_object = made->second;
+          plan.objects.push_back(std::move(o));
+        }
+        target.object = it->second;
+        WPCKPT_TRY(handler.add(f, plan.objects[target.object], target));
+        plan.targets.push_back(target);
+        continue;
+      }
+    }
     bool lone_pipe = f.kind == FdKind::Pipe && ends[key] != 3;
     if (f.fd <= 2 && (f.kind == FdKind::Tty || lone_pipe)) {
       FdObject o;
@@ -79,7 +111,7 @@ Result<void> plan_fds(const state::ProcessState& state, ChildPlan& plan, const I
 Result<void> open_fd_files(ChildPlan& plan, std::vector<UniqueFd>& held) {
   const int floor = plan_fd_floor(plan);
   for (FdObject& o : plan.objects) {
-    if (o.inherit_fd >= 0) continue;
+    if (o.inherit_fd >= 0 || o.tree_object >= 0) continue;  // a tree's shared objects are prepared once, for all
     WPCKPT_TRY(fds::handler_for(o.kind).prepare(o, held, floor));
   }
   return ok();
@@ -108,7 +140,7 @@ void plan_limits(const state::ProcessState& state, ChildPlan& plan, std::vector<
 }
 
 int plan_fd_floor(const ChildPlan& plan) {
-  int floor = 3;
+  int floor = std::max(3, plan.min_floor);
   for (const auto& t : plan.targets) floor = std::max(floor, t.fd + 1);
   for (int fd : plan.keep_fds) floor = std::max(floor, fd + 1);
   return floor;
@@ -120,11 +152,7 @@ namespace {
 
 using namespace fds;  // the ChildStep values
 
-[[noreturn]] void fail(int report_fd, int32_t step, int fd) {
-  ChildReport r{step, errno, fd};
-  [[maybe_unused]] ssize_t n = ::write(report_fd, &r, sizeof r);
-  _exit(127);
-}
+[[noreturn]] void fail(int report_fd, int32_t step, int fd) { child_fail(report_fd, step, fd); }
 
 // Moves `fd` to a number >= `floor` (above every number the plan uses).
 int move_high(int fd, int floor) {
@@ -217,6 +245,23 @@ void set_process_attributes(const ChildPlan& plan, int report_fd) {
 
 }  // namespace
 
+void child_fail(int report_fd, int32_t step, int fd) {
+  ChildReport r{step, errno, fd, static_cast<int32_t>(::getpid())};
+  [[maybe_unused]] ssize_t n = ::write(report_fd, &r, sizeof r);
+  _exit(127);
+}
+
+int set_session(const ChildPlan& plan) {
+  long r = 0;
+  switch (plan.session) {
+    case ChildPlan::Session::Keep: return 0;
+    case ChildPlan::Session::Lead: r = ::setsid(); break;
+    case ChildPlan::Session::OwnGroup: r = ::setpgid(0, 0); break;
+    case ChildPlan::Session::JoinGroup: r = ::setpgid(0, plan.join_pgid); break;
+  }
+  return r < 0 ? errno : 0;
+}
+
 void run_child_plan(ChildPlan& plan, int report_fd, int hold_fd, pid_t parent) {
   if (parent > 0) {
     // A killed wpckpt must not leave this half-built process behind.
@@ -224,6 +269,11 @@ void run_child_plan(ChildPlan& plan, int report_fd, int hold_fd, pid_t parent) {
     if (getppid() != parent) _exit(127);  // it died before the line above
   }
   block_and_reset_signals();
+  if (int err = set_session(plan); err != 0) {
+    errno = err;
+    fail(report_fd, kStepSession, -1);
+  }
+  if (plan.fork_children) plan.fork_children(plan.fork_context, report_fd, hold_fd);
   int floor = std::max(plan_fd_floor(plan), std::max(report_fd, hold_fd) + 1);
   create_objects(plan, floor, report_fd);
   place_targets(plan, report_fd);
@@ -231,6 +281,7 @@ void run_child_plan(ChildPlan& plan, int report_fd, int hold_fd, pid_t parent) {
   set_process_attributes(plan, report_fd);
 
   ChildReport ready{};
+  ready.pid = static_cast<int32_t>(::getpid());
   if (::write(report_fd, &ready, sizeof ready) != sizeof ready) _exit(127);
   char c;
   while (::read(hold_fd, &c, 1) < 0 && errno == EINTR) {

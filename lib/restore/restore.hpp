@@ -38,6 +38,14 @@ struct RestoreOptions {
   std::function<void()> pages_complete;
 };
 
+// A process of a restored tree.
+struct RestoredMember {
+  pid_t pid = -1, ppid = -1;
+  std::string comm;
+  bool zombie = false;
+  size_t threads = 0;
+};
+
 struct RestoreReport {
   pid_t pid = -1;
   size_t threads = 0;
@@ -49,8 +57,10 @@ struct RestoreReport {
   double seconds = 0;           // the whole restore
   std::vector<std::string> warnings;  // what was restored differently (e.g. a limit that could not be raised)
   std::shared_ptr<LazyRestore> lazy;  // --lazy: the pager still filling memory (wait for it)
+  std::vector<RestoredMember> processes;  // a tree's (tree_restore.hpp), the root first; empty for one process
 };
 
+// A directory that holds a tree's image restores the tree (tree_restore.hpp).
 Result<RestoreReport> restore_process(const std::filesystem::path& dir, const RestoreOptions& options);
 // The same from a chain already open (a page server's: lib/net/remote_chain.hpp).
 Result<RestoreReport> restore_process(image::ImageChain& chain, const RestoreOptions& options);

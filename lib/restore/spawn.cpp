@@ -1,6 +1,7 @@
 #include "lib/restore/spawn.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -31,35 +32,51 @@ Result<pid_t> clone_with_pid(int pid) {
 
 namespace {
 
-Result<void> read_report(int fd, pid_t pid) {
-  ChildReport report{};
-  ssize_t n;
-  do {
-    n = ::read(fd, &report, sizeof report);
-  } while (n < 0 && errno == EINTR);
-  if (n == 0) {
-    int status = 0;
-    std::string how = "exited early";
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      how = WIFSIGNALED(status) ? "was killed by signal " + std::to_string(WTERMSIG(status))
-                                : "exited early with status " + std::to_string(WEXITSTATUS(status));
+constexpr int kReportTimeoutMs = 60'000;  // no step blocks: a silent child is a broken one
+
+Result<void> read_report(int fd, pid_t pid, size_t processes) {
+  for (size_t ready = 0; ready < processes;) {
+    pollfd p{fd, POLLIN, 0};
+    int n_ready = ::poll(&p, 1, kReportTimeoutMs);
+    if (n_ready < 0 && errno == EINTR) continue;
+    if (n_ready == 0)
+      return make_error(ETIMEDOUT, "start restored processes",
+                        std::to_string(ready) + " of " + std::to_string(processes) + " reported ready");
+    ChildReport report{};
+    ssize_t n;
+    do {
+      n = ::read(fd, &report, sizeof report);
+    } while (n < 0 && errno == EINTR);
+    if (n == 0) {
+      int status = 0;
+      std::string how = "exited early";
+      if (waitpid(pid, &status, WNOHANG) == pid) {
+        how = WIFSIGNALED(status) ? "was killed by signal " + std::to_string(WTERMSIG(status))
+                                  : "exited early with status " + std::to_string(WEXITSTATUS(status));
+      }
+      return make_error(ECHILD, "start restored process", "pid " + std::to_string(pid) + " " + how);
     }
-    return make_error(ECHILD, "start restored process", "pid " + std::to_string(pid) + " " + how);
+    if (n != sizeof report) return errno_error("read from restored process", "pid " + std::to_string(pid));
+    if (report.step == 0) {
+      ++ready;
+      continue;
+    }
+    const pid_t who = report.pid > 0 ? report.pid : pid;
+    if (report.step == -1 || report.step == fds::kStepFork) {
+      Error e = make_error(report.err, "clone3 with set_tid", "pid " + std::to_string(report.step == -1 ? pid : report.fd));
+      if (report.err == EEXIST) return std::move(e).with_hint("another process took that pid; wait for it to exit");
+      return e;
+    }
+    std::string ctx = processes > 1 ? "pid " + std::to_string(who) : "";
+    if (report.fd >= 0) ctx += (ctx.empty() ? "fd " : " fd ") + std::to_string(report.fd);
+    return make_error(report.err, describe_child_step(report.step), ctx);
   }
-  if (n != sizeof report) return errno_error("read from restored process", "pid " + std::to_string(pid));
-  if (report.step == 0) return ok();
-  if (report.step == -1) {
-    Error e = make_error(report.err, "clone3 with set_tid", "pid " + std::to_string(pid));
-    if (report.err == EEXIST) return std::move(e).with_hint("another process took that pid; wait for it to exit");
-    return e;
-  }
-  std::string ctx = report.fd >= 0 ? "fd " + std::to_string(report.fd) : std::string();
-  return make_error(report.err, describe_child_step(report.step), ctx);
+  return ok();
 }
 
 }  // namespace
 
-Result<SpawnedProcess> spawn_restored(ChildPlan& plan, bool detached) {
+Result<SpawnedProcess> spawn_restored(ChildPlan& plan, bool detached, size_t processes) {
   int report[2], hold[2];
   if (pipe2(report, O_CLOEXEC) != 0) return errno_error("pipe");
   UniqueFd report_r(report[0]), report_w(report[1]);
@@ -115,7 +132,7 @@ Result<SpawnedProcess> spawn_restored(ChildPlan& plan, bool detached) {
   report_w.reset();
   hold_r.reset();
   proc.hold = std::move(hold_w);
-  auto r = read_report(report_r.get(), plan.pid);  // kill_spawned below is a no-op without a pid
+  auto r = read_report(report_r.get(), plan.pid, processes);  // kill_spawned below is a no-op without a pid
   if (!r) {
     kill_spawned(proc);
     return std::move(r).error();

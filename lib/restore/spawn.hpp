@@ -25,7 +25,9 @@ struct SpawnedProcess {
 // child's pid namespace (0 in the child). EEXIST names the pid in use.
 Result<pid_t> clone_with_pid(int pid);
 
-Result<SpawnedProcess> spawn_restored(ChildPlan& plan, bool detached);
+// `processes`: how many report ready (a tree's live members, all made by
+// this one through ChildPlan::fork_children); the first failure is the error.
+Result<SpawnedProcess> spawn_restored(ChildPlan& plan, bool detached, size_t processes = 1);
 
 // SIGKILL and reap: the cleanup of a failed restore. `traced_threads` are
 // threads we trace besides the leader; they are reaped first (a traced

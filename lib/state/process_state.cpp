@@ -135,6 +135,7 @@ template <typename V>
 void fields(V& v, FdState& f) {
   v.opt("fd", f.fd), v.opt("cloexec", f.cloexec), v.opt("kind", f.kind), v.opt("flags", f.flags);
   v.opt("pos", f.pos), v.opt("object_id", f.object_id), v.opt("details", f.details), v.opt("file", f.file);
+  v.opt("shared_id", f.shared_id);
 }
 template <typename V>
 void fields(V& v, IntervalTimer& t) {

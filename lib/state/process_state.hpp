@@ -117,6 +117,9 @@ struct FdState {
   uint64_t pos = 0;
   std::optional<FileIdentity> file;
   uint64_t object_id = 0;      // equal for descriptors sharing one description (dup) or one pipe
+  // A process tree's: equal across its processes for descriptors sharing one
+  // open file description (inherited by fork); 0 when no other process has it.
+  uint64_t shared_id = 0;
   nlohmann::json details = nlohmann::json::object();  // kind-specific: pipe end + data, eventfd count, timer, ...
 };
 

@@ -1,0 +1,52 @@
+#include "lib/dump/state_capture.hpp"
+
+#include <chrono>
+
+#include "lib/base/log.hpp"
+#include "lib/dump/fault_point.hpp"
+#include "lib/dump/mapping_capture.hpp"
+#include "lib/dump/process_capture.hpp"
+#include "lib/dump/thread_capture.hpp"
+
+namespace wpckpt::dump {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+uint64_t micros(Clock::duration d) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+}
+
+}  // namespace
+
+Result<state::ProcessState> capture_state(pid_t pid, const fds::CaptureOptions& options,
+                                          const std::atomic<bool>* cancel, const ptrace::Freezer& frozen,
+                                          const std::vector<tracker::Vma>* smaps_before_freeze, FdCapture& fds) {
+  auto check_cancel = [&]() -> Result<void> {
+    if (cancel && cancel->load()) return interrupted_error(pid);
+    return ok();
+  };
+  state::ProcessState st;
+  auto t0 = Clock::now();
+  WPCKPT_TRY_ASSIGN(fds, capture_fds(pid, options));
+  auto t_fds = Clock::now();
+  st.fds = std::move(fds.fds);
+  st.tracking = std::move(fds.tracking);
+  for (pid_t tid : frozen.tids()) {
+    WPCKPT_TRY(check_cancel());
+    WPCKPT_TRY_ASSIGN(auto t, capture_thread(pid, tid));
+    st.threads.push_back(std::move(t));
+  }
+  WPCKPT_TRY(check_cancel());
+  auto t_threads = Clock::now();
+  WPCKPT_TRY(capture_process(pid, frozen.tids().front(), st, cancel));
+  auto t_process = Clock::now();
+  // After every injector is cured: no scratch area left to skip.
+  WPCKPT_TRY_ASSIGN(st.mappings, capture_mappings(pid, {.smaps_before_freeze = smaps_before_freeze}));
+  log::debug("state capture of {} (us): fds {}, {} threads {}, process {}, mappings {}", pid, micros(t_fds - t0),
+             st.threads.size(), micros(t_threads - t_fds), micros(t_process - t_threads),
+             micros(Clock::now() - t_process));
+  return st;
+}
+
+}  // namespace wpckpt::dump

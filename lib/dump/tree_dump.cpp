@@ -1,0 +1,294 @@
+#include "lib/dump/tree_dump.hpp"
+
+#include <fmt/core.h>
+#include <signal.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+
+#include "lib/base/log.hpp"
+#include "lib/dump/attach_json.hpp"
+#include "lib/dump/fault_point.hpp"
+#include "lib/dump/image_target.hpp"
+#include "lib/dump/state_capture.hpp"
+#include "lib/dump/tree_fds.hpp"
+#include "lib/dump/tree_image.hpp"
+#include "lib/dump/tree_members.hpp"
+#include "lib/dump/unsupported_state.hpp"
+#include "lib/probe/features.hpp"
+#include "lib/ptrace/may_trace.hpp"
+
+namespace wpckpt::dump {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+uint64_t micros(Clock::duration d) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+}
+
+constexpr int kFreezeAttempts = 3;
+
+Result<void> refuse_page_server(bool to_page_server, std::string_view verb, pid_t root) {
+  if (!to_page_server) return ok();
+  return make_error(EOPNOTSUPP, std::string(verb), fmt::format("process {} has children: a process tree", root))
+      .with_hint("a tree's image goes to a local -D only (not yet to a page server); dump locally and copy the "
+                 "directory. Nothing was stopped");
+}
+
+// The tree as it runs, checked as a whole and member by member.
+Result<state::TreeState> checked_tree(pid_t root, std::string_view verb, uint64_t ghost_limit, bool file_locks) {
+  WPCKPT_TRY_ASSIGN(state::TreeState tree, read_tree(root));
+  WPCKPT_TRY(refuse_unrestorable_tree(tree, verb));
+  for (const auto& m : tree.processes) {
+    if (m.zombie) continue;
+    WPCKPT_TRY(ptrace::check_may_trace(m.pid));
+    WPCKPT_TRY(refuse_unsupported_state(m.pid, verb, TargetState::Running, ghost_limit, file_locks, true));
+  }
+  return tree;
+}
+
+std::vector<pid_t> live_pids(const state::TreeState& tree) {
+  std::vector<pid_t> out;
+  for (const auto& m : tree.processes)
+    if (!m.zombie) out.push_back(m.pid);
+  return out;
+}
+
+std::vector<TreeMemberReport> member_reports(const state::TreeState& tree) {
+  std::vector<TreeMemberReport> out;
+  for (const auto& m : tree.processes) out.push_back({m.pid, m.ppid, m.comm, m.zombie, 0, 0, 0, false});
+  return out;
+}
+
+// One live member of a dump: its image, tracking, frozen threads, state.
+struct Member {
+  pid_t pid = 0;
+  ImageTarget target;
+  attach::AttachReport attach;
+  std::optional<std::vector<tracker::Vma>> smaps;
+  std::optional<ptrace::Freezer> frozen;
+  FdCapture fds;  // after `frozen`: sockets leave repair mode before the process runs again
+  state::ProcessState st;
+  checkpoint::CaptureStats capture;
+};
+
+// Error code of an attempt that met a tree that changed while it froze.
+constexpr int kTreeChanged = EAGAIN;
+
+Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
+  DumpReport rep;
+  fds::CaptureOptions fd_options = r.fds;
+  WPCKPT_TRY_ASSIGN(state::TreeState tree, checked_tree(r.pid, "dump", r.fds.ghost_limit, r.fds.file_locks));
+  fd_options.tree_pids = live_pids(tree);
+  WPCKPT_TRY_ASSIGN(TreeImageDir out, TreeImageDir::create(r.images_dir));
+  image::WriterOptions wopts;
+  wopts.compress_level = r.compress_level;
+  std::vector<std::unique_ptr<Member>> members;
+  for (pid_t pid : live_pids(tree)) {
+    auto m = std::make_unique<Member>();
+    m->pid = pid;
+    WPCKPT_TRY_ASSIGN(m->target, open_image_target(out.member(pid), member_parent(r.prev_images_dir, pid, r.pid),
+                                                   std::nullopt, image::ImageKind::Dump, wopts));
+    WPCKPT_TRY_ASSIGN(m->attach, attach::ensure_tracked(pid));
+    if (auto smaps = tracker::read_smaps(pid)) m->smaps = std::move(*smaps);
+    members.push_back(std::move(m));
+  }
+  if (r.cancel && r.cancel->load()) return interrupted_error(r.pid);
+
+  // Top down: a frozen parent forks no more, so its children are final.
+  auto t_freeze = Clock::now();
+  rep.freeze_began = t_freeze;
+  for (auto& m : members) {
+    auto frozen = ptrace::Freezer::freeze(m->pid);
+    if (!frozen) {
+      if (frozen.error().err == ESRCH && !last_attempt) return make_error(kTreeChanged, "freeze tree");
+      return std::move(frozen).error();
+    }
+    m->frozen.emplace(std::move(frozen).value());
+  }
+  auto t_frozen = Clock::now();
+  rep.freezing_time = micros(t_frozen - t_freeze);
+  WPCKPT_TRY_ASSIGN(state::TreeState now, read_tree(r.pid));
+  if (!same_tree(tree, now)) {
+    if (!last_attempt) return make_error(kTreeChanged, "freeze tree");
+    return make_error(EAGAIN, "dump", fmt::format("the process tree of {} kept changing while it was frozen", r.pid))
+        .with_hint("processes started or exited in every attempt; dump it when it forks less often. The processes "
+                   "run on unchanged");
+  }
+  for (auto& m : members) {
+    WPCKPT_TRY(ptrace::check_may_trace(m->pid));
+    WPCKPT_TRY(refuse_unsupported_state(m->pid, "dump", TargetState::Frozen, r.fds.ghost_limit, r.fds.file_locks, true));
+  }
+  fault_point("frozen", r.cancel);
+
+  for (auto& m : members) {
+    WPCKPT_TRY_ASSIGN(m->st, capture_state(m->pid, fd_options, r.cancel, *m->frozen, m->smaps ? &*m->smaps : nullptr, m->fds));
+    if (m->attach.tracking != "agent" && m->st.tracking.contains("uffd_fd")) m->st.tracking["attached"] = true;
+    for (auto& w : m->fds.warnings) rep.warnings.push_back(fmt::format("process {}: {}", m->pid, w));
+  }
+  std::vector<std::pair<pid_t, state::ProcessState*>> states;
+  for (auto& m : members) states.emplace_back(m->pid, &m->st);
+  WPCKPT_TRY(assign_shared_ids(states, "dump"));
+
+  auto t_mem = Clock::now();
+  for (auto& m : members) {
+    if (r.cancel && r.cancel->load()) return interrupted_error(r.pid);
+    checkpoint::CaptureOptions copts;
+    copts.target_stopped = true;
+    copts.progress = r.progress;
+    WPCKPT_TRY_ASSIGN(m->capture, checkpoint::capture_memory(m->pid, *m->target.writer, m->target.parent(), copts));
+    WPCKPT_TRY_ASSIGN(std::string doc, state::serialize(m->st));
+    WPCKPT_TRY(m->target.writer->add_file(state::kProcessStateFile, std::as_bytes(std::span(doc.data(), doc.size()))));
+    for (const auto& [name, bytes] : m->fds.files)
+      WPCKPT_TRY(m->target.writer->add_file(name, std::as_bytes(std::span(bytes.data(), bytes.size()))));
+  }
+  auto t_captured = Clock::now();
+  rep.frozen_time = micros(t_captured - t_frozen);
+  double write_seconds = 0;
+  for (auto& m : members) write_seconds += m->capture.write_seconds;
+  rep.memwrite_time = static_cast<uint64_t>(write_seconds * 1e6);
+  rep.memdump_time = micros(t_captured - t_mem) - std::min(micros(t_captured - t_mem), rep.memwrite_time);
+  rep.left_running = r.leave_running || r.snapshot;
+  fault_point("captured", r.cancel);
+  if (r.cancel && r.cancel->load()) return interrupted_error(r.pid);
+
+  // Every image, then tree.json: until that rename there is no image at -D.
+  auto t_commit = Clock::now();
+  rep.processes = member_reports(tree);
+  for (auto& m : members) {
+    DumpReport one;
+    one.freezing_time = rep.freezing_time;
+    one.frozen_time = rep.frozen_time;
+    one.threads = m->st.threads.size();
+    one.mappings = m->st.mappings.size();
+    one.fds = m->st.fds.size();
+    one.pages_written = m->capture.pages_written;
+    one.left_running = rep.left_running;
+    nlohmann::json meta = report_json(one);
+    meta.erase("commit_time");
+    m->target.writer->set_metadata("dump", meta);
+    m->target.writer->set_metadata("attach", attach_json(m->attach));
+    WPCKPT_TRY_ASSIGN(image::CommitInfo info, m->target.writer->commit());
+    checkpoint::fill_commit_stats(m->capture, info);
+    add_capture(rep.capture, m->capture, m->pid);
+    rep.commit.bytes_compressed += info.bytes_compressed;
+    rep.commit.bytes_raw += info.bytes_raw;
+    rep.commit.pages_stored += info.pages_stored;
+    rep.commit.pages_zero += info.pages_zero;
+    rep.threads += one.threads;
+    rep.mappings += one.mappings;
+    rep.fds += one.fds;
+    for (auto& p : rep.processes)
+      if (p.pid == m->pid)
+        p = {m->pid, m->st.ppid, m->st.comm, false, one.threads, m->capture.pages_written,
+             m->capture.bytes_compressed, m->capture.incremental};
+  }
+  WPCKPT_TRY(out.commit(tree));
+  rep.commit.dir = r.images_dir;
+  rep.commit_time = micros(Clock::now() - t_commit);
+  rep.pages_scanned = rep.capture.pages_scanned;
+  rep.pages_skipped_parent = rep.capture.pages_skipped_parent;
+  rep.pages_written = rep.capture.pages_written;
+  rep.attach = members.front()->attach;
+
+  if (rep.left_running) {
+    for (auto& m : members) {
+      m->fds.repaired.release();
+      m->fds.network_lock.release();
+      m->frozen->detach();
+    }
+  } else {
+    // Children first: none of them runs again, and no parent sees one exit.
+    for (auto it = members.rbegin(); it != members.rend(); ++it) {
+      (*it)->frozen->kill();
+      (*it)->fds.repaired.disarm();
+      (*it)->fds.network_lock.disarm();
+    }
+  }
+  log::debug("dump of the tree of {}: {} processes, frozen {} us, {} pages written", r.pid, tree.processes.size(),
+             rep.frozen_time, rep.pages_written);
+  return rep;
+}
+
+}  // namespace
+
+bool has_children(pid_t pid) {
+  auto children = children_of(pid);
+  return children && !children->empty();
+}
+
+void add_capture(checkpoint::CaptureStats& total, const checkpoint::CaptureStats& one, int pid) {
+  bool first = total.pages_scanned == 0 && total.pages_written == 0 && total.areas == 0;
+  total.pages_scanned += one.pages_scanned;
+  total.pages_written += one.pages_written;
+  total.pages_stored += one.pages_stored;
+  total.pages_zero += one.pages_zero;
+  total.pages_skipped_parent += one.pages_skipped_parent;
+  total.bytes_raw += one.bytes_raw;
+  total.bytes_compressed += one.bytes_compressed;
+  total.scan_seconds += one.scan_seconds;
+  total.copy_seconds += one.copy_seconds;
+  total.write_seconds += one.write_seconds;
+  total.dirty_rate_pages_per_s += one.dirty_rate_pages_per_s;
+  total.incremental = first ? one.incremental : total.incremental && one.incremental;
+  if (!one.incremental && total.whole_reason.empty()) total.whole_reason = fmt::format("process {}: {}", pid, one.whole_reason);
+  total.epoch = std::max(total.epoch, one.epoch);
+  total.areas += one.areas;
+  total.areas_registered += one.areas_registered;
+  total.areas_untracked += one.areas_untracked;
+  total.pages_unreadable += one.pages_unreadable;
+  total.untracked.insert(total.untracked.end(), one.untracked.begin(), one.untracked.end());
+  if (first || one.scan_mode == "full") total.scan_mode = one.scan_mode;
+  if (total.scan_mode_reason.empty() && !one.scan_mode_reason.empty())
+    total.scan_mode_reason = fmt::format("process {}: {}", pid, one.scan_mode_reason);
+}
+
+Result<DumpReport> dump_tree(const DumpRequest& r) {
+  WPCKPT_TRY(refuse_page_server(r.page_server.has_value(), "dump", r.pid));
+  for (int attempt = 1;; ++attempt) {
+    auto rep = dump_tree_once(r, attempt == kFreezeAttempts);
+    if (rep || rep.error().err != kTreeChanged || rep.error().op != "freeze tree") return rep;
+    log::debug("the tree of {} changed while it was frozen: attempt {} again", r.pid, attempt + 1);
+  }
+}
+
+Result<PreDumpReport> pre_dump_tree(const PreDumpRequest& r) {
+  auto t0 = Clock::now();
+  WPCKPT_TRY(refuse_page_server(r.page_server.has_value(), "pre-dump", r.pid));
+  PreDumpReport rep;
+  WPCKPT_TRY_ASSIGN(state::TreeState tree, checked_tree(r.pid, "pre-dump", r.ghost_limit, r.file_locks));
+  WPCKPT_TRY_ASSIGN(TreeImageDir out, TreeImageDir::create(r.images_dir));
+  image::WriterOptions wopts;
+  wopts.compress_level = r.compress_level;
+  rep.processes = member_reports(tree);
+  for (auto& p : rep.processes) {
+    if (p.zombie) continue;
+    WPCKPT_TRY_ASSIGN(ImageTarget target, open_image_target(out.member(p.pid), member_parent(r.prev_images_dir, p.pid, r.pid),
+                                                            std::nullopt, image::ImageKind::PreDump, wopts));
+    WPCKPT_TRY_ASSIGN(attach::AttachReport attach, attach::ensure_tracked(p.pid));
+    if (p.pid == r.pid) rep.attach = attach;
+    checkpoint::CaptureOptions copts;
+    copts.progress = r.progress;
+    WPCKPT_TRY_ASSIGN(checkpoint::CaptureStats capture,
+                      checkpoint::capture_memory(p.pid, *target.writer, target.parent(), copts));
+    target.writer->set_metadata("attach", attach_json(attach));
+    WPCKPT_TRY_ASSIGN(image::CommitInfo info, target.writer->commit());
+    checkpoint::fill_commit_stats(capture, info);
+    add_capture(rep.capture, capture, p.pid);
+    rep.commit.bytes_compressed += info.bytes_compressed;
+    rep.commit.bytes_raw += info.bytes_raw;
+    rep.commit.pages_stored += info.pages_stored;
+    rep.commit.pages_zero += info.pages_zero;
+    p.pages_written = capture.pages_written;
+    p.bytes_compressed = capture.bytes_compressed;
+    p.incremental = capture.incremental;
+  }
+  WPCKPT_TRY(out.commit(tree));
+  rep.commit.dir = r.images_dir;
+  rep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return rep;
+}
+
+}  // namespace wpckpt::dump
