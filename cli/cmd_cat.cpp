@@ -10,6 +10,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
+#include "cli/tree_images.hpp"
 #include "dump-format/image.hpp"
 
 namespace wpckpt::cli {
@@ -23,6 +24,7 @@ struct CatOptions {
   bool json = false;
   std::string images_dir, addr;
   uint64_t len = 0;
+  int pid = 0;
 };
 
 bool parse_address(const std::string& text, uint64_t& out) {
@@ -41,7 +43,9 @@ int cat(const CatOptions& opts) {
   if (opts.len > UINT64_MAX - addr) return report_usage("--addr + --len wraps around the address space", opts.json);
   if (opts.json && opts.len > kMaxJsonBytes)
     return report_usage("--json prints at most " + std::to_string(kMaxJsonBytes) + " bytes; use raw output for more", opts.json);
-  auto opened = image::ImageChain::open(opts.images_dir);
+  auto which = process_image(opts.images_dir, opts.pid);
+  if (!which) return report_error(which.error(), opts.json);
+  auto opened = image::ImageChain::open(which->dir);
   if (!opened) return report_error(opened.error(), opts.json);
   const image::ImageChain& chain = **opened;
   // Coverage first, so that a failing range prints nothing.
@@ -93,6 +97,7 @@ void add_cat_command(CLI::App& app, int& exit_code) {
   sub->add_option("-D,--images-dir", opts->images_dir, "Image directory")->required();
   sub->add_option("--addr", opts->addr, "Start address (hex with 0x, or decimal)")->required();
   sub->add_option("--len", opts->len, "Number of bytes")->required();
+  sub->add_option("--pid", opts->pid, "The process of a tree's image (default: its root)");
   sub->add_flag("--json", opts->json, "Print a JSON document (bytes as hex)");
   sub->callback([opts, &exit_code] { exit_code = cat(*opts); });
 }

@@ -60,6 +60,7 @@ void print_text(const dump::DumpReport& r, const DumpOptions& opts) {
     std::printf("  the process ran on after the freeze; its memory was read from a copy-on-write copy, done %.3f s "
                 "later\n",
                 r.snapshot.copy_done_seconds);
+  print_tree_lines(r.processes);
   for (const auto& w : r.warnings) std::printf("  note: %s\n", w.c_str());
 }
 

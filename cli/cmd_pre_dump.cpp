@@ -9,6 +9,7 @@
 #include "cli/attach_text.hpp"
 #include "cli/commands.hpp"
 #include "cli/criu_compat.hpp"
+#include "cli/dump_output.hpp"
 #include "cli/image_paths.hpp"
 #include "cli/log_file.hpp"
 #include "cli/output.hpp"
@@ -102,8 +103,14 @@ int pre_dump(const PreDumpOptions& opts) {
   auto report = dump::pre_dump_process(req);
   bar.finish();
   if (!report) return report_error(report.error(), opts.json);
-  if (opts.json) print_json(stats_json(report->capture, report->attach, opts, report->seconds));
-  else print_text(report->capture, report->attach, opts, report->seconds);
+  if (opts.json) {
+    nlohmann::json doc = stats_json(report->capture, report->attach, opts, report->seconds);
+    if (!report->processes.empty()) doc["processes"] = tree_json(report->processes);
+    print_json(doc);
+  } else {
+    print_text(report->capture, report->attach, opts, report->seconds);
+    print_tree_lines(report->processes);
+  }
   if (opts.criu.display_stats) {
     // A pre-dump never freezes the process: CRIU's freezing and frozen times are 0.
     const checkpoint::CaptureStats& stats = report->capture;

@@ -9,6 +9,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
+#include "cli/tree_images.hpp"
 #include "dump-format/image.hpp"
 
 namespace wpckpt::cli {
@@ -21,7 +22,16 @@ using image::Manifest;
 struct ShowOptions {
   bool json = false;
   std::string images_dir;
+  int pid = 0;
 };
+
+nlohmann::json tree_json(const state::TreeState& tree) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& m : tree.processes)
+    out.push_back({{"pid", m.pid}, {"ppid", m.ppid}, {"pgid", m.pgid}, {"sid", m.sid}, {"comm", m.comm},
+                   {"zombie", m.zombie}});
+  return out;
+}
 
 std::string hex(uint64_t v) {
   char buf[24];
@@ -66,7 +76,9 @@ nlohmann::json image_json(const ImageChain& chain, size_t i) {
 }
 
 int show(const ShowOptions& opts) {
-  auto opened = ImageChain::open(opts.images_dir);
+  auto which = process_image(opts.images_dir, opts.pid);
+  if (!which) return report_error(which.error(), opts.json);
+  auto opened = ImageChain::open(which->dir);
   if (!opened) return report_error(opened.error(), opts.json);
   const ImageChain& chain = **opened;
   const Manifest& m = chain.manifest();
@@ -85,7 +97,7 @@ int show(const ShowOptions& opts) {
                        {"file_offset", a.file_offset},
                        {"contents", a.contents},
                        {"attributes", a.attributes}});
-    print_json({{"ok", true},
+    nlohmann::json doc = {{"ok", true},
                 {"dir", chain.dirs()[0].string()},
                 {"kind", image::kind_name(m.kind)},
                 {"format_version", m.format_version},
@@ -102,10 +114,20 @@ int show(const ShowOptions& opts) {
                   {"compressed", m.stats.bytes_compressed},
                   {"ratio", ratio(m.stats.bytes_raw, m.stats.bytes_compressed)}}},
                 {"files", m.files},
-                {"metadata", m.metadata}});
+                {"metadata", m.metadata}};
+    if (which->tree) {
+      doc["tree"] = tree_json(*which->tree);
+      doc["pid"] = which->pid;
+    }
+    print_json(doc);
     return kExitOk;
   }
 
+  if (which->tree) {
+    std::cout << "tree:    " << which->tree->processes.size() << " processes (this is " << which->pid
+              << "'s image; --pid for another's)\n"
+              << tree_lines(*which->tree);
+  }
   std::cout << "image:   " << chain.dirs()[0].string() << "\n"
             << "kind:    " << image::kind_name(m.kind) << " (format " << m.format_version << ", created " << m.created
             << ")\n"
@@ -152,6 +174,7 @@ void add_show_command(CLI::App& app, int& exit_code) {
   auto opts = std::make_shared<ShowOptions>();
   CLI::App* sub = app.add_subcommand("show", "Show what an image (and its chain) holds");
   sub->add_option("-D,--images-dir", opts->images_dir, "Image directory")->required();
+  sub->add_option("--pid", opts->pid, "The process of a tree's image (default: its root)");
   sub->add_flag("--json", opts->json, "Print a JSON document");
   sub->callback([opts, &exit_code] { exit_code = show(*opts); });
 }

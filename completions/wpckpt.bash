@@ -38,8 +38,9 @@ _wpckpt() {
         -D|--images-dir) _wpckpt_dirs; return ;;
         --addr) :; return ;;
         --len) :; return ;;
+        --pid) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -D --images-dir --addr --len --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -D --images-dir --addr --len --pid --json" -- "$cur"))
       ;;
     check)
       case $prev in
@@ -78,8 +79,9 @@ _wpckpt() {
       case $prev in
         -D|--images-dir) _wpckpt_dirs; return ;;
         -o|--output) _wpckpt_dirs; return ;;
+        --pid) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -D --images-dir -o --output --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -D --images-dir -o --output --pid --json" -- "$cur"))
       ;;
     migrate)
       case $prev in
@@ -147,8 +149,9 @@ _wpckpt() {
     show)
       case $prev in
         -D|--images-dir) _wpckpt_dirs; return ;;
+        --pid) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -D --images-dir --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -D --images-dir --pid --json" -- "$cur"))
       ;;
     snapshot)
       case $prev in
@@ -174,8 +177,9 @@ _wpckpt() {
     verify)
       case $prev in
         -D|--images-dir) _wpckpt_dirs; return ;;
+        --pid) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -D --images-dir --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -D --images-dir --pid --json" -- "$cur"))
       ;;
     watch)
       case $prev in

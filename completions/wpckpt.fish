@@ -33,6 +33,7 @@ complete -c wpckpt -n '__fish_seen_subcommand_from cat' -s h -l help -d 'Print t
 complete -c wpckpt -n '__fish_seen_subcommand_from cat' -s D -l images-dir -x -a '(__fish_complete_directories)' -d 'Image directory'
 complete -c wpckpt -n '__fish_seen_subcommand_from cat' -l addr -x -d 'Start address (hex with 0x, or decimal)'
 complete -c wpckpt -n '__fish_seen_subcommand_from cat' -l len -x -d 'Number of bytes'
+complete -c wpckpt -n '__fish_seen_subcommand_from cat' -l pid -r -F -d 'The process of a tree\'s image (default: its root)'
 complete -c wpckpt -n '__fish_seen_subcommand_from cat' -l json -d 'Print a JSON document (bytes as hex)'
 
 # wpckpt check
@@ -82,6 +83,7 @@ complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -l json -d 'Print on
 complete -c wpckpt -n '__fish_seen_subcommand_from merge' -s h -l help -d 'Print this help message and exit'
 complete -c wpckpt -n '__fish_seen_subcommand_from merge' -s D -l images-dir -x -a '(__fish_complete_directories)' -d 'Newest image of the chain'
 complete -c wpckpt -n '__fish_seen_subcommand_from merge' -s o -l output -x -a '(__fish_complete_directories)' -d 'Directory of the standalone image: new, or an empty directory'
+complete -c wpckpt -n '__fish_seen_subcommand_from merge' -l pid -r -F -d 'Only this process of a tree\'s image, into an image of its own'
 complete -c wpckpt -n '__fish_seen_subcommand_from merge' -l json -d 'Print a JSON document'
 
 # wpckpt migrate
@@ -154,6 +156,7 @@ complete -c wpckpt -n '__fish_seen_subcommand_from run' -x -a '(__fish_complete_
 # wpckpt show
 complete -c wpckpt -n '__fish_seen_subcommand_from show' -s h -l help -d 'Print this help message and exit'
 complete -c wpckpt -n '__fish_seen_subcommand_from show' -s D -l images-dir -x -a '(__fish_complete_directories)' -d 'Image directory'
+complete -c wpckpt -n '__fish_seen_subcommand_from show' -l pid -r -F -d 'The process of a tree\'s image (default: its root)'
 complete -c wpckpt -n '__fish_seen_subcommand_from show' -l json -d 'Print a JSON document'
 
 # wpckpt snapshot
@@ -181,6 +184,7 @@ complete -c wpckpt -n '__fish_seen_subcommand_from untrack' -l json -d 'Print a 
 # wpckpt verify
 complete -c wpckpt -n '__fish_seen_subcommand_from verify' -s h -l help -d 'Print this help message and exit'
 complete -c wpckpt -n '__fish_seen_subcommand_from verify' -s D -l images-dir -x -a '(__fish_complete_directories)' -d 'Image directory'
+complete -c wpckpt -n '__fish_seen_subcommand_from verify' -l pid -r -F -d 'Only this process of a tree\'s image (default: every one)'
 complete -c wpckpt -n '__fish_seen_subcommand_from verify' -l json -d 'Print a JSON document'
 
 # wpckpt watch

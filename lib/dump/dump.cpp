@@ -70,16 +70,9 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> not_copied_by_fork(pid_t pid,
   return out;
 }
 
-}  // namespace
-
-Result<DumpReport> dump_process(const DumpRequest& r) {
+// The dump of a process without children.
+Result<DumpReport> dump_one(const DumpRequest& r) {
   DumpReport rep;
-  // Before anything is created or stopped: a kernel (or switches) without
-  // what a dump needs, a process the user behind wpckpt may not checkpoint
-  // (lib/ptrace/may_trace.hpp), or what cannot be saved, is refused as it is.
-  WPCKPT_TRY(ptrace::check_may_trace(r.pid));
-  WPCKPT_TRY(probe::require_features("dump"));
-  if (has_children(r.pid)) return dump_tree(r);
   WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", TargetState::Running, r.fds.ghost_limit, r.fds.file_locks));
   // The image's place first (a page server that refuses, a -D that exists):
   // a failure there leaves the process untouched.
@@ -205,6 +198,22 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   }
   log::debug("dump of {}: frozen {} us, {} pages written", r.pid, rep.frozen_time, rep.pages_written);
   return rep;
+}
+
+}  // namespace
+
+Result<DumpReport> dump_process(const DumpRequest& r) {
+  // Before anything is created or stopped: a kernel (or switches) without
+  // what a dump needs, a process the user behind wpckpt may not checkpoint
+  // (lib/ptrace/may_trace.hpp), or what cannot be saved, is refused as it is.
+  WPCKPT_TRY(ptrace::check_may_trace(r.pid));
+  WPCKPT_TRY(probe::require_features("dump"));
+  if (has_children(r.pid)) return dump_tree(r);
+  auto one = dump_one(r);
+  // A child forked after the check: refused there, the process left as it
+  // was, and dumped now with its tree.
+  if (!one && one.error().err == EOPNOTSUPP && has_children(r.pid)) return dump_tree(r);
+  return one;
 }
 
 }  // namespace wpckpt::dump

@@ -156,6 +156,9 @@ Result<void> inject_queries(pid_t pid, pid_t tid, state::ProcessState& out, cons
   if (bits >= 0) out.creds.securebits = static_cast<uint32_t>(bits);
   WPCKPT_TRY_ASSIGN(long dumpable, inj->syscall(SYS_prctl, PR_GET_DUMPABLE));
   if (dumpable >= 0) out.creds.dumpable = static_cast<int>(dumpable);
+  WPCKPT_TRY_ASSIGN(long pdeath, inj->syscall(SYS_prctl, PR_GET_PDEATHSIG, inj->data()));
+  if (pdeath != 0) return make_error(static_cast<int>(-pdeath), "injected prctl(PR_GET_PDEATHSIG)");
+  WPCKPT_TRY(inj->read(inj->data(), &out.pdeath_signal, sizeof out.pdeath_signal));
   WPCKPT_TRY_ASSIGN(long persona, inj->syscall(SYS_personality, 0xffffffff));
   if (persona < 0) return make_error(static_cast<int>(-persona), "injected personality");
   out.personality = static_cast<uint64_t>(persona);

@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -37,16 +38,45 @@ Result<void> refuse_page_server(bool to_page_server, std::string_view verb, pid_
                  "directory. Nothing was stopped");
 }
 
+// Error code of an attempt that met a tree that changed while it froze.
+constexpr int kTreeChanged = EAGAIN;
+
+bool tree_changed(const Error& e) { return e.err == kTreeChanged && e.op == "freeze tree"; }
+
+Error kept_changing(std::string_view verb, pid_t root) {
+  return make_error(EAGAIN, std::string(verb), fmt::format("the process tree of {} kept changing while it was read", root))
+      .with_hint("processes started or exited in every attempt; dump it when it forks less often. The processes "
+                 "run on unchanged");
+}
+
+// A step for member `pid` that failed because the member exited meanwhile:
+// the tree changed (tried again, or said so after the last attempt).
+Error member_failed(Error e, std::string_view verb, pid_t pid, pid_t root, bool last_attempt) {
+  // ESRCH: exiting, not yet a zombie in /proc.
+  if (pid == root || (e.err != ESRCH && !member_gone(pid))) return e;
+  return last_attempt ? kept_changing(verb, root) : make_error(kTreeChanged, "freeze tree");
+}
+
 // The tree as it runs, checked as a whole and member by member.
-Result<state::TreeState> checked_tree(pid_t root, std::string_view verb, uint64_t ghost_limit, bool file_locks) {
+Result<state::TreeState> checked_tree(pid_t root, std::string_view verb, uint64_t ghost_limit, bool file_locks,
+                                      bool last_attempt) {
   WPCKPT_TRY_ASSIGN(state::TreeState tree, read_tree(root));
   WPCKPT_TRY(refuse_unrestorable_tree(tree, verb));
   for (const auto& m : tree.processes) {
     if (m.zombie) continue;
-    WPCKPT_TRY(ptrace::check_may_trace(m.pid));
-    WPCKPT_TRY(refuse_unsupported_state(m.pid, verb, TargetState::Running, ghost_limit, file_locks, true));
+    auto checked = ptrace::check_may_trace(m.pid);
+    if (checked) checked = refuse_unsupported_state(m.pid, verb, TargetState::Running, ghost_limit, file_locks, true);
+    if (!checked) return member_failed(std::move(checked).error(), verb, m.pid, root, last_attempt);
   }
   return tree;
+}
+
+// checked_tree, read again (at most kFreezeAttempts times) while members exit.
+Result<state::TreeState> settled_tree(pid_t root, std::string_view verb, uint64_t ghost_limit, bool file_locks) {
+  for (int attempt = 1;; ++attempt) {
+    auto tree = checked_tree(root, verb, ghost_limit, file_locks, attempt == kFreezeAttempts);
+    if (tree || !tree_changed(tree.error())) return tree;
+  }
 }
 
 std::vector<pid_t> live_pids(const state::TreeState& tree) {
@@ -74,13 +104,11 @@ struct Member {
   checkpoint::CaptureStats capture;
 };
 
-// Error code of an attempt that met a tree that changed while it froze.
-constexpr int kTreeChanged = EAGAIN;
-
 Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
   DumpReport rep;
   fds::CaptureOptions fd_options = r.fds;
-  WPCKPT_TRY_ASSIGN(state::TreeState tree, checked_tree(r.pid, "dump", r.fds.ghost_limit, r.fds.file_locks));
+  WPCKPT_TRY_ASSIGN(state::TreeState tree,
+                    checked_tree(r.pid, "dump", r.fds.ghost_limit, r.fds.file_locks, last_attempt));
   fd_options.tree_pids = live_pids(tree);
   WPCKPT_TRY_ASSIGN(TreeImageDir out, TreeImageDir::create(r.images_dir));
   image::WriterOptions wopts;
@@ -91,7 +119,9 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
     m->pid = pid;
     WPCKPT_TRY_ASSIGN(m->target, open_image_target(out.member(pid), member_parent(r.prev_images_dir, pid, r.pid),
                                                    std::nullopt, image::ImageKind::Dump, wopts));
-    WPCKPT_TRY_ASSIGN(m->attach, attach::ensure_tracked(pid));
+    auto attached = attach::ensure_tracked(pid);
+    if (!attached) return member_failed(std::move(attached).error(), "dump", pid, r.pid, last_attempt);
+    m->attach = *attached;
     if (auto smaps = tracker::read_smaps(pid)) m->smaps = std::move(*smaps);
     members.push_back(std::move(m));
   }
@@ -102,10 +132,7 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
   rep.freeze_began = t_freeze;
   for (auto& m : members) {
     auto frozen = ptrace::Freezer::freeze(m->pid);
-    if (!frozen) {
-      if (frozen.error().err == ESRCH && !last_attempt) return make_error(kTreeChanged, "freeze tree");
-      return std::move(frozen).error();
-    }
+    if (!frozen) return member_failed(std::move(frozen).error(), "dump", m->pid, r.pid, last_attempt);
     m->frozen.emplace(std::move(frozen).value());
   }
   auto t_frozen = Clock::now();
@@ -113,9 +140,7 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
   WPCKPT_TRY_ASSIGN(state::TreeState now, read_tree(r.pid));
   if (!same_tree(tree, now)) {
     if (!last_attempt) return make_error(kTreeChanged, "freeze tree");
-    return make_error(EAGAIN, "dump", fmt::format("the process tree of {} kept changing while it was frozen", r.pid))
-        .with_hint("processes started or exited in every attempt; dump it when it forks less often. The processes "
-                   "run on unchanged");
+    return kept_changing("dump", r.pid);
   }
   for (auto& m : members) {
     WPCKPT_TRY(ptrace::check_may_trace(m->pid));
@@ -172,7 +197,7 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
     m->target.writer->set_metadata("attach", attach_json(m->attach));
     WPCKPT_TRY_ASSIGN(image::CommitInfo info, m->target.writer->commit());
     checkpoint::fill_commit_stats(m->capture, info);
-    add_capture(rep.capture, m->capture, m->pid);
+    add_capture(rep.capture, m->capture, m->pid, r.prev_images_dir && !m->target.parent());
     rep.commit.bytes_compressed += info.bytes_compressed;
     rep.commit.bytes_raw += info.bytes_raw;
     rep.commit.pages_stored += info.pages_stored;
@@ -212,6 +237,36 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
   return rep;
 }
 
+// One live member's pre-dump image, committed inside the tree's directory.
+struct MemberPreDump {
+  attach::AttachReport attach;
+  checkpoint::CaptureStats capture;
+  image::CommitInfo info;
+  bool new_process = false;  // not in the parent image
+};
+
+Result<MemberPreDump> pre_dump_member(const PreDumpRequest& r, const TreeImageDir& out,
+                                      const image::WriterOptions& wopts, TreeMemberReport& p) {
+  MemberPreDump d;
+  const auto parent = member_parent(r.prev_images_dir, p.pid, r.pid);
+  d.new_process = r.prev_images_dir && !parent;
+  WPCKPT_TRY_ASSIGN(ImageTarget target,
+                    open_image_target(out.member(p.pid), parent, std::nullopt, image::ImageKind::PreDump, wopts));
+  WPCKPT_TRY_ASSIGN(d.attach, attach::ensure_tracked(p.pid));
+  checkpoint::CaptureOptions copts;
+  copts.progress = r.progress;
+  // The caller's event queue reads the root's faults (iterate opened it for -t).
+  if (p.pid == r.pid) copts.events = r.events;
+  WPCKPT_TRY_ASSIGN(d.capture, checkpoint::capture_memory(p.pid, *target.writer, target.parent(), copts));
+  target.writer->set_metadata("attach", attach_json(d.attach));
+  WPCKPT_TRY_ASSIGN(d.info, target.writer->commit());
+  checkpoint::fill_commit_stats(d.capture, d.info);
+  p.pages_written = d.capture.pages_written;
+  p.bytes_compressed = d.capture.bytes_compressed;
+  p.incremental = d.capture.incremental;
+  return d;
+}
+
 }  // namespace
 
 bool has_children(pid_t pid) {
@@ -219,7 +274,7 @@ bool has_children(pid_t pid) {
   return children && !children->empty();
 }
 
-void add_capture(checkpoint::CaptureStats& total, const checkpoint::CaptureStats& one, int pid) {
+void add_capture(checkpoint::CaptureStats& total, const checkpoint::CaptureStats& one, int pid, bool new_process) {
   bool first = total.pages_scanned == 0 && total.pages_written == 0 && total.areas == 0;
   total.pages_scanned += one.pages_scanned;
   total.pages_written += one.pages_written;
@@ -232,16 +287,22 @@ void add_capture(checkpoint::CaptureStats& total, const checkpoint::CaptureStats
   total.copy_seconds += one.copy_seconds;
   total.write_seconds += one.write_seconds;
   total.dirty_rate_pages_per_s += one.dirty_rate_pages_per_s;
-  total.incremental = first ? one.incremental : total.incremental && one.incremental;
-  if (!one.incremental && total.whole_reason.empty()) total.whole_reason = fmt::format("process {}: {}", pid, one.whole_reason);
+  if (!new_process) total.incremental = first ? one.incremental : total.incremental && one.incremental;
+  if (!one.incremental && !new_process && total.whole_reason.empty()) total.whole_reason = fmt::format("process {}: {}", pid, one.whole_reason);
   total.epoch = std::max(total.epoch, one.epoch);
+  // Only the root is scanned by events (the caller's queue reads its faults).
+  total.event_faults += one.event_faults;
+  total.events_lost += one.events_lost;
+  total.event_window_seconds = std::max(total.event_window_seconds, one.event_window_seconds);
+  total.cross_checked = total.cross_checked || one.cross_checked;
   total.areas += one.areas;
   total.areas_registered += one.areas_registered;
   total.areas_untracked += one.areas_untracked;
   total.pages_unreadable += one.pages_unreadable;
   total.untracked.insert(total.untracked.end(), one.untracked.begin(), one.untracked.end());
-  if (first || one.scan_mode == "full") total.scan_mode = one.scan_mode;
-  if (total.scan_mode_reason.empty() && !one.scan_mode_reason.empty())
+  // A process new since the parent image is read whole, by necessity too.
+  if (first || (one.scan_mode == "full" && !new_process)) total.scan_mode = one.scan_mode;
+  if (total.scan_mode_reason.empty() && !one.scan_mode_reason.empty() && !new_process)
     total.scan_mode_reason = fmt::format("process {}: {}", pid, one.scan_mode_reason);
 }
 
@@ -249,41 +310,43 @@ Result<DumpReport> dump_tree(const DumpRequest& r) {
   WPCKPT_TRY(refuse_page_server(r.page_server.has_value(), "dump", r.pid));
   for (int attempt = 1;; ++attempt) {
     auto rep = dump_tree_once(r, attempt == kFreezeAttempts);
-    if (rep || rep.error().err != kTreeChanged || rep.error().op != "freeze tree") return rep;
+    if (rep || !tree_changed(rep.error())) return rep;
     log::debug("the tree of {} changed while it was frozen: attempt {} again", r.pid, attempt + 1);
   }
 }
 
+// A pre-dump captures each member as it runs, parents first. A member that
+// exits meanwhile is left out with what was below it (their image would be
+// of processes that no longer exist); the next pre-dump or the dump sees
+// the tree as it is then.
 Result<PreDumpReport> pre_dump_tree(const PreDumpRequest& r) {
   auto t0 = Clock::now();
   WPCKPT_TRY(refuse_page_server(r.page_server.has_value(), "pre-dump", r.pid));
   PreDumpReport rep;
-  WPCKPT_TRY_ASSIGN(state::TreeState tree, checked_tree(r.pid, "pre-dump", r.ghost_limit, r.file_locks));
+  WPCKPT_TRY_ASSIGN(state::TreeState tree, settled_tree(r.pid, "pre-dump", r.ghost_limit, r.file_locks));
   WPCKPT_TRY_ASSIGN(TreeImageDir out, TreeImageDir::create(r.images_dir));
   image::WriterOptions wopts;
   wopts.compress_level = r.compress_level;
-  rep.processes = member_reports(tree);
-  for (auto& p : rep.processes) {
-    if (p.zombie) continue;
-    WPCKPT_TRY_ASSIGN(ImageTarget target, open_image_target(out.member(p.pid), member_parent(r.prev_images_dir, p.pid, r.pid),
-                                                            std::nullopt, image::ImageKind::PreDump, wopts));
-    WPCKPT_TRY_ASSIGN(attach::AttachReport attach, attach::ensure_tracked(p.pid));
-    if (p.pid == r.pid) rep.attach = attach;
-    checkpoint::CaptureOptions copts;
-    copts.progress = r.progress;
-    WPCKPT_TRY_ASSIGN(checkpoint::CaptureStats capture,
-                      checkpoint::capture_memory(p.pid, *target.writer, target.parent(), copts));
-    target.writer->set_metadata("attach", attach_json(attach));
-    WPCKPT_TRY_ASSIGN(image::CommitInfo info, target.writer->commit());
-    checkpoint::fill_commit_stats(capture, info);
-    add_capture(rep.capture, capture, p.pid);
-    rep.commit.bytes_compressed += info.bytes_compressed;
-    rep.commit.bytes_raw += info.bytes_raw;
-    rep.commit.pages_stored += info.pages_stored;
-    rep.commit.pages_zero += info.pages_zero;
-    p.pages_written = capture.pages_written;
-    p.bytes_compressed = capture.bytes_compressed;
-    p.incremental = capture.incremental;
+  const std::vector<TreeMemberReport> listed = member_reports(tree);
+  for (TreeMemberReport p : listed) {
+    auto still = std::find_if(tree.processes.begin(), tree.processes.end(), [&](auto& m) { return m.pid == p.pid; });
+    if (still == tree.processes.end()) continue;  // below a member that exited
+    if (!p.zombie) {
+      auto captured = pre_dump_member(r, out, wopts, p);
+      if (!captured) {
+        if (p.pid == r.pid || (captured.error().err != ESRCH && !member_gone(p.pid))) return std::move(captured).error();
+        log::debug("pre-dump of the tree of {}: process {} exited meanwhile, left out", r.pid, p.pid);
+        drop_subtree(tree, p.pid);
+        continue;
+      }
+      if (p.pid == r.pid) rep.attach = captured->attach;
+      add_capture(rep.capture, captured->capture, p.pid, captured->new_process);
+      rep.commit.bytes_compressed += captured->info.bytes_compressed;
+      rep.commit.bytes_raw += captured->info.bytes_raw;
+      rep.commit.pages_stored += captured->info.pages_stored;
+      rep.commit.pages_zero += captured->info.pages_zero;
+    }
+    rep.processes.push_back(p);
   }
   WPCKPT_TRY(out.commit(tree));
   rep.commit.dir = r.images_dir;

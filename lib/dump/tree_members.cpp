@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <deque>
 #include <fstream>
 #include <sstream>
@@ -74,6 +75,21 @@ bool same_tree(const state::TreeState& a, const state::TreeState& b) {
     if (x.pid != y.pid || x.ppid != y.ppid || x.pgid != y.pgid || x.sid != y.sid || x.zombie != y.zombie) return false;
   }
   return true;
+}
+
+bool member_gone(pid_t pid) {
+  bool zombie = false;
+  auto m = read_member(pid, zombie);
+  return !m || zombie;
+}
+
+void drop_subtree(state::TreeState& tree, pid_t pid) {
+  std::vector<int> gone = {pid};
+  // Parents come before their children: one pass finds every descendant.
+  for (const auto& m : tree.processes)
+    if (std::find(gone.begin(), gone.end(), m.ppid) != gone.end()) gone.push_back(m.pid);
+  std::erase_if(tree.processes,
+                [&](const state::TreeMember& m) { return std::find(gone.begin(), gone.end(), m.pid) != gone.end(); });
 }
 
 Result<void> refuse_unrestorable_tree(const state::TreeState& tree, std::string_view verb) {

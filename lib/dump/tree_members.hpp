@@ -21,6 +21,13 @@ Result<state::TreeState> read_tree(pid_t root);
 // Same members, same zombies, same parents, groups and sessions.
 bool same_tree(const state::TreeState& a, const state::TreeState& b);
 
+// Whether a member exited (or is a zombie now) since the tree was read: a
+// dump then reads the tree again, a pre-dump drops it (drop_subtree).
+bool member_gone(pid_t pid);
+
+// Removes `pid` and the members recorded below it from `tree`.
+void drop_subtree(state::TreeState& tree, pid_t pid);
+
 // validate_tree's refusal as the dump says it: EOPNOTSUPP naming the process
 // whose session or group lies outside the tree, and what to do.
 Result<void> refuse_unrestorable_tree(const state::TreeState& tree, std::string_view verb);

@@ -18,7 +18,9 @@ struct TreeMemberReport {
   bool incremental = false;     // a delta against this process's parent image
 };
 
-// Adds `one` member's figures into the tree's `total`.
-void add_capture(checkpoint::CaptureStats& total, const checkpoint::CaptureStats& one, int pid);
+// Adds `one` member's figures into the tree's `total`. The tree is
+// incremental when every process that the parent image holds was captured as
+// a delta: a process started since (`new_process`) is whole by necessity.
+void add_capture(checkpoint::CaptureStats& total, const checkpoint::CaptureStats& one, int pid, bool new_process);
 
 }  // namespace wpckpt::dump

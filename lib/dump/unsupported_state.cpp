@@ -7,9 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <sstream>
-#include <thread>
 
 #include "lib/base/log.hpp"
 #include "lib/base/parse_number.hpp"
@@ -72,19 +70,8 @@ std::optional<StatHead> stat_head(pid_t pid) {
   return h;
 }
 
-Result<void> refuse_children(pid_t pid, std::string_view verb, TargetState state) {
+Result<void> refuse_children(pid_t pid, std::string_view verb) {
   WPCKPT_TRY_ASSIGN(auto children, children_of(pid));
-  if (state == TargetState::Running) {
-    using Clock = std::chrono::steady_clock;
-    auto start = Clock::now(), stable_since = start;
-    auto prev = children;
-    while (!children.empty() && Clock::now() - stable_since < std::chrono::milliseconds(kChildStableMs) &&
-           Clock::now() - start < std::chrono::milliseconds(kChildWaitMaxMs)) {
-      std::this_thread::sleep_for(std::chrono::microseconds(500));
-      WPCKPT_TRY_ASSIGN(children, children_of(pid));
-      if (children != prev) stable_since = Clock::now(), prev = children;
-    }
-  }
   if (children.empty()) return ok();
   std::vector<std::string> named;
   for (pid_t c : children) {
@@ -272,11 +259,11 @@ Result<std::vector<pid_t>> children_of(pid_t pid) {
   return out;
 }
 
-Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb, TargetState state, uint64_t ghost_limit,
+Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb, TargetState /*state*/, uint64_t ghost_limit,
                                       bool file_locks, bool tree_member) {
   WPCKPT_TRY(refuse_seccomp(pid, verb));
   WPCKPT_TRY(refuse_other_namespaces(pid, verb));
-  if (!tree_member) WPCKPT_TRY(refuse_children(pid, verb, state));
+  if (!tree_member) WPCKPT_TRY(refuse_children(pid, verb));
   WPCKPT_TRY(refuse_deleted_paths(pid, verb));
   WPCKPT_TRY(refuse_fds(pid, verb, ghost_limit, file_locks));
   return refuse_kernel_object_mappings(pid, verb);

@@ -40,14 +40,10 @@
 
 namespace wpckpt::dump {
 
-// Running: children that come and go (a process running short helpers,
-// system(3)) are waited out: the check looks again until it sees none, and
-// refuses once the same children stayed kChildStableMs, or after
-// kChildWaitMaxMs in all. Frozen: no waiting (a frozen parent cannot wait
-// for its children).
+// Whether the process is frozen when it is checked. A child is refused in
+// either state, at once: the dump of one process then becomes the dump of
+// its tree (dump.cpp, pre_dump.cpp), which checks its members as such.
 enum class TargetState { Running, Frozen };
-constexpr int kChildStableMs = 1000;
-constexpr int kChildWaitMaxMs = 5000;
 
 // CRIU's default --ghost-limit: deleted, open files up to this size are saved.
 constexpr uint64_t kDefaultGhostLimit = 1 << 20;

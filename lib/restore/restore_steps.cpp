@@ -107,9 +107,9 @@ Result<void> drop_inherited_rseq(ptrace::Injector& inj) {
 
 // The child dies with wpckpt until it is seized (run_child_plan); from now on
 // PTRACE_O_EXITKILL does that, and once detached it must outlive wpckpt.
-Result<void> clear_death_signal(ptrace::Injector& inj) {
-  WPCKPT_TRY_ASSIGN(long r, inj.syscall(SYS_prctl, PR_SET_PDEATHSIG, 0));
-  if (r < 0) return make_error(static_cast<int>(-r), "clear the parent-death signal of the new process");
+Result<void> set_death_signal(ptrace::Injector& inj, int sig) {
+  WPCKPT_TRY_ASSIGN(long r, inj.syscall(SYS_prctl, PR_SET_PDEATHSIG, static_cast<uint64_t>(sig)));
+  if (r < 0) return make_error(static_cast<int>(-r), "set the parent-death signal of the new process", std::to_string(sig));
   return ok();
 }
 
@@ -170,7 +170,7 @@ Result<FillStats> rebuild_address_space(ptrace::Injector& inj, const state::Proc
                                         const RestoreOptions& options, RestoreReport& report) {
   WPCKPT_TRY(drop_inherited_rseq(inj));
   // --lazy: the death signal stays until all memory is in (lazy_restore.hpp).
-  if (!options.lazy) WPCKPT_TRY(clear_death_signal(inj));
+  if (!options.lazy) WPCKPT_TRY(set_death_signal(inj, 0));
   WPCKPT_TRY(build_mappings(inj, st, files));
   FillStats fill;
   if (options.lazy) {

@@ -39,6 +39,9 @@ Result<void> seize(pid_t pid);
 Result<FillStats> rebuild_address_space(ptrace::Injector& inj, const state::ProcessState& st, image::ImageChain& chain,
                                         const MappingFiles& files, const std::vector<int>& helpers,
                                         const RestoreOptions& options, RestoreReport& report);
+// The new process's parent-death signal: restore holds it at SIGKILL until
+// the process is seized (child_plan.hpp), then 0, or a tree member's own.
+Result<void> set_death_signal(ptrace::Injector& inj, int sig);
 // The other threads with their tids (each passed to `created`), every thread
 // registered and given its credentials, then its registers. Returns the
 // tids in st.threads order.

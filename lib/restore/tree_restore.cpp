@@ -14,7 +14,6 @@
 #include <memory>
 #include <set>
 
-#include "dump-format/file_io.hpp"
 #include "lib/base/uapi/process.hpp"
 #include "lib/fds/recorded_file.hpp"
 #include "lib/probe/features.hpp"
@@ -24,15 +23,13 @@
 #include "lib/restore/tcp_policy.hpp"
 #include "lib/restore/timers.hpp"
 #include "lib/restore/validate.hpp"
-#include "lib/state/tree_state.hpp"
+#include "lib/state/tree_file.hpp"
 
 namespace wpckpt::restore {
 namespace {
 
 namespace fs = std::filesystem;
 using fds::FdObject;
-
-constexpr uint64_t kMaxTreeFile = 16 << 20;
 
 struct Member {
   state::TreeMember info;
@@ -140,21 +137,6 @@ void fork_children(const void* context, int report_fd, int hold_fd) {
 }
 
 // ---- in wpckpt ----
-
-Result<state::TreeState> read_tree_file(const fs::path& dir, bool allow_other_owner) {
-  const fs::path path = dir / state::kTreeFile;
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) return errno_error("stat", path.string());
-  if (!S_ISREG(st.st_mode)) return make_error(EINVAL, "open", path.string() + ": not a regular file");
-  if (st.st_mode & (S_IWGRP | S_IWOTH))
-    return make_error(EPERM, "open", path.string() + ": writable by others")
-        .with_hint("an image must be private to its owner (0600): someone else could have changed it");
-  if (st.st_uid != ::geteuid() && !allow_other_owner)
-    return make_error(EPERM, "open", path.string() + ": owned by uid " + std::to_string(st.st_uid))
-        .with_hint("restore images of another user with --allow-other-owner (their credentials are checked)");
-  WPCKPT_TRY_ASSIGN(auto bytes, image::read_small_file(path, kMaxTreeFile));
-  return state::parse_tree(bytes);
-}
 
 // Each member's session step, from its recorded session and group: groups
 // led by a member are its pid again; any other (the root's, outside the
@@ -310,7 +292,7 @@ Result<RestoreReport> restore_tree(const fs::path& dir, const RestoreOptions& op
   if (options.lazy)
     return make_error(EOPNOTSUPP, "restore --lazy", dir.string() + " holds a process tree")
         .with_hint("a tree is restored with all of its memory (restore without --lazy)");
-  WPCKPT_TRY_ASSIGN(state::TreeState tree, read_tree_file(dir, options.allow_other_owner));
+  WPCKPT_TRY_ASSIGN(state::TreeState tree, state::read_tree_file(dir, options.allow_other_owner));
 
   std::vector<Member> members;
   members.reserve(tree.processes.size());
@@ -333,6 +315,8 @@ Result<RestoreReport> restore_tree(const fs::path& dir, const RestoreOptions& op
       WPCKPT_TRY(check_timers_restorable(m.st));
       WPCKPT_TRY_ASSIGN(m.creds, plan_credentials(m.st.creds, m.chain->owner()));
       report.images = std::max(report.images, m.chain->dirs().size());
+    } else {
+      WPCKPT_TRY(check_id_free(info.pid, true));
     }
     members.push_back(std::move(m));
   }
@@ -412,6 +396,8 @@ Result<RestoreReport> restore_tree(const fs::path& dir, const RestoreOptions& op
     report.pages_zero += fill.pages_zero;
     report.bytes_written += fill.bytes_written;
     report.fill_seconds += fill.seconds;
+    // Its parent is restored too: the signal it asked for when that one exits.
+    if (m.info.pid != tree.root && m.st.pdeath_signal != 0) WPCKPT_TRY(set_death_signal(*m.inj, m.st.pdeath_signal));
     WPCKPT_TRY(restore_posix_locks(*m.inj, m.st));
   }
   for (Member& m : members) {

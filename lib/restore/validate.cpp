@@ -112,20 +112,21 @@ bool free_soon(int id) {
 
 }  // namespace
 
+Result<void> check_id_free(int id, bool is_pid) {
+  if (!id_in_use(id) || free_soon(id)) return ok();
+  std::string what = is_pid ? "pid " : "tid ";
+  std::string comm = comm_of(id);
+  return make_error(EEXIST, "restore " + what + std::to_string(id),
+                    "(in use by " + (comm.empty() ? std::string("another process") : "'" + comm + "'") + ")")
+      .with_hint(id_held_by_the_dead(id) ? "it is a zombie: its parent (see PPid in /proc/" + std::to_string(id) +
+                                               "/status) must reap it first; restore needs the same ids"
+                                         : "the process (or a thread) using that id must exit first; restore needs the same ids");
+}
+
 Result<void> check_ids_free(const state::ProcessState& state) {
-  std::vector<int> ids{state.pid};
+  WPCKPT_TRY(check_id_free(state.pid, true));
   for (const auto& t : state.threads)
-    if (t.tid != state.pid) ids.push_back(t.tid);
-  for (int id : ids) {
-    if (!id_in_use(id) || free_soon(id)) continue;
-    std::string what = id == state.pid ? "pid " : "tid ";
-    std::string comm = comm_of(id);
-    return make_error(EEXIST, "restore " + what + std::to_string(id),
-                      "(in use by " + (comm.empty() ? std::string("another process") : "'" + comm + "'") + ")")
-        .with_hint(id_held_by_the_dead(id) ? "it is a zombie: its parent (see PPid in /proc/" + std::to_string(id) +
-                                                 "/status) must reap it first; restore needs the same ids"
-                                           : "the process (or a thread) using that id must exit first; restore needs the same ids");
-  }
+    if (t.tid != state.pid) WPCKPT_TRY(check_id_free(t.tid, false));
   return ok();
 }
 

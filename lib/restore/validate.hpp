@@ -22,6 +22,9 @@ Result<std::vector<uint8_t>> own_vdso_image();
 
 // The CPU and kernel can run the image: XCR0 superset, identical vdso.
 Result<void> check_cpu_and_vdso(const state::ProcessState& state);
+// `id` is free, or held by the dead and freed within 2 s (a process the dump
+// just killed, a zombie whose new parent has not reaped it yet).
+Result<void> check_id_free(int id, bool is_pid);
 // The pid and every tid are free; an error names the process that holds one.
 Result<void> check_ids_free(const state::ProcessState& state);
 // CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN (clone3 set_tid, PR_SET_MM exe).

@@ -155,7 +155,8 @@ void fields(V& v, ProcessState& s) {
   v.opt("sid", s.sid), v.opt("comm", s.comm), v.opt("threads", s.threads), v.opt("sigactions", s.sigactions);
   v.opt("shared_pending", s.shared_pending), v.opt("mm", s.mm), v.opt("cwd", s.cwd), v.opt("root", s.root);
   v.opt("umask", s.umask), v.opt("rlimits", s.rlimits), v.opt("creds", s.creds);
-  v.opt("personality", s.personality), v.opt("xcr0", s.xcr0), v.opt("xsave_size", s.xsave_size);
+  v.opt("personality", s.personality), v.opt("pdeath_signal", s.pdeath_signal), v.opt("xcr0", s.xcr0);
+  v.opt("xsave_size", s.xsave_size);
   v.opt("vdso_image", s.vdso_image), v.opt("mappings", s.mappings), v.opt("fds", s.fds);
   v.opt("tracking", s.tracking), v.opt("itimers", s.itimers), v.opt("posix_timers", s.posix_timers);
 }

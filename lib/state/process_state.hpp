@@ -161,6 +161,10 @@ struct ProcessState {
   std::vector<Rlimit> rlimits;
   Credentials creds;
   uint64_t personality = 0;
+  // prctl(PR_GET_PDEATHSIG) of the main thread: restored for a tree's
+  // members (their parent is restored too), not for the root, whose parent
+  // is not.
+  int pdeath_signal = 0;
   uint64_t xcr0 = 0;                  // XSAVE features in use; restore refuses a CPU lacking any
   uint32_t xsave_size = 0;
   std::vector<uint8_t> vdso_image;    // bytes of [vdso] at dump: restore refuses another image

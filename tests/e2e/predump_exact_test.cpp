@@ -50,7 +50,7 @@ void run_chain(const Scenario& s, int repeat) {
   close(mem);
   EXPECT_TRUE(cat.out == want) << "wpckpt cat differs from /proc/PID/mem";
   // Areas write-protect cannot track are handled another way, and say so.
-  auto chain = image::ImageChain::open(last);
+  auto chain = image::ImageChain::open(image_of(last, w.pid()));
   ASSERT_TRUE(chain.ok());
   for (const image::MemoryArea& a : (*chain)->manifest(0).areas) {
     std::string tracking = a.attributes.value("tracking", "");

@@ -126,9 +126,15 @@ struct Mismatch {
 // Compares every covered area with contents against /proc/PID/mem, page by
 // page. Pages the process itself cannot read (a file mapping past its end)
 // are skipped.
+// The image of `pid` in `dir`: dir itself, or its member's when the process
+// had children then (a tree's image, lib/state/tree_state.hpp).
+inline std::filesystem::path image_of(const std::filesystem::path& dir, pid_t pid) {
+  return std::filesystem::exists(dir / "tree.json") ? dir / std::to_string(pid) : dir;
+}
+
 inline Mismatch compare_with_process(pid_t pid, const std::filesystem::path& image_dir) {
   Mismatch m;
-  auto chain = image::ImageChain::open(image_dir);
+  auto chain = image::ImageChain::open(image_of(image_dir, pid));
   EXPECT_TRUE(chain.ok()) << chain.error().message();
   if (!chain.ok()) return m;
   int mem = open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC);

@@ -1,38 +1,20 @@
 #!/usr/bin/env bash
 # Real programs that hold what a dump cannot save yet are refused, named, and
-# left running unharmed (issue 15): a shell pipeline (`sh -c 'seq | sort -r |
-# gzip -1'`: the shell has children) and sqlite3 with a temporary table (a
-# deleted, open file in SQLITE_TMPDIR). pre-dump, dump and dump -R must each
-# exit non-zero naming the child or the file, leave no image directory, and
-# the program must finish with the output of an uninterrupted run.
+# left running unharmed (issue 15): sqlite3 with a large temporary table (a
+# deleted, open file in SQLITE_TMPDIR over the ghost limit). pre-dump, dump
+# and dump -R must each exit non-zero naming the file, leave no image
+# directory, and the program must finish with the output of an uninterrupted
+# run. (A shell pipeline was refused here until process trees were dumped:
+# tests/e2e/process_tree_test.sh restores one now.)
 # Every process started here is killed by pid when the test ends.
 source "$(dirname "$0")/../support/e2e_preamble.sh"
 
 PYTHONPATH="$SUPPORT" python3 - "$W" <<'PY'
-import gzip, os, shutil, signal, subprocess, sys, time
+import os, shutil, subprocess, sys
 
 from e2e_support import fail, kill_ours, ours, wait_for
 
 W = sys.argv[1]
-
-
-def children(pid):
-    out = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out += [int(c) for c in f.read().split()]
-    except OSError:
-        pass
-    return sorted(out)
-
-
-def comm(pid):
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
 def running_untraced(pid):
@@ -62,31 +44,6 @@ def refused(pid, verb, images, reasons, extra=()):
         why = running_untraced(pid)
         if why:
             fail(f"after {verb}: {why}")
-
-
-def pipeline():
-    cmd = "seq 1 1000000 | sort -r | gzip -1"
-    # The pipeline stays alive while nobody reads its output: gzip blocks on
-    # the full pipe, sort on gzip.
-    proc = subprocess.Popen([W, "run", "--", "sh", "-c", cmd], stdout=subprocess.PIPE)
-    ours.append(proc.pid)
-    wait_for(lambda: any(comm(c) == "gzip" for c in children(proc.pid)), "the pipeline did not start")
-    kids = children(proc.pid)
-    ours.extend(kids)
-    gzip_pid = next(c for c in kids if comm(c) == "gzip")
-    reasons = [f"process {proc.pid} has", "child process", f"{gzip_pid} (gzip)"]
-    refused(proc.pid, "pre-dump", "pre", reasons)
-    refused(proc.pid, "dump", "d", reasons)
-    refused(proc.pid, "dump", "d", reasons, ["--leave-running"])
-    if children(proc.pid) != kids and gzip_pid not in children(proc.pid):
-        fail(f"the pipeline lost its children: {kids} -> {children(proc.pid)}")
-    data = proc.stdout.read()
-    if proc.wait(timeout=120) != 0:
-        fail(f"the pipeline exited with {proc.returncode}")
-    want = subprocess.run(["sh", "-c", "seq 1 1000000 | sort -r"], capture_output=True).stdout
-    if gzip.decompress(data) != want:
-        fail("the pipeline's output differs from an uninterrupted run")
-    print("pipeline: refused three times, output identical to an uninterrupted run")
 
 
 def sqlite():
@@ -134,7 +91,6 @@ def sqlite():
 
 
 try:
-    pipeline()
     sqlite()
 finally:
     kill_ours()

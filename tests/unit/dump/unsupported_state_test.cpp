@@ -65,26 +65,19 @@ TEST(UnsupportedState, ChildrenAndZombiesAreFoundBothWays) {
   EXPECT_FALSE(refusal.error().hint.empty());
 }
 
-// A running process whose child is gone (exited and waited for) within the
-// grace time is not refused; a frozen one gets no grace.
-TEST(UnsupportedState, ARunningProcessGetsGraceForAChildThatEnds) {
+// Running too, a child is refused at once (no waiting for it to end): the
+// verbs then take the process with its tree.
+TEST(UnsupportedState, ARunningProcessWithAChildIsRefusedAtOnce) {
   auto before = children_of(::getpid());
   ASSERT_TRUE(before.ok() && before->empty()) << "the test process has children already";
-  pid_t p = ::fork();
-  if (p == 0) {
-    ::usleep(20'000);
-    ::_exit(0);
-  }
-  ASSERT_GT(p, 0);
-  std::thread reaper([p] { ::waitpid(p, nullptr, 0); });
-  auto running = refuse_unsupported_state(::getpid(), "pre-dump", TargetState::Running);
-  reaper.join();
-  EXPECT_TRUE(running.ok()) << running.error().message();
-
   Forked f;
-  f.sleeper();
-  auto still = refuse_unsupported_state(::getpid(), "pre-dump", TargetState::Running);
-  EXPECT_FALSE(still.ok());  // a child that stays is refused after the grace time
+  pid_t sleeper = f.sleeper();
+  auto running = refuse_unsupported_state(::getpid(), "pre-dump", TargetState::Running);
+  ASSERT_FALSE(running.ok());
+  EXPECT_EQ(running.error().err, EOPNOTSUPP);
+  EXPECT_NE(running.error().context.find(std::to_string(sleeper)), std::string::npos) << running.error().context;
+  EXPECT_TRUE(refuse_unsupported_state(::getpid(), "pre-dump", TargetState::Running, kDefaultGhostLimit, false, true).ok())
+      << "a tree's member is not refused for its children";
 }
 
 }  // namespace

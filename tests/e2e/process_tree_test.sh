@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Process trees (issue 15 item 2), with real programs: each is started under
+# `wpckpt run`, pre-dumped twice while it works (a chain per process),
+# dumped (the whole tree frozen and killed), restored, and must finish with
+# exactly the output of an uninterrupted run.
+#   pipeline   sh -c 'seq | sort -r | gzip -1 > out.gz': four processes, pipes
+#              between them, the shell waiting for its children
+#   make -j2   make with its jobserver pipe, sh and gcc (cc1, as) compiling a
+#              generated C project, then the program it built runs
+#   pool       python3 multiprocessing.Pool(2): pipes, a semaphore in deleted
+#              /dev/shm memory shared by three processes, the pool's threads
+# Every process of every tree is killed by pid when the test ends.
+source "$(dirname "$0")/../support/e2e_preamble.sh"
+need gcc make python3 gzip
+
+PYTHONPATH="$SUPPORT" python3 - "$W" <<'PY'
+import gzip, json, os, subprocess, sys, time
+
+from e2e_support import fail, kill_ours, ours, show_on_failure, wait_for
+
+W = sys.argv[1]
+
+
+def descendants(pid):
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                for c in f.read().split():
+                    out += [int(c)] + descendants(int(c))
+    except OSError:
+        pass
+    return out
+
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def wpckpt_json(*args):
+    r = subprocess.run([W, *args, "--json"], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        fail(f"wpckpt {' '.join(args)} exited {r.returncode}: {r.stdout} {r.stderr}")
+    return json.loads(r.stdout)
+
+
+def checkpoint_and_restore(name, argv, working, cwd):
+    """Runs argv under wpckpt run until working(pids) says the tree is busy,
+    pre-dumps twice, dumps, restores in the foreground; returns the restore's
+    exit status (the root's) and the number of processes dumped."""
+    log = os.path.join(cwd, f"{name}.log")
+    show_on_failure.append(log)
+    with open(log, "w") as out:
+        proc = subprocess.Popen([W, "run", "--", *argv], stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=cwd)
+    ours.append(proc.pid)
+    wait_for(lambda: working(descendants(proc.pid)), f"{name} did not start working", 120)
+    ours.extend(descendants(proc.pid))
+    parent = None
+    for i in range(2):
+        images = os.path.join(cwd, f"pre{i}")
+        args = ["pre-dump", "-t", str(proc.pid), "-D", images] + (["--prev-images-dir", parent] if parent else [])
+        doc = wpckpt_json(*args)
+        ours.extend(p["pid"] for p in doc.get("processes", []))
+        parent = images
+        time.sleep(0.3)
+    dump = os.path.join(cwd, "dump")
+    doc = wpckpt_json("dump", "-t", str(proc.pid), "-D", dump, "--prev-images-dir", parent)
+    members = doc.get("processes", [])
+    ours.extend(p["pid"] for p in members)
+    if len(members) < 2 or not os.path.exists(os.path.join(dump, "tree.json")):
+        fail(f"{name}: the dump is not a tree's image: {doc}")
+    if proc.wait(timeout=60) != -9:
+        fail(f"{name}: the dumped root ended with {proc.returncode}, not killed by the dump")
+    verify = wpckpt_json("verify", "-D", dump)
+    if len(verify.get("processes", [])) != sum(1 for p in members if not p["zombie"]):
+        fail(f"{name}: verify did not check every process: {verify}")
+    r = subprocess.run([W, "restore", "-D", dump], capture_output=True, text=True, timeout=600)
+    return r, len(members)
+
+
+def pipeline(cwd):
+    want = subprocess.run(["sh", "-c", "seq 1 3000000 | sort -r"], capture_output=True).stdout
+    r, n = checkpoint_and_restore("pipeline", ["sh", "-c", "seq 1 3000000 | sort -r | gzip -1 > out.gz"],
+                                  lambda pids: any(comm(p) == "gzip" for p in pids) and len(pids) >= 3, cwd)
+    if r.returncode != 0:
+        fail(f"pipeline: restore exited {r.returncode}: {r.stderr}")
+    with open(os.path.join(cwd, "out.gz"), "rb") as f:
+        if gzip.decompress(f.read()) != want:
+            fail("pipeline: the restored pipeline's output differs from an uninterrupted run")
+    print(f"pipeline: {n} processes dumped and restored; output identical to an uninterrupted run")
+
+
+def make(cwd):
+    src = os.path.join(cwd, "src")
+    os.mkdir(src)
+    units = 6
+    for u in range(units):
+        with open(os.path.join(src, f"u{u}.c"), "w") as f:
+            for k in range(1500):
+                f.write(f"unsigned long f{u}_{k}(unsigned long x) {{ return (x * {k + 3}u) ^ (x >> {k % 13 + 1}); }}\n")
+            f.write(f"unsigned long unit{u}(unsigned long x) {{\n")
+            for k in range(1500):
+                f.write(f"  x = f{u}_{k}(x);\n")
+            f.write("  return x;\n}\n")
+    with open(os.path.join(src, "main.c"), "w") as f:
+        f.write("#include <stdio.h>\n")
+        for u in range(units):
+            f.write(f"unsigned long unit{u}(unsigned long);\n")
+        f.write("int main(void) { unsigned long x = 1;\n")
+        for u in range(units):
+            f.write(f"  x = unit{u}(x);\n")
+        f.write('  printf("%lu\\n", x); return 0; }\n')
+    objs = " ".join(f"u{u}.o" for u in range(units))
+    with open(os.path.join(src, "Makefile"), "w") as f:
+        f.write(f"result.txt: prog\n\t./prog > result.txt\nprog: main.o {objs}\n\tgcc -o prog main.o {objs}\n"
+                "%.o: %.c\n\tgcc -O2 -c $< -o $@\n")
+    ref = os.path.join(cwd, "ref")
+    subprocess.run(["cp", "-r", src, ref], check=True)
+    subprocess.run(["make", "-s", "-j2", "-C", ref], check=True, capture_output=True)
+    want = open(os.path.join(ref, "result.txt")).read()
+    r, n = checkpoint_and_restore("make", ["make", "-s", "-j2", "-C", src],
+                                  lambda pids: sum(comm(p) == "cc1" for p in pids) >= 1, cwd)
+    if r.returncode != 0:
+        fail(f"make: restore exited {r.returncode}: {r.stderr}")
+    got = open(os.path.join(src, "result.txt")).read()
+    if got != want:
+        fail(f"make: the restored build computes {got!r}, an uninterrupted one {want!r}")
+    print(f"make -j2: {n} processes dumped and restored; the program it built computes the same")
+
+
+POOL = """
+import hashlib, multiprocessing, sys
+def work(i):
+    h = hashlib.sha256()
+    for k in range(60000):
+        h.update(f"{i}:{k}".encode())
+    return h.hexdigest()
+if __name__ == "__main__":
+    with multiprocessing.Pool(2) as pool:
+        out = pool.map(work, range(400), chunksize=4)
+    open(sys.argv[1], "w").write(hashlib.sha256("".join(out).encode()).hexdigest() + "\\n")
+"""
+
+
+def pool(cwd):
+    script = os.path.join(cwd, "pool.py")
+    open(script, "w").write(POOL)
+    subprocess.run(["python3", script, os.path.join(cwd, "ref.txt")], check=True, timeout=300)
+    want = open(os.path.join(cwd, "ref.txt")).read()
+    r, n = checkpoint_and_restore("pool", ["python3", script, os.path.join(cwd, "got.txt")],
+                                  lambda pids: len(pids) >= 2, cwd)
+    if r.returncode != 0:
+        fail(f"pool: restore exited {r.returncode}: {r.stderr}")
+    got = open(os.path.join(cwd, "got.txt")).read()
+    if got != want:
+        fail(f"pool: the restored pool computes {got!r}, an uninterrupted one {want!r}")
+    print(f"multiprocessing.Pool(2): {n} processes dumped and restored; the same result")
+
+
+try:
+    for case in (pipeline, make, pool):
+        d = os.path.abspath(case.__name__)
+        os.mkdir(d)
+        case(d)
+finally:
+    kill_ours()
+PY
