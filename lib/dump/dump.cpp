@@ -208,12 +208,12 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   // (lib/ptrace/may_trace.hpp), or what cannot be saved, is refused as it is.
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
   WPCKPT_TRY(probe::require_features("dump"));
-  if (has_children(r.pid)) return dump_tree(r);
-  auto one = dump_one(r);
-  // A child forked after the check: refused there, the process left as it
-  // was, and dumped now with its tree.
-  if (!one && one.error().err == EOPNOTSUPP && has_children(r.pid)) return dump_tree(r);
-  return one;
+  // A child forked after the check is refused by dump_one, which leaves the
+  // process as it was: dumped again, with its tree when it still has one.
+  for (int attempt = 1;; ++attempt) {
+    auto rep = has_children(r.pid) ? dump_tree(r) : dump_one(r);
+    if (rep || !is_children_refusal(rep.error()) || attempt == 3) return rep;
+  }
 }
 
 }  // namespace wpckpt::dump

@@ -27,7 +27,7 @@ Result<PreDumpReport> pre_dump_process(const PreDumpRequest& r) {
   if (auto refused = refuse_unsupported_state(r.pid, "pre-dump", TargetState::Running, r.ghost_limit, r.file_locks);
       !refused) {
     // A child forked since the check above: a tree's pre-dump.
-    if (refused.error().err == EOPNOTSUPP && has_children(r.pid)) return pre_dump_tree(r);
+    if (is_children_refusal(refused.error())) return pre_dump_tree(r);
     return std::move(refused).error();
   }
   // The image's place first (a page server that refuses, a -D that exists):

@@ -1,5 +1,7 @@
 #include "lib/dump/process_capture.hpp"
 
+#include "lib/base/text_file.hpp"
+
 #include <fmt/core.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -223,13 +225,7 @@ Result<void> check_thread_credentials(pid_t pid) {
 
 }  // namespace
 
-Result<std::string> read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return errno_error("open", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+Result<std::string> read_text(const std::string& path) { return read_text_file(path); }
 
 Result<std::string> read_link(const std::string& path) {
   char buf[4096];

@@ -1,5 +1,7 @@
 #include "lib/dump/snapshot_copy.hpp"
 
+#include "lib/base/text_file.hpp"
+
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -56,8 +58,7 @@ Result<ForkedCopy> ForkedCopy::make(const ptrace::Freezer& frozen) {
 bool ForkedCopy::died() const {
   if (copy_ == 0) return false;
   const std::string proc = "/proc/" + std::to_string(copy_);
-  std::ifstream in(proc + "/stat");
-  std::string all((std::istreambuf_iterator<char>(in)), {});
+  std::string all = read_text_file(proc + "/stat").value_or("");
   auto paren = all.rfind(')');
   if (paren == std::string::npos || paren + 2 >= all.size() || all[paren + 2] == 'Z' || all[paren + 2] == 'X') return true;
   // Still exiting (an OOM kill in progress): its memory is gone already.

@@ -52,8 +52,7 @@ Error kept_changing(std::string_view verb, pid_t root) {
 // A step for member `pid` that failed because the member exited meanwhile:
 // the tree changed (tried again, or said so after the last attempt).
 Error member_failed(Error e, std::string_view verb, pid_t pid, pid_t root, bool last_attempt) {
-  // ESRCH: exiting, not yet a zombie in /proc.
-  if (pid == root || (e.err != ESRCH && !member_gone(pid))) return e;
+  if (pid == root || !member_gone(pid)) return e;
   return last_attempt ? kept_changing(verb, root) : make_error(kTreeChanged, "freeze tree");
 }
 
@@ -334,7 +333,7 @@ Result<PreDumpReport> pre_dump_tree(const PreDumpRequest& r) {
     if (!p.zombie) {
       auto captured = pre_dump_member(r, out, wopts, p);
       if (!captured) {
-        if (p.pid == r.pid || (captured.error().err != ESRCH && !member_gone(p.pid))) return std::move(captured).error();
+        if (p.pid == r.pid || !member_gone(p.pid)) return std::move(captured).error();
         log::debug("pre-dump of the tree of {}: process {} exited meanwhile, left out", r.pid, p.pid);
         drop_subtree(tree, p.pid);
         continue;

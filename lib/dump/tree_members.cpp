@@ -3,13 +3,15 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
-#include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lib/base/parse_number.hpp"
+#include "lib/base/text_file.hpp"
 #include "lib/dump/unsupported_state.hpp"
 
 namespace wpckpt::dump {
@@ -18,8 +20,9 @@ namespace {
 // /proc/PID/stat: "(comm)" then the fields from the state on (proc(5)).
 Result<state::TreeMember> read_member(pid_t pid, bool& zombie) {
   const std::string path = fmt::format("/proc/{}/stat", pid);
-  std::ifstream in(path);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto read = read_text_file(path);
+  if (!read) return make_error(ESRCH, "read", path);
+  const std::string& text = *read;
   size_t open = text.find('('), close = text.rfind(')');
   if (text.empty() || open == std::string::npos || close == std::string::npos || close + 2 >= text.size())
     return make_error(ESRCH, "read", path);
@@ -78,9 +81,15 @@ bool same_tree(const state::TreeState& a, const state::TreeState& b) {
 }
 
 bool member_gone(pid_t pid) {
-  bool zombie = false;
-  auto m = read_member(pid, zombie);
-  return !m || zombie;
+  // A step failed on it: an exiting process fails steps (ESRCH, or stranger:
+  // a descriptor table being torn down) before /proc says Z. Look a while.
+  for (int i = 0; i < 100; ++i) {
+    bool zombie = false;
+    auto m = read_member(pid, zombie);
+    if (!m || zombie) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
 }
 
 void drop_subtree(state::TreeState& tree, pid_t pid) {

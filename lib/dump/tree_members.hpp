@@ -21,8 +21,9 @@ Result<state::TreeState> read_tree(pid_t root);
 // Same members, same zombies, same parents, groups and sessions.
 bool same_tree(const state::TreeState& a, const state::TreeState& b);
 
-// Whether a member exited (or is a zombie now) since the tree was read: a
-// dump then reads the tree again, a pre-dump drops it (drop_subtree).
+// Whether a member on which a step failed exited (or is a zombie now) since
+// the tree was read, looking for up to 0.1 s: a dump then reads the tree
+// again, a pre-dump drops it (drop_subtree).
 bool member_gone(pid_t pid);
 
 // Removes `pid` and the members recorded below it from `tree`.

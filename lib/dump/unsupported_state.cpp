@@ -70,6 +70,9 @@ std::optional<StatHead> stat_head(pid_t pid) {
   return h;
 }
 
+constexpr const char* kOneChild = "a child process:";
+constexpr const char* kChildren = "child processes:";
+
 Result<void> refuse_children(pid_t pid, std::string_view verb) {
   WPCKPT_TRY_ASSIGN(auto children, children_of(pid));
   if (children.empty()) return ok();
@@ -83,7 +86,7 @@ Result<void> refuse_children(pid_t pid, std::string_view verb) {
     named.push_back(fmt::format("{} ({}{})", c, h->comm, h->state == 'Z' ? ", zombie: exited, not waited for" : ""));
   }
   return refused(verb,
-                 fmt::format("process {} has {} {}", pid, children.size() == 1 ? "a child process:" : "child processes:",
+                 fmt::format("process {} has {} {}", pid, children.size() == 1 ? kOneChild : kChildren,
                              joined(named)),
                  "a child appeared after the dump had started as one of a single process; run it again: a dump of "
                  "a process with children covers the whole tree. Nothing was stopped");
@@ -257,6 +260,11 @@ Result<std::vector<pid_t>> children_of(pid_t pid) {
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+bool is_children_refusal(const Error& e) {
+  return e.err == EOPNOTSUPP &&
+         (e.context.find(kOneChild) != std::string::npos || e.context.find(kChildren) != std::string::npos);
 }
 
 Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb, TargetState /*state*/, uint64_t ghost_limit,

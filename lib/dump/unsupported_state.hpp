@@ -59,6 +59,10 @@ Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb, TargetSt
                                       uint64_t ghost_limit = kDefaultGhostLimit, bool file_locks = false,
                                       bool tree_member = false);
 
+// Whether `e` is the refusal of a process with children (a single process's
+// dump that met a child: the verbs then take the tree).
+bool is_children_refusal(const Error& e);
+
 // The children of `pid` (every thread's, zombies included), from
 // /proc/PID/task/*/children, or by a scan of /proc when the kernel lacks that
 // file. Exposed for the tests of the fallback.

@@ -1,5 +1,7 @@
 #include "lib/restore/validate.hpp"
 
+#include "lib/base/text_file.hpp"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -85,8 +87,7 @@ bool id_in_use(int id) {
 // Dead or dying: 'Z' or 'X' (its id held until its parent reaps it), or
 // exiting (PF_EXITING in the flags, field 9: its memory being torn down).
 bool id_held_by_the_dead(int id) {
-  std::ifstream in("/proc/" + std::to_string(id) + "/stat");
-  std::string all((std::istreambuf_iterator<char>(in)), {});
+  std::string all = read_text_file("/proc/" + std::to_string(id) + "/stat").value_or("");
   auto paren = all.rfind(')');
   if (paren == std::string::npos || paren + 2 >= all.size()) return false;
   if (all[paren + 2] == 'Z' || all[paren + 2] == 'X') return true;
