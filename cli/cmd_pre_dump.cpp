@@ -38,6 +38,7 @@ nlohmann::json stats_json(const checkpoint::CaptureStats& s, const attach::Attac
   for (const checkpoint::UntrackedArea& a : s.untracked) {
     untracked.push_back({{"start", a.start}, {"end", a.end}, {"path", a.path}, {"handling", a.handling},
                          {"reason", a.reason}});
+    if (!a.pids.empty()) untracked.back()["pids"] = a.pids;
   }
   return {{"untracked_areas", untracked},
           {"attach", dump::attach_json(attach)},
@@ -82,9 +83,12 @@ void print_text(const checkpoint::CaptureStats& s, const attach::AttachReport& a
               s.write_seconds);
   if (s.incremental) std::printf("  dirty rate: %.0f pages/s since the parent\n", s.dirty_rate_pages_per_s);
   for (const checkpoint::UntrackedArea& a : s.untracked) {
-    std::printf("  not tracked: %#llx-%#llx %s: %s\n", static_cast<unsigned long long>(a.start),
+    std::string where;
+    for (int pid : a.pids) where += (where.empty() ? " (process " : ", ") + std::to_string(pid);
+    if (!where.empty()) where += ")";
+    std::printf("  not tracked: %#llx-%#llx %s: %s%s\n", static_cast<unsigned long long>(a.start),
                 static_cast<unsigned long long>(a.end), a.path.empty() ? "(anonymous)" : a.path.c_str(),
-                a.reason.c_str());
+                a.reason.c_str(), where.c_str());
   }
 }
 

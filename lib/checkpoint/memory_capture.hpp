@@ -56,6 +56,7 @@ struct UntrackedArea {
   std::string path;
   std::string handling;  // "present-only", "copied-whole", "no-contents"
   std::string reason;
+  std::vector<int> pids;  // a tree's processes that have this same area (empty for one process)
 };
 
 struct CaptureStats {

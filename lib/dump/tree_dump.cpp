@@ -298,7 +298,14 @@ void add_capture(checkpoint::CaptureStats& total, const checkpoint::CaptureStats
   total.areas_registered += one.areas_registered;
   total.areas_untracked += one.areas_untracked;
   total.pages_unreadable += one.pages_unreadable;
-  total.untracked.insert(total.untracked.end(), one.untracked.begin(), one.untracked.end());
+  // Areas a fork left at the same place (libraries, [vdso]) listed once.
+  for (const auto& a : one.untracked) {
+    auto same = std::find_if(total.untracked.begin(), total.untracked.end(), [&](const checkpoint::UntrackedArea& t) {
+      return t.start == a.start && t.end == a.end && t.path == a.path && t.reason == a.reason;
+    });
+    if (same == total.untracked.end()) same = total.untracked.insert(total.untracked.end(), a);
+    same->pids.push_back(pid);
+  }
   // A process new since the parent image is read whole, by necessity too.
   if (first || (one.scan_mode == "full" && !new_process)) total.scan_mode = one.scan_mode;
   if (total.scan_mode_reason.empty() && !one.scan_mode_reason.empty() && !new_process)
