@@ -6,6 +6,7 @@
 #include "lib/dump/fault_point.hpp"
 #include "lib/dump/mapping_capture.hpp"
 #include "lib/dump/process_capture.hpp"
+#include "lib/dump/sysv_shm_capture.hpp"
 #include "lib/dump/thread_capture.hpp"
 
 namespace wpckpt::dump {
@@ -43,6 +44,7 @@ Result<state::ProcessState> capture_state(pid_t pid, const fds::CaptureOptions& 
   auto t_process = Clock::now();
   // After every injector is cured: no scratch area left to skip.
   WPCKPT_TRY_ASSIGN(st.mappings, capture_mappings(pid, {.smaps_before_freeze = smaps_before_freeze}));
+  WPCKPT_TRY_ASSIGN(st.sysv_shm, capture_sysv_shm(st.mappings));
   log::debug("state capture of {} (us): fds {}, {} threads {}, process {}, mappings {}", pid, micros(t_fds - t0),
              st.threads.size(), micros(t_threads - t_fds), micros(t_process - t_threads),
              micros(Clock::now() - t_process));

@@ -12,6 +12,7 @@
 #include "lib/base/log.hpp"
 #include "lib/base/parse_number.hpp"
 #include "lib/dump/process_capture.hpp"
+#include "lib/dump/sysv_shm_capture.hpp"
 #include "tracker/proc_maps.hpp"
 
 namespace wpckpt::dump {
@@ -173,15 +174,9 @@ Result<void> refuse_deleted_paths(pid_t pid, std::string_view verb) {
 // Mappings of kernel objects that restore would turn into plain memory.
 Result<void> refuse_kernel_object_mappings(pid_t pid, std::string_view verb) {
   WPCKPT_TRY_ASSIGN(auto vmas, tracker::read_maps(pid));
+  WPCKPT_TRY(refuse_partial_sysv_attachments(pid, verb, vmas));
   for (const auto& v : vmas) {
     std::string where = fmt::format("0x{:x}-0x{:x}", v.start, v.end);
-    if (starts_with(v.name, "/SYSV") && ends_with(v.name, kDeleted)) {
-      return refused(verb,
-                     fmt::format("process {} has SysV shared memory attached at {} (shmid {}, key 0x{})", pid, where,
-                                 v.inode, v.name.substr(5, v.name.size() - 5 - kDeleted.size())),
-                     "SysV shared memory is not supported yet: dump the process once it has detached the segment "
-                     "(shmdt). Nothing was stopped");
-    }
     if (starts_with(v.name, "/[aio]")) {
       return refused(verb, fmt::format("process {} has an asynchronous I/O context (io_setup) at {}", pid, where),
                      "AIO contexts are not restored yet: dump the process once it has destroyed the context "

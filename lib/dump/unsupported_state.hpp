@@ -12,7 +12,8 @@
 //   - a file descriptor of a deleted file, a deleted working directory, root
 //     or executable (the contents of deleted files are not saved)
 //   - file locks (flock, POSIX and OFD locks) held through any descriptor
-//   - SysV shared memory attachments, AIO contexts, mappings of anon-inode
+//   - a SysV shared memory segment attached only in part
+//     (sysv_shm_capture.hpp), AIO contexts, mappings of anon-inode
 //     objects (io_uring rings, perf buffers, ...)
 //   - a seccomp filter or strict mode on any thread
 //   - namespaces other than wpckpt's own (restore creates the process in

@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/shm.h>
 #include <sys/syscall.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 
 #include "lib/base/uapi/memory.hpp"
 #include "lib/base/uapi/process.hpp"
+#include "lib/restore/sysv_shm.hpp"
 #include "tracker/memory_kind.hpp"
 #include "tracker/proc_maps.hpp"
 
@@ -140,7 +142,21 @@ int mmap_flags(const state::Mapping& m, bool anonymous) {
 // cannot write it (the kernel refuses a forced write to a shared mapping),
 // so it is mapped writable and finish_mm() gives it its protection back.
 bool widened_for_fill(const state::Mapping& m) {
-  return m.shared && m.kind == MemoryKind::Shmem && !(m.prot & PROT_WRITE) && has_flag(m, "mw");
+  return m.shared && m.kind == MemoryKind::Shmem && !(m.prot & PROT_WRITE) && (has_flag(m, "mw") || is_sysv_mapping(m));
+}
+
+// A SysV segment (made by SysvSegments) is attached whole at its first
+// area (offset 0; the dump refused partial attachments); the areas after it
+// (an attachment split by mprotect) get their protection only. Attached
+// read-write for the fill, like widened shared memory.
+Result<void> attach_sysv(ptrace::Injector& inj, const state::Mapping& m, const std::string& ctx, uint32_t prot) {
+  if (m.file_offset == 0) {
+    WPCKPT_TRY_ASSIGN(long got, inj.checked_syscall("shmat", ctx, SYS_shmat, m.file->inode, m.start,
+                                                    static_cast<uint64_t>(SHM_REMAP)));
+    if (static_cast<uint64_t>(got) != m.start) return make_error(EFAULT, "shmat", ctx + ": placed elsewhere");
+  }
+  WPCKPT_TRY(inj.checked_syscall("mprotect", ctx, SYS_mprotect, m.start, m.end - m.start, prot));
+  return ok();
 }
 
 Result<void> map_one(ptrace::Injector& inj, const state::Mapping& m, const MappingFiles& files) {
@@ -166,9 +182,13 @@ Result<void> map_one(ptrace::Injector& inj, const state::Mapping& m, const Mappi
   }
   uint64_t offset = anonymous ? 0 : m.file_offset;
   const uint32_t prot = m.prot | (widened_for_fill(m) ? PROT_WRITE : 0);
-  WPCKPT_TRY_ASSIGN(long got, inj.checked_syscall("mmap", ctx, SYS_mmap, m.start, m.end - m.start, prot,
-                                   static_cast<uint64_t>(mmap_flags(m, anonymous)), static_cast<uint64_t>(fd), offset));
-  if (static_cast<uint64_t>(got) != m.start) return make_error(EFAULT, "mmap", ctx + ": placed elsewhere");
+  if (is_sysv_mapping(m)) {
+    WPCKPT_TRY(attach_sysv(inj, m, ctx, prot));
+  } else {
+    WPCKPT_TRY_ASSIGN(long got, inj.checked_syscall("mmap", ctx, SYS_mmap, m.start, m.end - m.start, prot,
+                                     static_cast<uint64_t>(mmap_flags(m, anonymous)), static_cast<uint64_t>(fd), offset));
+    if (static_cast<uint64_t>(got) != m.start) return make_error(EFAULT, "mmap", ctx + ": placed elsewhere");
+  }
   struct {
     const char* flag;
     int advice;
@@ -191,7 +211,8 @@ Result<std::vector<int>> make_aliased_shmem(ptrace::Injector& inj, const std::ve
                                             MappingFiles& files) {
   std::map<std::pair<uint64_t, uint64_t>, std::vector<const state::Mapping*>> groups;
   for (const auto& m : mappings)
-    if (m.file && m.shared && m.kind == MemoryKind::Shmem && !files.memfd_by_inode.count({m.file->dev, m.file->inode}))
+    if (m.file && m.shared && m.kind == MemoryKind::Shmem && !is_sysv_mapping(m) &&
+        !files.memfd_by_inode.count({m.file->dev, m.file->inode}))
       groups[{m.file->dev, m.file->inode}].push_back(&m);
   std::vector<int> made;
   for (const auto& [key, group] : groups) {

@@ -35,6 +35,7 @@
 #include "lib/state/tree_state.hpp"
 #include "lib/restore/session.hpp"
 #include "lib/restore/spawn.hpp"
+#include "lib/restore/sysv_shm.hpp"
 #include "lib/restore/threads.hpp"
 #include "lib/restore/timers.hpp"
 #include "lib/restore/validate.hpp"
@@ -89,6 +90,7 @@ Result<RestoreReport> restore_process(image::ImageChain& chain_ref, const Restor
   WPCKPT_TRY_ASSIGN(ChildPlan plan, plan_child(st, *chain, report.warnings));
   std::vector<UniqueFd> held;
   WPCKPT_TRY_ASSIGN(MappingFiles files, open_files_as_owner(st, *chain, plan, held));
+  WPCKPT_TRY_ASSIGN(SysvSegments segments, SysvSegments::make({&st}));
 
   WPCKPT_TRY_ASSIGN(SpawnedProcess proc, spawn_restored(plan, options.detached));
   KillOnFailure guard(proc);
@@ -109,6 +111,7 @@ Result<RestoreReport> restore_process(image::ImageChain& chain_ref, const Restor
 
   // Past this point the process runs: nothing can be undone.
   guard.disarm();
+  if (auto done = segments.finish(); !done) report.warnings.push_back(done.error().message());
   detach_threads(tids);
   if (report.lazy) report.lazy->let_run();
   if (connections > 0 && options.network_lock) unlock_connections(st.pid, report.warnings);

@@ -20,6 +20,7 @@
 #include "lib/restore/posix_locks.hpp"
 #include "lib/restore/restore_steps.hpp"
 #include "lib/restore/spawn.hpp"
+#include "lib/restore/sysv_shm.hpp"
 #include "lib/restore/tcp_policy.hpp"
 #include "lib/restore/timers.hpp"
 #include "lib/restore/validate.hpp"
@@ -238,7 +239,8 @@ Result<void> plan_shared_memory(std::vector<Member>& members, TreeRun& run, int 
   std::map<Key, uint64_t> size;
   for (size_t i = 0; i < members.size(); ++i)
     for (const auto& m : regular_mappings(members[i].st)) {
-      if (!m.file || !m.shared || m.kind != tracker::MemoryKind::Shmem) continue;
+      // A SysV segment is shared by attaching it (sysv_shm.hpp).
+      if (!m.file || !m.shared || m.kind != tracker::MemoryKind::Shmem || is_sysv_mapping(m)) continue;
       Key key{m.file->dev, m.file->inode};
       mappers[key].insert(i);
       size[key] = std::max(size[key], m.file_offset + (m.end - m.start));
@@ -341,6 +343,10 @@ Result<RestoreReport> restore_tree(const fs::path& dir, const RestoreOptions& op
     if (m.info.zombie) continue;
     WPCKPT_TRY_ASSIGN(m.files, open_files_as_owner(m.st, *m.chain, m.plan, held));
   }
+  std::vector<const state::ProcessState*> states;
+  for (const Member& m : members)
+    if (!m.info.zombie) states.push_back(&m.st);
+  WPCKPT_TRY_ASSIGN(SysvSegments segments, SysvSegments::make(states));
   WPCKPT_TRY_ASSIGN(fds::ImageOwner owner, fds::image_owner(members.front().chain->dirs().front()));
   WPCKPT_TRY(fds::as_owner(owner, [&]() -> Result<void> {
     for (FdObject& o : run.objects) WPCKPT_TRY(fds::handler_for(o.kind).prepare(o, held, floor));
@@ -407,6 +413,7 @@ Result<RestoreReport> restore_tree(const fs::path& dir, const RestoreOptions& op
 
   // Past this point the processes run: nothing can be undone.
   guard.disarm();
+  if (auto done = segments.finish(); !done) report.warnings.push_back(done.error().message());
   for (auto it = members.rbegin(); it != members.rend(); ++it) detach_threads(it->tids);
   for (const Member& m : members) {
     if (m.connections > 0 && options.network_lock) unlock_connections(m.info.pid, report.warnings);

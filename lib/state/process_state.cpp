@@ -150,6 +150,11 @@ void fields(V& v, PosixTimer& t) {
   v.opt("overrun", t.overrun);
 }
 template <typename V>
+void fields(V& v, SysvShm& m) {
+  v.opt("id", m.id), v.opt("key", m.key), v.opt("size", m.size), v.opt("mode", m.mode), v.opt("uid", m.uid);
+  v.opt("gid", m.gid), v.opt("removed", m.removed);
+}
+template <typename V>
 void fields(V& v, ProcessState& s) {
   v.opt("state_version", s.state_version), v.opt("pid", s.pid), v.opt("ppid", s.ppid), v.opt("pgid", s.pgid);
   v.opt("sid", s.sid), v.opt("comm", s.comm), v.opt("threads", s.threads), v.opt("sigactions", s.sigactions);
@@ -159,6 +164,7 @@ void fields(V& v, ProcessState& s) {
   v.opt("xsave_size", s.xsave_size);
   v.opt("vdso_image", s.vdso_image), v.opt("mappings", s.mappings), v.opt("fds", s.fds);
   v.opt("tracking", s.tracking), v.opt("itimers", s.itimers), v.opt("posix_timers", s.posix_timers);
+  v.opt("sysv_shm", s.sysv_shm);
 }
 
 json to_json(const ProcessState& state) { return write_json(state); }

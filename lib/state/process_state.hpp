@@ -132,6 +132,20 @@ struct IntervalTimer {
   int64_t interval_sec = 0, interval_usec = 0;
 };
 
+// A SysV shared memory segment the process has attached (its mappings are
+// kind shmem, named "/SYSV<key> (deleted)", file inode = id; the bytes are
+// in the image like other shared memory). Restore makes the segment again
+// with this id and key (or finds it still there) and attaches it where it
+// was; `removed`: IPC_RMID was called, it goes away with its last detach.
+struct SysvShm {
+  int id = 0;
+  int32_t key = 0;  // key_t; 0 is IPC_PRIVATE
+  uint64_t size = 0;
+  uint32_t mode = 0;  // permission bits
+  uint32_t uid = 0, gid = 0;
+  bool removed = false;
+};
+
 // A POSIX timer (timer_create): /proc/PID/timers and an injected
 // timer_gettime. Restore re-creates it with the same id (the program holds it).
 struct PosixTimer {
@@ -172,6 +186,7 @@ struct ProcessState {
   std::vector<FdState> fds;           // fd order
   std::vector<IntervalTimer> itimers;  // armed ones only
   std::vector<PosixTimer> posix_timers;  // id order
+  std::vector<SysvShm> sysv_shm;         // id order
   nlohmann::json tracking = nlohmann::json::object();  // what the tracker wants restore to know
 };
 

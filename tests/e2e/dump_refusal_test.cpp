@@ -143,7 +143,7 @@ TEST_P(DumpRefuses, NamingItAndLeavingTheProcessAsItWas) {
 INSTANTIATE_TEST_SUITE_P(
     Kinds, DumpRefuses,
     ::testing::Values(Refusal{"deleted-fd", "held-deleted (deleted)"},
-                      Refusal{"deleted-cwd", "working directory"}, Refusal{"sysv-shm", "SysV shared memory"},
+                      Refusal{"deleted-cwd", "working directory"},
                       Refusal{"flock", "FLOCK WRITE lock"}, Refusal{"posix-lock", "POSIX WRITE lock"},
                       Refusal{"seccomp", "seccomp"}, Refusal{"uts-ns", "other namespaces than wpckpt: uts"},
                       Refusal{"aio", "asynchronous I/O context"}),
@@ -182,11 +182,12 @@ TEST(DumpRefuses, NotADeletedFileMappingWhichIsRestored) {
   EXPECT_EQ(read_file(c.out).find("BROKEN"), std::string::npos) << read_file(c.out);
 }
 
-// No longer refused (issue 15 item 4): a POSIX timer and an armed interval
-// timer (an hour each) are restored with the time they had left.
+// No longer refused (issue 15 items 2 and 4): a POSIX timer and an armed
+// interval timer (an hour each) are restored with the time they had left; a
+// removed SysV segment comes back with its id, size and contents, attached.
 class NotRefusedButRestored : public ::testing::TestWithParam<const char*> {};
 
-TEST_P(NotRefusedButRestored, TimersComeBackArmed) {
+TEST_P(NotRefusedButRestored, ComesBackAsItWas) {
   Checkpointed c;
   checkpoint(c, {workload("held_state"), GetParam(), c.dir.path().string()}, "READY");
   KillByPid guard{c.pid};
@@ -198,10 +199,12 @@ TEST_P(NotRefusedButRestored, TimersComeBackArmed) {
   EXPECT_EQ(read_file(c.out).find("BROKEN"), std::string::npos) << read_file(c.out);
 }
 
-INSTANTIATE_TEST_SUITE_P(Timers, NotRefusedButRestored, ::testing::Values("posix-timer", "itimer"),
+INSTANTIATE_TEST_SUITE_P(Kinds, NotRefusedButRestored, ::testing::Values("posix-timer", "itimer", "sysv-shm"),
                          [](const ::testing::TestParamInfo<const char*>& info) {
-                           return std::string(info.param) == "itimer" ? std::string("itimer")
-                                                                      : std::string("posix_timer");
+                           std::string name = info.param;
+                           for (char& c : name)
+                             if (c == '-') c = '_';
+                           return name;
                          });
 
 // No longer refused (issue 15 item 2): a child, a child forked by another

@@ -9,6 +9,9 @@
 #              generated C project, then the program it built runs
 #   pool       python3 multiprocessing.Pool(2): pipes, a semaphore in deleted
 #              /dev/shm memory shared by three processes, the pool's threads
+#   sysv       tests/workloads/sysv_tree: a parent and a child sharing a SysV
+#              segment by key, which comes back with its id (reused: it
+#              outlived the dump) and is still found by its key
 # Every process of every tree is killed by pid when the test ends.
 source "$(dirname "$0")/../support/e2e_preamble.sh"
 need gcc make python3 gzip
@@ -161,8 +164,21 @@ def pool(cwd):
     print(f"multiprocessing.Pool(2): {n} processes dumped and restored; the same result")
 
 
+def sysv(cwd):
+    prog = os.path.join(os.environ["WPCKPT_WORKLOAD_DIR"], "sysv_tree")
+    key = str(0x57500000 + os.getpid() % 65536)
+    try:
+        r, n = checkpoint_and_restore("sysv", [prog, key, "300"], lambda pids: len(pids) >= 1, cwd)
+    finally:
+        subprocess.run(["ipcrm", "-M", key], capture_output=True)  # gone already when all went well
+    out = open(os.path.join(cwd, "sysv.log")).read()
+    if r.returncode != 0 or "RESULT 300 0 same-segment" not in out:
+        fail(f"sysv: restore exited {r.returncode} ({r.stderr}); the workload said: {out}")
+    print(f"SysV segment shared by key: {n} processes dumped and restored; counter, checksum and segment intact")
+
+
 try:
-    for case in (pipeline, make, pool):
+    for case in (pipeline, make, pool, sysv):
         d = os.path.abspath(case.__name__)
         os.mkdir(d)
         case(d)

@@ -48,6 +48,7 @@ static int probe_fd = -1;
 static unsigned char* priv_map;
 static unsigned char* shared_map;
 static unsigned char* shm;
+static int shm_id = -1;
 static timer_t timer;
 static aio_context_t aio_ctx;
 static volatile sig_atomic_t check_requested;
@@ -164,6 +165,7 @@ static void set_up(const char* dir) {
   } else if (!strcmp(kind, "sysv-shm")) {
     int id = shmget(IPC_PRIVATE, bytes, IPC_CREAT | 0600);
     if (id < 0) die("shmget");
+    shm_id = id;
     shm = shmat(id, NULL, 0);
     /* Removed now: the segment goes away when this process does, however it ends. */
     if (shm == (void*)-1 || shmctl(id, IPC_RMID, NULL) != 0) die("shmat");
@@ -225,6 +227,10 @@ static const char* check(void) {
     if (getitimer(ITIMER_REAL, &it) != 0 || it.it_value.tv_sec == 0) return "itimer";
   } else if (!strcmp(kind, "sysv-shm")) {
     if (!same(shm, bytes)) return "segment";
+    /* The same segment by its id: its size, removed (SHM_DEST), attached here. */
+    struct shmid_ds ds;
+    if (shmctl(shm_id, IPC_STAT, &ds) != 0) return "shmctl";
+    if (ds.shm_segsz != bytes || !(ds.shm_perm.mode & SHM_DEST) || ds.shm_nattch != 1) return "segment identity";
   } else if (!strcmp(kind, "flock")) {
     int other = open(path, O_RDWR | O_CLOEXEC);
     if (other < 0) return "open";
