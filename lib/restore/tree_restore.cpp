@@ -14,6 +14,7 @@
 #include <memory>
 #include <set>
 
+#include "lib/base/log.hpp"
 #include "lib/base/uapi/process.hpp"
 #include "lib/fds/recorded_file.hpp"
 #include "lib/probe/features.hpp"
@@ -376,6 +377,7 @@ Result<RestoreReport> restore_tree(const fs::path& dir, const RestoreOptions& op
     members[i].plan.fork_context = &run.contexts[i];
   }
 
+  auto t_planned = std::chrono::steady_clock::now();
   WPCKPT_TRY_ASSIGN(SpawnedProcess root, spawn_restored(members.front().plan, options.detached, live));
   KillTreeOnFailure guard(root);
   held.clear();
@@ -385,6 +387,7 @@ Result<RestoreReport> restore_tree(const fs::path& dir, const RestoreOptions& op
     guard.seized(m.info.pid);
   }
   root.hold.reset();  // they are stopped: their blocking reads no longer matter
+  auto t_seized = std::chrono::steady_clock::now();
 
   RestoreOptions fill_options = options;
   for (Member& m : members) {
@@ -406,6 +409,7 @@ Result<RestoreReport> restore_tree(const fs::path& dir, const RestoreOptions& op
     if (m.info.pid != tree.root && m.st.pdeath_signal != 0) WPCKPT_TRY(set_death_signal(*m.inj, m.st.pdeath_signal));
     WPCKPT_TRY(restore_posix_locks(*m.inj, m.st));
   }
+  auto t_filled = std::chrono::steady_clock::now();
   for (Member& m : members) {
     if (m.info.zombie) continue;
     WPCKPT_TRY_ASSIGN(m.tids, restore_threads(*m.inj, m.st, m.creds, [&](pid_t t) { guard.thread(t); }, nullptr));
@@ -421,7 +425,13 @@ Result<RestoreReport> restore_tree(const fs::path& dir, const RestoreOptions& op
     report.processes.push_back({m.info.pid, m.info.ppid, m.info.comm, m.info.zombie, m.tids.size()});
   }
   report.pid = root.pid;
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  auto t_end = std::chrono::steady_clock::now();
+  log::debug("tree restore (ms): read and plan {:.1f}, spawn and seize {:.1f}, rebuild and fill {:.1f} (fill {:.1f}), "
+             "threads and run {:.1f}",
+             ms(t_planned - t0), ms(t_seized - t_planned), ms(t_filled - t_seized), report.fill_seconds * 1e3,
+             ms(t_end - t_filled));
+  report.seconds = std::chrono::duration<double>(t_end - t0).count();
   return report;
 }
 
