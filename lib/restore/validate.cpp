@@ -101,9 +101,11 @@ bool id_held_by_the_dead(int id) {
 
 // A dump kills its process after the commit; until the process's parent
 // reaps it, the pid is a zombie's. A restore that follows at once (a script,
-// a migration between two namespaces of one host) waits for that, briefly.
+// a migration between two namespaces of one host) waits for that. The
+// children of a dumped tree die with their parents and are reaped by PID 1,
+// which a container's init may do late (1.5-1.8 s measured here): up to 10 s.
 bool free_soon(int id) {
-  constexpr int kTries = 400;  // 5 ms apart: 2 s
+  constexpr int kTries = 2000;  // 5 ms apart: 10 s
   for (int i = 0; i < kTries && id_in_use(id); ++i) {
     if (!id_held_by_the_dead(id)) return false;
     ::usleep(5000);

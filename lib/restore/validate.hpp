@@ -22,7 +22,7 @@ Result<std::vector<uint8_t>> own_vdso_image();
 
 // The CPU and kernel can run the image: XCR0 superset, identical vdso.
 Result<void> check_cpu_and_vdso(const state::ProcessState& state);
-// `id` is free, or held by the dead and freed within 2 s (a process the dump
+// `id` is free, or held by the dead and freed within 10 s (a process the dump
 // just killed, a zombie whose new parent has not reaped it yet).
 Result<void> check_id_free(int id, bool is_pid);
 // The pid and every tid are free; an error names the process that holds one.
