@@ -59,17 +59,6 @@ nlohmann::json report_json(const DumpReport& d) {
 
 namespace {
 
-// The areas a fork does not copy faithfully (MADV_DONTFORK, MADV_WIPEONFORK):
-// a snapshot reads them from the frozen process itself. The flags of areas
-// unchanged since `before` (smaps read while the process ran) are reused.
-Result<std::vector<std::pair<uint64_t, uint64_t>>> not_copied_by_fork(pid_t pid, const std::vector<tracker::Vma>* before) {
-  WPCKPT_TRY_ASSIGN(auto vmas, before ? tracker::read_maps_reusing_flags(pid, *before) : tracker::read_smaps(pid));
-  std::vector<std::pair<uint64_t, uint64_t>> out;
-  for (const tracker::Vma& v : vmas)
-    if (v.has_flag("dc") || v.has_flag("wf")) out.emplace_back(v.start, v.end);
-  return out;
-}
-
 // The dump of a process without children.
 Result<DumpReport> dump_one(const DumpRequest& r) {
   DumpReport rep;

@@ -1,7 +1,5 @@
 #include "lib/dump/snapshot_copy.hpp"
 
-#include "lib/base/text_file.hpp"
-
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -12,6 +10,7 @@
 #include <string>
 
 #include "lib/base/log.hpp"
+#include "lib/base/text_file.hpp"
 #include "lib/ptrace/injector.hpp"
 #include "lib/ptrace/stop.hpp"
 
@@ -94,6 +93,14 @@ Result<double> ForkedCopy::release() {
   WPCKPT_TRY(inj->cure());
   frozen.detach();
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+Result<std::vector<std::pair<uint64_t, uint64_t>>> not_copied_by_fork(pid_t pid, const std::vector<tracker::Vma>* before) {
+  WPCKPT_TRY_ASSIGN(auto vmas, before ? tracker::read_maps_reusing_flags(pid, *before) : tracker::read_smaps(pid));
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  for (const tracker::Vma& v : vmas)
+    if (v.has_flag("dc") || v.has_flag("wf")) out.emplace_back(v.start, v.end);
+  return out;
 }
 
 }  // namespace wpckpt::dump

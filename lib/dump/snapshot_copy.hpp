@@ -25,8 +25,12 @@
 
 #include <sys/types.h>
 
+#include <utility>
+#include <vector>
+
 #include "lib/base/result.hpp"
 #include "lib/ptrace/freezer.hpp"
+#include "tracker/proc_maps.hpp"
 
 namespace wpckpt::dump {
 
@@ -50,5 +54,10 @@ class ForkedCopy {
   ForkedCopy(pid_t process, pid_t copy) : process_(process), copy_(copy) {}
   pid_t process_ = 0, copy_ = 0;
 };
+
+// The areas a fork does not copy faithfully (MADV_DONTFORK, MADV_WIPEONFORK):
+// a snapshot reads them from the frozen process itself. The flags of areas
+// unchanged since `before` (smaps read while the process ran) are reused.
+Result<std::vector<std::pair<uint64_t, uint64_t>>> not_copied_by_fork(pid_t pid, const std::vector<tracker::Vma>* before);
 
 }  // namespace wpckpt::dump

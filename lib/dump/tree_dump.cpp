@@ -16,6 +16,7 @@
 #include "lib/dump/tree_fds.hpp"
 #include "lib/dump/tree_image.hpp"
 #include "lib/dump/tree_members.hpp"
+#include "lib/dump/tree_snapshot.hpp"
 #include "lib/dump/unsupported_state.hpp"
 #include "lib/probe/features.hpp"
 #include "lib/ptrace/may_trace.hpp"
@@ -99,6 +100,7 @@ struct Member {
   std::optional<std::vector<tracker::Vma>> smaps;
   std::optional<ptrace::Freezer> frozen;
   FdCapture fds;  // after `frozen`: sockets leave repair mode before the process runs again
+  std::optional<ForkedCopy> copy;  // dump -R's copy-on-write copy: released after the commit
   state::ProcessState st;
   checkpoint::CaptureStats capture;
 };
@@ -157,19 +159,53 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
   WPCKPT_TRY(assign_shared_ids(states, "dump"));
 
   auto t_mem = Clock::now();
-  for (auto& m : members) {
-    if (r.cancel && r.cancel->load()) return interrupted_error(r.pid);
+  Clock::time_point t_resumed;
+  if (r.snapshot) {
+    // dump -R: the tree runs on once every member has its copy (tree_snapshot.hpp).
+    std::vector<SnapshotMember> snap;
+    snap.reserve(members.size());
+    for (auto& m : members)
+      snap.push_back({m->pid, &*m->frozen, m->target.writer.get(), m->target.parent(), m->smaps ? &*m->smaps : nullptr,
+                      {}, std::nullopt});
     checkpoint::CaptureOptions copts;
     copts.target_stopped = true;
     copts.progress = r.progress;
-    WPCKPT_TRY_ASSIGN(m->capture, checkpoint::capture_memory(m->pid, *m->target.writer, m->target.parent(), copts));
+    copts.snapshot_copy = r.snapshot_copy;
+    auto let_run = [&] {
+      for (auto& m : members) {
+        m->fds.repaired.release();
+        m->fds.network_lock.release();
+        m->frozen->detach();
+      }
+    };
+    auto taken = capture_tree_snapshot(snap, copts, let_run);
+    for (size_t i = 0; i < members.size(); ++i) {
+      if (snap[i].copy) members[i]->copy.emplace(std::move(*snap[i].copy));
+      members[i]->capture = snap[i].capture;
+    }
+    if (!taken) return std::move(taken).error();
+    t_resumed = taken->resumed;
+    rep.snapshot.taken = true;
+    rep.snapshot.mechanism = members.front()->capture.snapshot_mechanism;
+    rep.snapshot.copy_done_seconds = std::chrono::duration<double>(Clock::now() - t_resumed).count();
+    for (auto& m : members) rep.snapshot.pages_read_frozen += m->capture.pages_read_before_fork;
+  } else {
+    for (auto& m : members) {
+      if (r.cancel && r.cancel->load()) return interrupted_error(r.pid);
+      checkpoint::CaptureOptions copts;
+      copts.target_stopped = true;
+      copts.progress = r.progress;
+      WPCKPT_TRY_ASSIGN(m->capture, checkpoint::capture_memory(m->pid, *m->target.writer, m->target.parent(), copts));
+    }
+  }
+  for (auto& m : members) {
     WPCKPT_TRY_ASSIGN(std::string doc, state::serialize(m->st));
     WPCKPT_TRY(m->target.writer->add_file(state::kProcessStateFile, std::as_bytes(std::span(doc.data(), doc.size()))));
     for (const auto& [name, bytes] : m->fds.files)
       WPCKPT_TRY(m->target.writer->add_file(name, std::as_bytes(std::span(bytes.data(), bytes.size()))));
   }
   auto t_captured = Clock::now();
-  rep.frozen_time = micros(t_captured - t_frozen);
+  rep.frozen_time = micros((r.snapshot ? t_resumed : t_captured) - t_frozen);
   double write_seconds = 0;
   for (auto& m : members) write_seconds += m->capture.write_seconds;
   rep.memwrite_time = static_cast<uint64_t>(write_seconds * 1e6);
@@ -222,6 +258,11 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
       m->fds.repaired.release();
       m->fds.network_lock.release();
       m->frozen->detach();
+      if (!m->copy) continue;
+      auto reaped = m->copy->release();
+      if (!reaped)
+        rep.warnings.push_back(fmt::format("process {}: its copy could not be reaped ({}): a zombie child is left until "
+                                           "it exits or waits for it", m->pid, reaped.error().message()));
     }
   } else {
     // Children first: none of them runs again, and no parent sees one exit.

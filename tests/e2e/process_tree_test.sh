@@ -5,6 +5,9 @@
 # exactly the output of an uninterrupted run.
 #   pipeline   sh -c 'seq | sort -r | gzip -1 > out.gz': four processes, pipes
 #              between them, the shell waiting for its children
+#   pipeline -R  the same pipeline dumped once with dump -R (each process's
+#              memory read from a copy-on-write copy while the tree runs on),
+#              then killed a moment later and restored from that image
 #   make -j2   make with its jobserver pipe, sh and gcc (cc1, as) compiling a
 #              generated C project, then the program it built runs
 #   pool       python3 multiprocessing.Pool(2): pipes, a semaphore in deleted
@@ -97,6 +100,39 @@ def pipeline(cwd):
     print(f"pipeline: {n} processes dumped and restored; output identical to an uninterrupted run")
 
 
+def pipeline_leave_running(cwd):
+    want = subprocess.run(["sh", "-c", "seq 1 3000000 | sort -r"], capture_output=True).stdout
+    log = os.path.join(cwd, "pipeline-R.log")
+    show_on_failure.append(log)
+    with open(log, "w") as out:
+        proc = subprocess.Popen([W, "run", "--", "sh", "-c", "seq 1 3000000 | sort -r | gzip -1 > out.gz"],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=cwd)
+    ours.append(proc.pid)
+    wait_for(lambda: any(comm(p) == "gzip" for p in descendants(proc.pid)), "the pipeline did not start", 120)
+    ours.extend(descendants(proc.pid))
+    dump = os.path.join(cwd, "dump")
+    doc = wpckpt_json("dump", "-t", str(proc.pid), "-D", dump, "-R")
+    members = [p["pid"] for p in doc.get("processes", [])]
+    ours.extend(members)
+    if len(members) < 2 or doc.get("snapshot", {}).get("mechanism") not in ("fork-cow", "read-frozen"):
+        fail(f"pipeline -R: not a tree's image read through copies: {doc}")
+    time.sleep(0.3)  # it runs on, and writes on, after the instant
+    for pid in reversed(members):
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+    proc.wait(timeout=60)
+    r = subprocess.run([W, "restore", "-D", dump], capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        fail(f"pipeline -R: restore exited {r.returncode}: {r.stderr}")
+    with open(os.path.join(cwd, "out.gz"), "rb") as f:
+        if gzip.decompress(f.read()) != want:
+            fail("pipeline -R: the restored pipeline's output differs from an uninterrupted run")
+    print(f"pipeline -R: {len(members)} processes, frozen {doc['frozen_time'] / 1000:.1f} ms "
+          f"({doc['snapshot']['mechanism']}); restored from that instant, output identical")
+
+
 def make(cwd):
     src = os.path.join(cwd, "src")
     os.mkdir(src)
@@ -178,7 +214,7 @@ def sysv(cwd):
 
 
 try:
-    for case in (pipeline, make, pool, sysv):
+    for case in (pipeline, pipeline_leave_running, make, pool, sysv):
         d = os.path.abspath(case.__name__)
         os.mkdir(d)
         case(d)
