@@ -1,6 +1,5 @@
 #include "tracker/proc_maps.hpp"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cinttypes>
@@ -8,28 +7,10 @@
 #include <cstring>
 #include <sstream>
 
-#include "lib/base/unique_fd.hpp"
+#include "lib/base/text_file.hpp"
 
 namespace wpckpt::tracker {
 namespace {
-
-// Reads a whole /proc file (its size is not known in advance).
-Result<std::string> slurp(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return errno_error("open", path);
-  std::string text;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno_error("read", path);
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  return text;
-}
 
 bool is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
@@ -78,7 +59,7 @@ bool parse_maps_line(const std::string& line, Vma& out) {
 
 Result<std::vector<Vma>> read_maps(pid_t pid) {
   std::string path = "/proc/" + std::to_string(pid) + "/maps";
-  WPCKPT_TRY_ASSIGN(std::string text, slurp(path));
+  WPCKPT_TRY_ASSIGN(std::string text, read_text_file(path));
   std::vector<Vma> vmas;
   std::istringstream in(text);
   for (std::string line; std::getline(in, line);) {
@@ -91,7 +72,7 @@ Result<std::vector<Vma>> read_maps(pid_t pid) {
 
 Result<std::vector<Vma>> read_smaps(pid_t pid) {
   std::string path = "/proc/" + std::to_string(pid) + "/smaps";
-  WPCKPT_TRY_ASSIGN(std::string text, slurp(path));
+  WPCKPT_TRY_ASSIGN(std::string text, read_text_file(path));
   std::vector<Vma> vmas;
   std::istringstream in(text);
   for (std::string line; std::getline(in, line);) {

@@ -13,7 +13,7 @@ Result<std::string> read_text_file(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return errno_error("open", path);
   std::string out;
-  char buf[4096];
+  char buf[65536];  // /proc/PID/smaps of a large process: few reads
   for (;;) {
     ssize_t n = ::read(fd.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;

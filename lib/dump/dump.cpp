@@ -62,7 +62,7 @@ namespace {
 // The dump of a process without children.
 Result<DumpReport> dump_one(const DumpRequest& r) {
   DumpReport rep;
-  WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", TargetState::Running, r.fds.ghost_limit, r.fds.file_locks));
+  WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", r.fds.ghost_limit, r.fds.file_locks));
   // The image's place first (a page server that refuses, a -D that exists):
   // a failure there leaves the process untouched.
   image::WriterOptions wopts;
@@ -88,7 +88,7 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
   // And again frozen: a child or a timer may have appeared since (the
   // Freezer detaches on the way out; the process runs on unchanged).
-  WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", TargetState::Frozen, r.fds.ghost_limit, r.fds.file_locks));
+  WPCKPT_TRY(refuse_unsupported_state(r.pid, "dump", r.fds.ghost_limit, r.fds.file_locks));
   fault_point("frozen", r.cancel);
   WPCKPT_TRY(check_cancel(r));
 

@@ -24,7 +24,7 @@ Result<PreDumpReport> pre_dump_process(const PreDumpRequest& r) {
   WPCKPT_TRY(ptrace::check_may_trace(r.pid));
   WPCKPT_TRY(probe::require_features("pre-dump"));
   if (has_children(r.pid)) return pre_dump_tree(r);
-  if (auto refused = refuse_unsupported_state(r.pid, "pre-dump", TargetState::Running, r.ghost_limit, r.file_locks);
+  if (auto refused = refuse_unsupported_state(r.pid, "pre-dump", r.ghost_limit, r.file_locks);
       !refused) {
     // A child forked since the check above: a tree's pre-dump.
     if (is_children_refusal(refused.error())) return pre_dump_tree(r);

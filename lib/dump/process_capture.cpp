@@ -1,6 +1,5 @@
 #include "lib/dump/process_capture.hpp"
 
-#include "lib/base/text_file.hpp"
 
 #include <fmt/core.h>
 #include <signal.h>
@@ -16,6 +15,7 @@
 #include <sstream>
 
 #include "lib/base/parse_number.hpp"
+#include "lib/base/text_file.hpp"
 #include "lib/base/uapi/process.hpp"
 #include "lib/dump/fault_point.hpp"
 #include "lib/dump/timer_capture.hpp"

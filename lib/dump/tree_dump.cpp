@@ -65,7 +65,7 @@ Result<state::TreeState> checked_tree(pid_t root, std::string_view verb, uint64_
   for (const auto& m : tree.processes) {
     if (m.zombie) continue;
     auto checked = ptrace::check_may_trace(m.pid);
-    if (checked) checked = refuse_unsupported_state(m.pid, verb, TargetState::Running, ghost_limit, file_locks, true);
+    if (checked) checked = refuse_unsupported_state(m.pid, verb, ghost_limit, file_locks, true);
     if (!checked) return member_failed(std::move(checked).error(), verb, m.pid, root, last_attempt);
   }
   return tree;
@@ -145,7 +145,7 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
   }
   for (auto& m : members) {
     WPCKPT_TRY(ptrace::check_may_trace(m->pid));
-    WPCKPT_TRY(refuse_unsupported_state(m->pid, "dump", TargetState::Frozen, r.fds.ghost_limit, r.fds.file_locks, true));
+    WPCKPT_TRY(refuse_unsupported_state(m->pid, "dump", r.fds.ghost_limit, r.fds.file_locks, true));
   }
   fault_point("frozen", r.cancel);
 

@@ -262,7 +262,7 @@ bool is_children_refusal(const Error& e) {
          (e.context.find(kOneChild) != std::string::npos || e.context.find(kChildren) != std::string::npos);
 }
 
-Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb, TargetState /*state*/, uint64_t ghost_limit,
+Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb, uint64_t ghost_limit,
                                       bool file_locks, bool tree_member) {
   WPCKPT_TRY(refuse_seccomp(pid, verb));
   WPCKPT_TRY(refuse_other_namespaces(pid, verb));

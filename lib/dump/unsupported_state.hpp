@@ -41,11 +41,6 @@
 
 namespace wpckpt::dump {
 
-// Whether the process is frozen when it is checked. A child is refused in
-// either state, at once: the dump of one process then becomes the dump of
-// its tree (dump.cpp, pre_dump.cpp), which checks its members as such.
-enum class TargetState { Running, Frozen };
-
 // CRIU's default --ghost-limit: deleted, open files up to this size are saved.
 constexpr uint64_t kDefaultGhostLimit = 1 << 20;
 
@@ -54,9 +49,11 @@ constexpr uint64_t kDefaultGhostLimit = 1 << 20;
 // `ghost_limit` (its contents are then saved by the dump: lib/fds/ghost_file.cpp).
 // File locks are refused unless `file_locks` (--file-locks) allows those held
 // through descriptors of files and directories (lib/fds/file_locks.hpp).
-// `tree_member`: the process is dumped with its children (a tree dump,
-// tree_dump.hpp), which are then no reason to refuse.
-Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb, TargetState state,
+// A child is refused at once, running or frozen: the dump of one process
+// then becomes the dump of its tree (dump.cpp, pre_dump.cpp). `tree_member`:
+// the process is dumped with its children (tree_dump.hpp), which are then no
+// reason to refuse.
+Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb,
                                       uint64_t ghost_limit = kDefaultGhostLimit, bool file_locks = false,
                                       bool tree_member = false);
 

@@ -90,7 +90,7 @@ Result<RestoreReport> restore_process(image::ImageChain& chain_ref, const Restor
   WPCKPT_TRY_ASSIGN(ChildPlan plan, plan_child(st, *chain, report.warnings));
   std::vector<UniqueFd> held;
   WPCKPT_TRY_ASSIGN(MappingFiles files, open_files_as_owner(st, *chain, plan, held));
-  WPCKPT_TRY_ASSIGN(SysvSegments segments, SysvSegments::make({&st}));
+  WPCKPT_TRY_ASSIGN(SysvSegments segments, SysvSegments::make({&st}, chain->owner()));
 
   WPCKPT_TRY_ASSIGN(SpawnedProcess proc, spawn_restored(plan, options.detached));
   KillOnFailure guard(proc);

@@ -30,9 +30,13 @@ std::string what(const state::SysvShm& s) {
 }
 
 // The segment `s` as it was, or already there; true when made here.
-Result<bool> ensure_segment(const state::SysvShm& s) {
+Result<bool> ensure_segment(const state::SysvShm& s, uid_t image_owner) {
   struct shmid_ds ds {};
   if (::shmctl(s.id, IPC_STAT, &ds) == 0) {
+    // Attached while the process is still privileged: never another user's segment for an image of a user.
+    if (image_owner != 0 && ds.shm_perm.uid != image_owner)
+      return make_error(EPERM, "restore " + what(s), fmt::format("the segment there is uid {}'s", ds.shm_perm.uid))
+          .with_hint("only root's images may attach segments of other users");
     if (static_cast<int32_t>(ds.shm_perm.__key) != s.key || ds.shm_segsz != s.size)
       return make_error(EEXIST, "restore " + what(s),
                         fmt::format("id {} is another segment now (key 0x{:08x}, {} bytes)", s.id,
@@ -64,6 +68,15 @@ Result<bool> ensure_segment(const state::SysvShm& s) {
   return true;
 }
 
+// Whether the owner of the image could have made `s`, attached by `p`.
+bool owner_could_make(const state::SysvShm& s, const state::ProcessState& p, uid_t image_owner) {
+  if (image_owner == 0) return true;
+  const state::Credentials& c = p.creds;
+  bool gid_held = s.gid == c.gid || s.gid == c.egid || s.gid == c.sgid || s.gid == c.fsgid ||
+                  std::find(c.groups.begin(), c.groups.end(), s.gid) != c.groups.end();
+  return s.uid == image_owner && gid_held;
+}
+
 }  // namespace
 
 bool is_sysv_mapping(const state::Mapping& m) {
@@ -72,11 +85,17 @@ bool is_sysv_mapping(const state::Mapping& m) {
          m.name.compare(m.name.size() - deleted.size(), deleted.size(), deleted) == 0;
 }
 
-Result<SysvSegments> SysvSegments::make(const std::vector<const state::ProcessState*>& processes) {
+Result<SysvSegments> SysvSegments::make(const std::vector<const state::ProcessState*>& processes, uid_t image_owner) {
   SysvSegments out;
   std::map<int, state::SysvShm> wanted;
   for (const state::ProcessState* p : processes) {
-    for (const auto& s : p->sysv_shm) wanted.emplace(s.id, s);
+    for (const auto& s : p->sysv_shm) {
+      if (!owner_could_make(s, *p, image_owner))
+        return make_error(EPERM, "restore " + what(s),
+                          fmt::format("owned by uid {} gid {} in an image of uid {}", s.uid, s.gid, image_owner))
+            .with_hint("only root's images may hold segments of other users");
+      wanted.emplace(s.id, s);
+    }
     // Every attachment must name a recorded segment.
     for (const auto& m : p->mappings)
       if (is_sysv_mapping(m) && !wanted.count(static_cast<int>(m.file->inode)))
@@ -85,7 +104,7 @@ Result<SysvSegments> SysvSegments::make(const std::vector<const state::ProcessSt
             .with_hint("the image is damaged or was not written by wpckpt");
   }
   for (const auto& [id, s] : wanted) {
-    WPCKPT_TRY_ASSIGN(bool made, ensure_segment(s));
+    WPCKPT_TRY_ASSIGN(bool made, ensure_segment(s, image_owner));
     if (made) out.created_.push_back(id);
     if (s.removed) out.to_remove_.push_back(id);
   }

@@ -11,6 +11,8 @@
 // them (finish()); if the restore fails, the segments made here are removed.
 #pragma once
 
+#include <sys/types.h>
+
 #include <vector>
 
 #include "lib/base/result.hpp"
@@ -23,7 +25,10 @@ bool is_sysv_mapping(const state::Mapping& m);
 
 class SysvSegments {
  public:
-  static Result<SysvSegments> make(const std::vector<const state::ProcessState*>& processes);
+  // The image is untrusted: unless its owner is root, a segment must be
+  // owned by the image's owner and one of the gids of a process that has it
+  // attached (EPERM otherwise), as the owner could have made it.
+  static Result<SysvSegments> make(const std::vector<const state::ProcessState*>& processes, uid_t image_owner);
   SysvSegments() = default;
   SysvSegments(SysvSegments&& other) noexcept { *this = std::move(other); }
   SysvSegments& operator=(SysvSegments&& other) noexcept;

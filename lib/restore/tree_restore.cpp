@@ -347,7 +347,7 @@ Result<RestoreReport> restore_tree(const fs::path& dir, const RestoreOptions& op
   std::vector<const state::ProcessState*> states;
   for (const Member& m : members)
     if (!m.info.zombie) states.push_back(&m.st);
-  WPCKPT_TRY_ASSIGN(SysvSegments segments, SysvSegments::make(states));
+  WPCKPT_TRY_ASSIGN(SysvSegments segments, SysvSegments::make(states, members.front().chain->owner()));
   WPCKPT_TRY_ASSIGN(fds::ImageOwner owner, fds::image_owner(members.front().chain->dirs().front()));
   WPCKPT_TRY(fds::as_owner(owner, [&]() -> Result<void> {
     for (FdObject& o : run.objects) WPCKPT_TRY(fds::handler_for(o.kind).prepare(o, held, floor));

@@ -1,6 +1,5 @@
 #include "lib/restore/validate.hpp"
 
-#include "lib/base/text_file.hpp"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "lib/base/text_file.hpp"
 #include "lib/fds/recorded_file.hpp"
 #include "lib/base/uapi/process.hpp"
 #include "lib/probe/capabilities.hpp"

@@ -88,6 +88,15 @@ def checkpoint_and_restore(name, argv, working, cwd):
     return r, len(members)
 
 
+def expect_result(name, restore, path, want):
+    """The restore ended well and the restored program wrote what an uninterrupted one did."""
+    if restore.returncode != 0:
+        fail(f"{name}: restore exited {restore.returncode}: {restore.stderr}")
+    got = open(path).read()
+    if got != want:
+        fail(f"{name}: the restored run computes {got!r}, an uninterrupted one {want!r}")
+
+
 def pipeline(cwd):
     want = subprocess.run(["sh", "-c", "seq 1 3000000 | sort -r"], capture_output=True).stdout
     r, n = checkpoint_and_restore("pipeline", ["sh", "-c", "seq 1 3000000 | sort -r | gzip -1 > out.gz"],
@@ -163,11 +172,7 @@ def make(cwd):
     want = open(os.path.join(ref, "result.txt")).read()
     r, n = checkpoint_and_restore("make", ["make", "-s", "-j2", "-C", src],
                                   lambda pids: sum(comm(p) == "cc1" for p in pids) >= 1, cwd)
-    if r.returncode != 0:
-        fail(f"make: restore exited {r.returncode}: {r.stderr}")
-    got = open(os.path.join(src, "result.txt")).read()
-    if got != want:
-        fail(f"make: the restored build computes {got!r}, an uninterrupted one {want!r}")
+    expect_result("make", r, os.path.join(src, "result.txt"), want)
     print(f"make -j2: {n} processes dumped and restored; the program it built computes the same")
 
 
@@ -192,11 +197,7 @@ def pool(cwd):
     want = open(os.path.join(cwd, "ref.txt")).read()
     r, n = checkpoint_and_restore("pool", ["python3", script, os.path.join(cwd, "got.txt")],
                                   lambda pids: len(pids) >= 2, cwd)
-    if r.returncode != 0:
-        fail(f"pool: restore exited {r.returncode}: {r.stderr}")
-    got = open(os.path.join(cwd, "got.txt")).read()
-    if got != want:
-        fail(f"pool: the restored pool computes {got!r}, an uninterrupted one {want!r}")
+    expect_result("pool", r, os.path.join(cwd, "got.txt"), want)
     print(f"multiprocessing.Pool(2): {n} processes dumped and restored; the same result")
 
 

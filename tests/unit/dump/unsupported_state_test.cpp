@@ -56,7 +56,7 @@ TEST(UnsupportedState, ChildrenAndZombiesAreFoundBothWays) {
     EXPECT_NE(std::find(got.begin(), got.end(), zombie), got.end());
     EXPECT_EQ(got.size(), before->size() + 2);
   }
-  auto refusal = refuse_unsupported_state(::getpid(), "dump", TargetState::Frozen);
+  auto refusal = refuse_unsupported_state(::getpid(), "dump");
   ASSERT_FALSE(refusal.ok());
   EXPECT_EQ(refusal.error().err, EOPNOTSUPP);
   EXPECT_NE(refusal.error().context.find(std::to_string(sleeper)), std::string::npos) << refusal.error().context;
@@ -72,11 +72,11 @@ TEST(UnsupportedState, ARunningProcessWithAChildIsRefusedAtOnce) {
   ASSERT_TRUE(before.ok() && before->empty()) << "the test process has children already";
   Forked f;
   pid_t sleeper = f.sleeper();
-  auto running = refuse_unsupported_state(::getpid(), "pre-dump", TargetState::Running);
+  auto running = refuse_unsupported_state(::getpid(), "pre-dump");
   ASSERT_FALSE(running.ok());
   EXPECT_EQ(running.error().err, EOPNOTSUPP);
   EXPECT_NE(running.error().context.find(std::to_string(sleeper)), std::string::npos) << running.error().context;
-  EXPECT_TRUE(refuse_unsupported_state(::getpid(), "pre-dump", TargetState::Running, kDefaultGhostLimit, false, true).ok())
+  EXPECT_TRUE(refuse_unsupported_state(::getpid(), "pre-dump", kDefaultGhostLimit, false, true).ok())
       << "a tree's member is not refused for its children";
 }
 
