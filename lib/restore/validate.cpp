@@ -107,7 +107,8 @@ bool id_held_by_the_dead(int id) {
 bool free_soon(int id) {
   constexpr int kTries = 2000;  // 5 ms apart: 10 s
   for (int i = 0; i < kTries && id_in_use(id); ++i) {
-    if (!id_held_by_the_dead(id)) return false;
+    // Gone between the two looks (reaped meanwhile): free, not someone else's.
+    if (!id_held_by_the_dead(id) && id_in_use(id)) return false;
     ::usleep(5000);
   }
   return !id_in_use(id);

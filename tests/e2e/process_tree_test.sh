@@ -3,7 +3,7 @@
 # `wpckpt run`, pre-dumped twice while it works (a chain per process),
 # dumped (the whole tree frozen and killed), restored, and must finish with
 # exactly the output of an uninterrupted run.
-#   pipeline   sh -c 'seq | sort -r | gzip -1 > out.gz': four processes, pipes
+#   pipeline   sh -c 'seq | sort -r | gzip -9 > out.gz': four processes, pipes
 #              between them, the shell waiting for its children
 #   pipeline -R  the same pipeline dumped once with dump -R (each process's
 #              memory read from a copy-on-write copy while the tree runs on),
@@ -25,6 +25,11 @@ import gzip, json, os, subprocess, sys, time
 from e2e_support import fail, kill_ours, ours, show_on_failure, wait_for
 
 W = sys.argv[1]
+
+
+# Runs about 5 s untraced (gzip -9; -1 took 0.8 s and sometimes ended before
+# the dump froze it): the tree must still be there when it is dumped.
+PIPELINE = ["sh", "-c", "seq 1 3000000 | sort -r | gzip -9 > out.gz"]
 
 
 def descendants(pid):
@@ -99,7 +104,7 @@ def expect_result(name, restore, path, want):
 
 def pipeline(cwd):
     want = subprocess.run(["sh", "-c", "seq 1 3000000 | sort -r"], capture_output=True).stdout
-    r, n = checkpoint_and_restore("pipeline", ["sh", "-c", "seq 1 3000000 | sort -r | gzip -1 > out.gz"],
+    r, n = checkpoint_and_restore("pipeline", PIPELINE,
                                   lambda pids: any(comm(p) == "gzip" for p in pids) and len(pids) >= 3, cwd)
     if r.returncode != 0:
         fail(f"pipeline: restore exited {r.returncode}: {r.stderr}")
@@ -114,7 +119,7 @@ def pipeline_leave_running(cwd):
     log = os.path.join(cwd, "pipeline-R.log")
     show_on_failure.append(log)
     with open(log, "w") as out:
-        proc = subprocess.Popen([W, "run", "--", "sh", "-c", "seq 1 3000000 | sort -r | gzip -1 > out.gz"],
+        proc = subprocess.Popen([W, "run", "--", *PIPELINE],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=cwd)
     ours.append(proc.pid)
     wait_for(lambda: any(comm(p) == "gzip" for p in descendants(proc.pid)), "the pipeline did not start", 120)
