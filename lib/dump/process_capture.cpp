@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -138,40 +139,62 @@ Result<void> read_files(pid_t pid, state::ProcessState& out) {
 
 // What only the process itself can tell: timers, signal handlers, brk,
 // securebits, personality and limits (prlimit on another process would need
-// CAP_SYS_RESOURCE or matching ids; from inside it needs nothing).
-Result<void> inject_queries(pid_t pid, pid_t tid, state::ProcessState& out, const std::atomic<bool>* cancel) {
-  WPCKPT_TRY_ASSIGN(auto inj, ptrace::Injector::prepare(tid));
-  WPCKPT_TRY(capture_timers(*inj, pid, out));
+// CAP_SYS_RESOURCE or matching ids; from inside it needs nothing). One batch
+// for all but the timers.
+Result<void> inject_queries(pid_t pid, ptrace::Injector& inj, state::ProcessState& out,
+                            const std::atomic<bool>* cancel) {
+  WPCKPT_TRY(capture_timers(inj, pid, out));
+  fault_point("injecting", cancel);
+  if (cancel && cancel->load()) return interrupted_error(pid);
+  using Call = ptrace::Injector::Call;
+  std::vector<Call> calls;
+  std::vector<int> signals;
+  uint64_t at = inj.data();  // result buffers, in call order
   for (int sig = 1; sig <= 64; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
-    if (sig == SIGUSR1) fault_point("injecting", cancel);
-    if (cancel && cancel->load()) return interrupted_error(pid);
-    WPCKPT_TRY_ASSIGN(long rc, inj->syscall(SYS_rt_sigaction, sig, 0, inj->data(), 8));
-    if (rc != 0) return make_error(static_cast<int>(-rc), "injected rt_sigaction", fmt::format("signal {}", sig));
-    uapi::KernelSigaction act{};
-    WPCKPT_TRY(inj->read(inj->data(), &act, sizeof act));
-    out.sigactions.push_back({sig, act.handler, act.flags, act.restorer, act.mask});
+    signals.push_back(sig);
+    calls.push_back({SYS_rt_sigaction, {static_cast<uint64_t>(sig), 0, at, 8}});
+    at += sizeof(uapi::KernelSigaction);
   }
-  WPCKPT_TRY_ASSIGN(long brk, inj->syscall(SYS_brk, 0));
-  out.mm.brk = static_cast<uint64_t>(brk);
-  WPCKPT_TRY_ASSIGN(long bits, inj->syscall(SYS_prctl, PR_GET_SECUREBITS));
-  if (bits >= 0) out.creds.securebits = static_cast<uint32_t>(bits);
-  WPCKPT_TRY_ASSIGN(long dumpable, inj->syscall(SYS_prctl, PR_GET_DUMPABLE));
-  if (dumpable >= 0) out.creds.dumpable = static_cast<int>(dumpable);
-  WPCKPT_TRY_ASSIGN(long pdeath, inj->syscall(SYS_prctl, PR_GET_PDEATHSIG, inj->data()));
-  if (pdeath != 0) return make_error(static_cast<int>(-pdeath), "injected prctl(PR_GET_PDEATHSIG)");
-  WPCKPT_TRY(inj->read(inj->data(), &out.pdeath_signal, sizeof out.pdeath_signal));
-  WPCKPT_TRY_ASSIGN(long persona, inj->syscall(SYS_personality, 0xffffffff));
-  if (persona < 0) return make_error(static_cast<int>(-persona), "injected personality");
-  out.personality = static_cast<uint64_t>(persona);
+  const uint64_t pdeath_at = at, rlimits_at = at + 8;
+  const size_t first_rlimit = calls.size();
+  for (int r = 0; r < kRlimitCount; ++r)
+    calls.push_back({SYS_prlimit64, {0, static_cast<uint64_t>(r), 0, rlimits_at + 16 * static_cast<uint64_t>(r)}});
+  const size_t more = calls.size();
+  calls.push_back({SYS_brk, {0}});
+  calls.push_back({SYS_prctl, {PR_GET_SECUREBITS}});
+  calls.push_back({SYS_prctl, {PR_GET_DUMPABLE}});
+  calls.push_back({SYS_prctl, {PR_GET_PDEATHSIG, pdeath_at}});
+  calls.push_back({SYS_personality, {0xffffffff}});
+  const size_t used = rlimits_at + 16 * kRlimitCount - inj.data();
+  if (inj.data() + used > inj.batch_table()) return make_error(E2BIG, "injected queries", "result buffers");
+  WPCKPT_TRY_ASSIGN(std::vector<long> rc, inj.batch(calls));
+  std::vector<uint8_t> results(used);
+  WPCKPT_TRY(inj.read(inj.data(), results.data(), results.size()));
+  auto result_at = [&](uint64_t addr, void* dst, size_t len) { std::memcpy(dst, &results[addr - inj.data()], len); };
+
+  for (size_t i = 0; i < signals.size(); ++i) {
+    if (rc[i] != 0)
+      return make_error(static_cast<int>(-rc[i]), "injected rt_sigaction", fmt::format("signal {}", signals[i]));
+    uapi::KernelSigaction act{};
+    result_at(calls[i].args[2], &act, sizeof act);
+    out.sigactions.push_back({signals[i], act.handler, act.flags, act.restorer, act.mask});
+  }
   for (int r = 0; r < kRlimitCount; ++r) {
-    WPCKPT_TRY_ASSIGN(long rc, inj->syscall(SYS_prlimit64, 0, r, 0, inj->data()));
-    if (rc != 0) return make_error(static_cast<int>(-rc), "injected prlimit64", fmt::format("resource {}", r));
+    long v = rc[first_rlimit + static_cast<size_t>(r)];
+    if (v != 0) return make_error(static_cast<int>(-v), "injected prlimit64", fmt::format("resource {}", r));
     uint64_t lim[2] = {};
-    WPCKPT_TRY(inj->read(inj->data(), lim, sizeof lim));
+    result_at(calls[first_rlimit + static_cast<size_t>(r)].args[3], lim, sizeof lim);
     out.rlimits.push_back({r, lim[0], lim[1]});
   }
-  return inj->cure();
+  out.mm.brk = static_cast<uint64_t>(rc[more]);
+  if (rc[more + 1] >= 0) out.creds.securebits = static_cast<uint32_t>(rc[more + 1]);
+  if (rc[more + 2] >= 0) out.creds.dumpable = static_cast<int>(rc[more + 2]);
+  if (rc[more + 3] != 0) return make_error(static_cast<int>(-rc[more + 3]), "injected prctl(PR_GET_PDEATHSIG)");
+  result_at(pdeath_at, &out.pdeath_signal, sizeof out.pdeath_signal);
+  if (rc[more + 4] < 0) return make_error(static_cast<int>(-rc[more + 4]), "injected personality");
+  out.personality = static_cast<uint64_t>(rc[more + 4]);
+  return ok();
 }
 
 Result<void> read_vdso(pid_t pid, state::ProcessState& out) {
@@ -234,14 +257,15 @@ Result<std::string> read_link(const std::string& path) {
   return std::string(buf, static_cast<size_t>(n));
 }
 
-Result<void> capture_process(pid_t pid, pid_t tid, state::ProcessState& out, const std::atomic<bool>* cancel) {
+Result<void> capture_process(pid_t pid, ptrace::Injector& inj, state::ProcessState& out,
+                             const std::atomic<bool>* cancel) {
   out.pid = pid;
   WPCKPT_TRY(read_stat(pid, out));
   WPCKPT_TRY(read_status(pid, out));
   WPCKPT_TRY(check_thread_credentials(pid));
   WPCKPT_TRY(read_files(pid, out));
-  WPCKPT_TRY(inject_queries(pid, tid, out, cancel));
-  WPCKPT_TRY_ASSIGN(out.shared_pending, ptrace::peek_pending(tid, true));
+  WPCKPT_TRY(inject_queries(pid, inj, out, cancel));
+  WPCKPT_TRY_ASSIGN(out.shared_pending, ptrace::peek_pending(inj.tid(), true));
   out.xcr0 = ptrace::xcr0();
   out.xsave_size = ptrace::xsave_size();
   return read_vdso(pid, out);

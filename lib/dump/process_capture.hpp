@@ -9,14 +9,17 @@
 #include <atomic>
 
 #include "lib/base/result.hpp"
+#include "lib/ptrace/injector.hpp"
 #include "lib/state/process_state.hpp"
 
 namespace wpckpt::dump {
 
-// `tid`: a thread of `pid` frozen by the calling thread. Fills every
-// process-wide field of `out` (threads, mappings and fds are not touched).
-// `cancel` (may be null) is polled between injected calls.
-Result<void> capture_process(pid_t pid, pid_t tid, state::ProcessState& out, const std::atomic<bool>* cancel);
+// `inj`: prepared on a thread of `pid` frozen by the calling thread; the
+// caller cures it. Fills every process-wide field of `out` (threads, mappings
+// and fds are not touched). `cancel` (may be null) is polled between the
+// injected timer queries and the batch of the others.
+Result<void> capture_process(pid_t pid, ptrace::Injector& inj, state::ProcessState& out,
+                             const std::atomic<bool>* cancel);
 
 // Small /proc helpers shared by the dump captures.
 Result<std::string> read_text(const std::string& path);

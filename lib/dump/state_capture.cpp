@@ -1,6 +1,7 @@
 #include "lib/dump/state_capture.hpp"
 
 #include <chrono>
+#include <memory>
 
 #include "lib/base/log.hpp"
 #include "lib/dump/fault_point.hpp"
@@ -33,14 +34,21 @@ Result<state::ProcessState> capture_state(pid_t pid, const fds::CaptureOptions& 
   auto t_fds = Clock::now();
   st.fds = std::move(fds.fds);
   st.tracking = std::move(fds.tracking);
+  // One injector per thread; the main thread's serves the process-wide
+  // queries too (a scratch area mapped and unmapped once).
+  std::unique_ptr<ptrace::Injector> main_injector;
   for (pid_t tid : frozen.tids()) {
     WPCKPT_TRY(check_cancel());
-    WPCKPT_TRY_ASSIGN(auto t, capture_thread(pid, tid));
+    WPCKPT_TRY_ASSIGN(auto inj, ptrace::Injector::prepare(tid));
+    WPCKPT_TRY_ASSIGN(auto t, capture_thread(pid, tid, *inj));
     st.threads.push_back(std::move(t));
+    if (tid == frozen.tids().front()) main_injector = std::move(inj);
+    else WPCKPT_TRY(inj->cure());
   }
   WPCKPT_TRY(check_cancel());
   auto t_threads = Clock::now();
-  WPCKPT_TRY(capture_process(pid, frozen.tids().front(), st, cancel));
+  WPCKPT_TRY(capture_process(pid, *main_injector, st, cancel));
+  WPCKPT_TRY(main_injector->cure());
   auto t_process = Clock::now();
   // After every injector is cured: no scratch area left to skip.
   WPCKPT_TRY_ASSIGN(st.mappings, capture_mappings(pid, {.smaps_before_freeze = smaps_before_freeze}));

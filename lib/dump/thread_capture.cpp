@@ -4,7 +4,9 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
+#include <array>
 #include <cstring>
+#include <vector>
 
 #include "lib/base/log.hpp"
 #include "lib/ptrace/injector.hpp"
@@ -12,39 +14,42 @@
 
 namespace wpckpt::dump {
 
-Result<state::ThreadState> capture_thread(pid_t pid, pid_t tid) {
+Result<state::ThreadState> capture_thread(pid_t pid, pid_t tid, ptrace::Injector& inj) {
   state::ThreadState t;
   t.tid = tid;
   t.is_main = tid == pid;
-  WPCKPT_TRY_ASSIGN(ptrace::Registers regs, ptrace::get_regs(tid));
+  ptrace::Registers regs = inj.saved_regs();
   WPCKPT_TRY_ASSIGN(t.xsave, ptrace::get_xsave(tid));
-  WPCKPT_TRY_ASSIGN(t.sigmask, ptrace::get_sigmask(tid));
+  t.sigmask = inj.saved_sigmask();
   WPCKPT_TRY_ASSIGN(t.pending, ptrace::peek_pending(tid, false));
   WPCKPT_TRY_ASSIGN(ptrace::RseqConfig rseq, ptrace::get_rseq(tid));
   t.rseq = {rseq.abi_pointer, rseq.abi_size, rseq.signature};
 
-  WPCKPT_TRY_ASSIGN(auto inj, ptrace::Injector::prepare(tid));
-  WPCKPT_TRY_ASSIGN(bool in_rseq, ptrace::rseq_fixup_ip(inj->mem_fd(), rseq, regs));
+  WPCKPT_TRY_ASSIGN(bool in_rseq, ptrace::rseq_fixup_ip(inj.mem_fd(), rseq, regs));
   if (in_rseq) log::debug("thread {} was inside an rseq critical section: it resumes at its abort handler", tid);
   static_assert(sizeof(regs) == sizeof(t.regs));
   std::memcpy(&t.regs, &regs, sizeof regs);
 
-  // sigaltstack(NULL, &old)
-  WPCKPT_TRY(inj->checked_syscall("injected sigaltstack", "thread " + std::to_string(tid), SYS_sigaltstack, 0,
-                                  inj->data()));
+  // sigaltstack(NULL, &old); prctl(PR_GET_TID_ADDRESS) (glibc's pthread_join
+  // relies on it); prctl(PR_GET_NAME): 16 bytes, NUL-terminated.
+  const uint64_t altstack = inj.data(), tid_address = altstack + 32, name_at = tid_address + 16;
+  const ptrace::Injector::Call calls[] = {{SYS_sigaltstack, {0, altstack}},
+                                          {SYS_prctl, {PR_GET_TID_ADDRESS, tid_address}},
+                                          {SYS_prctl, {PR_GET_NAME, name_at}}};
+  WPCKPT_TRY_ASSIGN(std::vector<long> rc, inj.batch(calls));
+  const std::string context = "thread " + std::to_string(tid);
+  if (rc[0] != 0) return make_error(static_cast<int>(-rc[0]), "injected sigaltstack", context);
+  if (rc[2] != 0) return make_error(static_cast<int>(-rc[2]), "injected prctl(PR_GET_NAME)", context);
+  // One read for all three results.
+  static_assert(sizeof(stack_t) <= 32);
+  std::array<char, 64> out{};
+  WPCKPT_TRY(inj.read(altstack, out.data(), out.size()));
   stack_t ss{};
-  WPCKPT_TRY(inj->read(inj->data(), &ss, sizeof ss));
+  std::memcpy(&ss, out.data(), sizeof ss);
   t.altstack = {reinterpret_cast<uint64_t>(ss.ss_sp), ss.ss_flags, ss.ss_size};
-  // prctl(PR_GET_TID_ADDRESS, &out): glibc's pthread_join relies on it.
-  WPCKPT_TRY_ASSIGN(long rc, inj->syscall(SYS_prctl, PR_GET_TID_ADDRESS, inj->data()));
-  if (rc == 0) WPCKPT_TRY(inj->read(inj->data(), &t.clear_child_tid, sizeof t.clear_child_tid));
-  // prctl(PR_GET_NAME, buf): 16 bytes, NUL-terminated.
-  WPCKPT_TRY(inj->checked_syscall("injected prctl(PR_GET_NAME)", "thread " + std::to_string(tid), SYS_prctl,
-                                  PR_GET_NAME, inj->data()));
-  char name[16] = {};
-  WPCKPT_TRY(inj->read(inj->data(), name, sizeof name));
-  t.name.assign(name, ::strnlen(name, sizeof name));
-  WPCKPT_TRY(inj->cure());
+  if (rc[1] == 0) std::memcpy(&t.clear_child_tid, out.data() + (tid_address - altstack), sizeof t.clear_child_tid);
+  const char* name = out.data() + (name_at - altstack);
+  t.name.assign(name, ::strnlen(name, 16));
   return t;
 }
 

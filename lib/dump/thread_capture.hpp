@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include "lib/base/result.hpp"
+#include "lib/ptrace/injector.hpp"
 #include "lib/state/process_state.hpp"
 
 namespace wpckpt::dump {
@@ -15,6 +16,8 @@ namespace wpckpt::dump {
 // keeps orig_rax and the -ERESTART* rax: restore restarts the call), except
 // the rseq fix-up: an IP inside an rseq critical section moves to its abort
 // handler, as the kernel would do on return to user mode.
-Result<state::ThreadState> capture_thread(pid_t pid, pid_t tid);
+// `inj` is prepared on `tid` (its saved registers and mask are the thread's
+// own); the caller cures it.
+Result<state::ThreadState> capture_thread(pid_t pid, pid_t tid, ptrace::Injector& inj);
 
 }  // namespace wpckpt::dump

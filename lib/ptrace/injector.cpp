@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/core.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -9,6 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -119,28 +121,32 @@ Injector::~Injector() {
   if (!r) log::warn("restoring thread {} after syscall injection: {}", tid_, r.error().message());
 }
 
+Result<void> Injector::note_stop(const Stop& stop) {
+  switch (stop.kind) {
+    case StopKind::Exited:
+      return make_error(ESRCH, "injected syscall", thread_context(tid_)).with_hint("the thread exited meanwhile");
+    case StopKind::NewThread:
+      if ((stop.status >> 16) == PTRACE_EVENT_CLONE && stop.new_tid > 0) new_threads_.push_back(stop.new_tid);
+      break;
+    case StopKind::SignalStop:
+      // Only unblockable or synchronous signals get here (the mask is
+      // full): keep it from interfering now, send it again at cure.
+      suppressed_signals_.push_back(stop.signal);
+      break;
+    case StopKind::EventStop:  // a group stop or a stray interrupt: go on
+    case StopKind::SyscallStop:
+      break;
+  }
+  return ok();
+}
+
 Result<Registers> Injector::run(Registers regs) {
   WPCKPT_TRY(set_regs(tid_, regs));
   WPCKPT_TRY(resume(PTRACE_SYSCALL, tid_, 0, "PTRACE_SYSCALL"));
   for (int syscall_stops = 0;;) {
     WPCKPT_TRY_ASSIGN(Stop stop, wait_stop(tid_));
-    switch (stop.kind) {
-      case StopKind::Exited:
-        return make_error(ESRCH, "injected syscall", thread_context(tid_)).with_hint("the thread exited meanwhile");
-      case StopKind::SyscallStop:
-        if (++syscall_stops == 2) return get_regs(tid_);  // entry, then exit
-        break;
-      case StopKind::NewThread:
-        if ((stop.status >> 16) == PTRACE_EVENT_CLONE && stop.new_tid > 0) new_threads_.push_back(stop.new_tid);
-        break;
-      case StopKind::EventStop:
-        break;  // a group stop or a stray interrupt: go on
-      case StopKind::SignalStop:
-        // Only unblockable or synchronous signals get here (the mask is
-        // full): keep it from interfering now, send it again at cure.
-        suppressed_signals_.push_back(stop.signal);
-        break;
-    }
+    if (stop.kind == StopKind::SyscallStop && ++syscall_stops == 2) return get_regs(tid_);  // entry, then exit
+    WPCKPT_TRY(note_stop(stop));
     WPCKPT_TRY(resume(PTRACE_SYSCALL, tid_, 0, "PTRACE_SYSCALL"));
   }
 }
@@ -153,7 +159,6 @@ Result<long> Injector::call_at(uint64_t site, long nr, const uint64_t (&args)[6]
   r.rdi = args[0], r.rsi = args[1], r.rdx = args[2], r.r10 = args[3], r.r8 = args[4], r.r9 = args[5];
   WPCKPT_TRY_ASSIGN(Registers after, run(r));
   bool from_stub = scratch_ != 0 && site == scratch_ + stub::kSyscallOffset;
-  parked_in_stub_ = from_stub;
   // Outside the stub nothing follows the syscall that could recover the
   // thread: park it on its own (restart-applied) registers at once.
   if (!from_stub) WPCKPT_TRY(set_regs(tid_, with_restart_applied(saved_)));
@@ -172,6 +177,66 @@ Result<long> Injector::checked_syscall(const char* what, const std::string& cont
   WPCKPT_TRY_ASSIGN(long r, syscall(nr, a1, a2, a3, a4, a5, a6));
   if (uapi::is_syscall_error(r)) return make_error(static_cast<int>(-r), what, context);
   return r;
+}
+
+Result<std::vector<long>> Injector::batch(std::span<const Call> calls) {
+  if (cured_ || scratch_ == 0)
+    return make_error(EINVAL, "injected batch", thread_context(tid_)).with_hint("the injector is cured");
+  if (calls.size() > kBatchMaxCalls)
+    return make_error(E2BIG, "injected batch", fmt::format("{} calls (at most {})", calls.size(), kBatchMaxCalls));
+  // Layout at batch_table(): the done flag, the wait's timespec, the entries.
+  const uint64_t flag = batch_table(), timeout = flag + 16, table = flag + 32;
+  static_assert(stub::kBatchEntryWords == 8);
+  std::vector<uint64_t> words(4 + calls.size() * stub::kBatchEntryWords, 0);
+  words[2] = kBatchWaitSeconds;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    uint64_t* e = &words[4 + i * stub::kBatchEntryWords];
+    e[0] = static_cast<uint64_t>(calls[i].nr);
+    std::copy(calls[i].args.begin(), calls[i].args.end(), e + 1);
+  }
+  WPCKPT_TRY(write(flag, words.data(), words.size() * sizeof(uint64_t)));
+  Registers r = saved_;
+  r.rip = scratch_ + stub::batch_offset();
+  r.orig_rax = static_cast<uint64_t>(-1);
+  r.r12 = table, r.r13 = calls.size(), r.r14 = flag, r.r15 = timeout;
+  WPCKPT_TRY(set_regs(tid_, r));
+  WPCKPT_TRY(resume(PTRACE_CONT, tid_, 0, "PTRACE_CONT"));
+  WPCKPT_TRY(wait_batch_done(flag));
+  WPCKPT_TRY(read(table, words.data() + 4, calls.size() * stub::kBatchEntryWords * sizeof(uint64_t)));
+  std::vector<long> results(calls.size());
+  for (size_t i = 0; i < calls.size(); ++i)
+    results[i] = static_cast<long>(words[4 + i * stub::kBatchEntryWords + 7]);
+  return results;
+}
+
+Result<void> Injector::wait_batch_done(uint64_t flag) {
+  // The calls take microseconds: poll the flag, yielding the CPU, and take
+  // any stop the thread reports meanwhile.
+  for (;;) {
+    uint64_t done = 0;
+    WPCKPT_TRY(read(flag, &done, sizeof done));
+    if (done == 1) break;
+    if (done == 2)
+      return make_error(ETIMEDOUT, "injected batch", thread_context(tid_))
+          .with_hint(fmt::format("the thread waited {} s for wpckpt and went back to its own code (was wpckpt "
+                                 "stopped or starved?); nothing was captured from it. Run the command again",
+                                 kBatchWaitSeconds));
+    WPCKPT_TRY_ASSIGN(std::optional<Stop> stop, poll_stop(tid_));
+    if (stop) {
+      WPCKPT_TRY(note_stop(*stop));
+      WPCKPT_TRY(resume(PTRACE_CONT, tid_, 0, "PTRACE_CONT"));
+    }
+    ::sched_yield();
+  }
+  // Out of its sleep and into an event stop, letting other stops pass.
+  if (::ptrace(static_cast<__ptrace_request>(uapi::kPtraceInterrupt), tid_, nullptr, nullptr) != 0)
+    return errno_error("PTRACE_INTERRUPT", thread_context(tid_));
+  for (;;) {
+    WPCKPT_TRY_ASSIGN(Stop stop, wait_stop(tid_));
+    if (stop.kind == StopKind::EventStop) return ok();
+    WPCKPT_TRY(note_stop(stop));
+    WPCKPT_TRY(resume(PTRACE_CONT, tid_, 0, "PTRACE_CONT"));
+  }
 }
 
 Result<void> Injector::write(uint64_t addr, const void* data, size_t len) {

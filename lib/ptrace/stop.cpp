@@ -10,14 +10,9 @@
 namespace wpckpt::ptrace {
 long trace_options() { return uapi::kPtraceOTraceclone | PTRACE_O_TRACESYSGOOD; }
 
-Result<Stop> wait_stop(pid_t tid) {
-  int status = 0;
-  for (;;) {
-    pid_t r = ::waitpid(tid, &status, __WALL);
-    if (r == tid) break;
-    if (r < 0 && errno == EINTR) continue;
-    return errno_error("waitpid", fmt::format("thread {}", tid));
-  }
+namespace {
+
+Stop stop_from_status(pid_t tid, int status) {
   Stop stop;
   stop.status = status;
   if (WIFEXITED(status) || WIFSIGNALED(status)) return stop;
@@ -39,6 +34,26 @@ Result<Stop> wait_stop(pid_t tid) {
   }
   return stop;
 }
+
+Result<std::optional<Stop>> waited_stop(pid_t tid, int flags) {
+  int status = 0;
+  for (;;) {
+    pid_t r = ::waitpid(tid, &status, __WALL | flags);
+    if (r == tid) return std::optional<Stop>(stop_from_status(tid, status));
+    if (r == 0) return std::optional<Stop>();
+    if (r < 0 && errno == EINTR) continue;
+    return errno_error("waitpid", fmt::format("thread {}", tid));
+  }
+}
+
+}  // namespace
+
+Result<Stop> wait_stop(pid_t tid) {
+  WPCKPT_TRY_ASSIGN(std::optional<Stop> stop, waited_stop(tid, 0));
+  return *stop;
+}
+
+Result<std::optional<Stop>> poll_stop(pid_t tid) { return waited_stop(tid, WNOHANG); }
 
 Result<bool> wait_event_stop(pid_t tid, std::vector<pid_t>* new_threads) {
   for (;;) {

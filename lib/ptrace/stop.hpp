@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <vector>
 
 #include "lib/base/result.hpp"
@@ -35,6 +36,8 @@ struct Stop {
 
 // waitpid(tid, __WALL), retried on EINTR.
 Result<Stop> wait_stop(pid_t tid);
+// The same without blocking: nullopt while the thread has nothing to report.
+Result<std::optional<Stop>> poll_stop(pid_t tid);
 
 // Brings a seized thread into PTRACE_EVENT_STOP (the state the freezer
 // leaves threads in): interrupts it and lets it pass any other stop first,

@@ -15,6 +15,14 @@ std::span<const uint8_t> code();
 constexpr uint64_t kSyscallOffset = 0;
 constexpr uint64_t kRecoveryOffset = 2;  // where a `syscall` at offset 0 returns to
 
+// The batch entry: runs a table of calls, sets the done flag to 1 and sleeps
+// in ppoll until the tracer interrupts it; if the sleep times out (the
+// tracer died), it sets the flag to 2 and takes the recovery path. ppoll,
+// not a futex: an interrupted timed futex wait replaces the thread's restart
+// block, which the syscall it was frozen in (nanosleep, poll) still needs.
+uint64_t batch_offset();
+constexpr size_t kBatchEntryWords = 8;  // nr, six arguments, result
+
 // The recovery block, at a fixed offset from the code (the code addresses it
 // rip-relative): r15 r14 r13 r12 rbp rbx r11 r10 r9 r8 rax rcx rdx rsi rdi
 // (user_regs_struct order), eflags, rsp, rip, signal mask.

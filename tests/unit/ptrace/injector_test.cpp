@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <vector>
 
 #include "lib/base/uapi/process.hpp"
 #include "lib/ptrace/freezer.hpp"
@@ -163,6 +164,108 @@ TEST(Injector, TracerDeathMidInjectionIsHarmless) {
       EXPECT_NE(status_text.find("SigBlk:\t0000000000000800"), std::string::npos) << status_text;
       EXPECT_NE(status_text.find("TracerPid:\t0"), std::string::npos);
     }
+  }
+}
+
+// A batch gives what the same calls give one by one, in order, and the
+// thread comes out of it as it went in.
+TEST(Injector, BatchRunsEveryCallInOrder) {
+  test::SelfcheckWorkload w({"-t", "2"});
+  auto frozen = Freezer::freeze(w.pid());
+  ASSERT_TRUE(frozen.ok()) << frozen.error().message();
+  pid_t tid = frozen->tids().back();
+  auto before = get_regs(tid);
+  ASSERT_TRUE(before.ok());
+  {
+    auto inj = Injector::prepare(tid);
+    ASSERT_TRUE(inj.ok()) << inj.error().message();
+    Injector& in = **inj;
+    const uint64_t usr1 = in.data(), usr2 = in.data() + 32;
+    std::vector<Injector::Call> calls = {
+        {SYS_getpid, {}},
+        {SYS_gettid, {}},
+        {SYS_close, {999999}},
+        {SYS_rt_sigaction, {SIGUSR1, 0, usr1, 8}},
+        {SYS_rt_sigaction, {SIGUSR2, 0, usr2, 8}},
+        {SYS_mmap, {0, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, static_cast<uint64_t>(-1), 0}},
+    };
+    auto rc = in.batch(calls);
+    ASSERT_TRUE(rc.ok()) << rc.error().message();
+    ASSERT_EQ(rc->size(), calls.size());
+    EXPECT_EQ((*rc)[0], w.pid());
+    EXPECT_EQ((*rc)[1], tid);
+    EXPECT_EQ((*rc)[2], -EBADF);
+    EXPECT_EQ((*rc)[3], 0);
+    EXPECT_EQ((*rc)[4], 0);
+    ASSERT_GT((*rc)[5], 0);
+    wpckpt::uapi::KernelSigaction act{};
+    ASSERT_TRUE(in.read(usr1, &act, sizeof act).ok());
+    EXPECT_NE(act.handler, 0u);
+    EXPECT_TRUE(act.flags & SA_RESTART);
+    ASSERT_TRUE(in.read(usr2, &act, sizeof act).ok());
+    EXPECT_EQ(act.handler, 0u) << "SIG_DFL";
+    // A single call after a batch, then a second batch that uses the first's result.
+    auto unmapped = in.syscall(SYS_munmap, static_cast<uint64_t>((*rc)[5]), 8192);
+    ASSERT_TRUE(unmapped.ok());
+    EXPECT_EQ(*unmapped, 0);
+    std::vector<Injector::Call> again(Injector::kBatchMaxCalls, Injector::Call{SYS_getppid, {}});
+    auto rc2 = in.batch(again);
+    ASSERT_TRUE(rc2.ok()) << rc2.error().message();
+    for (long v : *rc2) EXPECT_EQ(v, getpid());
+    again.push_back({SYS_getppid, {}});
+    EXPECT_EQ(in.batch(again).error().err, E2BIG);
+    ASSERT_TRUE(in.cure().ok());
+  }
+  EXPECT_EQ(maps_of(w.pid()).find("rwxp"), std::string::npos);
+  EXPECT_TRUE(same_regs(*before, *get_regs(tid)));
+  frozen->detach();
+  EXPECT_TRUE(w.keeps_computing()) << w.output();
+}
+
+// The tracer dies while a batch runs (a slow call in it) and, in the second
+// round, while the thread waits after its batch: either way the thread
+// finishes, waits kBatchWaitSeconds for nobody and goes back to its own code.
+TEST(Injector, TracerDeathDuringOrAfterBatchIsHarmless) {
+  test::SelfcheckWorkload w;
+  for (int round = 0; round < 2; ++round) {
+    int ready[2];
+    ASSERT_EQ(pipe(ready), 0);
+    pid_t tracer = fork();
+    ASSERT_GE(tracer, 0);
+    if (tracer == 0) {
+      close(ready[0]);
+      auto frozen = Freezer::freeze(w.pid());
+      if (!frozen) _exit(2);
+      auto inj = Injector::prepare(w.pid());
+      if (!inj) _exit(3);
+      struct timespec nap {0, 300'000'000};
+      if (!(*inj)->write((*inj)->data(), &nap, sizeof nap)) _exit(4);
+      std::vector<Injector::Call> calls = {{SYS_getpid, {}}};
+      if (round == 0) calls.push_back({SYS_nanosleep, {(*inj)->data(), 0}});
+      char c = 'k';
+      if (round == 0 && write(ready[1], &c, 1) != 1) _exit(5);
+      auto rc = (*inj)->batch(calls);  // round 0: killed in here
+      if (!rc) _exit(6);
+      if (write(ready[1], &c, 1) != 1) _exit(5);
+      raise(SIGKILL);  // round 1: dies with the thread waiting in the stub
+      _exit(7);
+    }
+    close(ready[1]);
+    char c = 0;
+    ASSERT_EQ(read(ready[0], &c, 1), 1) << "tracer failed";
+    close(ready[0]);
+    if (round == 0) {
+      usleep(100'000);
+      kill(tracer, SIGKILL);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(tracer, &status, 0), tracer);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "tracer exited " << WEXITSTATUS(status);
+    ASSERT_TRUE(w.keeps_computing()) << "round " << round << ": " << w.output();
+    EXPECT_NE(maps_of(w.pid()).find("rwxp"), std::string::npos) << "the thread was not mid-injection";
+    std::string status_text = test::read_file("/proc/" + std::to_string(w.pid()) + "/status");
+    EXPECT_NE(status_text.find("SigBlk:\t0000000000000800"), std::string::npos) << status_text;
+    EXPECT_NE(status_text.find("TracerPid:\t0"), std::string::npos);
   }
 }
 
