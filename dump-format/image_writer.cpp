@@ -116,6 +116,28 @@ class Writer final : public ImageWriter {
     return ok();
   }
 
+  void warm_up() override {
+    if (workers_ || failed_ || committed_) return;
+    start_workers(true);
+    std::vector<std::unique_ptr<OrderedWorkers::Slot>> slots;
+    for (unsigned i = 0; i < threads_; ++i) {
+      slots.push_back(workers_->take_slot());
+      // Populated and then written once from here: on this paravirtualized
+      // guest a populated page still costs ~4 µs at its first store from
+      // user mode (1 MiB: 1.0-1.4 ms, then 21 µs).
+      for (auto* v : {&slots.back()->in, &slots.back()->out}) {
+        size_t bytes = v == &slots.back()->in ? batch_bytes_ : frame_compress_bound(batch_bytes_);
+        reserve_populated(*v, bytes);
+        v->resize(bytes);
+        v->clear();
+      }
+    }
+    for (auto& s : slots) workers_->recycle(std::move(s));
+    // The workers are idle: their compressors may be used from here.
+    std::vector<std::byte> frame(frame_bytes_), out;
+    for (auto& c : compressors_) (void)c->compress(frame, out);
+  }
+
   Result<CommitInfo> commit() override {
     WPCKPT_TRY(usable());
     auto r = finish();

@@ -45,11 +45,26 @@ class LocalSink final : public ImageSink {
     return ok();
   }
 
+  // Written now, made durable at commit with the rest: writeback starts at
+  // once, and on a journaling file system the first fsync of commit() then
+  // carries every file in one journal commit instead of one commit per file
+  // (1.3 ms of a 10 ms final dump's freeze here).
   Result<void> write_file(const std::string& name, std::span<const std::byte> bytes) override {
-    return write_private_file(tmp_ / name, bytes);
+    if (streams_.count(name)) return make_error(EEXIST, "write", (tmp_ / name).string());
+    WPCKPT_TRY(append(name, bytes));
+    Stream& s = streams_.at(name);
+    ::sync_file_range(s.fd.get(), static_cast<off_t>(s.synced), static_cast<off_t>(s.size - s.synced),
+                      SYNC_FILE_RANGE_WRITE);
+    s.synced = s.size;
+    return ok();
   }
 
   Result<void> commit() override {
+    // Writeback of every stream first, so that no fsync waits for the next.
+    for (auto& [name, s] : streams_)
+      if (s.size > s.synced)
+        ::sync_file_range(s.fd.get(), static_cast<off_t>(s.synced), static_cast<off_t>(s.size - s.synced),
+                          SYNC_FILE_RANGE_WRITE);
     for (auto& [name, s] : streams_) WPCKPT_TRY(fsync_fd(s.fd.get(), tmp_ / name));
     if (check_) WPCKPT_TRY(check_(tmp_));
     WPCKPT_TRY(commit_directory(tmp_, dir_, target_));

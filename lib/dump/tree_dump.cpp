@@ -31,6 +31,7 @@ uint64_t micros(Clock::duration d) {
 }
 
 constexpr int kFreezeAttempts = 3;
+constexpr size_t kWarmMembers = 4;
 
 Result<void> refuse_page_server(bool to_page_server, std::string_view verb, pid_t root) {
   if (!to_page_server) return ok();
@@ -120,6 +121,9 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
     m->pid = pid;
     WPCKPT_TRY_ASSIGN(m->target, open_image_target(out.member(pid), member_parent(r.prev_images_dir, pid, r.pid),
                                                    std::nullopt, image::ImageKind::Dump, wopts));
+    // Workers warmed before the freeze for a small tree only: each costs
+    // two threads and ~6 MiB, and a large tree's freeze is its copy anyway.
+    if (live_pids(tree).size() <= kWarmMembers) m->target.writer->warm_up();
     auto attached = attach::ensure_tracked(pid);
     if (!attached) return member_failed(std::move(attached).error(), "dump", pid, r.pid, last_attempt);
     m->attach = *attached;
