@@ -5,7 +5,7 @@
 # exactly the output of an uninterrupted run.
 #   pipeline   sh -c 'seq | sort -r | gzip -9 > out.gz': four processes, pipes
 #              between them, the shell waiting for its children
-#   pipeline -R  the same pipeline dumped once with dump -R (each process's
+#   pipeline -R  the same pipeline (sort -S: no temporary files) dumped once with dump -R (each process's
 #              memory read from a copy-on-write copy while the tree runs on),
 #              then killed a moment later and restored from that image
 #   make -j2   make with its jobserver pipe, sh and gcc (cc1, as) compiling a
@@ -30,6 +30,11 @@ W = sys.argv[1]
 # Runs about 5 s untraced (gzip -9; -1 took 0.8 s and sometimes ended before
 # the dump froze it): the tree must still be there when it is dumped.
 PIPELINE = ["sh", "-c", "seq 1 3000000 | sort -r | gzip -9 > out.gz"]
+# For dump -R: sort keeps everything in memory (-S). With its default buffer
+# it spills to /tmp/sortXXXX files and deletes them once merged; the original
+# runs on after dump -R and may delete them before it is killed, and then no
+# restore can reopen them (the image names files, it does not copy them).
+PIPELINE_IN_MEMORY = ["sh", "-c", "seq 1 3000000 | sort -S 512M -r | gzip -9 > out.gz"]
 
 
 def descendants(pid):
@@ -119,7 +124,7 @@ def pipeline_leave_running(cwd):
     log = os.path.join(cwd, "pipeline-R.log")
     show_on_failure.append(log)
     with open(log, "w") as out:
-        proc = subprocess.Popen([W, "run", "--", *PIPELINE],
+        proc = subprocess.Popen([W, "run", "--", *PIPELINE_IN_MEMORY],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=cwd)
     ours.append(proc.pid)
     wait_for(lambda: any(comm(p) == "gzip" for p in descendants(proc.pid)), "the pipeline did not start", 120)
