@@ -29,7 +29,9 @@ W = sys.argv[1]
 
 # Runs about 5 s untraced (gzip -9; -1 took 0.8 s and sometimes ended before
 # the dump froze it): the tree must still be there when it is dumped.
-PIPELINE = ["sh", "-c", "seq 1 3000000 | sort -r | gzip -9 > out.gz"]
+# sort spills to $TMPDIR: the test's own directory, so a killed sort's files
+# go with it.
+PIPELINE = ["sh", "-c", "seq 1 3000000 | TMPDIR=. sort -r | gzip -9 > out.gz"]
 # For dump -R: sort keeps everything in memory (-S). With its default buffer
 # it spills to /tmp/sortXXXX files and deletes them once merged; the original
 # runs on after dump -R and may delete them before it is killed, and then no
