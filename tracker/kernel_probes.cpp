@@ -17,6 +17,7 @@
 #include "lib/base/uapi/pagemap_scan.hpp"
 #include "lib/base/uapi/userfaultfd.hpp"
 #include "lib/base/unique_fd.hpp"
+#include "tracker/proc_maps.hpp"
 
 namespace wpckpt::tracker {
 namespace {
@@ -199,6 +200,25 @@ ProbeOutcome probe_soft_dirty() {
   });
 }
 
+// /proc/PID/smaps marks an area that ever had a guard region installed
+// ("gu", VM_MAYBE_GUARD; sticky): a dump then looks for guard markers only
+// in those areas instead of walking every area's page tables.
+ProbeOutcome probe_smaps_guard_flag() {
+  ScratchMapping mem(2);
+  if (!mem.addr) return {false, errno_text("mmap", errno)};
+  if (madvise(mem.addr, ScratchMapping::kPage, kMadvGuardInstall) != 0) return {false, errno_text("MADV_GUARD_INSTALL", errno)};
+  auto vmas = read_smaps(::getpid());
+  if (!vmas) return {false, vmas.error().message()};
+  const auto addr = reinterpret_cast<uint64_t>(mem.addr);
+  for (const Vma& v : *vmas) {
+    if (addr < v.start || addr >= v.end) continue;
+    for (const std::string& f : v.vm_flags)
+      if (f == "gu") return {true, "ok"};
+    return {false, "an area with a guard region shows no \"gu\" in its VmFlags"};
+  }
+  return {false, "the scratch area is missing from /proc/self/smaps"};
+}
+
 // MISSING mode end to end: register a page, fill it with UFFDIO_COPY.
 ProbeOutcome probe_uffd_missing() {
   UniqueFd uffd = open_any_uffd();
@@ -324,6 +344,9 @@ std::vector<FeatureProbe> kernel_probes() {
                       [bit] { return probe_pagemap_scan_category(bit); }, {}});
     if (c.needed) needed_for_checkpoints(probes.back());
   }
+  probes.push_back({"smaps_guard_flag", "smaps marks areas that may hold guard regions (VmFlags \"gu\")",
+                    "a dump walks the page tables of every area for guard regions while the process is frozen "
+                    "(about 3 ns a page)", false, probe_smaps_guard_flag, {}});
   probes.push_back({"soft_dirty", "soft-dirty page bits (CONFIG_MEM_SOFT_DIRTY, what CRIU uses)",
                     "nothing: wpckpt tracks with async write-protect", false, probe_soft_dirty, {}});
   return probes;

@@ -12,14 +12,15 @@ namespace wpckpt::tracker {
 using uapi::PageRegion;
 using uapi::PmScanArg;
 
-Result<PagemapScanner> PagemapScanner::open(pid_t pid) {
+Result<PagemapScanner> PagemapScanner::open(pid_t pid, size_t vec_len) {
   std::string path = "/proc/" + std::to_string(pid) + "/pagemap";
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return errno_error("open", path);
-  return PagemapScanner(std::move(fd));
+  return PagemapScanner(std::move(fd), vec_len);
 }
 
-PagemapScanner::PagemapScanner(UniqueFd fd, size_t vec_len) : fd_(std::move(fd)), vec_(vec_len) {}
+PagemapScanner::PagemapScanner(UniqueFd fd, size_t vec_len)
+    : fd_(std::move(fd)), vec_(new uapi::PageRegion[vec_len]), vec_len_(vec_len) {}
 
 Result<void> PagemapScanner::scan(const ScanRequest& request, const RegionFn& fn) {
   PageRegion pending{0, 0, 0};
@@ -39,8 +40,8 @@ Result<void> PagemapScanner::scan(const ScanRequest& request, const RegionFn& fn
                 (request.check_wp_async ? uapi::kPmScanCheckWpasync : 0);
     arg.start = cursor;
     arg.end = request.end;
-    arg.vec = reinterpret_cast<uint64_t>(vec_.data());
-    arg.vec_len = vec_.size();
+    arg.vec = reinterpret_cast<uint64_t>(vec_.get());
+    arg.vec_len = vec_len_;
     arg.category_mask = request.category_mask;
     arg.category_anyof_mask = request.category_anyof_mask;
     arg.category_inverted = request.category_inverted;
@@ -55,10 +56,10 @@ Result<void> PagemapScanner::scan(const ScanRequest& request, const RegionFn& fn
     // A vector that did not fill means the walk reached the end, whatever
     // walk_end says: it can keep a stale value from the kernel's internal
     // 512-region flushes (docs/KERNEL.md §3 and §11).
-    if (static_cast<size_t>(n) < vec_.size()) break;
+    if (static_cast<size_t>(n) < vec_len_) break;
     // Full vector: pages past walk_end were neither reported nor protected.
     uint64_t next = arg.walk_end;
-    uint64_t last_end = vec_[vec_.size() - 1].end;
+    uint64_t last_end = vec_[vec_len_ - 1].end;
     if (next <= cursor) next = last_end;
     if (next <= cursor) return make_error(EIO, "PAGEMAP_SCAN made no progress", range_text(cursor, request.end));
     cursor = next;

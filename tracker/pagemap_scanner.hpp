@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "lib/base/result.hpp"
@@ -35,8 +36,10 @@ constexpr uint64_t kScanReturnMask = uapi::kPageIsWritten | uapi::kPageIsPresent
 
 class PagemapScanner {
  public:
-  static Result<PagemapScanner> open(pid_t pid);
-  explicit PagemapScanner(UniqueFd fd, size_t vec_len = 4096);
+  // vec_len: regions one ioctl may return (a longer walk takes more calls).
+  static Result<PagemapScanner> open(pid_t pid, size_t vec_len = kDefaultVecLen);
+  explicit PagemapScanner(UniqueFd fd, size_t vec_len = kDefaultVecLen);
+  static constexpr size_t kDefaultVecLen = 4096;
 
   // Regions in ascending order, adjacent ones with equal categories merged.
   using RegionFn = std::function<void(const uapi::PageRegion&)>;
@@ -47,7 +50,11 @@ class PagemapScanner {
 
  private:
   UniqueFd fd_;
-  std::vector<uapi::PageRegion> vec_;
+  // Left uninitialised: only the kernel writes it, and only as far as it
+  // reports, so a scan that finds little touches few of its pages (a first
+  // touch costs ~10 us a page here, and scans run while the process is frozen).
+  std::unique_ptr<uapi::PageRegion[]> vec_;
+  size_t vec_len_ = 0;
   uint64_t calls_ = 0;
 };
 

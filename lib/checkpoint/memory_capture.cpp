@@ -43,13 +43,19 @@ uint64_t realtime_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
+int64_t micros_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(b - a).count();
+}
+
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Kernel behaviour a delta relies on (KERNEL-FACTS section 5): without it
+// some written pages go unreported, so every iteration is taken whole.
+constexpr const char* kDeltaFeatures[] = {"uffd_wp_unpopulated", "discarded_pages_written"};
 
 // Why the parent's delta cannot be trusted, or "" when it can.
 std::string distrust_reason(const nlohmann::json* parent_metadata, const tracker::AgentLink& link, uint64_t& parent_ns) {
-  // Kernel behaviour a delta relies on (KERNEL-FACTS section 5): without it
-  // some written pages go unreported, so every iteration is taken whole.
-  for (const char* key : {"uffd_wp_unpopulated", "discarded_pages_written"}) {
+  for (const char* key : kDeltaFeatures) {
     if (!probe::has_feature(key)) return std::string("feature ") + key + " is missing or switched off (see `wpckpt check`)";
   }
   if (parent_metadata == nullptr) return "first iteration";
@@ -319,16 +325,17 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
     auto t_fork = Clock::now();
     WPCKPT_TRY_ASSIGN(pid_t copy, options.copy_from_fork(fork));
     if (fork) copy_pid = copy;
-    auto us = [](auto a, auto b) { return std::chrono::duration_cast<std::chrono::microseconds>(b - a).count(); };
     log::debug("snapshot, frozen (us): link+plan {}, scan {} ({} pages), jobs {} ({}), read frozen {} ({} pages), "
                "{} {}",
-               us(t_begin, t_scan), us(t_scan, t_jobs), stats.pages_scanned, us(t_jobs, t_early), jobs.size(),
-               us(t_early, t_fork), stats.pages_read_before_fork, fork ? "fork" : "resume", us(t_fork, Clock::now()));
+               micros_between(t_begin, t_scan), micros_between(t_scan, t_jobs), stats.pages_scanned,
+               micros_between(t_jobs, t_early), jobs.size(), micros_between(t_early, t_fork),
+               stats.pages_read_before_fork, fork ? "fork" : "resume", micros_between(t_fork, Clock::now()));
   }
   // A snapshot's copy is read through /proc/PID/mem, never process_vm_readv:
   // that one pins the pages (FOLL_PIN), and pinning a page the copy shares
   // copy-on-write with the process makes the kernel unshare it, i.e. copy it
   // (docs/KERNEL.md §17): a 16 GiB snapshot ran out of memory that way.
+  auto t_copy = Clock::now();
   WPCKPT_TRY_ASSIGN(tracker::PageReader reader,
                     tracker::PageReader::open(copy_pid, tracker::PageReader::kDefaultBatchBytes,
                                               copy_pid == pid && probe::has_feature("process_vm_readv")));
@@ -338,6 +345,9 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
     WPCKPT_TRY(it != early.end() ? streamer.add_read(j.addr, it->second) : streamer.add(j));
   }
   WPCKPT_TRY(streamer.flush());
+  log::debug("memory capture of {} (us): link+plan {}, scan {} ({} pages), jobs {}, copy {} ({} pages)", pid,
+             micros_between(t_begin, t_scan), micros_between(t_scan, t_jobs), stats.pages_scanned,
+             micros_between(t_jobs, t_copy), micros_between(t_copy, Clock::now()), to_copy);
 
   if (stats.incremental && scan_ns > parent_ns && parent_ns != 0)
     stats.dirty_rate_pages_per_s = static_cast<double>(stats.pages_written) / (static_cast<double>(scan_ns - parent_ns) / 1e9);
@@ -351,6 +361,12 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
                                    {"uffd_route", link.route()},
                                    {"uffd_features", link.features()}});
   return stats;
+}
+
+void probe_capture_features() {
+  for (const char* key : kDeltaFeatures) probe::has_feature(key);
+  scan_return_mask();
+  probe::has_feature("process_vm_readv");
 }
 
 void fill_commit_stats(CaptureStats& stats, const image::CommitInfo& info) {

@@ -94,6 +94,10 @@ struct CaptureStats {
 Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const nlohmann::json* parent_metadata,
                                     const CaptureOptions& options);
 
+// Runs the kernel probes capture_memory asks (each once per wpckpt process):
+// called before a freeze so that they do not run inside it.
+void probe_capture_features();
+
 // Copies pages_stored, pages_zero, bytes_raw and bytes_compressed from a commit.
 void fill_commit_stats(CaptureStats& stats, const image::CommitInfo& info);
 

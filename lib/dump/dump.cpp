@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "lib/base/log.hpp"
+#include "lib/checkpoint/memory_capture.hpp"
 #include "lib/dump/attach_json.hpp"
 #include "lib/dump/fault_point.hpp"
 #include "lib/dump/fd_capture.hpp"
@@ -80,6 +81,8 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
   // The area flags need smaps, which walks every page table: read it while
   // the process runs; frozen, only areas that changed since are read again.
   auto smaps = tracker::read_smaps(r.pid);
+  probe_mapping_features();
+  checkpoint::probe_capture_features();
   auto t_freeze = Clock::now();
   rep.freeze_began = t_freeze;
   WPCKPT_TRY_ASSIGN(ptrace::Freezer frozen, ptrace::Freezer::freeze(r.pid));

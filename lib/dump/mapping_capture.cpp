@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include <algorithm>
 #include <optional>
 
 #include "lib/base/uapi/pagemap_scan.hpp"
@@ -17,6 +18,7 @@ namespace wpckpt::dump {
 namespace {
 
 constexpr const char kDeleted[] = " (deleted)";
+constexpr size_t kGuardVecLen = 64;
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -36,6 +38,15 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> guard_regions(tracker::Pagema
   std::vector<std::pair<uint64_t, uint64_t>> out;
   WPCKPT_TRY(scanner.scan(r, [&](const uapi::PageRegion& g) { out.emplace_back(g.start, g.end); }));
   return out;
+}
+
+// With smaps's "gu" flag (VM_MAYBE_GUARD, sticky) only areas that ever had a
+// guard region installed can hold one. Without the flag, or with VmFlags not
+// read (maps instead of smaps), every area may. The flags are the ones read
+// just before the freeze (docs/KERNEL.md §17: the window this leaves).
+bool may_hold_guards(const tracker::Vma& v, bool smaps_shows_guards) {
+  if (!smaps_shows_guards || v.vm_flags.empty()) return true;
+  return std::find(v.vm_flags.begin(), v.vm_flags.end(), "gu") != v.vm_flags.end();
 }
 
 // stat of `path`, true only if it is still the inode the area maps.
@@ -81,8 +92,10 @@ Result<std::vector<state::Mapping>> capture_mappings(pid_t pid, const MappingOpt
                                     : tracker::read_smaps(pid));
   std::optional<tracker::PagemapScanner> scanner;
   if (probe::has_feature("pagemap_scan_category_guard")) {
-    WPCKPT_TRY_ASSIGN(scanner, tracker::PagemapScanner::open(pid));
+    // Guard regions are few: a short output vector, resumed if it fills.
+    WPCKPT_TRY_ASSIGN(scanner, tracker::PagemapScanner::open(pid, kGuardVecLen));
   }
+  const bool smaps_shows_guards = probe::has_feature("smaps_guard_flag");
   std::vector<state::Mapping> out;
   for (const auto& v : vmas) {
     if (options.skip_end > options.skip_start && v.start >= options.skip_start && v.end <= options.skip_end) continue;
@@ -97,12 +110,17 @@ Result<std::vector<state::Mapping>> capture_mappings(pid_t pid, const MappingOpt
     m.vm_flags = v.vm_flags;
     bool special = tracker::is_kernel_provided(m.kind);
     if (v.inode != 0 && !special) m.file = mapped_file_identity(pid, v);
-    if (!special && scanner) {
+    if (!special && scanner && may_hold_guards(v, smaps_shows_guards)) {
       WPCKPT_TRY_ASSIGN(m.guards, guard_regions(*scanner, v));
     }
     out.push_back(std::move(m));
   }
   return out;
+}
+
+void probe_mapping_features() {
+  probe::has_feature("pagemap_scan_category_guard");
+  probe::has_feature("smaps_guard_flag");
 }
 
 }  // namespace wpckpt::dump

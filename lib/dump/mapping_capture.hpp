@@ -1,7 +1,6 @@
 // Every mapping of a frozen process as a state::Mapping: address, protection,
 // shared/private, kind (tracker/memory_kind.hpp; files with their identity)
-// and the guard
-// regions inside it. The pages themselves are the image's memory part
+// and the guard regions inside it. The pages themselves are the image's memory part
 // (lib/checkpoint/memory_capture.hpp); this is the layout restore rebuilds.
 #pragma once
 
@@ -23,5 +22,9 @@ struct MappingOptions {
 };
 
 Result<std::vector<state::Mapping>> capture_mappings(pid_t pid, const MappingOptions& options = {});
+
+// Runs the kernel probes capture_mappings asks (each once per wpckpt
+// process): called before a freeze so that they do not run inside it.
+void probe_mapping_features();
 
 }  // namespace wpckpt::dump

@@ -9,9 +9,11 @@
 #include <memory>
 
 #include "lib/base/log.hpp"
+#include "lib/checkpoint/memory_capture.hpp"
 #include "lib/dump/attach_json.hpp"
 #include "lib/dump/fault_point.hpp"
 #include "lib/dump/image_target.hpp"
+#include "lib/dump/mapping_capture.hpp"
 #include "lib/dump/state_capture.hpp"
 #include "lib/dump/tree_fds.hpp"
 #include "lib/dump/tree_image.hpp"
@@ -131,6 +133,8 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
     members.push_back(std::move(m));
   }
   if (r.cancel && r.cancel->load()) return interrupted_error(r.pid);
+  probe_mapping_features();
+  checkpoint::probe_capture_features();
 
   // Top down: a frozen parent forks no more, so its children are final.
   auto t_freeze = Clock::now();

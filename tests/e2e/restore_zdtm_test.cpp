@@ -3,12 +3,14 @@
 // restored, checks its own state and prints PASS. wpckpt restore (not
 // detached) ends with the workload's exit status.
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 
 #include <nlohmann/json.hpp>
 
 #include <fstream>
 
+#include "lib/base/uapi/memory.hpp"
 #include "tests/e2e/restore_helpers.hpp"
 
 namespace wpckpt::test {
@@ -74,6 +76,30 @@ TEST(RestoreZdtm, IntervalAndPosixTimersKeepTheirIdsAndFire) {
   ASSERT_FALSE(st.is_discarded());
   EXPECT_EQ(st.value("posix_timers", nlohmann::json::array()).size(), 2u) << st.dump().substr(0, 200);
   EXPECT_EQ(st.value("itimers", nlohmann::json::array()).size(), 1u);
+  restore_and_check(c);
+}
+
+// Guard regions (MADV_GUARD_INSTALL) come back exactly: two installed before
+// the pre-dump; after it, one removed (and its page written) and one added
+// in an area that had none (the dump looks for guards only in areas smaps
+// marks "gu", so this area must be marked by then).
+TEST(RestoreZdtm, GuardRegionsComeBackWhereTheyWere) {
+  void* probe = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(probe, MAP_FAILED);
+  bool guards = madvise(probe, 4096, uapi::kMadvGuardInstall) == 0;
+  munmap(probe, 4096);
+  if (!guards) GTEST_SKIP() << "this kernel has no MADV_GUARD_INSTALL (Linux 6.13+)";
+  Checkpointed c;
+  checkpoint(c, {workload("zdtm_guards")}, "READY", 1, [&] {
+    ASSERT_EQ(::kill(c.pid, SIGUSR2), 0);
+    ASSERT_TRUE(wait_until([&] { return read_file(c.out).find("GUARDED") != std::string::npos; })) << read_file(c.out);
+  });
+  auto st = nlohmann::json::parse(read_file(c.last / "process.json"), nullptr, false);
+  ASSERT_FALSE(st.is_discarded());
+  size_t guarded_areas = 0;
+  for (const auto& m : st.value("mappings", nlohmann::json::array()))
+    if (!m.value("guards", nlohmann::json::array()).empty()) ++guarded_areas;
+  EXPECT_EQ(guarded_areas, 2u) << "areas A and B hold guard regions";
   restore_and_check(c);
 }
 
