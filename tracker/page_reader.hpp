@@ -47,6 +47,10 @@ class PageReader {
   Result<void> read(std::span<const PageRun> runs, const DataFn& fn, const HoleFn& hole);
 
   const ReadStats& stats() const { return stats_; }
+  // Uses `buffer` (made beforehand) instead of the one it would make.
+  void adopt_buffer(PageBuffer&& buffer) {
+    if (buffer.capacity() > buffer_.capacity()) buffer_ = std::move(buffer);
+  }
 
  private:
   PageReader(pid_t pid, UniqueFd mem, size_t batch_bytes, bool use_vm_readv);

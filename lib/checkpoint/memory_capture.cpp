@@ -339,6 +339,7 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
   WPCKPT_TRY_ASSIGN(tracker::PageReader reader,
                     tracker::PageReader::open(copy_pid, tracker::PageReader::kDefaultBatchBytes,
                                               copy_pid == pid && probe::has_feature("process_vm_readv")));
+  if (options.copy_buffer) reader.adopt_buffer(std::move(*options.copy_buffer));
   PageStreamer streamer(writer, reader, stats, options.progress, to_copy);
   for (const PageJob& j : jobs) {
     auto it = early.find(j.addr);

@@ -60,6 +60,10 @@ nlohmann::json report_json(const DumpReport& d) {
 
 namespace {
 
+// The copy buffer made before the freeze: one huge page, 512 pages copied per
+// read; a larger delta grows it.
+constexpr size_t kCopyBufferBeforeFreeze = 2u << 20;
+
 // The dump of a process without children.
 Result<DumpReport> dump_one(const DumpRequest& r) {
   DumpReport rep;
@@ -83,6 +87,8 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
   auto smaps = tracker::read_smaps(r.pid);
   probe_mapping_features();
   checkpoint::probe_capture_features();
+  PageBuffer copy_buffer;
+  copy_buffer.reserve(kCopyBufferBeforeFreeze);
   auto t_freeze = Clock::now();
   rep.freeze_began = t_freeze;
   WPCKPT_TRY_ASSIGN(ptrace::Freezer frozen, ptrace::Freezer::freeze(r.pid));
@@ -106,6 +112,7 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
   checkpoint::CaptureOptions copts;
   copts.target_stopped = true;
   copts.progress = r.progress;
+  copts.copy_buffer = &copy_buffer;
   std::optional<ForkedCopy> copy;  // a snapshot's: released after the commit
   Clock::time_point t_resumed;
   if (r.snapshot) {
