@@ -28,6 +28,19 @@ static_assert(Injector::kScratchSize - Injector::kBlockSize == stub::kBlockOffse
 
 constexpr char kScratchName[] = "wpckpt-scratch";
 
+// Whether this kernel names anonymous areas (CONFIG_ANON_VMA_NAME): asked
+// once, on a page of our own.
+bool kernel_names_areas() {
+  static const bool names = [] {
+    void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return true;  // unknown: try it on the target
+    bool ok = ::prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, p, 4096, kScratchName) == 0;
+    ::munmap(p, 4096);
+    return ok;
+  }();
+  return names;
+}
+
 // Kernel-internal restart codes a thread frozen in a syscall shows in rax.
 constexpr long kErestartsys = 512, kErestartnointr = 513, kErestartnohand = 514, kErestartRestartblock = 516;
 
@@ -99,10 +112,13 @@ Result<std::unique_ptr<Injector>> Injector::prepare(pid_t tid, const InjectorOpt
     return make_error(EEXIST, "injected mmap of the scratch area", fmt::format("at {:#x}", options.scratch_address));
   WPCKPT_TRY(inj->write_stub());
   // Best effort: a name makes a leftover area recognisable in /proc/PID/maps.
-  WPCKPT_TRY(inj->write(inj->data(), kScratchName, sizeof kScratchName));
-  WPCKPT_TRY_ASSIGN(long named, inj->syscall(SYS_prctl, PR_SET_VMA, PR_SET_VMA_ANON_NAME, inj->scratch_, kScratchSize,
-                                             inj->data()));
-  if (named != 0) log::trace("naming the scratch area failed: {}", std::strerror(static_cast<int>(-named)));
+  // Not tried where the kernel has no area names: a round trip for nothing.
+  if (kernel_names_areas()) {
+    WPCKPT_TRY(inj->write(inj->data(), kScratchName, sizeof kScratchName));
+    WPCKPT_TRY_ASSIGN(long named, inj->syscall(SYS_prctl, PR_SET_VMA, PR_SET_VMA_ANON_NAME, inj->scratch_,
+                                               kScratchSize, inj->data()));
+    if (named != 0) log::trace("naming the scratch area failed: {}", std::strerror(static_cast<int>(-named)));
+  }
   return inj;
 }
 
