@@ -12,6 +12,7 @@
 #include <array>
 #include <cstring>
 #include <filesystem>
+#include <iterator>
 #include <fstream>
 #include <sstream>
 
@@ -143,7 +144,7 @@ Result<void> read_files(pid_t pid, state::ProcessState& out) {
 // for all but the timers.
 Result<void> inject_queries(pid_t pid, ptrace::Injector& inj, state::ProcessState& out,
                             const std::atomic<bool>* cancel) {
-  WPCKPT_TRY(capture_timers(inj, pid, out));
+  WPCKPT_TRY(capture_posix_timers(inj, pid, out));
   fault_point("injecting", cancel);
   if (cancel && cancel->load()) return interrupted_error(pid);
   using Call = ptrace::Injector::Call;
@@ -155,6 +156,11 @@ Result<void> inject_queries(pid_t pid, ptrace::Injector& inj, state::ProcessStat
     signals.push_back(sig);
     calls.push_back({SYS_rt_sigaction, {static_cast<uint64_t>(sig), 0, at, 8}});
     at += sizeof(uapi::KernelSigaction);
+  }
+  const size_t first_itimer = calls.size();
+  for (int which : kItimerKinds) {
+    calls.push_back({SYS_getitimer, {static_cast<uint64_t>(which), at}});
+    at += sizeof(struct itimerval);
   }
   const uint64_t pdeath_at = at, rlimits_at = at + 8;
   const size_t first_rlimit = calls.size();
@@ -179,6 +185,14 @@ Result<void> inject_queries(pid_t pid, ptrace::Injector& inj, state::ProcessStat
     uapi::KernelSigaction act{};
     result_at(calls[i].args[2], &act, sizeof act);
     out.sigactions.push_back({signals[i], act.handler, act.flags, act.restorer, act.mask});
+  }
+  for (size_t i = 0; i < std::size(kItimerKinds); ++i) {
+    const Call& c = calls[first_itimer + i];
+    long v = rc[first_itimer + i];
+    if (v != 0) return make_error(static_cast<int>(-v), "injected getitimer", fmt::format("timer {}", kItimerKinds[i]));
+    struct itimerval value {};
+    result_at(c.args[1], &value, sizeof value);
+    add_itimer(kItimerKinds[i], value, out);
   }
   for (int r = 0; r < kRlimitCount; ++r) {
     long v = rc[first_rlimit + static_cast<size_t>(r)];

@@ -44,22 +44,18 @@ Result<void> parse_notify(std::string_view value, state::PosixTimer& t, const st
   return ok();
 }
 
-Result<void> capture_itimers(ptrace::Injector& inj, state::ProcessState& out) {
-  for (int which : {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF}) {
-    WPCKPT_TRY(inj.checked_syscall("getitimer", fmt::format("timer {}", which), SYS_getitimer,
-                                   static_cast<uint64_t>(which), inj.data()));
-    struct itimerval v {};
-    WPCKPT_TRY(inj.read(inj.data(), &v, sizeof v));
-    // ITIMER_REAL reads 0 left while its SIGALRM is pending: the kernel arms
-    // it again when the signal is taken (docs/KERNEL.md §15); its interval
-    // says it is periodic. The CPU timers re-arm themselves: 0 is disarmed.
-    bool zero = v.it_value.tv_sec == 0 && v.it_value.tv_usec == 0;
-    bool periodic = v.it_interval.tv_sec != 0 || v.it_interval.tv_usec != 0;
-    if (zero && !(which == ITIMER_REAL && periodic)) continue;
-    out.itimers.push_back({which, v.it_value.tv_sec, v.it_value.tv_usec, v.it_interval.tv_sec,
-                           v.it_interval.tv_usec});
-  }
-  return ok();
+}  // namespace
+
+static_assert(kItimerKinds[0] == ITIMER_REAL && kItimerKinds[1] == ITIMER_VIRTUAL && kItimerKinds[2] == ITIMER_PROF);
+
+void add_itimer(int which, const struct itimerval& v, state::ProcessState& out) {
+  // ITIMER_REAL reads 0 left while its SIGALRM is pending: the kernel arms
+  // it again when the signal is taken (docs/KERNEL.md §15); its interval
+  // says it is periodic. The CPU timers re-arm themselves: 0 is disarmed.
+  bool zero = v.it_value.tv_sec == 0 && v.it_value.tv_usec == 0;
+  bool periodic = v.it_interval.tv_sec != 0 || v.it_interval.tv_usec != 0;
+  if (zero && !(which == ITIMER_REAL && periodic)) return;
+  out.itimers.push_back({which, v.it_value.tv_sec, v.it_value.tv_usec, v.it_interval.tv_sec, v.it_interval.tv_usec});
 }
 
 Result<void> capture_posix_timers(ptrace::Injector& inj, pid_t pid, state::ProcessState& out) {
@@ -86,8 +82,6 @@ Result<void> capture_posix_timers(ptrace::Injector& inj, pid_t pid, state::Proce
   }
   return ok();
 }
-
-}  // namespace
 
 // Per timer: "ID: 0", "signal: 14/0000000000000000", "notify: signal/pid.123", "ClockID: 1".
 Result<std::vector<state::PosixTimer>> parse_proc_timers(const std::string& text, const std::string& where) {
@@ -118,11 +112,6 @@ Result<std::vector<state::PosixTimer>> parse_proc_timers(const std::string& text
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
   return out;
-}
-
-Result<void> capture_timers(ptrace::Injector& inj, pid_t pid, state::ProcessState& out) {
-  WPCKPT_TRY(capture_itimers(inj, out));
-  return capture_posix_timers(inj, pid, out);
 }
 
 }  // namespace wpckpt::dump

@@ -4,6 +4,7 @@
 // POSIX timers and how each notifies come from /proc/PID/timers.
 #pragma once
 
+#include <sys/time.h>
 #include <sys/types.h>
 
 #include "lib/base/result.hpp"
@@ -15,8 +16,15 @@ class Injector;
 
 namespace wpckpt::dump {
 
-// `inj` runs on a frozen thread of `pid`. Fills out.itimers and out.posix_timers.
-Result<void> capture_timers(ptrace::Injector& inj, pid_t pid, state::ProcessState& out);
+// The interval timers are read by getitimer(ITIMER_REAL, _VIRTUAL, _PROF)
+// in the caller's batch of injected queries (kItimerKinds, in this order);
+// add_itimer() takes each value read.
+constexpr int kItimerKinds[] = {0, 1, 2};  // ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF
+void add_itimer(int which, const struct itimerval& value, state::ProcessState& out);
+
+// `inj` runs on a frozen thread of `pid`. Fills out.posix_timers (values
+// read by calls injected one by one: a process has few, most have none).
+Result<void> capture_posix_timers(ptrace::Injector& inj, pid_t pid, state::ProcessState& out);
 
 // The timers /proc/PID/timers lists (id, signal, sigev_value, notify, clock),
 // values not filled. Exposed for the parser's tests.
