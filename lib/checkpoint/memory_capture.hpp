@@ -53,6 +53,8 @@ struct CaptureOptions {
   // needs more): making one costs ~0.2 ms, more when the kernel must compact
   // memory for its huge page, which a frozen process should not wait for.
   PageBuffer* copy_buffer = nullptr;
+  // The same for a snapshot's pages read while the process is frozen.
+  PageBuffer* frozen_read_buffer = nullptr;
 };
 
 // An area not tracked by write-protect, and how it is handled instead.

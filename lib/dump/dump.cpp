@@ -60,8 +60,9 @@ nlohmann::json report_json(const DumpReport& d) {
 
 namespace {
 
-// The copy buffer made before the freeze: one huge page, 512 pages copied per
-// read; a larger delta grows it.
+// The copy buffers made before the freeze: one huge page each, 512 pages
+// copied per read (and, for a snapshot, read while frozen); a larger delta
+// grows them.
 constexpr size_t kCopyBufferBeforeFreeze = 2u << 20;
 
 // The dump of a process without children.
@@ -87,8 +88,9 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
   auto smaps = tracker::read_smaps(r.pid);
   probe_mapping_features();
   checkpoint::probe_capture_features();
-  PageBuffer copy_buffer;
+  PageBuffer copy_buffer, frozen_read_buffer;
   copy_buffer.reserve(kCopyBufferBeforeFreeze);
+  if (r.snapshot) frozen_read_buffer.reserve(kCopyBufferBeforeFreeze);
   auto t_freeze = Clock::now();
   rep.freeze_began = t_freeze;
   WPCKPT_TRY_ASSIGN(ptrace::Freezer frozen, ptrace::Freezer::freeze(r.pid));
@@ -113,6 +115,7 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
   copts.target_stopped = true;
   copts.progress = r.progress;
   copts.copy_buffer = &copy_buffer;
+  copts.frozen_read_buffer = &frozen_read_buffer;
   std::optional<ForkedCopy> copy;  // a snapshot's: released after the commit
   Clock::time_point t_resumed;
   if (r.snapshot) {
