@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cstdio>
 
+#include "lib/base/page_buffer.hpp"
+
 namespace wpckpt::restore {
 
 bool starts_zeroed(const state::Mapping& m) { return tracker::restored_zeroed(m.kind); }
@@ -72,7 +74,9 @@ Result<FillStats> fill_mappings(const image::ImageChain& chain, int mem_fd,
   FillStats stats;
   auto t0 = std::chrono::steady_clock::now();
   constexpr uint64_t kRunPages = 256;  // 1 MiB per read and write
-  std::vector<std::byte> buf(kRunPages * image::kPageSize);
+  PageBuffer buf;  // populated by the kernel in one call, not zero-filled page by page
+  if (!buf.reserve(kRunPages * image::kPageSize))
+    return errno_error("allocate the restore buffer", std::to_string(kRunPages * image::kPageSize) + " bytes");
   for (const auto& m : mappings) {
     for (uint64_t p = m.start; p < m.end;) {
       const image::PageSource first = chain.source(p);
@@ -88,7 +92,7 @@ Result<FillStats> fill_mappings(const image::ImageChain& chain, int mem_fd,
       } else if (first.kind == image::PageSource::Zero) {
         stats.pages_zero += len / image::kPageSize;
         if (!starts_zeroed(m)) {
-          std::fill(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(len), std::byte{0});
+          std::fill(buf.data(), buf.data() + len, std::byte{0});
           WPCKPT_TRY(write_all(mem_fd, p, buf.data(), len));
           stats.bytes_written += len;
         }
