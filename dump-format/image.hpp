@@ -103,10 +103,12 @@ class ImageWriter {
   virtual Result<void> add_pages(uint64_t addr, std::span<const std::byte> data) = 0;
   virtual Result<void> add_zero_pages(uint64_t addr, uint64_t count) = 0;
   // Starts the compression workers and gives them their memory now (zstd
-  // workspaces, one populated batch buffer each), so that a freeze that
-  // follows spends none of it: ~2.5 ms here, fresh memory being slow to
-  // touch. Optional; without it the workers start with the first batch.
-  virtual void warm_up() = 0;
+  // workspaces, populated batch buffers: one per worker, or as many as
+  // `expected_pages` fill, up to the batches in flight), so that a freeze
+  // that follows spends none of it: ~2.5 ms here, fresh memory being slow to
+  // touch (1-1.4 ms per MiB of batch). Optional; without it the workers
+  // start with the first batch.
+  virtual void warm_up(uint64_t expected_pages = 0) = 0;
   // fsync files, rename the temporary directory to `dir` (over it if it was
   // an empty directory and still is), fsync the parent.
   // Fails (and writes nothing) if the areas overlap or are unaligned, or if a

@@ -116,11 +116,14 @@ class Writer final : public ImageWriter {
     return ok();
   }
 
-  void warm_up() override {
+  void warm_up(uint64_t expected_pages) override {
     if (workers_ || failed_ || committed_) return;
     start_workers(true);
+    const uint64_t batches = (expected_pages * kPageSize + batch_bytes_ - 1) / batch_bytes_;
+    const size_t count = std::clamp<size_t>(static_cast<size_t>(std::min<uint64_t>(batches, workers_->window())),
+                                            threads_, workers_->window());
     std::vector<std::unique_ptr<OrderedWorkers::Slot>> slots;
-    for (unsigned i = 0; i < threads_; ++i) {
+    for (size_t i = 0; i < count; ++i) {
       slots.push_back(workers_->take_slot());
       // Populated and then written once from here: on this paravirtualized
       // guest a populated page still costs ~4 µs at its first store from

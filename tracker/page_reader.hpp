@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -47,9 +48,12 @@ class PageReader {
   Result<void> read(std::span<const PageRun> runs, const DataFn& fn, const HoleFn& hole);
 
   const ReadStats& stats() const { return stats_; }
-  // Uses `buffer` (made beforehand) instead of the one it would make.
+  // Uses `buffer` (made beforehand) instead of the one it would make, and
+  // reads in batches of its size rather than growing it.
   void adopt_buffer(PageBuffer&& buffer) {
-    if (buffer.capacity() > buffer_.capacity()) buffer_ = std::move(buffer);
+    if (buffer.capacity() <= buffer_.capacity()) return;
+    buffer_ = std::move(buffer);
+    batch_bytes_ = std::min(batch_bytes_, buffer_.capacity() / kPageSize * kPageSize);
   }
 
  private:

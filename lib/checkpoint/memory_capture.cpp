@@ -375,6 +375,7 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
                                    {"scan_time_ns", scan_ns},
                                    {"pid", pid},
                                    {"incremental", stats.incremental},
+                                   {"pages_written", stats.pages_written},
                                    {"whole_reason", stats.whole_reason},
                                    {"target_stopped", options.target_stopped},
                                    {"uffd_route", link.route()},

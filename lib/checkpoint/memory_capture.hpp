@@ -49,9 +49,10 @@ struct CaptureOptions {
   // fork would copy the page tables of.
   enum class SnapshotCopy { Auto, Fork, ReadFrozen } snapshot_copy = SnapshotCopy::Auto;
   std::vector<std::pair<uint64_t, uint64_t>> not_copied_by_fork;  // MADV_DONTFORK / MADV_WIPEONFORK areas
-  // A copy buffer made before the freeze (taken over; it grows if the work
-  // needs more): making one costs ~0.2 ms, more when the kernel must compact
-  // memory for its huge page, which a frozen process should not wait for.
+  // A copy buffer made before the freeze (taken over; pages are then copied
+  // in batches of its size): making one costs ~0.2 ms, more when the kernel
+  // must compact memory for its huge page, which a frozen process should not
+  // wait for.
   PageBuffer* copy_buffer = nullptr;
   // The same for a snapshot's pages read while the process is frozen.
   PageBuffer* frozen_read_buffer = nullptr;

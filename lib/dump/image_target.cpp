@@ -28,4 +28,13 @@ Result<ImageTarget> open_image_target(const std::filesystem::path& images_dir,
   return target;
 }
 
+uint64_t ImageTarget::parent_pages_written() const {
+  const nlohmann::json* meta = parent();
+  if (meta == nullptr) return 0;
+  auto tracking = meta->find("tracking");
+  if (tracking == meta->end() || !tracking->is_object()) return 0;
+  auto pages = tracking->find("pages_written");
+  return pages != tracking->end() && pages->is_number_unsigned() ? pages->get<uint64_t>() : 0;
+}
+
 }  // namespace wpckpt::dump

@@ -20,6 +20,9 @@ struct ImageTarget {
   std::unique_ptr<image::ImageWriter> writer;
   nlohmann::json parent_metadata;  // null: no parent
   const nlohmann::json* parent() const { return parent_metadata.is_null() ? nullptr : &parent_metadata; }
+  // The pages the parent stored (its "tracking" record), 0 if unknown: the
+  // size a delta taken at the same pace will have, to warm the writer for.
+  uint64_t parent_pages_written() const;
 };
 
 Result<ImageTarget> open_image_target(const std::filesystem::path& images_dir,

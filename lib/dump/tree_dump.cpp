@@ -125,7 +125,7 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
                                                    std::nullopt, image::ImageKind::Dump, wopts));
     // Workers warmed before the freeze for a small tree only: each costs
     // two threads and ~6 MiB, and a large tree's freeze is its copy anyway.
-    if (live_pids(tree).size() <= kWarmMembers) m->target.writer->warm_up();
+    if (live_pids(tree).size() <= kWarmMembers) m->target.writer->warm_up(m->target.parent_pages_written());
     auto attached = attach::ensure_tracked(pid);
     if (!attached) return member_failed(std::move(attached).error(), "dump", pid, r.pid, last_attempt);
     m->attach = *attached;
