@@ -37,9 +37,11 @@ Result<state::ProcessState> capture_state(pid_t pid, const fds::CaptureOptions& 
   // One injector per thread; the main thread's serves the process-wide
   // queries too (a scratch area mapped and unmapped once).
   std::unique_ptr<ptrace::Injector> main_injector;
+  ptrace::InjectorOptions injection;  // the [vdso] searched for a syscall instruction once
   for (pid_t tid : frozen.tids()) {
     WPCKPT_TRY(check_cancel());
-    WPCKPT_TRY_ASSIGN(auto inj, ptrace::Injector::prepare(tid));
+    WPCKPT_TRY_ASSIGN(auto inj, ptrace::Injector::prepare(tid, injection));
+    injection.syscall_site = inj->syscall_site();
     WPCKPT_TRY_ASSIGN(auto t, capture_thread(pid, tid, *inj));
     st.threads.push_back(std::move(t));
     if (tid == frozen.tids().front()) main_injector = std::move(inj);
