@@ -1,14 +1,18 @@
 // events_bench: what the event queue costs and what it saves, side by side
 // in one run.
 //
-//   events_bench [--gib 1,4] [--pages 20000] [--dir DIR]
+//   events_bench [--gib 1,4] [--pages 20000] [--dir DIR] [--part all|faults|predump] [--log debug]
 //
-// 1. Fault costs (ns per page, median of 3 rounds), each without and with
-//    the BPF programs attached:
+// 1. Fault costs (ns per page), without and with the BPF programs
+//    attached, alternated (off, on, off, on, ...) so that both sides see the
+//    same machine; median of the rounds of each side:
 //    - the target's first write to an async-write-protected page (our agent
 //      and a pre-dump armed it);
-//    - another process's first touch of fresh memory (its page faults run
-//      the programs too, filtered out at once);
+//    - another process's write fault that allocates nothing: a page of a
+//      shared memfd, still in the page cache, mapped again after
+//      MADV_DONTNEED (what the programs add to a fault, without the
+//      tens-of-µs noise of a first touch of fresh memory on this machine);
+//    - another process's first touch of fresh memory;
 //    - another process's system call (getppid) and mmap+munmap pair (the
 //      sys_exit and mmap_lock tracepoints).
 // 2. Pre-dump time of an idle and of a 0.1%-written process of each size,
@@ -35,6 +39,7 @@
 #include <vector>
 
 #include "lib/agent/wpckpt_agent.h"
+#include "lib/base/log.hpp"
 #include "lib/checkpoint/memory_capture.hpp"
 #include "lib/dump/pre_dump.hpp"
 #include "tracker/events/event_reader.hpp"
@@ -54,7 +59,7 @@ double median(std::vector<double> v) {
 
 // ---- a target process driven over a pipe ----------------------------------
 
-enum Command : uint32_t { kWrite = 1, kStartAgent, kTouchFresh, kSyscalls, kMmaps, kQuit };
+enum Command : uint32_t { kWrite = 1, kStartAgent, kTouchFresh, kTouchCached, kSyscalls, kMmaps, kQuit };
 struct Request {
   uint32_t command;
   uint64_t count;
@@ -101,6 +106,32 @@ Reply serve(const Request& r) {
       reply.seconds = since(t0);
       reply.n = r.count;
       munmap(p, len);
+      break;
+    }
+    case kTouchCached: {  // r.count write faults on page-cache pages: nothing allocated
+      static char* shared = nullptr;
+      static size_t shared_len = 0;
+      size_t len = r.count * kPage;
+      if (shared_len != len) {
+        int fd = memfd_create("events-bench", MFD_CLOEXEC);
+        if (fd < 0 || ftruncate(fd, static_cast<off_t>(len)) != 0) {
+          reply.status = errno;
+          break;
+        }
+        shared = static_cast<char*>(mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+        close(fd);
+        if (shared == MAP_FAILED) {
+          reply.status = errno;
+          break;
+        }
+        shared_len = len;
+        std::memset(shared, 1, len);  // every page in the page cache
+      }
+      madvise(shared, len, MADV_DONTNEED);  // unmapped, still cached
+      auto t0 = Clock::now();
+      for (size_t off = 0; off < len; off += kPage) shared[off] = 2;
+      reply.seconds = since(t0);
+      reply.n = r.count;
       break;
     }
     case kSyscalls: {
@@ -243,47 +274,58 @@ std::unique_ptr<wpckpt::tracker::EventReader> start_reader(pid_t pid) {
 // ---- 1. fault costs ----------------------------------------------------------
 
 void bench_faults(uint64_t pages, const fs::path& root) {
-  std::printf("== fault costs (ns, median of 3 rounds; %llu pages per round) ==\n",
-              static_cast<unsigned long long>(pages));
+  constexpr int kAlternations = 3, kRoundsEach = 3;
+  std::printf("== fault costs (ns; BPF off and on alternated %d times, %d rounds each; median; %llu pages per "
+              "round) ==\n",
+              kAlternations, kRoundsEach, static_cast<unsigned long long>(pages));
   Target target(pages * kPage * 4);
   Target other(0);
   if (target.ask(kStartAgent).status != 0) std::printf("agent failed\n"), std::exit(1);
   Chain chain{root / ("events-bench-faults-" + std::to_string(getpid()))};
   fs::create_directories(chain.root);
   uint64_t seed = 1;
-  auto measure = [&](bool with_bpf) {
+  constexpr size_t kKinds = 5;
+  std::vector<double> samples[2][kKinds];  // [with BPF][kind]: ns per operation, one per round
+  uint64_t faults = 0, lost = 0, target_writes = 0;
+  auto rounds = [&](bool with_bpf) {
     std::unique_ptr<wpckpt::tracker::EventReader> reader;
     if (with_bpf) reader = start_reader(target.pid());
-    std::vector<double> wp, touch, sys, mm;
-    for (int round = 0; round < 3; ++round) {
+    auto add = [&](size_t kind, const Reply& r) {
+      samples[with_bpf][kind].push_back(r.seconds * 1e9 / static_cast<double>(r.n));
+    };
+    for (int round = 0; round < kRoundsEach; ++round) {
       chain.next(target.pid(), nullptr);  // (re-)arms every page written since
       Reply w = target.ask(kWrite, pages, seed++);
-      wp.push_back(w.seconds * 1e9 / static_cast<double>(w.n));
-      Reply t = other.ask(kTouchFresh, pages);
-      touch.push_back(t.seconds * 1e9 / static_cast<double>(t.n));
-      Reply s = other.ask(kSyscalls, 200000);
-      sys.push_back(s.seconds * 1e9 / static_cast<double>(s.n));
-      Reply m = other.ask(kMmaps, 20000);
-      mm.push_back(m.seconds * 1e9 / static_cast<double>(m.n));
+      add(0, w);
+      if (with_bpf) target_writes += w.n;
+      add(1, other.ask(kTouchCached, pages));
+      add(2, other.ask(kTouchFresh, pages));
+      add(3, other.ask(kSyscalls, 200000));
+      add(4, other.ask(kMmaps, 20000));
     }
-    uint64_t faults = 0, lost = 0;
     if (reader) {
       wpckpt::tracker::EventWindow win = reader->take_window();
-      faults = win.faults;
-      lost = win.lost;
+      faults += win.faults;
+      lost += win.lost;
     }
-    return std::vector<double>{median(wp), median(touch), median(sys), median(mm), static_cast<double>(faults),
-                               static_cast<double>(lost)};
   };
-  std::vector<double> off = measure(false), on = measure(true);
+  other.ask(kTouchCached, pages);  // its memfd made and cached before the first round
+  for (int i = 0; i < kAlternations; ++i) {
+    rounds(false);
+    rounds(true);
+  }
   fs::remove_all(chain.root);
-  const char* names[] = {"target: write to an async-WP page", "other process: first touch of a page",
-                         "other process: getppid()", "other process: mmap+munmap"};
-  std::printf("  %-40s %10s %10s %10s %7s\n", "", "no BPF", "BPF", "added", "ratio");
-  for (int i = 0; i < 4; ++i)
-    std::printf("  %-40s %10.0f %10.0f %10.0f %7.2f\n", names[i], off[i], on[i], on[i] - off[i], on[i] / off[i]);
-  std::printf("  records: %.0f write faults seen for %llu target writes, %.0f lost\n", on[4],
-              static_cast<unsigned long long>(pages * 3), on[5]);
+  const char* names[kKinds] = {"target: write to an async-WP page", "other process: write fault, no allocation",
+                               "other process: first touch of a page", "other process: getppid()",
+                               "other process: mmap+munmap"};
+  std::printf("  %-42s %10s %10s %10s %7s\n", "", "no BPF", "BPF", "added", "ratio");
+  for (size_t k = 0; k < kKinds; ++k) {
+    double off = median(samples[0][k]), on = median(samples[1][k]);
+    std::printf("  %-42s %10.0f %10.0f %10.0f %7.2f\n", names[k], off, on, on - off, on / off);
+  }
+  std::printf("  records: %llu write faults seen for %llu target writes, %llu lost\n",
+              static_cast<unsigned long long>(faults), static_cast<unsigned long long>(target_writes),
+              static_cast<unsigned long long>(lost));
 }
 
 // ---- 2. pre-dump time, full vs events ------------------------------------------
@@ -363,12 +405,16 @@ int main(int argc, char** argv) {
   std::vector<double> sizes = {1, 4};
   uint64_t pages = 20000;
   fs::path root = "/var/tmp";
+  std::string part = "all";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--gib") sizes = parse_list(argv[i + 1]);
     else if (a == "--pages") pages = std::strtoull(argv[i + 1], nullptr, 10);
     else if (a == "--dir") root = argv[i + 1];
+    else if (a == "--part") part = argv[i + 1];
+    else if (a == "--log") wpckpt::log::set_level(wpckpt::log::Level::Debug);
   }
-  bench_faults(pages, root);
-  for (double s : sizes) bench_predump(s, root);
+  if (part == "all" || part == "faults") bench_faults(pages, root);
+  if (part == "all" || part == "predump")
+    for (double s : sizes) bench_predump(s, root);
 }

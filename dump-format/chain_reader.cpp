@@ -96,11 +96,12 @@ Result<uid_t> chain_owner(const fs::path& dir, const OpenOptions& options) {
 
 }  // namespace
 
-Result<std::unique_ptr<OpenImage>> open_image(const fs::path& dir, uid_t owner, bool remote_data) {
+Result<std::unique_ptr<OpenImage>> open_image(const fs::path& dir, uid_t owner, bool remote_data, bool manifest_only) {
   WPCKPT_TRY_ASSIGN(UniqueFd dirfd, open_image_dir(dir, owner));
   auto img = std::make_unique<OpenImage>();
   img->dir = dir;
   WPCKPT_TRY(read_manifest(dirfd.get(), *img, owner));
+  if (manifest_only) return img;
   WPCKPT_TRY(read_index(dirfd.get(), *img, owner));
   WPCKPT_TRY(check_data_file(dirfd.get(), *img, owner, remote_data));
   for (const std::string& name : img->doc.manifest.files) {
@@ -152,7 +153,8 @@ Result<ResolvedChain> ResolvedChain::open(const fs::path& dir, const OpenOptions
       return format_error((chain.images_.back()->dir / kManifestName).string(),
                           "parent \"" + cur.string() + "\" is already part of the chain (a cycle)");
     if (chain.images_.size() >= kMaxChainLength) return format_error(dir.string(), "chain longer than 100000 images");
-    WPCKPT_TRY_ASSIGN(std::unique_ptr<OpenImage> img, open_image(cur, chain.owner_, chain.remote_ != nullptr));
+    WPCKPT_TRY_ASSIGN(std::unique_ptr<OpenImage> img,
+                      open_image(cur, chain.owner_, chain.remote_ != nullptr, options.newest_manifest_only));
     if (expected && !(img->manifest_digest == *expected)) {
       const OpenImage& child = *chain.images_.back();
       return format_error((cur / kManifestName).string(),
@@ -168,7 +170,7 @@ Result<ResolvedChain> ResolvedChain::open(const fs::path& dir, const OpenOptions
       cur = (parent->front() == '/' ? fs::path(*parent) : img->dir / *parent).lexically_normal();
     }
     chain.images_.push_back(std::move(img));
-    if (!parent) break;
+    if (!parent || options.newest_manifest_only) break;
   }
   return chain;
 }

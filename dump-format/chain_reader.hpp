@@ -34,8 +34,10 @@ struct OpenImage {
 };
 
 // Opens and checks the image at `dir`, every file of which `owner` must own;
-// without its pages.dat if `remote_data` (OpenOptions::remote_data).
-Result<std::unique_ptr<OpenImage>> open_image(const std::filesystem::path& dir, uid_t owner, bool remote_data = false);
+// without its pages.dat if `remote_data` (OpenOptions::remote_data); only
+// its manifest if `manifest_only` (OpenOptions::newest_manifest_only).
+Result<std::unique_ptr<OpenImage>> open_image(const std::filesystem::path& dir, uid_t owner, bool remote_data = false,
+                                              bool manifest_only = false);
 
 // An image's page data: its open pages.dat, or the RemoteData it comes from.
 struct DataSource {

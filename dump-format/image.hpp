@@ -168,6 +168,14 @@ struct OpenOptions {
   bool allow_other_owner = false;
   // Set: the images' directories hold no pages.dat; their page data comes from here.
   std::shared_ptr<const RemoteData> remote_data;
+  // Only the newest image's manifest is read and checked (its owner, its
+  // canonical form and checksum): what linking a new image to the chain
+  // needs, its pages being never read then. The rest of the chain is left to
+  // whoever reads it (restore, verify, merge check every file): reading every
+  // ancestor for every pre-dump made a pre-dump's fixed cost grow with the
+  // chain, 0.8 ms an image here. Such a chain has no page map: ResolvedChain
+  // only.
+  bool newest_manifest_only = false;
 };
 
 // A resolved chain: the image at `dir` and all its parents, every manifest

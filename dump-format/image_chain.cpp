@@ -343,6 +343,8 @@ class Chain final : public ImageChain {
 }  // namespace
 
 Result<std::unique_ptr<ImageChain>> ImageChain::open(const fs::path& dir, const OpenOptions& options) {
+  if (options.newest_manifest_only)
+    return make_error(EINVAL, "open image chain", dir.string() + " (newest_manifest_only: no page map)");
   WPCKPT_TRY_ASSIGN(ResolvedChain chain, ResolvedChain::open(dir, options));
   return std::unique_ptr<ImageChain>(std::make_unique<Chain>(std::move(chain)));
 }

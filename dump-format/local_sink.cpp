@@ -108,9 +108,10 @@ Result<std::unique_ptr<ImageSink>> make_local_sink(const fs::path& dir, StagedCh
 }
 
 Result<ParentLink> link_to_parent(const fs::path& dir, const fs::path& parent) {
-  // The parent must be a readable chain; we link to the digest of the
-  // manifest that was checked (not one read again later).
-  WPCKPT_TRY_ASSIGN(ResolvedChain chain, ResolvedChain::open(parent, OpenOptions{}));
+  // The parent's manifest must be sound (the rest of the chain is checked by
+  // whoever reads it); we link to the digest of the manifest that was checked
+  // (not one read again later).
+  WPCKPT_TRY_ASSIGN(ResolvedChain chain, ResolvedChain::open(parent, OpenOptions{.newest_manifest_only = true}));
   std::error_code ec;
   fs::path canon_parent = fs::weakly_canonical(parent, ec);
   fs::path canon_dir = fs::weakly_canonical(fs::absolute(dir, ec), ec);
