@@ -1,10 +1,30 @@
-/* The records the BPF programs (events.bpf.c) put into the ring buffer and
- * the counters they keep; shared by the BPF side (C, clang -target bpf) and
- * the reader (tracker/events/). Little-endian, this machine's layout.
+/* The records the BPF programs (events.bpf.c) produce and the counters they
+ * keep; shared by the BPF side (C, clang -target bpf) and the reader
+ * (tracker/events/). Little-endian, this machine's layout.
  *
  * Every record starts with `addr_kind`: a page-aligned address with the
  * record kind in its low 12 bits. A write fault is 24 bytes; an
  * address-space change 48.
+ *
+ * Address-space changes (rare) go into a BPF ring buffer. Write faults go
+ * into a ring per CPU in an mmapable array map (struct wpckpt_fault_ring):
+ * bpf_ringbuf_reserve takes a spinlock with interrupts off, which on this
+ * paravirtualized guest cost ~1.8 us per record, more than the fault itself
+ * grew by anything else; a slot of the CPU's own ring costs a few plain
+ * stores and one atomic add (docs/KERNEL.md §12). The protocol, a single
+ * reader, each ring written from its own CPU only (a BPF program does not
+ * migrate, but may be preempted by another writer on the same CPU):
+ *   writer: full if head - tail >= SLOTS (the record is lost and counted);
+ *           idx = atomic add(head, 1); slot = slots[idx % SLOTS];
+ *           slot.seq = 0, then fill slot.rec, then slot.seq = idx + 1 (x86
+ *           keeps stores in order, a compiler barrier keeps clang's). Two
+ *           writers on one CPU can both pass the check when the ring is
+ *           one slot from full: the second then writes over an unread slot,
+ *           which the reader sees (a seqlock).
+ *   reader: from tail up to head, a slot is ready when seq == idx + 1 (less:
+ *           its writer is still filling it; the reader stops there until the
+ *           next drain); it copies the record, checks seq again (changed:
+ *           overwritten meanwhile, counted lost), then advances tail.
  */
 #ifndef WPCKPT_TRACKER_BPF_EVENT_RECORD_H
 #define WPCKPT_TRACKER_BPF_EVENT_RECORD_H
@@ -31,6 +51,10 @@ enum wpckpt_event_kind {
 
 #define WPCKPT_EV_KIND_MASK 0xfffull
 
+/* Slots per CPU (a power of two): 8192 x 32 bytes = 256 KiB a CPU. The
+ * reader drains every 5 ms: room for 1.6 million faults a second per CPU. */
+#define WPCKPT_FAULT_RING_SLOTS 8192
+
 struct wpckpt_fault_record {
   wpckpt_u64 addr_kind;  /* page address | WPCKPT_EV_WRITE_FAULT */
   wpckpt_u64 time_ns;    /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
@@ -47,10 +71,25 @@ struct wpckpt_change_record {
   wpckpt_u64 addr2, len2;
 };
 
+struct wpckpt_fault_slot {
+  wpckpt_u64 seq; /* idx + 1 once slot idx is filled */
+  struct wpckpt_fault_record rec;
+};
+
+/* One CPU's ring: head (writers) and tail (the reader) on cache lines of
+ * their own. */
+struct wpckpt_fault_ring {
+  wpckpt_u64 head;
+  wpckpt_u64 pad_head[7];
+  wpckpt_u64 tail;
+  wpckpt_u64 pad_tail[7];
+  struct wpckpt_fault_slot slots[WPCKPT_FAULT_RING_SLOTS];
+};
+
 /* Counters in the program's .bss, read by the reader through the mmaped map. */
 struct wpckpt_event_counters {
-  wpckpt_u64 lost;          /* records dropped because the ring buffer was full */
-  wpckpt_u64 faults;        /* write faults seen (recorded or lost) */
+  wpckpt_u64 lost;          /* records dropped because a ring was full */
+  wpckpt_u64 faults;        /* the BPF side leaves it 0: the reader counts the rings' heads */
   wpckpt_u64 changes;       /* address-space changes seen (recorded or lost) */
   wpckpt_u64 target_mm;     /* the target's mm, learned from its mmap lock; 0 until then */
 };

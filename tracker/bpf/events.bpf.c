@@ -15,8 +15,9 @@
  *    (process_vm_writev, /proc/PID/mem, ptrace pokes write that way without
  *    a fault); it also tells us the target's mm at start.
  * Everything is filtered by mm (or tgid) first: other processes pay a load
- * and a compare. The target never waits: records are reserved without
- * wake-ups and dropped (and counted) when the ring is full.
+ * and a compare. The target never waits: a write fault takes a slot of its
+ * CPU's ring (no lock, no wake-up), a change a ring buffer record; either is
+ * dropped (and counted) when its ring is full.
  */
 #include "vmlinux.h"
 
@@ -33,10 +34,21 @@ const volatile __u32 self_tgid = 0; /* the reader: its own accesses are reads */
 
 struct wpckpt_event_counters counters = {};
 
+/* Address-space changes. */
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
-  __uint(max_entries, 1 << 24);
+  __uint(max_entries, 1 << 20);
 } events SEC(".maps");
+
+/* Write faults: a ring per CPU (event_record.h); the loader sets
+ * max_entries to the number of possible CPUs. */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(map_flags, BPF_F_MMAPABLE);
+  __type(key, __u32);
+  __type(value, struct wpckpt_fault_ring);
+  __uint(max_entries, 1);
+} fault_rings SEC(".maps");
 
 #define USER_ADDR_LIMIT (1ull << 56)
 #define ERR_WRITE 2ul
@@ -85,18 +97,22 @@ static __always_inline void emit_change(__u32 kind, __u64 addr, __u64 len, __u64
 static __always_inline int on_fault(unsigned long address, unsigned long error_code) {
   if (!(error_code & ERR_WRITE) || address >= USER_ADDR_LIMIT) return 0;
   if (!current_uses_target_mm()) return 0;
-  __sync_fetch_and_add(&counters.faults, 1);
-  struct wpckpt_fault_record *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-  if (!r) {
+  __u32 cpu = bpf_get_smp_processor_id();
+  struct wpckpt_fault_ring *ring = bpf_map_lookup_elem(&fault_rings, &cpu);
+  if (!ring || *(volatile __u64 *)&ring->head - *(volatile __u64 *)&ring->tail >= WPCKPT_FAULT_RING_SLOTS) {
     __sync_fetch_and_add(&counters.lost, 1);
     return 0;
   }
-  r->addr_kind = (address & ~0xfffull) | WPCKPT_EV_WRITE_FAULT;
-  r->time_ns = bpf_ktime_get_ns();
-  r->tid = (__u32)bpf_get_current_pid_tgid();
-  r->error_code = (__u32)error_code;
-  /* The reader polls; a wake-up per fault would cost the target. */
-  bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+  __u64 idx = __sync_fetch_and_add(&ring->head, 1);
+  struct wpckpt_fault_slot *s = &ring->slots[idx & (WPCKPT_FAULT_RING_SLOTS - 1)];
+  *(volatile __u64 *)&s->seq = 0; /* a reader still copying the slot's old record sees it change */
+  asm volatile("" ::: "memory");
+  s->rec.addr_kind = (address & ~0xfffull) | WPCKPT_EV_WRITE_FAULT;
+  s->rec.time_ns = bpf_ktime_get_ns();
+  s->rec.tid = (__u32)bpf_get_current_pid_tgid();
+  s->rec.error_code = (__u32)error_code;
+  asm volatile("" ::: "memory"); /* the record before its sequence number */
+  *(volatile __u64 *)&s->seq = idx + 1;
   return 0;
 }
 

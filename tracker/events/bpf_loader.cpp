@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <optional>
 #include <string>
 
 #include "lib/base/unique_fd.hpp"
 #include "tracker/events/event_reader.hpp"
+#include "tracker/events/fault_rings.hpp"
 
 #if WPCKPT_HAVE_BPF
 #include <bpf/libbpf.h>
@@ -69,9 +71,10 @@ class LoadedSource final : public BpfEventSource {
  public:
   LoadedSource(std::unique_ptr<wpckpt_events, SkeletonDeleter> skel) : skel_(std::move(skel)) {}
 
-  Result<void> start(pid_t target) {
+  Result<void> start(pid_t target, uint32_t cpus) {
     ring_.reset(ring_buffer__new(bpf_map__fd(skel_->maps.events), forward_record, this, nullptr));
     if (!ring_) return errno_error("ring_buffer__new", "the event ring buffer");
+    WPCKPT_TRY_ASSIGN(fault_rings_, FaultRings::map(bpf_map__fd(skel_->maps.fault_rings), cpus));
     for (int attempt = 0; attempt < 3 && counters().target_mm == 0; ++attempt) touch_target_mm(target);
     if (counters().target_mm == 0) {
       return Error{ESRCH, "learn the address space of process " + std::to_string(target),
@@ -86,7 +89,7 @@ class LoadedSource final : public BpfEventSource {
     int n = ring_buffer__consume(ring_.get());
     current_ = nullptr;
     if (n < 0) return make_error(-n, "ring_buffer__consume", "the event ring buffer");
-    return static_cast<size_t>(n);
+    return static_cast<size_t>(n) + fault_rings_->drain(sink);
   }
 
   wpckpt_event_counters counters() const override {
@@ -94,8 +97,8 @@ class LoadedSource final : public BpfEventSource {
     // 64-bit field is enough for monotonic counters.
     const volatile wpckpt_event_counters* c = &skel_->bss->counters;
     wpckpt_event_counters out{};
-    out.lost = c->lost;
-    out.faults = c->faults;
+    out.lost = c->lost + (fault_rings_ ? fault_rings_->overwritten() : 0);
+    out.faults = fault_rings_ ? fault_rings_->taken() + fault_rings_->overwritten() : 0;
     out.changes = c->changes;
     out.target_mm = c->target_mm;
     return out;
@@ -111,6 +114,7 @@ class LoadedSource final : public BpfEventSource {
 
   std::unique_ptr<wpckpt_events, SkeletonDeleter> skel_;
   std::unique_ptr<ring_buffer, RingDeleter> ring_;
+  std::optional<FaultRings> fault_rings_;
 };
 
 }  // namespace
@@ -121,12 +125,16 @@ Result<std::unique_ptr<BpfEventSource>> BpfEventSource::open(pid_t target) {
   if (!skel) return errno_error("open the BPF event programs").with_hint(kBpfHint);
   skel->rodata->target_tgid = static_cast<uint32_t>(target);
   skel->rodata->self_tgid = static_cast<uint32_t>(getpid());
+  int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return Error{-cpus, "count the possible CPUs", "(libbpf_num_possible_cpus)", kBpfHint};
+  if (int err = bpf_map__set_max_entries(skel->maps.fault_rings, static_cast<uint32_t>(cpus)); err != 0)
+    return Error{-err, "size the write-fault rings", std::to_string(cpus) + " CPUs", kBpfHint};
   if (int err = wpckpt_events__load(skel.get()); err != 0)
     return Error{-err, "load the BPF event programs", kAttachPoints, kBpfHint};
   if (int err = wpckpt_events__attach(skel.get()); err != 0)
     return Error{-err, "attach the BPF event programs", kAttachPoints, kBpfHint};
   auto source = std::make_unique<LoadedSource>(std::move(skel));
-  WPCKPT_TRY(source->start(target));
+  WPCKPT_TRY(source->start(target, static_cast<uint32_t>(cpus)));
   return std::unique_ptr<BpfEventSource>(std::move(source));
 }
 
