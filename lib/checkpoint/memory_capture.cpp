@@ -203,25 +203,35 @@ Result<ReadBeforeFork> read_before_fork(pid_t pid, const std::vector<PageJob>& j
                     tracker::PageReader::open(pid, tracker::PageReader::kDefaultBatchBytes,
                                               probe::has_feature("process_vm_readv")));
   if (options.copy_buffer) reader.adopt_buffer(std::move(*options.copy_buffer));
+  // All the runs in one read (a few process_vm_readv calls, not one per
+  // job: a delta of scattered pages is hundreds of one-page jobs).
+  std::vector<tracker::PageRun> runs;
+  std::vector<std::byte*> where;  // per run: its place in out.pages
   std::byte* at = out.pages.data();
   for (size_t k = 0; k < jobs.size(); ++k) {
     const PageJob& j = jobs[k];
     if (!which[k] || j.zero) continue;
-    std::byte* job_data = at;
+    runs.push_back({j.addr, j.pages});
+    where.push_back(at);
+    out.jobs[j.addr] = {at, j.pages * kPage};
     at += j.pages * kPage;
-    tracker::PageRun run{j.addr, j.pages};
-    WPCKPT_TRY(reader.read(
-        std::span(&run, 1),
-        [&](uint64_t addr, std::span<const std::byte> data) -> Result<void> {
-          std::memcpy(job_data + (addr - j.addr), data.data(), data.size());
-          return ok();
-        },
-        [&](uint64_t addr, uint64_t pages) -> Result<void> {  // a vanished page: zero
-          std::memset(job_data + (addr - j.addr), 0, pages * kPage);
-          return ok();
-        }));
-    out.jobs[j.addr] = {job_data, j.pages * kPage};
   }
+  size_t run = 0;  // the reader calls back in address order: the run holding addr
+  auto place = [&](uint64_t addr) {
+    while (addr >= runs[run].end()) ++run;
+    return where[run] + (addr - runs[run].addr);
+  };
+  WPCKPT_TRY(reader.read(
+      runs,
+      [&](uint64_t addr, std::span<const std::byte> data) -> Result<void> {
+        // A piece never spans two runs: the reader hands each remote range out on its own.
+        std::memcpy(place(addr), data.data(), data.size());
+        return ok();
+      },
+      [&](uint64_t addr, uint64_t pages) -> Result<void> {  // a vanished page: zero
+        std::memset(place(addr), 0, pages * kPage);
+        return ok();
+      }));
   return out;
 }
 

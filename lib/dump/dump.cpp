@@ -60,9 +60,9 @@ nlohmann::json report_json(const DumpReport& d) {
 
 namespace {
 
-// The copy buffers made before the freeze: one huge page each, 512 pages
-// copied per read (and, for a snapshot, read while frozen); a larger delta
-// grows them.
+// The copy buffers made before the freeze, one huge page each: the page
+// reader copies 512 pages per read with its own; a snapshot's pages read
+// while frozen go into the other, which grows only for a larger delta.
 constexpr size_t kCopyBufferBeforeFreeze = 2u << 20;
 
 // The dump of a process without children.

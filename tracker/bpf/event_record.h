@@ -9,9 +9,9 @@
  * Address-space changes (rare) go into a BPF ring buffer. Write faults go
  * into a ring per CPU in an mmapable array map (struct wpckpt_fault_ring):
  * bpf_ringbuf_reserve takes a spinlock with interrupts off, which on this
- * paravirtualized guest cost ~1.8 us per record, more than the fault itself
- * grew by anything else; a slot of the CPU's own ring costs a few plain
- * stores and one atomic add (docs/KERNEL.md §12). The protocol, a single
+ * paravirtualized guest added ~1.8 us to each ~15 us fault; a slot of the
+ * CPU's own ring costs a few plain stores and one atomic add, +0.15 us
+ * (docs/KERNEL.md §12). The protocol, a single
  * reader, each ring written from its own CPU only (a BPF program does not
  * migrate, but may be preempted by another writer on the same CPU):
  *   writer: full if head - tail >= SLOTS (the record is lost and counted);
