@@ -15,6 +15,7 @@
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
 #include "lib/attach/attach.hpp"
+#include "lib/base/log.hpp"
 #include "lib/checkpoint/write_watch.hpp"
 #include "lib/dump/attach_json.hpp"
 #include "lib/probe/features.hpp"
@@ -28,6 +29,13 @@ struct WatchOptions {
   double interval = 1.0;
   uint64_t count = 0;  // 0: until interrupted
 };
+
+// Write faults happen only on write-protected pages, which a pre-dump arms;
+// watch itself never arms (pages re-protected without being saved would be
+// missing from the next pre-dump).
+constexpr const char* kNotArmed =
+    "not armed yet: no pre-dump has write-protected the process, so its writes are not seen; run `wpckpt pre-dump "
+    "-t PID -D DIR` once (or `wpckpt iterate`)";
 
 std::atomic<bool> g_stop{false};
 void on_stop(int) { g_stop.store(true); }
@@ -59,6 +67,7 @@ nlohmann::json sample_json(const checkpoint::WatchSample& s, int pid, const atta
           {"events_lost", s.events_lost},
           {"events_lost_total", s.events_lost_total},
           {"epoch", s.epoch},
+          {"armed", s.epoch != 0},
           {"predump_seen", s.predump_seen},
           {"busiest_areas", busiest},
           {"predicted_dump_bytes", s.predicted_dump_bytes},
@@ -86,6 +95,7 @@ int draw_view(const checkpoint::WatchSample& s, int pid, int lines_before) {
   std::snprintf(buf, sizeof buf, "wpckpt watch: pid %d, epoch %" PRIu64 "%s", pid, s.epoch,
                 s.predump_seen ? " (a pre-dump just ran)" : "");
   line(buf);
+  if (s.epoch == 0) line(std::string("  ") + kNotArmed);
   std::snprintf(buf, sizeof buf, "  first writes:      %10.0f pages/s (%s/s)", s.dirty_pages_per_s,
                 mib(static_cast<uint64_t>(s.dirty_pages_per_s * 4096)).c_str());
   line(buf);
@@ -111,9 +121,10 @@ int draw_view(const checkpoint::WatchSample& s, int pid, int lines_before) {
 
 void print_line(const checkpoint::WatchSample& s) {
   std::printf("%.0f pages/s first written, %" PRIu64 " dirty since parent, dump now ~%.0f ms, %" PRIu64
-              " records lost%s%s\n",
+              " records lost%s%s%s\n",
               s.dirty_pages_per_s, s.pages_dirty_since_parent, s.predicted_freeze_ms, s.events_lost,
-              s.incomplete.empty() ? "" : "; incomplete: ", s.incomplete.c_str());
+              s.incomplete.empty() ? "" : "; incomplete: ", s.incomplete.c_str(),
+              s.epoch == 0 ? "; not armed yet (no pre-dump)" : "");
   std::fflush(stdout);
 }
 
@@ -139,6 +150,7 @@ int watch(const WatchOptions& opts) {
     sleep_interval(opts.interval);
     auto s = (*w)->sample();
     if (!s) return report_error(s.error(), opts.json);
+    if (opts.json && n == 0 && s->epoch == 0) log::warn("{}", kNotArmed);
     if (opts.json) {
       std::printf("%s\n", sample_json(*s, opts.pid, attached).dump().c_str());
       std::fflush(stdout);

@@ -64,6 +64,7 @@ TEST(Watch, MeasuresAKnownWriteRateWithinTenPercent) {
     for (const char* key : {"dirty_pages_per_s", "pages_dirty_since_parent", "events_lost"})
       ASSERT_TRUE(s.contains(key)) << key << " missing: " << s.dump();
     EXPECT_EQ(s["events_lost"].get<uint64_t>(), 0u);
+    EXPECT_TRUE(s.value("armed", false)) << s.dump();
     uint64_t since = s["pages_dirty_since_parent"].get<uint64_t>();
     EXPECT_GT(since, last_since_parent) << "the count since the parent must grow: " << s.dump();
     last_since_parent = since;
@@ -74,6 +75,21 @@ TEST(Watch, MeasuresAKnownWriteRateWithinTenPercent) {
   EXPECT_NEAR(median, kRate, kRate * 0.10) << r.out;
   // The busiest area is the writer's buffer.
   EXPECT_FALSE(samples.back()["busiest_areas"].empty());
+}
+
+// Before any pre-dump nothing is write-protected: watch says so (and how to
+// arm it) instead of showing a process that seems to write nothing.
+TEST(Watch, SaysWhenNoPreDumpHasArmedTheProcess) {
+  std::string why;
+  if (!event_queue_here(why)) GTEST_SKIP() << "no event queue here: " << why;
+  RateWriter w;
+  start_rate_writer(w, {"--mib", "8", "--rate", "500"});
+  CommandResult r = run_wpckpt({"watch", "-t", std::to_string(w.pid()), "--interval", "0.2", "--count", "1", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  std::vector<nlohmann::json> samples = json_lines(r.out);
+  ASSERT_EQ(samples.size(), 1u) << r.out;
+  EXPECT_FALSE(samples[0].value("armed", true)) << samples[0].dump();
+  EXPECT_NE(r.err.find("wpckpt pre-dump"), std::string::npos) << r.err;
 }
 
 TEST(Watch, RefusesWithAHintWithoutTheEventQueue) {
