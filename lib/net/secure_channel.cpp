@@ -15,6 +15,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "lib/net/gnutls_library.hpp"
+
 namespace wpckpt::net {
 
 namespace {
@@ -29,8 +31,12 @@ constexpr const char* kPriorities =
 constexpr size_t kHeaderBytes = 16;
 constexpr uint32_t kMagic = 0x77706b31;  // "wpk1"
 
+// Loaded by global_init(), which connect() and accept() call first: every
+// other call below works on a session one of them made.
+const GnutlsLibrary& tls_lib() { return **load_gnutls(); }
+
 Error tls_error(int code, const std::string& op, const std::string& context) {
-  return make_error(EPROTO, op, context + ": " + gnutls_strerror(code));
+  return make_error(EPROTO, op, context + ": " + tls_lib().strerror(code));
 }
 
 void put32(std::byte* p, uint32_t v) {
@@ -92,18 +98,18 @@ struct SecureChannel::Tls {
   gnutls_psk_server_credentials_t server = nullptr;
   std::vector<uint8_t> secret;  // the server's lookup callback reads it
   ~Tls() {
-    if (session) gnutls_deinit(session);
-    if (client) gnutls_psk_free_client_credentials(client);
-    if (server) gnutls_psk_free_server_credentials(server);
+    if (session) tls_lib().deinit(session);
+    if (client) tls_lib().psk_free_client_credentials(client);
+    if (server) tls_lib().psk_free_server_credentials(server);
   }
 };
 
 namespace {
 
 int server_key(gnutls_session_t session, const char* user, gnutls_datum_t* key) {
-  auto* tls = static_cast<const std::vector<uint8_t>*>(gnutls_session_get_ptr(session));
+  auto* tls = static_cast<const std::vector<uint8_t>*>(tls_lib().session_get_ptr(session));
   if (tls == nullptr || std::strcmp(user, kPskUser) != 0) return -1;
-  key->data = static_cast<unsigned char*>(gnutls_malloc(tls->size()));
+  key->data = static_cast<unsigned char*>((*tls_lib().malloc)(tls->size()));
   if (key->data == nullptr) return -1;
   std::memcpy(key->data, tls->data(), tls->size());
   key->size = static_cast<unsigned>(tls->size());
@@ -111,21 +117,22 @@ int server_key(gnutls_session_t session, const char* user, gnutls_datum_t* key) 
 }
 
 Result<void> global_init() {
-  static int status = gnutls_global_init();
+  WPCKPT_TRY_ASSIGN(const GnutlsLibrary* library, load_gnutls());
+  static int status = library->global_init();
   if (status < 0) return tls_error(status, "gnutls_global_init", "");
   return ok();
 }
 
 Result<void> handshake(gnutls_session_t session, int fd, int timeout_ms, const std::string& peer, bool client) {
-  gnutls_transport_set_int(session, fd);
-  gnutls_handshake_set_timeout(session, static_cast<unsigned>(timeout_ms));
+  tls_lib().transport_set_int2(session, fd, fd);
+  tls_lib().handshake_set_timeout(session, static_cast<unsigned>(timeout_ms));
   int r;
   do {
-    r = gnutls_handshake(session);
-  } while (r < 0 && gnutls_error_is_fatal(r) == 0);
+    r = tls_lib().handshake(session);
+  } while (r < 0 && tls_lib().error_is_fatal(r) == 0);
   if (r == 0) return ok();
   Error e = make_error(r == GNUTLS_E_TIMEDOUT ? ETIMEDOUT : EACCES, "authenticate with",
-                       peer + " failed (TLS: " + gnutls_strerror(r) + ")");
+                       peer + " failed (TLS: " + tls_lib().strerror(r) + ")");
   return std::move(e).with_hint(client ? "both sides must use the same --secret-file (and the peer must be a wpckpt page server)"
                                        : "a client with another secret, or not wpckpt, was refused");
 }
@@ -136,7 +143,7 @@ SecureChannel::SecureChannel(UniqueFd fd, std::unique_ptr<Tls> tls, std::string 
     : fd_(std::move(fd)), tls_(std::move(tls)), peer_(std::move(peer)) {}
 SecureChannel::SecureChannel(SecureChannel&&) noexcept = default;
 SecureChannel::~SecureChannel() {
-  if (tls_ && tls_->session && fd_.get() >= 0) gnutls_bye(tls_->session, GNUTLS_SHUT_WR);
+  if (tls_ && tls_->session && fd_.get() >= 0) tls_lib().bye(tls_->session, GNUTLS_SHUT_WR);
 }
 
 void SecureChannel::abandon() { fd_.reset(); }
@@ -215,13 +222,13 @@ Result<SecureChannel> SecureChannel::connect(const Endpoint& to, std::span<const
   set_tcp_options(fd.get());
 
   auto tls = std::make_unique<Tls>();
-  int r = gnutls_psk_allocate_client_credentials(&tls->client);
+  int r = tls_lib().psk_allocate_client_credentials(&tls->client);
   if (r < 0) return tls_error(r, "TLS credentials", to.text());
   const gnutls_datum_t key{const_cast<unsigned char*>(secret.data()), static_cast<unsigned>(secret.size())};
-  if ((r = gnutls_psk_set_client_credentials(tls->client, kPskUser, &key, GNUTLS_PSK_KEY_RAW)) < 0 ||
-      (r = gnutls_init(&tls->session, GNUTLS_CLIENT)) < 0 ||
-      (r = gnutls_priority_set_direct(tls->session, kPriorities, nullptr)) < 0 ||
-      (r = gnutls_credentials_set(tls->session, GNUTLS_CRD_PSK, tls->client)) < 0)
+  if ((r = tls_lib().psk_set_client_credentials(tls->client, kPskUser, &key, GNUTLS_PSK_KEY_RAW)) < 0 ||
+      (r = tls_lib().init(&tls->session, GNUTLS_CLIENT)) < 0 ||
+      (r = tls_lib().priority_set_direct(tls->session, kPriorities, nullptr)) < 0 ||
+      (r = tls_lib().credentials_set(tls->session, GNUTLS_CRD_PSK, tls->client)) < 0)
     return tls_error(r, "TLS session", to.text());
   WPCKPT_TRY(handshake(tls->session, fd.get(), timeout_ms, to.text(), true));
   return SecureChannel(std::move(fd), std::move(tls), to.text());
@@ -241,25 +248,25 @@ Result<SecureChannel> SecureChannel::accept(int listen_fd, std::span<const uint8
   std::string peer = peer_name(sa);
   auto tls = std::make_unique<Tls>();
   tls->secret.assign(secret.begin(), secret.end());
-  int r = gnutls_psk_allocate_server_credentials(&tls->server);
+  int r = tls_lib().psk_allocate_server_credentials(&tls->server);
   if (r < 0) return tls_error(r, "TLS credentials", peer);
-  gnutls_psk_set_server_credentials_function(tls->server, server_key);
-  if ((r = gnutls_init(&tls->session, GNUTLS_SERVER)) < 0 ||
-      (r = gnutls_priority_set_direct(tls->session, kPriorities, nullptr)) < 0 ||
-      (r = gnutls_credentials_set(tls->session, GNUTLS_CRD_PSK, tls->server)) < 0)
+  tls_lib().psk_set_server_credentials_function(tls->server, server_key);
+  if ((r = tls_lib().init(&tls->session, GNUTLS_SERVER)) < 0 ||
+      (r = tls_lib().priority_set_direct(tls->session, kPriorities, nullptr)) < 0 ||
+      (r = tls_lib().credentials_set(tls->session, GNUTLS_CRD_PSK, tls->server)) < 0)
     return tls_error(r, "TLS session", peer);
-  gnutls_session_set_ptr(tls->session, &tls->secret);
+  tls_lib().session_set_ptr(tls->session, &tls->secret);
   WPCKPT_TRY(handshake(tls->session, fd.get(), timeout_ms, peer, false));
   return SecureChannel(std::move(fd), std::move(tls), peer);
 }
 
 void SecureChannel::set_receive_timeout(int timeout_ms) {
-  gnutls_record_set_timeout(tls_->session, static_cast<unsigned>(timeout_ms));
+  tls_lib().record_set_timeout(tls_->session, static_cast<unsigned>(timeout_ms));
 }
 
 Result<void> SecureChannel::write_all(std::span<const std::byte> bytes) {
   while (!bytes.empty()) {
-    ssize_t n = gnutls_record_send(tls_->session, bytes.data(), bytes.size());
+    ssize_t n = tls_lib().record_send(tls_->session, bytes.data(), bytes.size());
     if (n == GNUTLS_E_INTERRUPTED || n == GNUTLS_E_AGAIN) continue;
     if (n < 0) return tls_error(static_cast<int>(n), "send to", peer_);
     bytes = bytes.subspan(static_cast<size_t>(n));
@@ -269,7 +276,7 @@ Result<void> SecureChannel::write_all(std::span<const std::byte> bytes) {
 
 Result<void> SecureChannel::read_all(std::span<std::byte> bytes) {
   while (!bytes.empty()) {
-    ssize_t n = gnutls_record_recv(tls_->session, bytes.data(), bytes.size());
+    ssize_t n = tls_lib().record_recv(tls_->session, bytes.data(), bytes.size());
     if (n == GNUTLS_E_INTERRUPTED || n == GNUTLS_E_AGAIN) continue;
     if (n == 0) return make_error(ECONNRESET, "receive from", peer_ + ": the connection was closed");
     if (n == GNUTLS_E_TIMEDOUT) return make_error(ETIMEDOUT, "receive from", peer_);
@@ -292,13 +299,13 @@ Result<void> SecureChannel::send(uint32_t type, std::span<const std::byte> head,
     WPCKPT_TRY(write_all(head));
     return write_all(body);
   }
-  gnutls_record_cork(tls_->session);
+  tls_lib().record_cork(tls_->session);
   WPCKPT_TRY(write_all(header));
   WPCKPT_TRY(write_all(head));
   WPCKPT_TRY(write_all(body));
   int r;
   do {
-    r = gnutls_record_uncork(tls_->session, GNUTLS_RECORD_WAIT);
+    r = tls_lib().record_uncork(tls_->session, GNUTLS_RECORD_WAIT);
   } while (r == GNUTLS_E_INTERRUPTED || r == GNUTLS_E_AGAIN);
   if (r < 0) return tls_error(r, "send to", peer_);
   return ok();

@@ -1,0 +1,77 @@
+#include "lib/net/gnutls_library.hpp"
+
+#include <dlfcn.h>
+
+#include <string>
+
+namespace wpckpt::net {
+namespace {
+
+// The soname the headers belong to (Debian 12: libgnutls30).
+constexpr const char* kSoname = "libgnutls.so.30";
+
+struct Loaded {
+  GnutlsLibrary library{};
+  std::string error;  // empty: loaded
+};
+
+template <typename Fn>
+bool bind(void* handle, const char* name, Fn& out, std::string& error) {
+  void* p = ::dlsym(handle, name);
+  if (p == nullptr) {
+    if (error.empty()) error = std::string("symbol ") + name + " missing from " + kSoname;
+    return false;
+  }
+  out = reinterpret_cast<Fn>(p);
+  return true;
+}
+
+Loaded load() {
+  Loaded l;
+  void* h = ::dlopen(kSoname, RTLD_NOW | RTLD_LOCAL);
+  if (h == nullptr) {
+    const char* why = ::dlerror();
+    l.error = why ? why : std::string("dlopen ") + kSoname + " failed";
+    return l;
+  }
+  GnutlsLibrary& g = l.library;
+  std::string& e = l.error;
+  bind(h, "gnutls_global_init", g.global_init, e);
+  bind(h, "gnutls_strerror", g.strerror, e);
+  bind(h, "gnutls_error_is_fatal", g.error_is_fatal, e);
+  bind(h, "gnutls_init", g.init, e);
+  bind(h, "gnutls_deinit", g.deinit, e);
+  bind(h, "gnutls_priority_set_direct", g.priority_set_direct, e);
+  bind(h, "gnutls_credentials_set", g.credentials_set, e);
+  bind(h, "gnutls_transport_set_int2", g.transport_set_int2, e);
+  bind(h, "gnutls_session_set_ptr", g.session_set_ptr, e);
+  bind(h, "gnutls_session_get_ptr", g.session_get_ptr, e);
+  bind(h, "gnutls_handshake", g.handshake, e);
+  bind(h, "gnutls_handshake_set_timeout", g.handshake_set_timeout, e);
+  bind(h, "gnutls_record_send", g.record_send, e);
+  bind(h, "gnutls_record_recv", g.record_recv, e);
+  bind(h, "gnutls_record_cork", g.record_cork, e);
+  bind(h, "gnutls_record_uncork", g.record_uncork, e);
+  bind(h, "gnutls_record_set_timeout", g.record_set_timeout, e);
+  bind(h, "gnutls_bye", g.bye, e);
+  bind(h, "gnutls_psk_allocate_client_credentials", g.psk_allocate_client_credentials, e);
+  bind(h, "gnutls_psk_free_client_credentials", g.psk_free_client_credentials, e);
+  bind(h, "gnutls_psk_set_client_credentials", g.psk_set_client_credentials, e);
+  bind(h, "gnutls_psk_allocate_server_credentials", g.psk_allocate_server_credentials, e);
+  bind(h, "gnutls_psk_free_server_credentials", g.psk_free_server_credentials, e);
+  bind(h, "gnutls_psk_set_server_credentials_function", g.psk_set_server_credentials_function, e);
+  bind(h, "gnutls_malloc", g.malloc, e);
+  return l;  // the library stays loaded for the process's life
+}
+
+}  // namespace
+
+Result<const GnutlsLibrary*> load_gnutls() {
+  static const Loaded loaded = load();
+  if (!loaded.error.empty())
+    return make_error(ELIBACC, "load GnuTLS", loaded.error)
+        .with_hint("page-server connections need GnuTLS: install libgnutls30 (setup.sh does)");
+  return &loaded.library;
+}
+
+}  // namespace wpckpt::net
