@@ -120,8 +120,7 @@ class Writer final : public ImageWriter {
     if (workers_ || failed_ || committed_) return;
     start_workers(true);
     const uint64_t batches = (expected_pages * kPageSize + batch_bytes_ - 1) / batch_bytes_;
-    const size_t count = std::clamp<size_t>(static_cast<size_t>(std::min<uint64_t>(batches, workers_->window())),
-                                            threads_, workers_->window());
+    const size_t count = static_cast<size_t>(std::clamp<uint64_t>(batches, threads_, workers_->window()));
     std::vector<std::unique_ptr<OrderedWorkers::Slot>> slots;
     for (size_t i = 0; i < count; ++i) {
       slots.push_back(workers_->take_slot());

@@ -12,8 +12,8 @@
 #include <array>
 #include <cstring>
 #include <filesystem>
-#include <iterator>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "lib/base/parse_number.hpp"

@@ -89,7 +89,6 @@ struct wpckpt_fault_ring {
 /* Counters in the program's .bss, read by the reader through the mmaped map. */
 struct wpckpt_event_counters {
   wpckpt_u64 lost;          /* records dropped because a ring was full */
-  wpckpt_u64 faults;        /* the BPF side leaves it 0: the reader counts the rings' heads */
   wpckpt_u64 changes;       /* address-space changes seen (recorded or lost) */
   wpckpt_u64 target_mm;     /* the target's mm, learned from its mmap lock; 0 until then */
 };

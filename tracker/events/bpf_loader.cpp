@@ -98,7 +98,6 @@ class LoadedSource final : public BpfEventSource {
     const volatile wpckpt_event_counters* c = &skel_->bss->counters;
     wpckpt_event_counters out{};
     out.lost = c->lost + (fault_rings_ ? fault_rings_->overwritten() : 0);
-    out.faults = fault_rings_ ? fault_rings_->taken() + fault_rings_->overwritten() : 0;
     out.changes = c->changes;
     out.target_mm = c->target_mm;
     return out;

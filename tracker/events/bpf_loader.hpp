@@ -33,7 +33,7 @@ class BpfEventSource {
 
   // Hands every record now in the ring to `sink`; never blocks.
   virtual Result<size_t> consume(EventSink& sink) = 0;
-  // Kernel-side counters (lost records, faults and changes seen).
+  // Kernel-side counters (lost records, changes seen, the target's mm).
   virtual wpckpt_event_counters counters() const = 0;
 };
 

@@ -62,10 +62,4 @@ size_t FaultRings::drain(EventSink& sink) {
   return n;
 }
 
-uint64_t FaultRings::taken() const {
-  uint64_t sum = 0;
-  for (uint32_t cpu = 0; cpu < cpus_; ++cpu) sum += __atomic_load_n(&ring(cpu)->head, __ATOMIC_RELAXED);
-  return sum;
-}
-
 }  // namespace wpckpt::tracker

@@ -31,8 +31,6 @@ class FaultRings {
 
   // Hands every ready record to `sink`, ring by ring, in each ring's order.
   size_t drain(EventSink& sink);
-  // Records the writers put into the rings so far (read or not).
-  uint64_t taken() const;
   // Records overwritten before they were read.
   uint64_t overwritten() const { return overwritten_; }
 

@@ -56,7 +56,7 @@ TEST_F(FaultRingsTest, RecordsComeOutInOrderFromEveryCpuAndOnlyOnce) {
   EXPECT_EQ(ring(0).tail, 2u);
   Collect again;
   EXPECT_EQ(rings.drain(again), 0u);
-  EXPECT_EQ(rings.taken(), 3u);
+  EXPECT_EQ(ring(0).head + ring(1).head, 3u);
   EXPECT_EQ(rings.overwritten(), 0u);
 }
 
@@ -88,7 +88,7 @@ TEST_F(FaultRingsTest, ASlotWrittenOverBeforeItWasReadIsCountedLost) {
   EXPECT_EQ(got.pages.back(), (kSlots + 1) << 12) << "the record that went over slot 0";
   Collect next;
   EXPECT_EQ(rings.drain(next), 0u);
-  EXPECT_EQ(rings.taken(), kSlots + 1);
+  EXPECT_EQ(ring(1).head, kSlots + 1);
 }
 
 }  // namespace
