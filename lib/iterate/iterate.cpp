@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 
+#include "lib/attach/attach.hpp"
 #include "lib/base/feature.hpp"
 #include "lib/base/log.hpp"
 #include "lib/checkpoint/freeze_model.hpp"
@@ -71,6 +72,11 @@ Result<IterateReport> iterate(const IterateRequest& req,
 
   std::unique_ptr<tracker::EventReader> reader;
   checkpoint::EventTracking tracking;
+  // A process without tracking is attached before the reader starts: the
+  // attach injects userfaultfd(2) and its ioctls into the process, which the
+  // reader would take for the process's own userfaultfd and distrust every
+  // window after it (full scans for the whole loop).
+  if (req.use_events) WPCKPT_TRY(attach::ensure_tracked(req.pid));
   if (!req.use_events) {
     report.events_reason = "switched off";
   } else if (feature_disabled(tracker::kEventQueueFeature)) {

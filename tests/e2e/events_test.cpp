@@ -29,9 +29,11 @@ struct RateWriter {
   pid_t pid() const { return child.pid(); }
 };
 
-void start_rate_writer(RateWriter& w, const std::vector<std::string>& args) {
+// `under_run` false: started on its own, to be attached by wpckpt.
+void start_rate_writer(RateWriter& w, const std::vector<std::string>& args, bool under_run = true) {
   std::string ready = (w.dir / "ready").string();
-  std::vector<std::string> argv = {wpckpt_binary(), "run", "--", workload("rate_writer"), "--ready", ready};
+  std::vector<std::string> argv = {workload("rate_writer"), "--ready", ready};
+  if (under_run) argv.insert(argv.begin(), {wpckpt_binary(), "run", "--"});
   argv.insert(argv.end(), args.begin(), args.end());
   w.child = ChildProcess::start(argv);
   ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(ready); })) << "rate_writer did not start";
@@ -128,6 +130,25 @@ TEST(Iterate, ConvergesWhenTheDirtyRateFallsAndEndsInADump) {
     EXPECT_EQ(lines[n - 1]["scan_mode"], "events") << lines[n - 1].dump();
   }
   EXPECT_EQ(w.child.wait(std::chrono::seconds(30)) != -1, true) << "the final dump ends the process";
+}
+
+// A process started without wpckpt is attached before the event reader
+// starts: the attach's injected userfaultfd calls are not taken for the
+// process's own, so the deltas after the first are taken in events mode.
+TEST(Iterate, AnAttachedProcessGetsEventsModeDeltas) {
+  std::string why;
+  if (!event_queue_here(why)) GTEST_SKIP() << "no event queue here: " << why;
+  RateWriter w;
+  start_rate_writer(w, {"--mib", "64", "--rate", "1000"}, false);
+  std::filesystem::path dir = w.dir / "ck";
+  CommandResult r = run_wpckpt({"iterate", "-t", std::to_string(w.pid()), "-D", dir.string(), "--interval", "0.3",
+                                "--target-downtime-ms", "1", "--max-iterations", "3", "--final", "none", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  std::vector<nlohmann::json> lines = json_lines(r.out);
+  ASSERT_GE(lines.size(), 3u) << r.out;
+  for (size_t i = 1; i + 1 < lines.size(); ++i)
+    EXPECT_EQ(lines[i]["scan_mode"], "events") << lines[i].dump();
+  EXPECT_EQ(kill(w.pid(), 0), 0) << "--final none leaves the process running";
 }
 
 TEST(Iterate, StopsAndSaysSoWhenItNeverConverges) {
