@@ -9,10 +9,9 @@
 // S GiB of compressible pages and then writes `rate` of its pages per second
 // at random. Per repetition: a one-shot `dump --leave-running`; a full
 // `pre-dump`; a delta `pre-dump`; after `gap` seconds the measured delta
-// `pre-dump`; after `gap` seconds the final `dump --leave-running` on top of
-// it. Then the target is killed and the one-shot image and the four-image
-// chain are each restored
-// (`restore -d`), `repeat` times. Wall times are the verb's whole run; peak
+// `pre-dump`; after `gap` seconds the final, killing `dump` on top of it.
+// Then the one-shot image and the four-image chain are each restored
+// (`restore -d`). `repeat` times, each with a fresh target. Wall times are the verb's whole run; peak
 // RSS is the verb process's own (wait4). Limits measured in the same run:
 // the raw write rate of the image directory's disk, process_vm_readv of
 // scattered pages, zstd level 1 on two cores, and the first-touch fault cost.
@@ -247,9 +246,10 @@ void restore_once(const std::string& wpckpt, const fs::path& dir, Series& wall, 
   stop_process(static_cast<pid_t>(num(r.doc, "pid")));
 }
 
-Results measure(const std::string& wpckpt, const fs::path& self, const fs::path& work, uint64_t gib, int repeat,
-                double rate, double gap, double& scattered) {
-  Results res;
+// Starts a target filling `gib` GiB under `wpckpt run`; returns its pid and
+// the address of its pages once they are filled.
+pid_t start_target(const std::string& wpckpt, const fs::path& self, const fs::path& work, uint64_t gib, double rate,
+                   uint64_t& base) {
   fs::path ready = work / "ready";
   fs::remove(ready);
   pid_t target = fork();
@@ -258,12 +258,11 @@ Results measure(const std::string& wpckpt, const fs::path& self, const fs::path&
           std::to_string(rate).c_str(), ready.c_str(), nullptr);
     _exit(127);
   }
-  uint64_t base = 0;
   for (;;) {
     if (FILE* f = std::fopen(ready.c_str(), "r")) {
       int got = std::fscanf(f, "%lx", &base);
       std::fclose(f);
-      if (got == 1) break;
+      if (got == 1) return target;
     }
     if (waitpid(target, nullptr, WNOHANG) == target) {
       std::fprintf(stderr, "verbs_bench: the target died while filling %llu GiB\n", static_cast<unsigned long long>(gib));
@@ -271,11 +270,20 @@ Results measure(const std::string& wpckpt, const fs::path& self, const fs::path&
     }
     usleep(20000);
   }
-  scattered = scattered_read_gbps(target, base, gib << 30);
-  std::string pid = std::to_string(target);
+}
+
+// Per repetition a fresh target: the final dump kills it, as the last dump
+// of a migration does (a killing dump re-arms no tracking; -R would).
+Results measure(const std::string& wpckpt, const fs::path& self, const fs::path& work, uint64_t gib, int repeat,
+                double rate, double gap, double& scattered) {
+  Results res;
   auto d = [&](const char* name) { return (work / name).string(); };
   for (int i = 0; i < repeat; ++i) {
     for (const char* name : {"oneshot", "pre1", "pre2", "pre3", "final"}) fs::remove_all(work / name);
+    uint64_t base = 0;
+    pid_t target = start_target(wpckpt, self, work, gib, rate, base);
+    if (i == 0) scattered = scattered_read_gbps(target, base, gib << 30);
+    std::string pid = std::to_string(target);
     Run a = run_verb({wpckpt, "dump", "-t", pid, "-D", d("oneshot"), "--leave-running", "--json"}, work / "out.json");
     res.oneshot_frozen.add(num(a.doc, "frozen_time") / 1e6);
     res.oneshot_wall.add(a.wall);
@@ -300,17 +308,15 @@ Results measure(const std::string& wpckpt, const fs::path& self, const fs::path&
     res.delta_pages.add(num(p3.doc, "pages_written"));
     res.rss_pre.add(static_cast<double>(std::max(p2.max_rss_kib, p3.max_rss_kib)) / 1024.0);
     usleep(static_cast<useconds_t>(gap * 1e6));
-    Run f = run_verb({wpckpt, "dump", "-t", pid, "-D", d("final"), "--prev-images-dir", d("pre3"), "--leave-running",
-                      "--json"}, work / "out.json");
+    Run f = run_verb({wpckpt, "dump", "-t", pid, "-D", d("final"), "--prev-images-dir", d("pre3"), "--json"},
+                     work / "out.json");
     res.final_frozen.add(num(f.doc, "frozen_time") / 1e6);
     res.final_wall.add(f.wall);
     res.final_pages.add(num(f.doc, "pages_written"));
     res.rss_dump.add(static_cast<double>(f.max_rss_kib) / 1024.0);
     res.chain_bytes = num(p1.doc, "bytes_compressed") + num(p2.doc, "bytes_compressed") +
                       num(p3.doc, "bytes_compressed") + num(f.doc, "bytes_compressed");
-  }
-  stop_process(target);
-  for (int i = 0; i < repeat; ++i) {
+    stop_process(target);  // reaps it (the dump killed it unless it failed)
     restore_once(wpckpt, work / "oneshot", res.restore_single, res.cpu_restore_single, res.rss_restore);
     restore_once(wpckpt, work / "final", res.restore_chain, res.cpu_restore_chain, res.rss_restore);
   }

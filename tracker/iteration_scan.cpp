@@ -69,6 +69,12 @@ void arm_whole(int uffd, VmaQuery& query, ScannedArea& area, std::string reason,
   area.reason = std::move(reason);
 }
 
+// A last iteration's area taken whole without arming it (IterationOptions::rearm).
+void mark_whole(ScannedArea& area, std::string reason) {
+  area.fresh = true;
+  area.reason = std::move(reason);
+}
+
 // Before the scan: an area the uffd does not cover yet (new, moved, grown by
 // brk, re-created) is registered and captured whole; so is every area when
 // the marks cannot be trusted.
@@ -82,11 +88,11 @@ void arm(int uffd, VmaQuery& query, ScannedArea& area, bool trust_marks, uint64_
 // WRITTEN only: the kernel's fast path (docs/KERNEL.md §1), about 30x
 // cheaper per page table; its written pages are all read, and the few that
 // were discarded since read back as zeros.
-ScanRequest tracking_request(const ScannedArea& area, uint64_t return_mask) {
+ScanRequest tracking_request(const ScannedArea& area, uint64_t return_mask, bool rearm) {
   ScanRequest r;
   r.start = area.vma.start;
   r.end = area.vma.end;
-  r.write_protect = true;
+  r.write_protect = rearm;
   r.check_wp_async = true;
   r.category_mask = uapi::kPageIsWritten;
   r.return_mask = area.fresh ? return_mask : uapi::kPageIsWritten;
@@ -102,6 +108,17 @@ ScanRequest present_request(const Vma& v, uint64_t return_mask) {
   return r;
 }
 
+// A fresh area's regions without arming it: its present (and swapped)
+// pages, the rest being zero — except in a private file mapping, where a
+// page never touched holds file data that the image must store (an image
+// gives a fresh page it does not store as zero): all of it is read then,
+// as an armed scan reports it.
+Result<std::vector<PageRegion>> whole_without_arming(PagemapScanner& scanner, const ScannedArea& area,
+                                                     uint64_t return_mask) {
+  if (area.file_backed) return std::vector<PageRegion>{{area.vma.start, area.vma.end, uapi::kPageIsWritten}};
+  return scanner.scan(present_request(area.vma, return_mask));
+}
+
 // Named ranges closer than this are scanned by one PAGEMAP_SCAN call.
 // Measured here (bench/events_bench, quiet machine): the walk costs 2-5 ns
 // per page of a gap, a call ~7.5 us of fixed cost (mmap_lock, VMA lookup,
@@ -114,13 +131,13 @@ constexpr uint64_t kJoinGapBytes = 2048 * kPageSize;
 // ranges inside it, near ones joined. Each call re-protects what it reports,
 // like the full one.
 Result<std::vector<PageRegion>> scan_named(PagemapScanner& scanner, const ScannedArea& area,
-                                           const std::vector<AddressRange>& ranges, uint64_t return_mask,
+                                           const std::vector<AddressRange>& ranges, uint64_t return_mask, bool rearm,
                                            uint64_t& pages_scanned) {
   std::vector<PageRegion> out;
   auto it = std::upper_bound(ranges.begin(), ranges.end(), area.vma.start,
                              [](uint64_t a, const AddressRange& r) { return a < r.end; });
   while (it != ranges.end() && it->start < area.vma.end) {
-    ScanRequest r = tracking_request(area, return_mask);
+    ScanRequest r = tracking_request(area, return_mask, rearm);
     r.start = std::max(it->start, area.vma.start);
     uint64_t end = it->end;
     for (++it; it != ranges.end() && it->start < area.vma.end && it->start <= end + kJoinGapBytes; ++it)
@@ -132,20 +149,34 @@ Result<std::vector<PageRegion>> scan_named(PagemapScanner& scanner, const Scanne
   return out;
 }
 
-Result<void> scan_area(int uffd, VmaQuery& query, PagemapScanner& scanner, ScannedArea& area, uint64_t return_mask,
-                       uint64_t& registered, const std::vector<AddressRange>* only_ranges, uint64_t& pages_scanned) {
+Result<void> scan_area(int uffd, VmaQuery& query, PagemapScanner& scanner, ScannedArea& area,
+                       const IterationOptions& options, uint64_t& registered, uint64_t& pages_scanned) {
+  const uint64_t mask = options.return_mask;
+  if (area.kind == AreaKind::Tracked && !options.rearm && area.fresh) {
+    // A last iteration takes what it cannot trust whole without arming it.
+    pages_scanned += area.vma.size() / kPageSize;
+    WPCKPT_TRY_ASSIGN(area.regions, whole_without_arming(scanner, area, mask));
+    return ok();
+  }
   if (area.kind == AreaKind::Tracked) {
+    const std::vector<AddressRange>* only_ranges = options.only_ranges;
     bool named = only_ranges != nullptr && !area.fresh;
     if (!named) pages_scanned += area.vma.size() / kPageSize;
-    auto regions = named ? scan_named(scanner, area, *only_ranges, return_mask, pages_scanned)
-                         : scanner.scan(tracking_request(area, return_mask));
+    auto regions = named ? scan_named(scanner, area, *only_ranges, mask, options.rearm, pages_scanned)
+                         : scanner.scan(tracking_request(area, mask, options.rearm));
     if (!regions && regions.error().err == EPERM) {
       // Some VMA in the range lost its registration after we read the maps
       // (munmap+mmap, mremap): register what is there now, take it whole.
+      if (!options.rearm) {
+        mark_whole(area, "changed during the scan");
+        if (named) pages_scanned += area.vma.size() / kPageSize;
+        WPCKPT_TRY_ASSIGN(area.regions, whole_without_arming(scanner, area, mask));
+        return ok();
+      }
       arm_whole(uffd, query, area, "changed during the scan", registered);
       if (area.kind == AreaKind::Tracked) {
         if (named) pages_scanned += area.vma.size() / kPageSize;
-        regions = scanner.scan(tracking_request(area, return_mask));
+        regions = scanner.scan(tracking_request(area, mask, true));
       }
     }
     if (area.kind == AreaKind::Tracked) {
@@ -156,7 +187,7 @@ Result<void> scan_area(int uffd, VmaQuery& query, PagemapScanner& scanner, Scann
   }
   if (area.kind == AreaKind::PresentOnly) {
     area.fresh = true;
-    WPCKPT_TRY_ASSIGN(area.regions, scanner.scan(present_request(area.vma, return_mask)));
+    WPCKPT_TRY_ASSIGN(area.regions, scanner.scan(present_request(area.vma, mask)));
   }
   if (area.kind == AreaKind::CopiedWhole) area.fresh = true;
   return ok();
@@ -215,14 +246,15 @@ Result<IterationScan> scan_iteration(pid_t pid, int uffd, PagemapScanner& scanne
     area.vma = std::move(v);
     area.registered = !overlaps_any(unregistered, area.vma.start, area.vma.end);
     classify(area);
-    if (area.kind == AreaKind::Tracked) arm(uffd, query, area, options.trust_marks, out.areas_registered);
+    if (area.kind == AreaKind::Tracked && options.rearm) arm(uffd, query, area, options.trust_marks, out.areas_registered);
+    else if (area.kind == AreaKind::Tracked && !area.registered) mark_whole(area, "new or changed area");
+    else if (area.kind == AreaKind::Tracked && !options.trust_marks) mark_whole(area, "write-protect marks not trusted");
     out.areas.push_back(std::move(area));
   }
   // All scans before any copy: each page is re-protected before it is read.
   for (ScannedArea& area : out.areas) {
     uint64_t scanned = 0;
-    WPCKPT_TRY(scan_area(uffd, query, scanner, area, options.return_mask, out.areas_registered, options.only_ranges,
-                         scanned));
+    WPCKPT_TRY(scan_area(uffd, query, scanner, area, options, out.areas_registered, scanned));
     if (area.kind == AreaKind::Tracked) out.pages_scanned += scanned;
   }
   out.scan_calls = scanner.ioctl_calls() - calls_before;

@@ -1,7 +1,8 @@
 // One tracking iteration over a cooperating process: read its address space,
 // register what is new with the agent's uffd (area by area: registration is
 // all-or-nothing per call), and PAGEMAP_SCAN with write-protect matching to
-// learn — and atomically re-protect — what was written since the last scan.
+// learn — and atomically re-protect — what was written since the last scan
+// (or, for a last iteration, only learn it: IterationOptions::rearm).
 // The caller copies the reported pages AFTER this returns (docs/KERNEL.md
 // §3: the other order loses writes). Nothing here writes images.
 #pragma once
@@ -61,6 +62,13 @@ struct IterationOptions {
   const std::vector<AddressRange>* only_ranges = nullptr;
   // Categories a fresh area's scan asks for: kScanReturnMask without what the kernel lacks.
   uint64_t return_mask = kScanReturnMask;
+  // false: the last iteration (the process is killed after it). Nothing is
+  // registered, unprotected or re-protected: trusted areas report what was
+  // written without re-arming, the others their present pages. The scan
+  // changes no page table, so it costs no TLB flush (one per written 2 MiB
+  // otherwise, the bulk of a frozen delta scan on this guest) and leaves the
+  // marks of the last re-arming scan as they were if the dump fails.
+  bool rearm = true;
 };
 
 Result<IterationScan> scan_iteration(pid_t pid, int uffd, PagemapScanner& scanner, const IterationOptions& options);

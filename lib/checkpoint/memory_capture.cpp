@@ -282,7 +282,8 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
 
   // From here on, marks older than this scan are gone: an image that never
   // commits leaves the process at this epoch, and no parent matches it.
-  stats.epoch = link.last_scan() + 1;
+  // A scan that re-arms nothing keeps the epoch (CaptureOptions::rearm).
+  stats.epoch = link.last_scan() + (options.rearm ? 1 : 0);
   // The event window ends here, before the scan: a write after this point
   // faults on a page the scan re-protected, or lands before the scan sees it.
   ScanPlan plan = plan_scan(options.events, stats.whole_reason, stats.epoch);
@@ -291,15 +292,19 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
   stats.event_faults = plan.window.faults;
   stats.events_lost = plan.window.lost;
   stats.event_window_seconds = plan.window.seconds();
-  if (options.events) options.events->taken_before_epoch = stats.epoch;
+  // A scan that re-arms nothing is no boundary: the pages written before
+  // this take stay unprotected, and only a full scan finds them again.
+  if (options.events) options.events->taken_before_epoch = options.rearm ? stats.epoch : 0;
   uint64_t scan_ns = realtime_ns();
   auto t_scan = Clock::now();
-  link.begin_scan(stats.epoch, scan_ns);
+  if (options.rearm) link.begin_scan(stats.epoch, scan_ns);
+  const uint64_t marks_ns = options.rearm ? scan_ns : link.last_scan_ns();
   WPCKPT_TRY_ASSIGN(tracker::PagemapScanner scanner, tracker::PagemapScanner::open(pid));
   if (options.progress) options.progress("scan", 0, 1);
   tracker::IterationOptions scan_options{.trust_marks = stats.incremental,
                                          .only_ranges = plan.events ? &plan.ranges : nullptr,
-                                         .return_mask = scan_return_mask()};
+                                         .return_mask = scan_return_mask(),
+                                         .rearm = options.rearm};
   WPCKPT_TRY_ASSIGN(tracker::IterationScan scan, tracker::scan_iteration(pid, link.uffd(), scanner, scan_options));
   if (options.events) {
     options.events->previous = plan.window;
@@ -382,7 +387,7 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
     stats.dirty_rate_pages_per_s = static_cast<double>(stats.pages_written) / (static_cast<double>(scan_ns - parent_ns) / 1e9);
   writer.set_metadata("tracking", {{"token", hex64(link.token())},
                                    {"epoch", stats.epoch},
-                                   {"scan_time_ns", scan_ns},
+                                   {"scan_time_ns", marks_ns},
                                    {"pid", pid},
                                    {"incremental", stats.incremental},
                                    {"pages_written", stats.pages_written},

@@ -56,6 +56,13 @@ struct CaptureOptions {
   PageBuffer* copy_buffer = nullptr;
   // The same for a snapshot's pages read while the process is frozen.
   PageBuffer* frozen_read_buffer = nullptr;
+  // false: a killing dump, the last iteration. It re-protects nothing
+  // (tracker::IterationOptions::rearm): a frozen scan without page-table
+  // changes, and a dump that fails leaves the process at the parent's
+  // epoch with its marks as they were, so the next delta is still exact.
+  // The image records the parent's epoch: a delta against it (possible
+  // only if the kill never happened) re-sends what this one holds.
+  bool rearm = true;
 };
 
 // An area not tracked by write-protect, and how it is handled instead.

@@ -123,6 +123,7 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
   copts.progress = r.progress;
   copts.copy_buffer = &copy_buffer;
   copts.frozen_read_buffer = &frozen_read_buffer;
+  copts.rearm = r.leave_running || r.snapshot;  // killed after: nothing to track any more
   std::optional<ForkedCopy> copy;  // a snapshot's: released after the commit
   Clock::time_point t_resumed;
   if (r.snapshot) {

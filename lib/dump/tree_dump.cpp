@@ -203,6 +203,7 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
       checkpoint::CaptureOptions copts;
       copts.target_stopped = true;
       copts.progress = r.progress;
+      copts.rearm = r.leave_running;  // killed after: nothing to track any more
       WPCKPT_TRY_ASSIGN(m->capture, checkpoint::capture_memory(m->pid, *m->target.writer, m->target.parent(), copts));
     }
   }

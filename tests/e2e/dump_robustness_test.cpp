@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "tests/e2e/dump_helpers.hpp"
+#include "tests/e2e/predump_helpers.hpp"
 
 namespace wpckpt::test {
 namespace {
@@ -63,6 +64,33 @@ TEST_P(DumpKilled, TargetSurvivesAndTheChainStaysUsable) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Points, DumpKilled, ::testing::Values("frozen", "injecting", "captured"));
+
+// A killing dump re-protects nothing (CaptureOptions::rearm): one that dies
+// after its scan leaves the process at its parent's epoch with the marks as
+// they were, so the next pre-dump is still a delta, and exact. (A dump that
+// re-armed would have made it capture whole, or lost the pages it scanned.)
+TEST(DumpRobustness, AKillingDumpThatDiesAfterItsScanLeavesTheNextDeltaExact) {
+  REQUIRE_FAULT_POINTS();
+  Workload w;
+  start_workload(w, {"--mib", "16", "--threads", "2", "--pause-us", "50"});
+  ASSERT_FALSE(pre_dump(w.pid(), w.dir / "a").is_null());
+  usleep(100'000);  // pages written since "a": the dump's scan finds them
+  {
+    BackgroundDump dump(w.pid(), w.dir / "d", w.dir / "a", "captured");
+    ASSERT_TRUE(dump.reached("captured")) << dump.err();
+    dump.proc.kill_now();
+  }
+  EXPECT_FALSE(std::filesystem::exists(w.dir / "d"));
+  nlohmann::json b = pre_dump(w.pid(), w.dir / "b", w.dir / "a");
+  ASSERT_FALSE(b.is_null());
+  EXPECT_TRUE(b["incremental"].get<bool>()) << b["whole_reason"];
+  EXPECT_GT(b["pages_written"].get<uint64_t>(), 0u);
+  stop_workload(w);
+  ASSERT_FALSE(pre_dump(w.pid(), w.dir / "c", w.dir / "b").is_null());
+  Mismatch m = compare_with_process(w.pid(), w.dir / "c");
+  EXPECT_GT(m.pages_compared, 0u);
+  EXPECT_EQ(m.pages_differing, 0u) << "first differing page " << std::hex << m.first_bad << " in " << m.first_area;
+}
 
 TEST(DumpRobustness, SigtermDetachesAndWritesNothing) {
   REQUIRE_FAULT_POINTS();
