@@ -4,6 +4,7 @@
 
 #include <map>
 
+#include "dump-format/background_sync.hpp"
 #include "dump-format/chain_reader.hpp"
 #include "dump-format/file_io.hpp"
 #include "dump-format/image_sink.hpp"
@@ -15,14 +16,18 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Start writeback every so often so that commit()'s fsync has little left.
-constexpr uint64_t kWritebackEvery = 64ull << 20;
+// Start writeback every so often, and make what was written durable on a
+// thread of its own less often (background_sync.hpp), so that commit()'s
+// fsync has little left.
+constexpr uint64_t kWritebackEvery = 8ull << 20;
+constexpr uint64_t kSyncEvery = 64ull << 20;
 
 class LocalSink final : public ImageSink {
  public:
   LocalSink(fs::path dir, fs::path tmp, UniqueFd tmp_lock, TargetState target, StagedCheck check)
       : dir_(std::move(dir)), tmp_(std::move(tmp)), tmp_lock_(std::move(tmp_lock)), target_(target), check_(std::move(check)) {}
   ~LocalSink() override {
+    (void)sync_.finish();  // before the descriptors close
     streams_.clear();
     if (!committed_) remove_tree(tmp_);
     // tmp_lock_ is released last: until then no cleaner touches tmp_.
@@ -42,6 +47,10 @@ class LocalSink final : public ImageSink {
                         SYNC_FILE_RANGE_WRITE);
       s.synced = s.size;
     }
+    if (s.size - s.durable >= kSyncEvery) {
+      sync_.request(s.fd.get(), tmp_ / name);
+      s.durable = s.size;
+    }
     return ok();
   }
 
@@ -60,6 +69,7 @@ class LocalSink final : public ImageSink {
   }
 
   Result<void> commit() override {
+    WPCKPT_TRY(sync_.finish());
     // Writeback of every stream first, so that no fsync waits for the next.
     for (auto& [name, s] : streams_)
       if (s.size > s.synced)
@@ -77,13 +87,14 @@ class LocalSink final : public ImageSink {
  private:
   struct Stream {
     UniqueFd fd;
-    uint64_t size = 0, synced = 0;
+    uint64_t size = 0, synced = 0, durable = 0;  // written; writeback started; fdatasync asked
   };
   fs::path dir_, tmp_;
   UniqueFd tmp_lock_;  // flock held on tmp_ while this sink lives (temp_dirs.hpp)
   TargetState target_;
   StagedCheck check_;
   std::map<std::string, Stream> streams_;
+  BackgroundSync sync_;  // finished by the destructor before the descriptors close
   bool committed_ = false;
 };
 
