@@ -35,16 +35,20 @@ Result<state::ProcessState> capture_state(pid_t pid, const fds::CaptureOptions& 
   st.fds = std::move(fds.fds);
   st.tracking = std::move(fds.tracking);
   // One injector per thread; the main thread's serves the process-wide
-  // queries too (a scratch area mapped and unmapped once).
+  // queries too, and maps one scratch slot per thread: the others use
+  // theirs without an mmap and a munmap each (ptrace::InjectorOptions).
   std::unique_ptr<ptrace::Injector> main_injector;
   ptrace::InjectorOptions injection;  // the [vdso] searched for a syscall instruction once
-  for (pid_t tid : frozen.tids()) {
+  injection.scratch_slots = frozen.tids().size();
+  for (size_t i = 0; i < frozen.tids().size(); ++i) {
+    const pid_t tid = frozen.tids()[i];
     WPCKPT_TRY(check_cancel());
+    if (main_injector) injection.slot = main_injector->slot_address(i);
     WPCKPT_TRY_ASSIGN(auto inj, ptrace::Injector::prepare(tid, injection));
     injection.syscall_site = inj->syscall_site();
     WPCKPT_TRY_ASSIGN(auto t, capture_thread(pid, tid, *inj));
     st.threads.push_back(std::move(t));
-    if (tid == frozen.tids().front()) main_injector = std::move(inj);
+    if (!main_injector) main_injector = std::move(inj);  // cured last: it unmaps every slot
     else WPCKPT_TRY(inj->cure());
   }
   WPCKPT_TRY(check_cancel());

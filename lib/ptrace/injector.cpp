@@ -100,14 +100,21 @@ Result<std::unique_ptr<Injector>> Injector::prepare(pid_t tid, const InjectorOpt
   }
   // From here on the destructor cures: registers and mask come back.
   WPCKPT_TRY(set_sigmask(tid, ~uint64_t{0}));
+  if (options.slot != 0) {
+    inj->scratch_ = options.slot;  // mapped by another injector, unmapped by it
+    WPCKPT_TRY(inj->write_stub());
+    return inj;
+  }
+  const size_t bytes = kScratchSize * std::max<size_t>(1, options.scratch_slots);
   int flags = MAP_PRIVATE | MAP_ANONYMOUS | (options.scratch_address ? MAP_FIXED_NOREPLACE : 0);
   WPCKPT_TRY_ASSIGN(long addr, inj->call_at(inj->site_, SYS_mmap,
-                                            {options.scratch_address, kScratchSize,
+                                            {options.scratch_address, bytes,
                                              PROT_READ | PROT_WRITE | PROT_EXEC, static_cast<uint64_t>(flags),
                                              static_cast<uint64_t>(-1), 0}));
   if (uapi::is_syscall_error(addr))
     return make_error(static_cast<int>(-addr), "injected mmap of the scratch area", thread_context(tid));
   inj->scratch_ = static_cast<uint64_t>(addr);
+  inj->scratch_bytes_ = bytes;
   if (options.scratch_address && inj->scratch_ != options.scratch_address)
     return make_error(EEXIST, "injected mmap of the scratch area", fmt::format("at {:#x}", options.scratch_address));
   WPCKPT_TRY(inj->write_stub());
@@ -116,7 +123,7 @@ Result<std::unique_ptr<Injector>> Injector::prepare(pid_t tid, const InjectorOpt
   if (kernel_names_areas()) {
     WPCKPT_TRY(inj->write(inj->data(), kScratchName, sizeof kScratchName));
     WPCKPT_TRY_ASSIGN(long named, inj->syscall(SYS_prctl, PR_SET_VMA, PR_SET_VMA_ANON_NAME, inj->scratch_,
-                                               kScratchSize, inj->data()));
+                                               bytes, inj->data()));
     if (named != 0) log::trace("naming the scratch area failed: {}", std::strerror(static_cast<int>(-named)));
   }
   return inj;
@@ -265,8 +272,9 @@ Result<void> Injector::cure() {
   if (cured_ || tid_ < 0) return ok();
   cured_ = true;
   Result<void> result;
+  if (scratch_ != 0 && scratch_bytes_ == 0) scratch_ = 0;  // a slot: its owner unmaps
   if (scratch_ != 0) {
-    auto unmapped = call_at(site_, SYS_munmap, {scratch_, kScratchSize, 0, 0, 0, 0});
+    auto unmapped = call_at(site_, SYS_munmap, {scratch_, scratch_bytes_, 0, 0, 0, 0});
     if (!unmapped) {
       result = std::move(unmapped).error();
     } else if (*unmapped != 0) {

@@ -21,6 +21,9 @@
 // The area is mapped RWX, MAP_PRIVATE|MAP_ANONYMOUS, and named
 // "[anon:wpckpt-scratch]" when the kernel allows it.
 //
+// The threads of one process share one mapping of per-thread slots
+// (InjectorOptions::scratch_slots, slot).
+//
 // Restore can use it on its own child: prepare() with `scratch_address` outside
 // the future layout, set_syscall_site() after moving [vdso], forget_scratch()
 // if it unmaps the area itself. Threads the target clones during an injected
@@ -48,6 +51,14 @@ struct Stop;  // stop.hpp
 struct InjectorOptions {
   uint64_t scratch_address = 0;  // 0: the kernel picks; else MAP_FIXED_NOREPLACE at it
   uint64_t syscall_site = 0;     // 0: search [vdso] for a `syscall` instruction
+  // The other threads of a process share one mapping: this injector maps
+  // `scratch_slots` areas of kScratchSize at once, uses the first and unmaps
+  // them all at cure; an injector given `slot` (the start of another one,
+  // slot_address()) maps and unmaps nothing and must be cured first. Each
+  // thread has its own stub and recovery block; the mmap and munmap round
+  // trips (~0.4 ms a thread here) are paid once per process.
+  size_t scratch_slots = 1;
+  uint64_t slot = 0;
 };
 
 class Injector {
@@ -72,6 +83,8 @@ class Injector {
   uint64_t data() const { return scratch_ + kCodeSize; }
   static constexpr size_t data_size() { return kScratchSize - kCodeSize - kBlockSize; }
   uint64_t scratch() const { return scratch_; }
+  // Slot i of the area this injector mapped (InjectorOptions::scratch_slots).
+  uint64_t slot_address(size_t i) const { return scratch_ + i * kScratchSize; }
 
   // One call of a batch: pointers in `args` are target addresses.
   struct Call {
@@ -135,6 +148,7 @@ class Injector {
   uint64_t saved_mask_ = 0;
   uint64_t site_ = 0;
   uint64_t scratch_ = 0;
+  size_t scratch_bytes_ = 0;  // what cure() unmaps: 0 for a slot of another injector's area
   bool cured_ = false;
   std::vector<pid_t> new_threads_;
   std::vector<int> suppressed_signals_;
