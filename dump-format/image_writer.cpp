@@ -131,8 +131,8 @@ class Writer final : public ImageWriter {
         size_t bytes = v == &slots.back()->in ? batch_bytes_ : frame_compress_bound(batch_bytes_);
         reserve_populated(*v, bytes);
         v->resize(bytes);
-        v->clear();
       }
+      slots.back()->out.clear();  // `in` stays a whole batch long (take_batch)
     }
     for (auto& s : slots) workers_->recycle(std::move(s));
     // The workers are idle: their compressors may be used from here.
@@ -186,21 +186,38 @@ class Writer final : public ImageWriter {
     have_extent_ = false;
   }
 
-  // Copies pages into the current batch of frames, handing full batches to the workers.
+  std::span<std::byte> page_room(uint64_t max_pages) override {
+    if (!usable()) return {};
+    if (!batch_) take_batch();
+    uint64_t pages = std::min<uint64_t>((batch_bytes_ - fill_) / kPageSize, std::max<uint64_t>(max_pages, 1));
+    return {batch_->in.data() + fill_, static_cast<size_t>(pages * kPageSize)};
+  }
+
+  // The batch being filled: `in` sized to a whole batch (its buffer
+  // populated once per slot), fill_ bytes of it used.
+  void take_batch() {
+    batch_ = workers_ ? workers_->take_slot() : std::make_unique<OrderedWorkers::Slot>();
+    reserve_populated(batch_->in, batch_bytes_);  // a fresh slot: no fault per page
+    batch_->in.resize(batch_bytes_);
+    fill_ = 0;
+  }
+
+  // Puts pages into the current batch of frames (where page_room() had them
+  // read they are already in place), handing full batches to the workers.
   Result<void> store(const std::byte* pages, uint64_t count) {
     while (count > 0) {
-      if (!batch_) {
-        batch_ = workers_ ? workers_->take_slot() : std::make_unique<OrderedWorkers::Slot>();
-        batch_->in.clear();
-        reserve_populated(batch_->in, batch_bytes_);  // a fresh slot: no fault per page
-      }
-      size_t room = (batch_bytes_ - batch_->in.size()) / kPageSize;
+      if (!batch_) take_batch();
+      size_t room = (batch_bytes_ - fill_) / kPageSize;
       size_t n = static_cast<size_t>(std::min<uint64_t>(room, count));
-      batch_->in.insert(batch_->in.end(), pages, pages + n * kPageSize);
+      std::byte* at = batch_->in.data() + fill_;
+      // Pages of the room lie at or after `at` (zero pages before them were
+      // left out): memmove, never memcpy.
+      if (pages != at) std::memmove(at, pages, n * kPageSize);
       pages += n * kPageSize;
       count -= n;
       stored_pages_ += n;
-      if (batch_->in.size() == batch_bytes_) WPCKPT_TRY(submit_batch());
+      fill_ += n * kPageSize;
+      if (fill_ == batch_bytes_) WPCKPT_TRY(submit_batch());
     }
     return ok();
   }
@@ -233,6 +250,7 @@ class Writer final : public ImageWriter {
   Result<void> submit_batch(bool last = false) {
     if (!workers_) start_workers(!last);
     while (workers_->in_flight() >= workers_->window()) WPCKPT_TRY(write_next_batch());
+    batch_->in.resize(fill_);
     workers_->submit(std::move(batch_));
     while (workers_->next_ready()) WPCKPT_TRY(write_next_batch());
     return ok();
@@ -310,7 +328,7 @@ class Writer final : public ImageWriter {
   Result<CommitInfo> finish() {
     const std::string index_path = where_ + "/" + kIndexName;
     // Last partial frame, then every frame still in flight.
-    if (batch_ && !batch_->in.empty()) WPCKPT_TRY(submit_batch(true));
+    if (batch_ && fill_ > 0) WPCKPT_TRY(submit_batch(true));
     while (workers_ && workers_->in_flight() > 0) WPCKPT_TRY(write_next_batch());
     if (have_extent_) emit_extent();
 
@@ -391,6 +409,7 @@ class Writer final : public ImageWriter {
   std::unique_ptr<OrderedWorkers::Slot> batch_;
   unsigned threads_ = 1;
   size_t frame_bytes_ = 0, batch_bytes_ = 0;
+  size_t fill_ = 0;  // bytes of batch_->in holding pages
   uint64_t bytes_raw_done_ = 0;
   bool committed_ = false, failed_ = false;
 };

@@ -48,13 +48,25 @@ Result<size_t> PageReader::read_fallback(uint64_t addr, std::byte* out, size_t l
   return done / kPageSize * kPageSize;
 }
 
-Result<void> PageReader::read(std::span<const PageRun> runs, const DataFn& fn, const HoleFn& hole) {
-  if (runs.empty()) return ok();
+Result<std::span<std::byte>> PageReader::destination(std::span<const PageRun> runs, const RoomFn& room) {
+  if (room) {
+    std::span<std::byte> r = room(batch_bytes_);
+    if (r.size() < kPageSize) return make_error(EIO, "read pages", "no room to read into (the image writer failed, or the caller's buffer is full)");
+    return r;
+  }
   WPCKPT_TRY_ASSIGN(size_t buffer_size, size_buffer(runs));
+  return std::span<std::byte>(buffer_.data(), buffer_size);
+}
+
+Result<void> PageReader::read(std::span<const PageRun> runs, const DataFn& fn, const HoleFn& hole,
+                              const RoomFn& room) {
+  if (runs.empty()) return ok();
   size_t run = 0;
   uint64_t offset = 0;  // bytes already done of runs[run]
   iovec local{}, remote[kMaxIov];
   while (run < runs.size()) {
+    WPCKPT_TRY_ASSIGN(std::span<std::byte> dest, destination(runs.subspan(run), room));
+    const size_t buffer_size = dest.size();
     // Fill one batch: up to kMaxIov remote ranges and buffer_size bytes.
     size_t count = 0, total = 0;
     size_t r = run;
@@ -70,7 +82,7 @@ Result<void> PageReader::read(std::span<const PageRun> runs, const DataFn& fn, c
         off = 0;
       }
     }
-    local = {buffer_.data(), total};
+    local = {dest.data(), total};
     ssize_t got = -1;  // without process_vm_readv, every run goes the /proc/PID/mem way below
     if (use_vm_readv_) {
       ++stats_.syscalls;
@@ -82,7 +94,7 @@ Result<void> PageReader::read(std::span<const PageRun> runs, const DataFn& fn, c
     size_t pos = 0;
     for (size_t i = 0; i < count && pos < good; ++i) {
       size_t len = std::min(remote[i].iov_len, good - pos);
-      WPCKPT_TRY(fn(reinterpret_cast<uint64_t>(remote[i].iov_base), {buffer_.data() + pos, len}));
+      WPCKPT_TRY(fn(reinterpret_cast<uint64_t>(remote[i].iov_base), {dest.data() + pos, len}));
       stats_.pages_read += len / kPageSize;
       pos += len;
     }
@@ -103,11 +115,15 @@ Result<void> PageReader::read(std::span<const PageRun> runs, const DataFn& fn, c
     if (good == total) continue;
     // process_vm_readv stopped at runs[run] + offset: try /proc/PID/mem for
     // the rest of that run (PROT_NONE areas), else call that page a hole.
+    // Into a room taken anew: fn consumed the start of this one.
     uint64_t addr = runs[run].addr + offset;
-    size_t rest = static_cast<size_t>(std::min<uint64_t>(runs[run].pages * kPageSize - offset, buffer_size));
-    WPCKPT_TRY_ASSIGN(size_t fallback, read_fallback(addr, buffer_.data(), rest));
+    if (good > 0) {
+      WPCKPT_TRY_ASSIGN(dest, destination(runs.subspan(run), room));
+    }
+    size_t rest = static_cast<size_t>(std::min<uint64_t>(runs[run].pages * kPageSize - offset, dest.size()));
+    WPCKPT_TRY_ASSIGN(size_t fallback, read_fallback(addr, dest.data(), rest));
     if (fallback > 0) {
-      WPCKPT_TRY(fn(addr, {buffer_.data(), fallback}));
+      WPCKPT_TRY(fn(addr, {dest.data(), fallback}));
       stats_.pages_read += fallback / kPageSize;
       advance(fallback);
     } else {

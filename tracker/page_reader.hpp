@@ -44,23 +44,21 @@ class PageReader {
   // Data for [addr, addr + data.size()); valid only during the call.
   using DataFn = std::function<Result<void>(uint64_t addr, std::span<const std::byte> data)>;
   using HoleFn = std::function<Result<void>(uint64_t addr, uint64_t pages)>;
+  // Where to read next instead of the reader's own buffer (the image
+  // writer's batch: image::ImageWriter::page_room): at most `bytes`, at
+  // least a page; called before each read, after fn has taken the last one.
+  using RoomFn = std::function<std::span<std::byte>(size_t bytes)>;
   // `runs` ascending and disjoint; fn and hole are called in address order.
-  Result<void> read(std::span<const PageRun> runs, const DataFn& fn, const HoleFn& hole);
+  Result<void> read(std::span<const PageRun> runs, const DataFn& fn, const HoleFn& hole, const RoomFn& room = {});
 
   const ReadStats& stats() const { return stats_; }
-  // Uses `buffer` (made beforehand) instead of the one it would make, and
-  // reads in batches of its size rather than growing it.
-  void adopt_buffer(PageBuffer&& buffer) {
-    if (buffer.capacity() <= buffer_.capacity()) return;
-    buffer_ = std::move(buffer);
-    batch_bytes_ = std::min(batch_bytes_, buffer_.capacity() / kPageSize * kPageSize);
-  }
-
  private:
   PageReader(pid_t pid, UniqueFd mem, size_t batch_bytes, bool use_vm_readv);
   Result<size_t> read_fallback(uint64_t addr, std::byte* out, size_t len);
   // Grows buffer_ to what `runs` need, at most batch_bytes_; returns its usable size.
   Result<size_t> size_buffer(std::span<const PageRun> runs);
+  // Where the next batch goes: the caller's room, else buffer_.
+  Result<std::span<std::byte>> destination(std::span<const PageRun> runs, const RoomFn& room);
   pid_t pid_;
   bool use_vm_readv_ = true;
   UniqueFd mem_;

@@ -146,7 +146,9 @@ class PageStreamer {
           stats_.pages_zero += pages;
           done(pages);
           return timed_write([&] { return writer_.add_zero_pages(addr, pages); });
-        });
+        },
+        // Straight into the writer's batch: no second copy.
+        [&](size_t bytes) { return writer_.page_room(bytes / kPage); });
     stats_.copy_seconds += seconds_since(t0) - (stats_.write_seconds - write_before);
     runs_.clear();
     return r;
@@ -202,7 +204,6 @@ Result<ReadBeforeFork> read_before_fork(pid_t pid, const std::vector<PageJob>& j
   WPCKPT_TRY_ASSIGN(tracker::PageReader reader,
                     tracker::PageReader::open(pid, tracker::PageReader::kDefaultBatchBytes,
                                               probe::has_feature("process_vm_readv")));
-  if (options.copy_buffer) reader.adopt_buffer(std::move(*options.copy_buffer));
   // All the runs in one read (a few process_vm_readv calls, not one per
   // job: a delta of scattered pages is hundreds of one-page jobs).
   std::vector<tracker::PageRun> runs;
@@ -221,17 +222,24 @@ Result<ReadBeforeFork> read_before_fork(pid_t pid, const std::vector<PageJob>& j
     while (addr >= runs[run].end()) ++run;
     return where[run] + (addr - runs[run].addr);
   };
+  // The runs lie in out.pages in their order, so the reader reads each
+  // batch straight into place: the room is what follows the last piece.
+  std::byte* next = out.pages.data();
   WPCKPT_TRY(reader.read(
       runs,
       [&](uint64_t addr, std::span<const std::byte> data) -> Result<void> {
         // A piece never spans two runs: the reader hands each remote range out on its own.
-        std::memcpy(place(addr), data.data(), data.size());
+        std::byte* to = place(addr);
+        if (to != data.data()) std::memcpy(to, data.data(), data.size());
+        next = to + data.size();
         return ok();
       },
       [&](uint64_t addr, uint64_t pages) -> Result<void> {  // a vanished page: zero
         std::memset(place(addr), 0, pages * kPage);
+        next = place(addr) + pages * kPage;
         return ok();
-      }));
+      },
+      [&](size_t bytes) { return std::span<std::byte>(next, std::min<size_t>(bytes, at - next)); }));
   return out;
 }
 
@@ -372,7 +380,6 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
   WPCKPT_TRY_ASSIGN(tracker::PageReader reader,
                     tracker::PageReader::open(copy_pid, tracker::PageReader::kDefaultBatchBytes,
                                               copy_pid == pid && probe::has_feature("process_vm_readv")));
-  if (options.copy_buffer) reader.adopt_buffer(std::move(*options.copy_buffer));
   PageStreamer streamer(writer, reader, stats, options.progress, to_copy);
   for (const PageJob& j : jobs) {
     auto it = early.jobs.find(j.addr);

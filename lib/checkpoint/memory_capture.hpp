@@ -49,12 +49,11 @@ struct CaptureOptions {
   // fork would copy the page tables of.
   enum class SnapshotCopy { Auto, Fork, ReadFrozen } snapshot_copy = SnapshotCopy::Auto;
   std::vector<std::pair<uint64_t, uint64_t>> not_copied_by_fork;  // MADV_DONTFORK / MADV_WIPEONFORK areas
-  // A copy buffer made before the freeze (taken over; pages are then copied
-  // in batches of its size): making one costs ~0.2 ms, more when the kernel
-  // must compact memory for its huge page, which a frozen process should not
-  // wait for.
-  PageBuffer* copy_buffer = nullptr;
-  // The same for a snapshot's pages read while the process is frozen.
+  // A buffer made before the freeze for a snapshot's pages read while the
+  // process is frozen (taken over): making one costs ~0.2 ms, more when the
+  // kernel must compact memory for its huge page, which a frozen process
+  // should not wait for. Other pages are read straight into the writer's
+  // batches (ImageWriter::page_room), warmed before the freeze.
   PageBuffer* frozen_read_buffer = nullptr;
   // false: a killing dump, the last iteration. It re-protects nothing
   // (tracker::IterationOptions::rearm): a frozen scan without page-table

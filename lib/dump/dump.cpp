@@ -61,10 +61,9 @@ nlohmann::json report_json(const DumpReport& d) {
 
 namespace {
 
-// The copy buffers made before the freeze, one huge page each: the page
-// reader copies 512 pages per read with its own; a snapshot's pages read
-// while frozen go into the other, which grows only for a larger delta.
-constexpr size_t kCopyBufferBeforeFreeze = 2u << 20;
+// The buffer made before the freeze for a snapshot's pages read while
+// frozen, one huge page; it grows only for a larger delta.
+constexpr size_t kFrozenReadBufferBeforeFreeze = 2u << 20;
 
 // The dump of a process without children.
 Result<DumpReport> dump_one(const DumpRequest& r) {
@@ -91,9 +90,8 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
   auto smaps = tracker::read_smaps(r.pid);
   probe_mapping_features();
   checkpoint::probe_capture_features();
-  PageBuffer copy_buffer, frozen_read_buffer;
-  copy_buffer.reserve(kCopyBufferBeforeFreeze);
-  if (r.snapshot) frozen_read_buffer.reserve(kCopyBufferBeforeFreeze);
+  PageBuffer frozen_read_buffer;
+  if (r.snapshot) frozen_read_buffer.reserve(kFrozenReadBufferBeforeFreeze);
   auto t_freeze = Clock::now();
   rep.freeze_began = t_freeze;
   WPCKPT_TRY_ASSIGN(ptrace::Freezer frozen, ptrace::Freezer::freeze(r.pid));
@@ -121,7 +119,6 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
   checkpoint::CaptureOptions copts;
   copts.target_stopped = true;
   copts.progress = r.progress;
-  copts.copy_buffer = &copy_buffer;
   copts.frozen_read_buffer = &frozen_read_buffer;
   copts.rearm = r.leave_running || r.snapshot;  // killed after: nothing to track any more
   std::optional<ForkedCopy> copy;  // a snapshot's: released after the commit

@@ -1,8 +1,8 @@
 #include "lib/net/gnutls_library.hpp"
 
-#include <dlfcn.h>
-
 #include <string>
+
+#include "lib/base/dynamic_library.hpp"
 
 namespace wpckpt::net {
 namespace {
@@ -15,25 +15,14 @@ struct Loaded {
   std::string error;  // empty: loaded
 };
 
-template <typename Fn>
-bool bind(void* handle, const char* name, Fn& out, std::string& error) {
-  void* p = ::dlsym(handle, name);
-  if (p == nullptr) {
-    if (error.empty()) error = std::string("symbol ") + name + " missing from " + kSoname;
-    return false;
-  }
-  out = reinterpret_cast<Fn>(p);
-  return true;
+bool bind(void* handle, const char* name, auto& out, std::string& error) {
+  return bind_symbol(handle, kSoname, name, out, error);
 }
 
 Loaded load() {
   Loaded l;
-  void* h = ::dlopen(kSoname, RTLD_NOW | RTLD_LOCAL);
-  if (h == nullptr) {
-    const char* why = ::dlerror();
-    l.error = why ? why : std::string("dlopen ") + kSoname + " failed";
-    return l;
-  }
+  void* h = open_library(kSoname, l.error);
+  if (h == nullptr) return l;
   GnutlsLibrary& g = l.library;
   std::string& e = l.error;
   bind(h, "gnutls_global_init", g.global_init, e);

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <netinet/in.h>
-#include <nftables/libnftables.h>
 #include <sched.h>
 #include <sys/stat.h>
 
@@ -12,14 +11,19 @@
 
 #include "lib/base/log.hpp"
 #include "lib/base/unique_fd.hpp"
+#include "lib/netlock/nftables_library.hpp"
 
 namespace wpckpt::netlock {
 namespace {
 
+// The loaded library, once a context exists (load_nftables() succeeded then).
+const NftablesLibrary& nft() { return **load_nftables(); }
+void free_context(nft_ctx* ctx) { nft().ctx_free(ctx); }
+
 using CtxPtr = std::unique_ptr<nft_ctx, void (*)(nft_ctx*)>;
 
 Error nft_error(nft_ctx* ctx, const std::string& what) {
-  std::string text = nft_ctx_get_error_buffer(ctx);
+  std::string text = nft().ctx_get_error_buffer(ctx);
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
   return make_error(EPERM, "nftables", what + (text.empty() ? "" : ": " + text))
       .with_hint("the network lock needs nftables in the kernel and CAP_NET_ADMIN; "
@@ -33,23 +37,24 @@ Result<CtxPtr> context_in_netns_of(pid_t pid) {
   struct stat theirs{}, ours{};
   if (::stat(ns_path.c_str(), &theirs) != 0) return errno_error("stat", ns_path);
   if (::stat("/proc/self/ns/net", &ours) != 0) return errno_error("stat", "/proc/self/ns/net");
+  WPCKPT_TRY_ASSIGN(const NftablesLibrary* lib, load_nftables());
   nft_ctx* made = nullptr;
   if (theirs.st_ino == ours.st_ino && theirs.st_dev == ours.st_dev) {
-    made = nft_ctx_new(NFT_CTX_DEFAULT);
+    made = lib->ctx_new(NFT_CTX_DEFAULT);
   } else {
     UniqueFd ns(::open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!ns) return errno_error("open", ns_path);
     int err = 0;
     std::thread([&] {
       if (::setns(ns.get(), CLONE_NEWNET) != 0) err = errno;
-      else made = nft_ctx_new(NFT_CTX_DEFAULT);
+      else made = lib->ctx_new(NFT_CTX_DEFAULT);
     }).join();
     if (err != 0) return make_error(err, "setns", ns_path);
   }
   if (!made) return make_error(ENOMEM, "nft_ctx_new");
-  nft_ctx_buffer_output(made);
-  nft_ctx_buffer_error(made);
-  return CtxPtr(made, nft_ctx_free);
+  lib->ctx_buffer_output(made);
+  lib->ctx_buffer_error(made);
+  return CtxPtr(made, free_context);
 }
 
 // nftables' form of an address; an IPv4-mapped IPv6 one travels as IPv4.
@@ -87,7 +92,7 @@ std::string drop_rule(const std::string& table, const char* chain, const Endpoin
 
 std::string table_name(pid_t pid) { return fmt::format("wpckpt_lock_{}", pid); }
 
-NetworkLock::NetworkLock(pid_t pid) : pid_(pid), ctx_(nullptr, nft_ctx_free) {}
+NetworkLock::NetworkLock(pid_t pid) : pid_(pid), ctx_(nullptr, free_context) {}
 NetworkLock::NetworkLock(NetworkLock&& o) noexcept
     : pid_(o.pid_), locked_(std::exchange(o.locked_, false)), ctx_(std::move(o.ctx_)) {}
 NetworkLock& NetworkLock::operator=(NetworkLock&& o) noexcept {
@@ -105,7 +110,7 @@ Result<void> NetworkLock::run(const std::string& commands) {
   if (!ctx_) {
     WPCKPT_TRY_ASSIGN(ctx_, context_in_netns_of(pid_));
   }
-  if (nft_run_cmd_from_buffer(ctx_.get(), commands.c_str()) != 0)
+  if (nft().run_cmd_from_buffer(ctx_.get(), commands.c_str()) != 0)
     return nft_error(ctx_.get(), "lock the connections of process " + std::to_string(pid_));
   return ok();
 }
@@ -141,8 +146,8 @@ void NetworkLock::disarm() { locked_ = false; }
 
 Result<void> probe() {
   WPCKPT_TRY_ASSIGN(CtxPtr ctx, context_in_netns_of(::getpid()));
-  nft_ctx_set_dry_run(ctx.get(), true);
-  if (nft_run_cmd_from_buffer(ctx.get(), "add table inet wpckpt_lock_probe\n") != 0)
+  nft().ctx_set_dry_run(ctx.get(), true);
+  if (nft().run_cmd_from_buffer(ctx.get(), "add table inet wpckpt_lock_probe\n") != 0)
     return nft_error(ctx.get(), "dry run of a network lock");
   return ok();
 }
@@ -150,8 +155,8 @@ Result<void> probe() {
 Result<bool> unlock(pid_t dumped_pid) {
   WPCKPT_TRY_ASSIGN(CtxPtr ctx, context_in_netns_of(::getpid()));
   const std::string table = table_name(dumped_pid);
-  if (nft_run_cmd_from_buffer(ctx.get(), ("delete table inet " + table + "\n").c_str()) == 0) return true;
-  const std::string text = nft_ctx_get_error_buffer(ctx.get());
+  if (nft().run_cmd_from_buffer(ctx.get(), ("delete table inet " + table + "\n").c_str()) == 0) return true;
+  const std::string text = nft().ctx_get_error_buffer(ctx.get());
   if (text.find("No such file or directory") != std::string::npos) return false;  // no lock to remove
   return nft_error(ctx.get(), "remove the network lock " + table);
 }
