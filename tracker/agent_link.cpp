@@ -207,6 +207,8 @@ uint64_t AgentLink::last_scan_ns() const {
   return std::atomic_ref<uint64_t>(state_->last_scan_ns).load(std::memory_order_acquire);
 }
 
+bool AgentLink::alive() const { return ::syscall(SYS_pidfd_send_signal, pidfd_.get(), 0, nullptr, 0) == 0; }
+
 void AgentLink::begin_scan(uint64_t scan, uint64_t now_ns) {
   std::atomic_ref<uint64_t>(state_->last_scan_ns).store(now_ns, std::memory_order_release);
   std::atomic_ref<uint64_t>(state_->last_scan).store(scan, std::memory_order_release);

@@ -61,6 +61,10 @@ class AgentLink {
   // Called before a scan starts: from now on, marks older than this scan are gone.
   void begin_scan(uint64_t scan, uint64_t now_ns);
 
+  // The process the link was made to still lives (its pid was not reused):
+  // for a link made before a freeze.
+  bool alive() const;
+
   // One scanner at a time per process. A holder that died is taken over.
   Result<void> lock();
   void unlock();

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <vector>
 
 #include "lib/base/log.hpp"
@@ -277,11 +278,20 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
                                     const CaptureOptions& options) {
   CaptureStats stats;
   auto t_begin = Clock::now();
-  // Before and after taking the agent's descriptors (the pid may be reused
-  // meanwhile): nothing of the process is read unless its user may.
-  WPCKPT_TRY(ptrace::check_may_trace(pid));
-  WPCKPT_TRY_ASSIGN(tracker::AgentLink link, tracker::AgentLink::attach(pid));
-  WPCKPT_TRY(ptrace::check_may_trace(pid));
+  std::optional<tracker::AgentLink> made;
+  tracker::AgentLink* link_ptr = options.link;
+  if (link_ptr == nullptr) {
+    // Before and after taking the agent's descriptors (the pid may be reused
+    // meanwhile): nothing of the process is read unless its user may.
+    WPCKPT_TRY(ptrace::check_may_trace(pid));
+    WPCKPT_TRY_ASSIGN(tracker::AgentLink attached, tracker::AgentLink::attach(pid));
+    made.emplace(std::move(attached));
+    link_ptr = &*made;
+    WPCKPT_TRY(ptrace::check_may_trace(pid));
+  } else if (link_ptr->pid() != pid || !link_ptr->alive()) {
+    return make_error(ESRCH, "capture memory", "process " + std::to_string(pid) + " exited since its agent link was made");
+  }
+  tracker::AgentLink& link = *link_ptr;
   WPCKPT_TRY(link.lock());
   uint64_t parent_ns = 0;
   stats.whole_reason = distrust_reason(parent_metadata, link, parent_ns);

@@ -24,6 +24,7 @@
 #include "lib/ptrace/freezer.hpp"
 #include "lib/ptrace/may_trace.hpp"
 #include "lib/state/process_state.hpp"
+#include "tracker/agent_link.hpp"
 #include "tracker/proc_maps.hpp"
 
 namespace wpckpt::dump {
@@ -92,6 +93,7 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
   checkpoint::probe_capture_features();
   PageBuffer frozen_read_buffer;
   if (r.snapshot) frozen_read_buffer.reserve(kFrozenReadBufferBeforeFreeze);
+  WPCKPT_TRY_ASSIGN(tracker::AgentLink link, tracker::AgentLink::attach(r.pid));
   auto t_freeze = Clock::now();
   rep.freeze_began = t_freeze;
   WPCKPT_TRY_ASSIGN(ptrace::Freezer frozen, ptrace::Freezer::freeze(r.pid));
@@ -120,6 +122,7 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
   copts.target_stopped = true;
   copts.progress = r.progress;
   copts.frozen_read_buffer = &frozen_read_buffer;
+  copts.link = &link;
   copts.rearm = r.leave_running || r.snapshot;  // killed after: nothing to track any more
   std::optional<ForkedCopy> copy;  // a snapshot's: released after the commit
   Clock::time_point t_resumed;
@@ -158,10 +161,6 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
   rep.memdump_time = mem_total - std::min(mem_total, rep.memwrite_time);
   WPCKPT_TRY(check_cancel(r));
 
-  WPCKPT_TRY_ASSIGN(std::string doc, serialized.get());
-  WPCKPT_TRY(writer->add_file(state::kProcessStateFile, std::as_bytes(std::span(doc.data(), doc.size()))));
-  for (const auto& [name, bytes] : fds.files)
-    WPCKPT_TRY(writer->add_file(name, std::as_bytes(std::span(bytes.data(), bytes.size()))));
   rep.threads = st.threads.size();
   rep.mappings = st.mappings.size();
   rep.fds = st.fds.size();
@@ -179,6 +178,13 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
     fds.network_lock.release();
     frozen.detach();
   }
+  // The state's files need nothing of the process: written after the
+  // capture (the JSON thread, starved by the compression workers, once
+  // kept a 1 GiB final dump frozen 2.4 ms longer).
+  WPCKPT_TRY_ASSIGN(std::string doc, serialized.get());
+  WPCKPT_TRY(writer->add_file(state::kProcessStateFile, std::as_bytes(std::span(doc.data(), doc.size()))));
+  for (const auto& [name, bytes] : fds.files)
+    WPCKPT_TRY(writer->add_file(name, std::as_bytes(std::span(bytes.data(), bytes.size()))));
 
   nlohmann::json meta = report_json(rep);
   meta.erase("commit_time");  // known only after the manifest is written
