@@ -51,7 +51,8 @@ Result<size_t> PageReader::read_fallback(uint64_t addr, std::byte* out, size_t l
 Result<std::span<std::byte>> PageReader::destination(std::span<const PageRun> runs, const RoomFn& room) {
   if (room) {
     std::span<std::byte> r = room(batch_bytes_);
-    if (r.size() < kPageSize) return make_error(EIO, "read pages", "no room to read into (the image writer failed, or the caller's buffer is full)");
+    if (r.size() < kPageSize)
+      return make_error(EIO, "read pages", "no room to read into (the image writer failed, or the caller's buffer is full)");
     return r;
   }
   WPCKPT_TRY_ASSIGN(size_t buffer_size, size_buffer(runs));

@@ -1,6 +1,7 @@
 // Copies pages out of a running process: process_vm_readv with many remote
 // ranges per call into one bounded buffer (sized by the work: the bytes of
-// the runs asked for, capped by batch_bytes; kept for later calls), falling back to /proc/PID/mem
+// the runs asked for, capped by batch_bytes; kept for later calls) or into
+// the caller's own memory (RoomFn), falling back to /proc/PID/mem
 // (which may read PROT_NONE memory, FOLL_FORCE) for what it refuses. Pages
 // that cannot be read at all — the area vanished meanwhile, or a file mapping
 // past the end of its file — are reported as holes instead of failing.

@@ -12,12 +12,19 @@
 namespace wpckpt::tracker {
 namespace {
 
-TEST(PageReader, ReadsProtNoneAndReportsHoles) {
-  const size_t pages = 8;
+// `pages` fresh pages filled with 'a', 'b', ... one letter per page.
+char* lettered_pages(size_t pages) {
   auto* mem = static_cast<char*>(mmap(nullptr, pages * kPageSize, PROT_READ | PROT_WRITE,
                                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-  ASSERT_NE(mem, MAP_FAILED);
+  if (mem == MAP_FAILED) return nullptr;
   for (size_t p = 0; p < pages; ++p) std::memset(mem + p * kPageSize, static_cast<int>('a' + p), kPageSize);
+  return mem;
+}
+
+TEST(PageReader, ReadsProtNoneAndReportsHoles) {
+  const size_t pages = 8;
+  char* mem = lettered_pages(pages);
+  ASSERT_NE(mem, nullptr);
   ASSERT_EQ(mprotect(mem + 2 * kPageSize, 2 * kPageSize, PROT_NONE), 0);  // pages 2-3: not readable
   ASSERT_EQ(munmap(mem + 5 * kPageSize, kPageSize), 0);                  // page 5: gone
   uint64_t base = reinterpret_cast<uint64_t>(mem);
@@ -53,10 +60,8 @@ TEST(PageReader, ReadsProtNoneAndReportsHoles) {
 // and the PROT_NONE fallback and holes keep the order.
 TEST(PageReader, ReadsIntoTheCallersRooms) {
   const size_t pages = 8;
-  auto* mem = static_cast<char*>(mmap(nullptr, pages * kPageSize, PROT_READ | PROT_WRITE,
-                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-  ASSERT_NE(mem, MAP_FAILED);
-  for (size_t p = 0; p < pages; ++p) std::memset(mem + p * kPageSize, static_cast<int>('a' + p), kPageSize);
+  char* mem = lettered_pages(pages);
+  ASSERT_NE(mem, nullptr);
   ASSERT_EQ(mprotect(mem + 2 * kPageSize, kPageSize, PROT_NONE), 0);  // page 2: the fallback
   ASSERT_EQ(munmap(mem + 5 * kPageSize, kPageSize), 0);              // page 5: a hole
   uint64_t base = reinterpret_cast<uint64_t>(mem);
