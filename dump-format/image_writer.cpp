@@ -128,15 +128,15 @@ class Writer final : public ImageWriter {
       // guest a populated page still costs ~4 µs at its first store from
       // user mode (1 MiB: 1.0-1.4 ms, then 21 µs), and as much again at the
       // kernel's first.
-      for (auto* v : {&slots.back()->in, &slots.back()->out}) {
-        size_t bytes = v == &slots.back()->in ? batch_bytes_ : frame_compress_bound(batch_bytes_);
-        reserve_populated(*v, bytes);
-        v->resize(bytes);
-      }
-      slots.back()->out.clear();  // `in` stays a whole batch long (take_batch)
-      // Pages are read into `in` by the kernel (page_room): its first write
-      // to each page is dear too, and is paid here.
-      touch_from_kernel(slots.back()->in.data(), batch_bytes_);
+      OrderedWorkers::Slot& s = *slots.back();
+      reserve_populated(s.out, frame_compress_bound(batch_bytes_));
+      s.out.resize(frame_compress_bound(batch_bytes_));
+      s.out.clear();
+      s.pages.reserve(batch_bytes_);
+      std::memset(s.pages.data(), 0, batch_bytes_);
+      // Pages are read into them by the kernel (page_room): its first write
+      // to a page is dear too, and is paid here.
+      touch_from_kernel(s.pages.data(), batch_bytes_);
     }
     for (auto& s : slots) workers_->recycle(std::move(s));
     // The workers are idle: their compressors may be used from here.
@@ -192,28 +192,33 @@ class Writer final : public ImageWriter {
 
   std::span<std::byte> page_room(uint64_t max_pages) override {
     if (!usable()) return {};
-    if (!batch_) take_batch();
+    if (!batch_ && !take_batch()) return {};
     uint64_t pages = std::min<uint64_t>((batch_bytes_ - fill_) / kPageSize, std::max<uint64_t>(max_pages, 1));
-    return {batch_->in.data() + fill_, static_cast<size_t>(pages * kPageSize)};
+    return {batch_->pages.data() + fill_, static_cast<size_t>(pages * kPageSize)};
   }
 
-  // The batch being filled: `in` sized to a whole batch (its buffer
-  // populated once per slot), fill_ bytes of it used.
-  void take_batch() {
+  // The batch being filled: the slot's `pages` (made once per slot), fill_
+  // bytes of it used.
+  Result<void> take_batch() {
     batch_ = workers_ ? workers_->take_slot() : std::make_unique<OrderedWorkers::Slot>();
-    reserve_populated(batch_->in, batch_bytes_);  // a fresh slot: no fault per page
-    batch_->in.resize(batch_bytes_);
     fill_ = 0;
+    if (!batch_->pages.reserve(batch_bytes_)) {
+      batch_.reset();
+      return errno_error("allocate a batch of pages", std::to_string(batch_bytes_) + " bytes");
+    }
+    return ok();
   }
 
   // Puts pages into the current batch of frames (where page_room() had them
   // read they are already in place), handing full batches to the workers.
   Result<void> store(const std::byte* pages, uint64_t count) {
     while (count > 0) {
-      if (!batch_) take_batch();
+      if (!batch_) {
+        if (auto r = take_batch(); !r) return fail(std::move(r).error());
+      }
       size_t room = (batch_bytes_ - fill_) / kPageSize;
       size_t n = static_cast<size_t>(std::min<uint64_t>(room, count));
-      std::byte* at = batch_->in.data() + fill_;
+      std::byte* at = batch_->pages.data() + fill_;
       // Pages of the room lie at or after `at` (zero pages before them were
       // left out): memmove, never memcpy.
       if (pages != at) std::memmove(at, pages, n * kPageSize);
@@ -235,10 +240,11 @@ class Writer final : public ImageWriter {
 
   void compress_batch(unsigned worker, OrderedWorkers::Slot& s) {
     s.out.clear();
-    reserve_populated(s.out, frame_compress_bound(s.in.size()));
+    reserve_populated(s.out, frame_compress_bound(s.pages_used));
     s.frames.clear();
-    for (size_t at = 0; at < s.in.size(); at += frame_bytes_) {
-      auto raw = std::span<const std::byte>(s.in).subspan(at, std::min(frame_bytes_, s.in.size() - at));
+    const std::span<const std::byte> in(s.pages.data(), s.pages_used);
+    for (size_t at = 0; at < in.size(); at += frame_bytes_) {
+      auto raw = in.subspan(at, std::min(frame_bytes_, in.size() - at));
       size_t start = s.out.size();
       auto n = compressors_[worker]->compress(raw, s.out);
       if (!n) {
@@ -254,7 +260,7 @@ class Writer final : public ImageWriter {
   Result<void> submit_batch(bool last = false) {
     if (!workers_) start_workers(!last);
     while (workers_->in_flight() >= workers_->window()) WPCKPT_TRY(write_next_batch());
-    batch_->in.resize(fill_);
+    batch_->pages_used = fill_;
     workers_->submit(std::move(batch_));
     while (workers_->next_ready()) WPCKPT_TRY(write_next_batch());
     return ok();
@@ -270,7 +276,7 @@ class Writer final : public ImageWriter {
     }
     bytes_compressed_ += s->out.size();
     WPCKPT_TRY(append_data(s->out));
-    if (options_.progress) options_.progress("write pages", (bytes_raw_done_ += s->in.size()) / kPageSize, 0);
+    if (options_.progress) options_.progress("write pages", (bytes_raw_done_ += s->pages_used) / kPageSize, 0);
     workers_->recycle(std::move(s));
     return ok();
   }
@@ -413,7 +419,7 @@ class Writer final : public ImageWriter {
   std::unique_ptr<OrderedWorkers::Slot> batch_;
   unsigned threads_ = 1;
   size_t frame_bytes_ = 0, batch_bytes_ = 0;
-  size_t fill_ = 0;  // bytes of batch_->in holding pages
+  size_t fill_ = 0;  // bytes of batch_->pages holding pages
   uint64_t bytes_raw_done_ = 0;
   bool committed_ = false, failed_ = false;
 };
