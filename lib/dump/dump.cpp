@@ -226,7 +226,9 @@ Result<DumpReport> dump_process(const DumpRequest& r) {
   // process as it was: dumped again, with its tree when it still has one.
   for (int attempt = 1;; ++attempt) {
     auto rep = has_children(r.pid) ? dump_tree(r) : dump_one(r);
-    if (rep || !is_children_refusal(rep.error()) || attempt == 3) return rep;
+    if (rep || !is_children_refusal(rep.error())) return rep;
+    // A child appeared between the check and the freeze in every attempt.
+    if (attempt == 3) return kept_changing("dump", r.pid);
   }
 }
 

@@ -47,12 +47,6 @@ constexpr int kTreeChanged = EAGAIN;
 
 bool tree_changed(const Error& e) { return e.err == kTreeChanged && e.op == "freeze tree"; }
 
-Error kept_changing(std::string_view verb, pid_t root) {
-  return make_error(EAGAIN, std::string(verb), fmt::format("the process tree of {} kept changing while it was read", root))
-      .with_hint("processes started or exited in every attempt; dump it when it forks less often. The processes "
-                 "run on unchanged");
-}
-
 // A step for member `pid` that failed because the member exited meanwhile:
 // the tree changed (tried again, or said so after the last attempt).
 Error member_failed(Error e, std::string_view verb, pid_t pid, pid_t root, bool last_attempt) {
@@ -317,6 +311,12 @@ Result<MemberPreDump> pre_dump_member(const PreDumpRequest& r, const TreeImageDi
 }
 
 }  // namespace
+
+Error kept_changing(std::string_view verb, pid_t root) {
+  return make_error(EAGAIN, std::string(verb), fmt::format("the process tree of {} kept changing while it was read", root))
+      .with_hint("processes started or exited in every attempt; dump it when it forks less often. The processes "
+                 "run on unchanged");
+}
 
 bool has_children(pid_t pid) {
   auto children = children_of(pid);

@@ -16,6 +16,8 @@
 // a session or group outside the tree, a page server (not yet for trees).
 #pragma once
 
+#include <string_view>
+
 #include "lib/dump/dump.hpp"
 #include "lib/dump/pre_dump.hpp"
 
@@ -26,5 +28,8 @@ Result<PreDumpReport> pre_dump_tree(const PreDumpRequest& request);
 
 // Whether `pid` has children now (a tree dump then).
 bool has_children(pid_t pid);
+
+// The error of a dump whose process tree changed in every attempt.
+Error kept_changing(std::string_view verb, pid_t root);
 
 }  // namespace wpckpt::dump
