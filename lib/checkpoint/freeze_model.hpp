@@ -10,7 +10,7 @@ namespace wpckpt::checkpoint {
 struct FreezeModel {
   // Seizing the threads, state capture and the tracking scan of a dump
   // right after a pre-dump, measured here with a few hundred pages to
-  // store: 4.3-5.8 ms at 1 GiB, 8 ms at 16 GiB (the scan walks every page
+  // store: 3.9-4.5 ms at 1 GiB, 8 ms at 16 GiB (the scan walks every page
   // table: ~0.3 ms per GiB). The commit that follows is not in the freeze.
   double fixed_s = 0.008;
   // Scan, copy, compress and write of one written page while frozen
