@@ -19,13 +19,22 @@ namespace {
 
 Result<std::vector<std::byte>> no_files(const std::string& name) { return make_error(ENOENT, "read", name); }
 
+// A pid half the ring away from the kernel's allocation cursor (ns_last_pid): the
+// tests running beside this one take their pids next to the cursor, so none of
+// them takes this one between the check and the clone (a pid near getpid() was
+// taken that way once pid_max had wrapped).
 int free_pid() {
+  constexpr int kFirstPidAfterWrap = 301;  // RESERVED_PIDS + 1
   int pid_max = std::stoi(test::read_file("/proc/sys/kernel/pid_max"));
-  for (int pid = getpid() + 5000;; ++pid) {
-    if (pid >= pid_max) pid = 1000;
+  int cursor = std::stoi(test::read_file("/proc/sys/kernel/ns_last_pid"));
+  int span = pid_max - kFirstPidAfterWrap;
+  for (int step = 0; step < span; ++step) {
+    int pid = kFirstPidAfterWrap + (cursor - kFirstPidAfterWrap + span / 2 + step) % span;
     struct stat st{};
     if (::stat(("/proc/" + std::to_string(pid)).c_str(), &st) != 0) return pid;
   }
+  ADD_FAILURE() << "no free pid below pid_max " << pid_max;
+  return -1;
 }
 
 state::FileIdentity identity_of(const std::string& path) {
