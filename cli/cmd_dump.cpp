@@ -53,9 +53,10 @@ void print_text(const dump::DumpReport& r, const DumpOptions& opts) {
               static_cast<unsigned long long>(r.pages_scanned), static_cast<unsigned long long>(r.pages_written),
               static_cast<unsigned long long>(r.pages_skipped_parent),
               r.capture.incremental ? "" : (" (whole: " + r.capture.whole_reason + ")").c_str());
-  std::printf("  time (ms): freezing %.3f, frozen %.3f (memdump %.3f, memwrite %.3f), commit %.3f\n",
+  std::printf("  time (ms): freezing %.3f, frozen %.3f (memdump %.3f, memwrite %.3f), commit %.3f; stopped %.3f "
+              "until it %s\n",
               r.freezing_time / 1e3, r.frozen_time / 1e3, r.memdump_time / 1e3, r.memwrite_time / 1e3,
-              r.commit_time / 1e3);
+              r.commit_time / 1e3, r.stopped_time / 1e3, r.left_running ? "ran on" : "was killed");
   if (r.snapshot.mechanism == "fork-cow")
     std::printf("  the process ran on after the freeze; its memory was read from a copy-on-write copy, done %.3f s "
                 "later\n",
@@ -107,7 +108,8 @@ int run_dump(const DumpOptions& opts) {
   }
   if (opts.criu.display_stats) {
     const dump::DumpReport& r = *report;
-    display_dump_stats({r.freezing_time, r.frozen_time, r.memdump_time, r.memwrite_time, r.pages_scanned,
+    // CRIU's frozen_time is the whole stop, the write of a killed process's images included.
+    display_dump_stats({r.freezing_time, r.stopped_time, r.memdump_time, r.memwrite_time, r.pages_scanned,
                         r.pages_skipped_parent, r.pages_written},
                        opts.json);
   }

@@ -115,6 +115,10 @@ class ImageWriter {
   // touch (1-1.4 ms per MiB of batch). Optional; without it the workers
   // start with the first batch.
   virtual void warm_up(uint64_t expected_pages = 0) = 0;
+  // No more pages: the last partial batch goes to the compression workers
+  // now, so that what the caller does before commit() (a dump writes its
+  // process state) overlaps its compression. Optional: commit() does it.
+  virtual Result<void> pages_done() = 0;
   // fsync files, rename the temporary directory to `dir` (over it if it was
   // an empty directory and still is), fsync the parent.
   // Fails (and writes nothing) if the areas overlap or are unaligned, or if a

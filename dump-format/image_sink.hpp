@@ -22,6 +22,9 @@ class ImageSink {
   virtual ~ImageSink() = default;
   // Appends to the stream `name` (pages.dat), created by its first append.
   virtual Result<void> append(const std::string& name, std::span<const std::byte> bytes) = 0;
+  // The stream `name` is complete: a local sink starts its writeback now,
+  // while the index and the manifest are made, so commit() waits less.
+  virtual void end_stream(const std::string& name) { (void)name; }
   // A whole file, written once.
   virtual Result<void> write_file(const std::string& name, std::span<const std::byte> bytes) = 0;
   // Makes every file durable and the image visible at once. Until then

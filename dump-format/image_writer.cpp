@@ -119,7 +119,8 @@ class Writer final : public ImageWriter {
   void warm_up(uint64_t expected_pages) override {
     if (workers_ || failed_ || committed_) return;
     start_workers(true);
-    const uint64_t batches = (expected_pages * kPageSize + batch_bytes_ - 1) / batch_bytes_;
+    // And one more per other worker: the last batch is split among them.
+    const uint64_t batches = (expected_pages * kPageSize + batch_bytes_ - 1) / batch_bytes_ + threads_ - 1;
     const size_t count = static_cast<size_t>(std::clamp<uint64_t>(batches, threads_, workers_->window()));
     std::vector<std::unique_ptr<OrderedWorkers::Slot>> slots;
     for (size_t i = 0; i < count; ++i) {
@@ -140,6 +141,13 @@ class Writer final : public ImageWriter {
     // The workers are idle: their compressors may be used from here.
     std::vector<std::byte> frame(frame_bytes_), out;
     for (auto& c : compressors_) (void)c->compress(frame, out);
+  }
+
+  Result<void> pages_done() override {
+    WPCKPT_TRY(usable());
+    if (!batch_ || fill_ == 0) return ok();
+    if (auto r = submit_last_batch(); !r) return fail(std::move(r).error());
+    return ok();
   }
 
   Result<CommitInfo> commit() override {
@@ -264,6 +272,35 @@ class Writer final : public ImageWriter {
     return ok();
   }
 
+  // The last batch is what a dump waits for after its capture: shared at
+  // frame boundaries by every worker (two halves of 217 pages compressed
+  // side by side: ~0.7 ms less stopped in a final dump here), at the cost
+  // of copying all but the first part into slots of their own.
+  Result<void> submit_last_batch() {
+    const size_t frames = (fill_ + frame_bytes_ - 1) / frame_bytes_;
+    const size_t parts = workers_ && threads_ > 1 ? std::min<size_t>(threads_, frames / 2) : 1;
+    if (parts < 2) return submit_batch(true);
+    std::unique_ptr<OrderedWorkers::Slot> first = std::move(batch_);
+    const size_t total = fill_, per_part = (frames + parts - 1) / parts * frame_bytes_;
+    std::vector<std::unique_ptr<OrderedWorkers::Slot>> rest;
+    for (size_t at = per_part; at < total; at += per_part) {
+      WPCKPT_TRY(take_batch());
+      fill_ = std::min(per_part, total - at);
+      std::memcpy(batch_->pages.data(), first->pages.data() + at, fill_);
+      batch_->pages_used = fill_;
+      rest.push_back(std::move(batch_));
+    }
+    batch_ = std::move(first);
+    fill_ = per_part;
+    WPCKPT_TRY(submit_batch(true));
+    for (auto& part : rest) {
+      batch_ = std::move(part);
+      fill_ = batch_->pages_used;
+      WPCKPT_TRY(submit_batch(true));
+    }
+    return ok();
+  }
+
   Result<void> write_next_batch() {
     std::unique_ptr<OrderedWorkers::Slot> s = workers_->next();
     if (!s) return ok();
@@ -335,9 +372,10 @@ class Writer final : public ImageWriter {
 
   Result<CommitInfo> finish() {
     const std::string index_path = where_ + "/" + kIndexName;
-    // Last partial frame, then every frame still in flight.
-    if (batch_ && fill_ > 0) WPCKPT_TRY(submit_batch(true));
+    // Last partial batch, then every frame still in flight.
+    if (batch_ && fill_ > 0) WPCKPT_TRY(submit_last_batch());
     while (workers_ && workers_->in_flight() > 0) WPCKPT_TRY(write_next_batch());
+    sink_->end_stream(kDataName);
     if (have_extent_) emit_extent();
 
     // Index: header, extents, tail, then the trailer digest over all of it.
@@ -367,8 +405,8 @@ class Writer final : public ImageWriter {
     m.created = rfc3339_now();
     m.parent = parent_rel_;
     m.parent_digest = parent_digest_;
-    m.areas = areas_;
-    m.metadata = metadata_;
+    m.areas = std::move(areas_);  // the last use: a failed commit abandons the writer
+    m.metadata = std::move(metadata_);
     m.files = extra_names_;
     m.stats = Manifest::Stats{stored_pages_,     zero_pages_,   fresh_pages_without_entry(index),
                               stored_pages_ * kPageSize, bytes_compressed_, frames_.size(),

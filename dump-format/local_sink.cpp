@@ -42,16 +42,17 @@ class LocalSink final : public ImageSink {
     Stream& s = it->second;
     WPCKPT_TRY(write_all(s.fd.get(), bytes, tmp_ / name));
     s.size += bytes.size();
-    if (s.size - s.synced >= kWritebackEvery) {
-      ::sync_file_range(s.fd.get(), static_cast<off_t>(s.synced), static_cast<off_t>(s.size - s.synced),
-                        SYNC_FILE_RANGE_WRITE);
-      s.synced = s.size;
-    }
+    if (s.size - s.synced >= kWritebackEvery) start_writeback(s);
     if (s.size - s.durable >= kSyncEvery) {
       sync_.request(s.fd.get(), tmp_ / name);
       s.durable = s.size;
     }
     return ok();
+  }
+
+  void end_stream(const std::string& name) override {
+    auto it = streams_.find(name);
+    if (it != streams_.end()) start_writeback(it->second);
   }
 
   // Written now, made durable at commit with the rest: writeback starts at
@@ -61,20 +62,14 @@ class LocalSink final : public ImageSink {
   Result<void> write_file(const std::string& name, std::span<const std::byte> bytes) override {
     if (streams_.count(name)) return make_error(EEXIST, "write", (tmp_ / name).string());
     WPCKPT_TRY(append(name, bytes));
-    Stream& s = streams_.at(name);
-    ::sync_file_range(s.fd.get(), static_cast<off_t>(s.synced), static_cast<off_t>(s.size - s.synced),
-                      SYNC_FILE_RANGE_WRITE);
-    s.synced = s.size;
+    start_writeback(streams_.at(name));
     return ok();
   }
 
   Result<void> commit() override {
     WPCKPT_TRY(sync_.finish());
     // Writeback of every stream first, so that no fsync waits for the next.
-    for (auto& [name, s] : streams_)
-      if (s.size > s.synced)
-        ::sync_file_range(s.fd.get(), static_cast<off_t>(s.synced), static_cast<off_t>(s.size - s.synced),
-                          SYNC_FILE_RANGE_WRITE);
+    for (auto& [name, s] : streams_) start_writeback(s);
     for (auto& [name, s] : streams_) WPCKPT_TRY(fsync_fd(s.fd.get(), tmp_ / name));
     if (check_) WPCKPT_TRY(check_(tmp_));
     WPCKPT_TRY(commit_directory(tmp_, dir_, target_));
@@ -89,6 +84,12 @@ class LocalSink final : public ImageSink {
     UniqueFd fd;
     uint64_t size = 0, synced = 0, durable = 0;  // written; writeback started; fdatasync asked
   };
+  static void start_writeback(Stream& s) {
+    if (s.size == s.synced) return;
+    ::sync_file_range(s.fd.get(), static_cast<off_t>(s.synced), static_cast<off_t>(s.size - s.synced),
+                      SYNC_FILE_RANGE_WRITE);
+    s.synced = s.size;
+  }
   fs::path dir_, tmp_;
   UniqueFd tmp_lock_;  // flock held on tmp_ while this sink lives (temp_dirs.hpp)
   TargetState target_;

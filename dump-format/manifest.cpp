@@ -1,8 +1,11 @@
 #include "dump-format/manifest.hpp"
 
+#include <fmt/core.h>
+
 #include <algorithm>
 #include <cstring>
 #include <ctime>
+#include <map>
 
 #include "dump-format/byte_io.hpp"
 
@@ -22,9 +25,9 @@ std::string rfc3339_now() {
   std::time_t t = std::time(nullptr);
   std::tm tm{};
   gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  // Not strftime: it loads the time zone (tzset), 0.2 ms inside a final dump.
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                     tm.tm_min, tm.tm_sec);
 }
 
 bool valid_extra_file_name(const std::string& name) {
@@ -156,36 +159,52 @@ void parse_areas(Fields& f, const json& list, Manifest& m) {
 
 }  // namespace
 
+// The canonical text of an object is its members in key order (nlohmann
+// keeps an object's keys sorted): each member is dumped once, without
+// copying the areas or the metadata into one document, and the checksum,
+// over the text without it, takes its place among them. A final dump waits
+// for this before its commit.
 std::string encode_manifest(const ManifestDocument& doc) {
   const Manifest& m = doc.manifest;
+  std::map<std::string, std::string> members;
+  auto put = [&](const char* key, const json& value) { members[key] = canonical(value); };
   json areas = json::array();
   for (const MemoryArea& a : m.areas) areas.push_back(area_to_json(a));
+  put("areas", areas);
   json files = json::object();
   for (const auto& [name, record] : doc.file_records) files[name] = record_to_json(record);
+  put("files", files);
   json parent = nullptr;
   if (m.parent) parent = json{{"path", *m.parent}, {"digest", m.parent_digest.value_or("")}};
+  put("parent", parent);
   const Manifest::Stats& s = m.stats;
-  json j{{"format", "wpckpt-image"},
-         {"format_version", m.format_version},
-         {"kind", kind_name(m.kind)},
-         {"created", m.created},
-         {"page_size", kPageSize},
-         {"parent", parent},
-         {"areas", areas},
-         {"files", files},
-         {"extra_files", m.files},
-         {"stats",
-          {{"pages_stored", s.pages_stored},
-           {"pages_zero", s.pages_zero},
-           {"pages_fresh", s.pages_fresh},
-           {"bytes_raw", s.bytes_raw},
-           {"bytes_compressed", s.bytes_compressed},
-           {"frames", s.frames},
-           {"frame_pages", s.frame_pages},
-           {"compress_level", s.compress_level}}},
-         {"metadata", m.metadata}};
-  j["checksum"] = text_digest(canonical(j)).hex();
-  return canonical(j) + "\n";
+  put("format", "wpckpt-image");
+  put("format_version", m.format_version);
+  put("kind", kind_name(m.kind));
+  put("created", m.created);
+  put("page_size", kPageSize);
+  put("extra_files", m.files);
+  put("stats", json{{"pages_stored", s.pages_stored},
+                    {"pages_zero", s.pages_zero},
+                    {"pages_fresh", s.pages_fresh},
+                    {"bytes_raw", s.bytes_raw},
+                    {"bytes_compressed", s.bytes_compressed},
+                    {"frames", s.frames},
+                    {"frame_pages", s.frame_pages},
+                    {"compress_level", s.compress_level}});
+  put("metadata", m.metadata);
+  auto object_text = [&] {
+    std::string text = "{";
+    for (const auto& [key, value] : members) {
+      if (text.size() > 1) text += ',';
+      text += canonical(json(key));
+      text += ':';
+      text += value;
+    }
+    return text + "}";
+  };
+  put("checksum", text_digest(object_text()).hex());
+  return object_text() + "\n";
 }
 
 namespace {

@@ -396,6 +396,7 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
     WPCKPT_TRY(it != early.jobs.end() ? streamer.add_read(j.addr, it->second) : streamer.add(j));
   }
   WPCKPT_TRY(streamer.flush());
+  WPCKPT_TRY(writer.pages_done());
   log::debug("memory capture of {} (us): link+plan {}, scan {} ({} pages), jobs {}, copy {} ({} pages)", pid,
              micros_between(t_begin, t_scan), micros_between(t_scan, t_jobs), stats.pages_scanned,
              micros_between(t_jobs, t_copy), micros_between(t_copy, Clock::now()), to_copy);

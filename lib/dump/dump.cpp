@@ -4,7 +4,6 @@
 #include <signal.h>
 
 #include <chrono>
-#include <future>
 
 #include "lib/base/log.hpp"
 #include "lib/checkpoint/memory_capture.hpp"
@@ -50,6 +49,7 @@ nlohmann::json report_json(const DumpReport& d) {
           {"memdump_time", d.memdump_time},
           {"memwrite_time", d.memwrite_time},
           {"commit_time", d.commit_time},
+          {"stopped_time", d.stopped_time},
           {"time_unit", "us"},
           {"pages_scanned", d.pages_scanned},
           {"pages_skipped_parent", d.pages_skipped_parent},
@@ -112,10 +112,6 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
   rep.warnings = std::move(fds.warnings);
   // Restore re-creates attached tracking as attached (lib/restore/agent_link.hpp).
   if (rep.attach.tracking != "agent" && st.tracking.contains("uffd_fd")) st.tracking["attached"] = true;
-  // process.json is written out while the memory is captured (the state
-  // does not change from here on): 0.3-0.6 ms of JSON less in the freeze.
-  // Deferred (done at get()) when no thread can be had.
-  auto serialized = std::async(std::launch::async | std::launch::deferred, [&st] { return state::serialize(st); });
   WPCKPT_TRY(check_cancel(r));
 
   checkpoint::CaptureOptions copts;
@@ -177,17 +173,20 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
     fds.repaired.release();
     fds.network_lock.release();
     frozen.detach();
+    rep.stopped_time = rep.frozen_time;
   }
   // The state's files need nothing of the process: written after the
-  // capture (the JSON thread, starved by the compression workers, once
-  // kept a 1 GiB final dump frozen 2.4 ms longer).
-  WPCKPT_TRY_ASSIGN(std::string doc, serialized.get());
+  // capture, while the workers compress the last pages (capture_memory
+  // handed them over). On a thread of its own during the capture, starved
+  // by the workers, the JSON once kept a final dump stopped 2 ms longer.
+  WPCKPT_TRY_ASSIGN(std::string doc, state::serialize(st));
   WPCKPT_TRY(writer->add_file(state::kProcessStateFile, std::as_bytes(std::span(doc.data(), doc.size()))));
   for (const auto& [name, bytes] : fds.files)
     WPCKPT_TRY(writer->add_file(name, std::as_bytes(std::span(bytes.data(), bytes.size()))));
 
   nlohmann::json meta = report_json(rep);
   meta.erase("commit_time");  // known only after the manifest is written
+  meta.erase("stopped_time");
   writer->set_metadata("dump", meta);
   writer->set_metadata("attach", attach_json(rep.attach));
   auto t_commit = Clock::now();
@@ -201,6 +200,7 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
                                 "): a zombie child is left until the process exits or waits for it");
   }
   if (!r.leave_running && !r.snapshot) {
+    rep.stopped_time = micros(Clock::now() - t_frozen);  // the SIGKILL is next: it never runs again
     if (r.reap_later) {
       ::kill(r.pid, SIGKILL);  // stopped by us: it never returns to user space
       rep.dying = std::make_shared<ptrace::Freezer>(std::move(frozen));

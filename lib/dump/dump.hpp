@@ -14,6 +14,9 @@
 //                  leave_running the process is resumed right then, so this
 //                  is its downtime; a killed process also waits for the commit
 //                  (commit_time) before it dies
+//   stopped_time   from the end of the freeze until the process runs again or
+//                  is killed: its whole pause on this host, CRIU's frozen_time
+//                  (which for a killing dump includes writing the images)
 //   memdump_time   scanning and copying pages (capture_memory)
 //   memwrite_time  compressing and writing them (while frozen)
 //   commit_time    fsync and rename of the image (--json only, not in the manifest)
@@ -76,6 +79,7 @@ struct SnapshotFigures {
 struct DumpReport {
   attach::AttachReport attach;  // how the process is tracked (attached by this dump?)
   uint64_t freezing_time = 0, frozen_time = 0, memdump_time = 0, memwrite_time = 0, commit_time = 0;  // µs
+  uint64_t stopped_time = 0;  // µs
   std::chrono::steady_clock::time_point freeze_began;  // the process stopped running here (migration's downtime)
   uint64_t pages_scanned = 0, pages_skipped_parent = 0, pages_written = 0;
   checkpoint::CaptureStats capture;

@@ -216,6 +216,16 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
   rep.left_running = r.leave_running || r.snapshot;
   fault_point("captured", r.cancel);
   if (r.cancel && r.cancel->load()) return interrupted_error(r.pid);
+  // As one process's dump: the tree is no longer needed stopped once its
+  // states and pages are with the writers.
+  if (rep.left_running) {
+    for (auto& m : members) {
+      m->fds.repaired.release();
+      m->fds.network_lock.release();
+      m->frozen->detach();
+    }
+    rep.stopped_time = rep.frozen_time;
+  }
 
   // Every image, then tree.json: until that rename there is no image at -D.
   auto t_commit = Clock::now();
@@ -231,6 +241,7 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
     one.left_running = rep.left_running;
     nlohmann::json meta = report_json(one);
     meta.erase("commit_time");
+    meta.erase("stopped_time");
     m->target.writer->set_metadata("dump", meta);
     m->target.writer->set_metadata("attach", attach_json(m->attach));
     WPCKPT_TRY_ASSIGN(image::CommitInfo info, m->target.writer->commit());
@@ -258,9 +269,6 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
 
   if (rep.left_running) {
     for (auto& m : members) {
-      m->fds.repaired.release();
-      m->fds.network_lock.release();
-      m->frozen->detach();
       if (!m->copy) continue;
       auto reaped = m->copy->release();
       if (!reaped)
@@ -269,6 +277,7 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
     }
   } else {
     // Children first: none of them runs again, and no parent sees one exit.
+    rep.stopped_time = micros(Clock::now() - t_frozen);
     for (auto it = members.rbegin(); it != members.rend(); ++it) {
       (*it)->frozen->kill();
       (*it)->fds.repaired.disarm();

@@ -49,9 +49,10 @@ TEST(DumpState, MatchesProcAndTheWorkload) {
                        (dir / "pre1").string(), "--leave-running", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto doc = json_of(r);
-  for (const char* key : {"freezing_time", "frozen_time", "memdump_time", "memwrite_time", "pages_scanned",
-                          "pages_skipped_parent", "pages_written"})
+  for (const char* key : {"freezing_time", "frozen_time", "memdump_time", "memwrite_time", "stopped_time",
+                          "pages_scanned", "pages_skipped_parent", "pages_written"})
     EXPECT_TRUE(doc.contains(key)) << key << " missing in " << r.out;
+  EXPECT_EQ(doc.value("stopped_time", -1), doc.value("frozen_time", 0)) << "-R: it ran on right after the capture";
   EXPECT_GT(doc.value("pages_skipped_parent", 0), 0) << "a delta against the pre-dump";
   EXPECT_TRUE(doc.value("incremental", false)) << r.out;
 
@@ -182,11 +183,15 @@ TEST(DumpState, FdKinds) {
 TEST(DumpState, KillsTheProcessAfterTheCommit) {
   SelfcheckWorkload w({"-t", "2"}, true);
   TempDir dir;
-  auto r = run_wpckpt({"dump", "-t", std::to_string(w.pid()), "-D", (dir / "d").string()});
+  auto r = run_wpckpt({"dump", "-t", std::to_string(w.pid()), "-D", (dir / "d").string(), "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   int status = w.process().wait(std::chrono::seconds(10));
   ASSERT_NE(status, -1);
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  // Its whole stop (CRIU's frozen_time) lasted until the kill: the capture,
+  // then the commit. Whole microseconds each: 2 of rounding.
+  auto doc = json_of(r);
+  EXPECT_GE(doc.value("stopped_time", 0) + 2, doc.value("frozen_time", 0) + doc.value("commit_time", 0)) << r.out;
   EXPECT_EQ(run_wpckpt({"verify", "-D", (dir / "d").string()}).exit_code, 0);
   EXPECT_EQ(load_state(dir / "d").pid, w.pid());
 }
