@@ -79,10 +79,9 @@ Result<std::vector<T>> numbers(const std::string& text, int base, const std::str
   return out;
 }
 
-// /proc/PID/status: umask and credentials.
-Result<void> read_status(pid_t pid, state::ProcessState& out) {
+// /proc/PID/status (`text`): umask and credentials.
+Result<void> read_status(pid_t pid, const std::string& text, state::ProcessState& out) {
   const std::string where = proc(pid, "status");
-  WPCKPT_TRY_ASSIGN(std::string text, read_text(where));
   std::istringstream in(text);
   std::string line;
   state::Credentials& c = out.creds;
@@ -211,7 +210,11 @@ Result<void> inject_queries(pid_t pid, ptrace::Injector& inj, state::ProcessStat
   return ok();
 }
 
-Result<void> read_vdso(pid_t pid, state::ProcessState& out) {
+Result<void> read_vdso(pid_t pid, const ptrace::Injector& inj, state::ProcessState& out) {
+  if (!inj.vdso_image().empty()) {  // read by the injector already, in this freeze
+    out.vdso_image = inj.vdso_image();
+    return ok();
+  }
   WPCKPT_TRY_ASSIGN(auto vmas, tracker::read_maps(pid));
   for (const auto& v : vmas) {
     if (v.name != "[vdso]") continue;
@@ -240,8 +243,7 @@ std::string credential_lines(const std::string& status) {
 // Credentials are recorded once per process, the main thread's, and restore
 // gives them to every thread: a thread that changed its own (a raw
 // setresuid, setgroups or capset) would come back with the others'.
-Result<void> check_thread_credentials(pid_t pid) {
-  WPCKPT_TRY_ASSIGN(std::string main_status, read_text(proc(pid, "status")));
+Result<void> check_thread_credentials(pid_t pid, const std::string& main_status) {
   const std::string want = credential_lines(main_status);
   const std::string tasks = proc(pid, "task");
   std::error_code ec;
@@ -275,14 +277,15 @@ Result<void> capture_process(pid_t pid, ptrace::Injector& inj, state::ProcessSta
                              const std::atomic<bool>* cancel) {
   out.pid = pid;
   WPCKPT_TRY(read_stat(pid, out));
-  WPCKPT_TRY(read_status(pid, out));
-  WPCKPT_TRY(check_thread_credentials(pid));
+  WPCKPT_TRY_ASSIGN(std::string status, read_text(proc(pid, "status")));
+  WPCKPT_TRY(read_status(pid, status, out));
+  WPCKPT_TRY(check_thread_credentials(pid, status));
   WPCKPT_TRY(read_files(pid, out));
   WPCKPT_TRY(inject_queries(pid, inj, out, cancel));
   WPCKPT_TRY_ASSIGN(out.shared_pending, ptrace::peek_pending(inj.tid(), true));
   out.xcr0 = ptrace::xcr0();
   out.xsave_size = ptrace::xsave_size();
-  return read_vdso(pid, out);
+  return read_vdso(pid, inj, out);
 }
 
 }  // namespace wpckpt::dump

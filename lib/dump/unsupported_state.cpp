@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <optional>
 #include <sstream>
 
 #include "lib/base/log.hpp"
@@ -213,13 +215,30 @@ Result<void> refuse_seccomp(pid_t pid, std::string_view verb) {
 
 // The restored process is created in the namespaces of `wpckpt restore`:
 // one in other namespaces than wpckpt's would silently change them.
+constexpr std::array<const char*, 10> kNamespaces = {"cgroup", "ipc",  "mnt",  "net",  "pid", "pid_for_children",
+                                                     "time",   "time_for_children", "user", "uts"};
+
+// wpckpt's own, read once: its main thread never changes namespace (the
+// network lock enters another one on a thread of its own), and the check
+// runs again while the process is frozen.
+const std::array<std::optional<std::string>, kNamespaces.size()>& our_namespaces() {
+  static const auto ours = [] {
+    std::array<std::optional<std::string>, kNamespaces.size()> links;
+    for (size_t i = 0; i < kNamespaces.size(); ++i)
+      if (auto link = read_link(std::string("/proc/self/ns/") + kNamespaces[i])) links[i] = *link;
+    return links;
+  }();
+  return ours;
+}
+
 Result<void> refuse_other_namespaces(pid_t pid, std::string_view verb) {
   std::vector<std::string> differ;
-  for (const char* ns : {"cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time", "time_for_children",
-                         "user", "uts"}) {
+  for (size_t i = 0; i < kNamespaces.size(); ++i) {
+    const char* ns = kNamespaces[i];
+    const auto& ours = our_namespaces()[i];
+    if (!ours) continue;  // a namespace this kernel lacks
     auto theirs = read_link(proc(pid, std::string("ns/") + ns));
-    auto ours = read_link(std::string("/proc/self/ns/") + ns);
-    if (!theirs || !ours || *theirs == *ours) continue;  // a namespace this kernel lacks
+    if (!theirs || *theirs == *ours) continue;
     differ.push_back(fmt::format("{} ({}, wpckpt's {})", ns, *theirs, *ours));
   }
   if (differ.empty()) return ok();

@@ -72,11 +72,11 @@ Result<void> resume(long request, pid_t tid, int sig, const char* name) {
 
 }  // namespace
 
-Result<uint64_t> find_vdso_syscall(pid_t pid, int mem_fd) {
+Result<uint64_t> find_vdso_syscall(pid_t pid, int mem_fd, std::vector<uint8_t>& bytes) {
   WPCKPT_TRY_ASSIGN(auto vmas, tracker::read_maps(pid));
   for (const auto& vma : vmas) {
     if (vma.name != "[vdso]") continue;
-    std::vector<uint8_t> bytes(vma.size());
+    bytes.resize(vma.size());
     WPCKPT_TRY(read_memory(mem_fd, vma.start, bytes.data(), bytes.size()));
     for (size_t i = 0; i + 1 < bytes.size(); ++i)
       if (bytes[i] == 0x0f && bytes[i + 1] == 0x05) return vma.start + i;
@@ -96,7 +96,7 @@ Result<std::unique_ptr<Injector>> Injector::prepare(pid_t tid, const InjectorOpt
   WPCKPT_TRY_ASSIGN(inj->saved_mask_, get_sigmask(tid));
   inj->site_ = options.syscall_site;
   if (inj->site_ == 0) {
-    WPCKPT_TRY_ASSIGN(inj->site_, find_vdso_syscall(tid, inj->mem_.get()));
+    WPCKPT_TRY_ASSIGN(inj->site_, find_vdso_syscall(tid, inj->mem_.get(), inj->vdso_));
   }
   // From here on the destructor cures: registers and mask come back.
   WPCKPT_TRY(set_sigmask(tid, ~uint64_t{0}));

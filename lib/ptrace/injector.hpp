@@ -115,6 +115,9 @@ class Injector {
   // the target. Call it after moving or replacing [vdso].
   void set_syscall_site(uint64_t addr) { site_ = addr; }
   uint64_t syscall_site() const { return site_; }
+  // The [vdso] read while searching it for the site (empty when the site
+  // was given): a dump records it without reading maps and memory again.
+  const std::vector<uint8_t>& vdso_image() const { return vdso_; }
   // The caller unmapped the scratch area itself: cure() will not.
   void forget_scratch() { scratch_ = 0; }
 
@@ -147,6 +150,7 @@ class Injector {
   Registers saved_{};
   uint64_t saved_mask_ = 0;
   uint64_t site_ = 0;
+  std::vector<uint8_t> vdso_;
   uint64_t scratch_ = 0;
   size_t scratch_bytes_ = 0;  // what cure() unmaps: 0 for a slot of another injector's area
   bool cured_ = false;
@@ -154,7 +158,8 @@ class Injector {
   std::vector<int> suppressed_signals_;
 };
 
-// A `syscall` instruction inside the [vdso] of `pid`, or an error.
-Result<uint64_t> find_vdso_syscall(pid_t pid, int mem_fd);
+// A `syscall` instruction inside the [vdso] of `pid`, or an error; the
+// [vdso]'s bytes in `image`.
+Result<uint64_t> find_vdso_syscall(pid_t pid, int mem_fd, std::vector<uint8_t>& image);
 
 }  // namespace wpckpt::ptrace
