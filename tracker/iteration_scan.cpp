@@ -236,7 +236,12 @@ const char* area_kind_name(AreaKind kind) {
 Result<IterationScan> scan_iteration(pid_t pid, int uffd, PagemapScanner& scanner, const IterationOptions& options) {
   auto t0 = std::chrono::steady_clock::now();
   IterationScan out;
-  WPCKPT_TRY_ASSIGN(std::vector<Vma> vmas, read_maps(pid));
+  std::vector<Vma> vmas;
+  if (options.areas) {
+    vmas = *options.areas;
+  } else {
+    WPCKPT_TRY_ASSIGN(vmas, read_maps(pid));
+  }
   uint64_t calls_before = scanner.ioctl_calls();
   WPCKPT_TRY_ASSIGN(std::vector<PageRegion> unregistered, unregistered_ranges(scanner, vmas));
   WPCKPT_TRY_ASSIGN(VmaQuery query, VmaQuery::open(pid));

@@ -69,6 +69,9 @@ struct IterationOptions {
   // otherwise, the bulk of a frozen delta scan on this guest) and leaves the
   // marks of the last re-arming scan as they were if the dump fails.
   bool rearm = true;
+  // The process's areas as read in this freeze (it cannot have changed
+  // them since); null: /proc/PID/maps is read here.
+  const std::vector<Vma>* areas = nullptr;
 };
 
 Result<IterationScan> scan_iteration(pid_t pid, int uffd, PagemapScanner& scanner, const IterationOptions& options);

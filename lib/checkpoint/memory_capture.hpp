@@ -25,6 +25,7 @@
 #include "lib/base/result.hpp"
 #include "lib/checkpoint/event_scan.hpp"
 #include "tracker/agent_link.hpp"
+#include "tracker/proc_maps.hpp"
 
 namespace wpckpt::checkpoint {
 
@@ -60,6 +61,10 @@ struct CaptureOptions {
   // reads /proc/PID/fd and maps the state page: 0.1-0.3 ms a frozen process
   // need not wait for); checked to be the same process. Null: made here.
   tracker::AgentLink* link = nullptr;
+  // The process's areas, read in this freeze after anything that changes
+  // them (an injector's scratch area): the scan takes them instead of
+  // reading maps again. Only with target_stopped; null: read by the scan.
+  const std::vector<tracker::Vma>* frozen_areas = nullptr;
   // false: a killing dump, the last iteration. It re-protects nothing
   // (tracker::IterationOptions::rearm): a frozen scan without page-table
   // changes, and a dump that fails leaves the process at the parent's

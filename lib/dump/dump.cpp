@@ -108,7 +108,9 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
   WPCKPT_TRY(check_cancel(r));
 
   FdCapture fds;  // declared after `frozen`: sockets leave repair mode before the process runs again
-  WPCKPT_TRY_ASSIGN(state::ProcessState st, capture_state(r.pid, r.fds, r.cancel, frozen, smaps ? &*smaps : nullptr, fds));
+  std::vector<tracker::Vma> frozen_areas;  // read once for the state and the scan
+  WPCKPT_TRY_ASSIGN(state::ProcessState st,
+                    capture_state(r.pid, r.fds, r.cancel, frozen, smaps ? &*smaps : nullptr, fds, &frozen_areas));
   rep.warnings = std::move(fds.warnings);
   // Restore re-creates attached tracking as attached (lib/restore/agent_link.hpp).
   if (rep.attach.tracking != "agent" && st.tracking.contains("uffd_fd")) st.tracking["attached"] = true;
@@ -119,6 +121,7 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
   copts.progress = r.progress;
   copts.frozen_read_buffer = &frozen_read_buffer;
   copts.link = &link;
+  copts.frozen_areas = &frozen_areas;
   copts.rearm = r.leave_running || r.snapshot;  // killed after: nothing to track any more
   std::optional<ForkedCopy> copy;  // a snapshot's: released after the commit
   Clock::time_point t_resumed;

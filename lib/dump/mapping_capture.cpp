@@ -128,6 +128,7 @@ Result<std::vector<state::Mapping>> capture_mappings(pid_t pid, const MappingOpt
     }
     out.push_back(std::move(m));
   }
+  if (options.areas_read) *options.areas_read = std::move(vmas);
   return out;
 }
 

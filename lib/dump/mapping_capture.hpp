@@ -19,6 +19,9 @@ struct MappingOptions {
   // smaps read before the freeze: its VmFlags are reused for areas that are
   // still the same, so the frozen process's page tables are not walked.
   const std::vector<tracker::Vma>* smaps_before_freeze = nullptr;
+  // Where to keep the areas as read (the memory scan of the same freeze
+  // need not read maps again), or null.
+  std::vector<tracker::Vma>* areas_read = nullptr;
 };
 
 Result<std::vector<state::Mapping>> capture_mappings(pid_t pid, const MappingOptions& options = {});

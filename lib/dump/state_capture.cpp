@@ -23,7 +23,8 @@ uint64_t micros(Clock::duration d) {
 
 Result<state::ProcessState> capture_state(pid_t pid, const fds::CaptureOptions& options,
                                           const std::atomic<bool>* cancel, const ptrace::Freezer& frozen,
-                                          const std::vector<tracker::Vma>* smaps_before_freeze, FdCapture& fds) {
+                                          const std::vector<tracker::Vma>* smaps_before_freeze, FdCapture& fds,
+                                          std::vector<tracker::Vma>* areas_read) {
   auto check_cancel = [&]() -> Result<void> {
     if (cancel && cancel->load()) return interrupted_error(pid);
     return ok();
@@ -57,7 +58,7 @@ Result<state::ProcessState> capture_state(pid_t pid, const fds::CaptureOptions& 
   WPCKPT_TRY(main_injector->cure());
   auto t_process = Clock::now();
   // After every injector is cured: no scratch area left to skip.
-  WPCKPT_TRY_ASSIGN(st.mappings, capture_mappings(pid, {.smaps_before_freeze = smaps_before_freeze}));
+  WPCKPT_TRY_ASSIGN(st.mappings, capture_mappings(pid, {.smaps_before_freeze = smaps_before_freeze, .areas_read = areas_read}));
   WPCKPT_TRY_ASSIGN(st.sysv_shm, capture_sysv_shm(st.mappings));
   log::debug("state capture of {} (us): fds {}, {} threads {}, process {}, mappings {}", pid, micros(t_fds - t0),
              st.threads.size(), micros(t_threads - t_fds), micros(t_process - t_threads),

@@ -21,8 +21,11 @@ namespace wpckpt::dump {
 // `fds` keeps what the descriptors add (extra files, warnings, sockets in
 // repair mode); `smaps_before_freeze`, read while the process ran, spares
 // a second walk of unchanged areas. `cancel` is polled between steps.
+// `areas_read`, if given, gets the areas as read once every injector is
+// cured: what the memory scan of this freeze would read again.
 Result<state::ProcessState> capture_state(pid_t pid, const fds::CaptureOptions& options,
                                           const std::atomic<bool>* cancel, const ptrace::Freezer& frozen,
-                                          const std::vector<tracker::Vma>* smaps_before_freeze, FdCapture& fds);
+                                          const std::vector<tracker::Vma>* smaps_before_freeze, FdCapture& fds,
+                                          std::vector<tracker::Vma>* areas_read = nullptr);
 
 }  // namespace wpckpt::dump
