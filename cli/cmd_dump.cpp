@@ -38,6 +38,7 @@ struct DumpOptions {
   std::string images_dir, prev_images_dir;
   PageServerOptions page_server;
   int compress_level = 1;
+  bool direct_io = false;
   CriuOptions criu;
 };
 
@@ -85,6 +86,7 @@ int run_dump(const DumpOptions& opts) {
   req.fds.file_locks = opts.file_locks;
   req.fds.network_lock = opts.criu.network_lock == "nftables";
   req.compress_level = opts.compress_level;
+  req.direct_io = opts.direct_io;
   req.progress = bar.callback();
   req.cancel = cancel;
   dump::PreCopyStats pre_copy;
@@ -129,6 +131,8 @@ void add_dump_command(CLI::App& app, int& exit_code) {
                 "With -R: keep the process frozen for the whole dump (as CRIU) instead of letting it run once a "
                 "copy-on-write copy holds its memory");
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
+  sub->add_flag("--direct-io", opts->direct_io,
+                "Write the image's bulk around the page cache (O_DIRECT): a large image costs much less CPU and evicts no other cache, but a restore soon after on this host reads it from disk");
   add_ghost_limit_option(sub, opts->ghost_limit);
   sub->add_flag("--pre-copy", opts->pre_copy,
                 "Copy the memory while the process runs first, then freeze it only for what it wrote meanwhile "

@@ -28,6 +28,7 @@ struct SnapshotOptions {
   std::string images_dir, prev_images_dir, log_file, mechanism = "auto";
   uint64_t ghost_limit = 1 << 20;
   int compress_level = 1;
+  bool direct_io = false;
   PageServerOptions page_server;
 };
 
@@ -46,6 +47,7 @@ int run_snapshot(const SnapshotOptions& opts) {
   req.fds.ghost_limit = opts.ghost_limit;
   req.fds.file_locks = opts.file_locks;
   req.compress_level = opts.compress_level;
+  req.direct_io = opts.direct_io;
   req.progress = bar.callback();
   req.cancel = install_cancel_handlers();
   auto report = dump::dump_process(req);
@@ -85,6 +87,8 @@ void add_snapshot_command(CLI::App& app, int& exit_code) {
                   "process is stopped), auto (read-frozen when the delta is small against the memory; the default)")
       ->check(CLI::IsMember({"auto", "fork-cow", "read-frozen"}));
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
+  sub->add_flag("--direct-io", opts->direct_io,
+                "Write the image's bulk around the page cache (O_DIRECT): a large image costs much less CPU and evicts no other cache, but a restore soon after on this host reads it from disk");
   add_ghost_limit_option(sub, opts->ghost_limit);
   sub->add_flag("--file-locks", opts->file_locks, "Record file locks (flock, POSIX, OFD) held on files");
   sub->add_flag("--ext-unix-sk", opts->ext_unix_sk, "Allow unix datagram sockets connected to a name outside the process");

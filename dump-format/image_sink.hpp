@@ -22,9 +22,13 @@ class ImageSink {
   virtual ~ImageSink() = default;
   // Appends to the stream `name` (pages.dat), created by its first append.
   virtual Result<void> append(const std::string& name, std::span<const std::byte> bytes) = 0;
-  // The stream `name` is complete: a local sink starts its writeback now,
-  // while the index and the manifest are made, so commit() waits less.
-  virtual void end_stream(const std::string& name) { (void)name; }
+  // The stream `name` is complete: a local sink writes what it still holds
+  // and starts its writeback now, while the index and the manifest are
+  // made, so commit() waits less.
+  virtual Result<void> end_stream(const std::string& name) {
+    (void)name;
+    return ok();
+  }
   // A whole file, written once.
   virtual Result<void> write_file(const std::string& name, std::span<const std::byte> bytes) = 0;
   // Makes every file durable and the image visible at once. Until then
@@ -49,8 +53,10 @@ struct ParentLink {
 // hidden sibling, renames it to `dir` at commit. `check`, if given, runs on
 // the complete, durable sibling just before the rename (a page server
 // verifies what it received); its error abandons the image.
+// `direct_io`: WriterOptions::direct_io.
 using StagedCheck = std::function<Result<void>(const std::filesystem::path& staged)>;
-Result<std::unique_ptr<ImageSink>> make_local_sink(const std::filesystem::path& dir, StagedCheck check = {});
+Result<std::unique_ptr<ImageSink>> make_local_sink(const std::filesystem::path& dir, StagedCheck check = {},
+                                                   bool direct_io = false);
 
 // The parent link of a new image at `dir` to the readable chain at `parent`.
 Result<ParentLink> link_to_parent(const std::filesystem::path& dir, const std::filesystem::path& parent);

@@ -375,7 +375,7 @@ class Writer final : public ImageWriter {
     // Last partial batch, then every frame still in flight.
     if (batch_ && fill_ > 0) WPCKPT_TRY(submit_last_batch());
     while (workers_ && workers_->in_flight() > 0) WPCKPT_TRY(write_next_batch());
-    sink_->end_stream(kDataName);
+    WPCKPT_TRY(sink_->end_stream(kDataName));
     if (have_extent_) emit_extent();
 
     // Index: header, extents, tail, then the trailer digest over all of it.
@@ -478,7 +478,7 @@ Result<std::unique_ptr<ImageWriter>> ImageWriter::create(const fs::path& dir_giv
                                                           const WriterOptions& options) {
   // "out/" names the directory "out".
   const fs::path dir = dir_given.has_filename() ? dir_given : dir_given.parent_path();
-  WPCKPT_TRY_ASSIGN(auto sink, make_local_sink(dir));
+  WPCKPT_TRY_ASSIGN(auto sink, make_local_sink(dir, {}, options.direct_io));
   std::optional<ParentLink> link;
   if (parent) {
     WPCKPT_TRY_ASSIGN(link, link_to_parent(dir, *parent));

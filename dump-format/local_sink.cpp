@@ -1,14 +1,17 @@
 // The local image sink: files inside a locked hidden sibling of the image
 // directory (temp_dirs.hpp), renamed into place at commit.
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <map>
 
 #include "dump-format/background_sync.hpp"
 #include "dump-format/chain_reader.hpp"
+#include "dump-format/direct_stream.hpp"
 #include "dump-format/file_io.hpp"
 #include "dump-format/image_sink.hpp"
 #include "dump-format/temp_dirs.hpp"
+#include "lib/base/log.hpp"
 
 namespace wpckpt::image {
 
@@ -21,11 +24,20 @@ namespace {
 // fsync has little left.
 constexpr uint64_t kWritebackEvery = 8ull << 20;
 constexpr uint64_t kSyncEvery = 64ull << 20;
+// With direct_io, a stream goes on with O_DIRECT (direct_stream.hpp) past
+// this much, from the next aligned offset: a small delta never pays for
+// staging buffers.
+constexpr uint64_t kDirectAfter = 8ull << 20;
 
 class LocalSink final : public ImageSink {
  public:
-  LocalSink(fs::path dir, fs::path tmp, UniqueFd tmp_lock, TargetState target, StagedCheck check)
-      : dir_(std::move(dir)), tmp_(std::move(tmp)), tmp_lock_(std::move(tmp_lock)), target_(target), check_(std::move(check)) {}
+  LocalSink(fs::path dir, fs::path tmp, UniqueFd tmp_lock, TargetState target, StagedCheck check, bool direct_io)
+      : dir_(std::move(dir)),
+        tmp_(std::move(tmp)),
+        tmp_lock_(std::move(tmp_lock)),
+        target_(target),
+        check_(std::move(check)),
+        direct_possible_(direct_io) {}
   ~LocalSink() override {
     (void)sync_.finish();  // before the descriptors close
     streams_.clear();
@@ -40,19 +52,38 @@ class LocalSink final : public ImageSink {
       it = streams_.emplace(name, Stream{std::move(fd)}).first;
     }
     Stream& s = it->second;
-    WPCKPT_TRY(write_all(s.fd.get(), bytes, tmp_ / name));
-    s.size += bytes.size();
-    if (s.size - s.synced >= kWritebackEvery) start_writeback(s);
-    if (s.size - s.durable >= kSyncEvery) {
-      sync_.request(s.fd.get(), tmp_ / name);
-      s.durable = s.size;
+    if (s.direct) {
+      WPCKPT_TRY(s.direct->append(bytes));
+      s.size += bytes.size();
+      return ok();
     }
-    return ok();
+    const uint64_t from = (std::max(s.size, kDirectAfter) + DirectStream::kAlign - 1) / DirectStream::kAlign *
+                          DirectStream::kAlign;
+    if (direct_possible_ && from < s.size + bytes.size()) {
+      // Through the page cache up to an aligned offset, O_DIRECT from there.
+      const auto head = bytes.first(static_cast<size_t>(from - s.size));
+      WPCKPT_TRY(append_buffered(s, name, head));
+      bytes = bytes.subspan(head.size());
+      auto direct = DirectStream::open(tmp_ / name, from);
+      if (direct) {
+        s.direct = std::move(direct).value();
+        WPCKPT_TRY(s.direct->append(bytes));
+        s.size += bytes.size();
+        return ok();
+      }
+      // The file system refuses it: the page cache, as for a small image.
+      log::debug("{}: written through the page cache: {}", (tmp_ / name).string(), direct.error().message());
+      direct_possible_ = false;
+    }
+    return append_buffered(s, name, bytes);
   }
 
-  void end_stream(const std::string& name) override {
+  Result<void> end_stream(const std::string& name) override {
     auto it = streams_.find(name);
-    if (it != streams_.end()) start_writeback(it->second);
+    if (it == streams_.end()) return ok();
+    WPCKPT_TRY(finish_direct(it->second, name));
+    start_writeback(it->second);
+    return ok();
   }
 
   // Written now, made durable at commit with the rest: writeback starts at
@@ -67,6 +98,7 @@ class LocalSink final : public ImageSink {
   }
 
   Result<void> commit() override {
+    for (auto& [name, s] : streams_) WPCKPT_TRY(finish_direct(s, name));
     WPCKPT_TRY(sync_.finish());
     // Writeback of every stream first, so that no fsync waits for the next.
     for (auto& [name, s] : streams_) start_writeback(s);
@@ -83,7 +115,31 @@ class LocalSink final : public ImageSink {
   struct Stream {
     UniqueFd fd;
     uint64_t size = 0, synced = 0, durable = 0;  // written; writeback started; fdatasync asked
+    std::unique_ptr<DirectStream> direct;        // the rest of a large stream, from direct->offset()
   };
+
+  Result<void> append_buffered(Stream& s, const std::string& name, std::span<const std::byte> bytes) {
+    WPCKPT_TRY(write_all(s.fd.get(), bytes, tmp_ / name));
+    s.size += bytes.size();
+    if (s.size - s.synced >= kWritebackEvery) start_writeback(s);
+    if (s.size - s.durable >= kSyncEvery) {
+      sync_.request(s.fd.get(), tmp_ / name);
+      s.durable = s.size;
+    }
+    return ok();
+  }
+
+  // The direct part's last partial block goes through the page cache.
+  Result<void> finish_direct(Stream& s, const std::string& name) {
+    if (!s.direct) return ok();
+    WPCKPT_TRY_ASSIGN(std::span<const std::byte> tail, s.direct->finish());
+    const uint64_t at = s.direct->offset();
+    WPCKPT_TRY(pwrite_all(s.fd.get(), tail, static_cast<off_t>(at), tmp_ / name));
+    s.direct.reset();
+    // Its own descriptor still stands where the direct part began.
+    if (::lseek(s.fd.get(), static_cast<off_t>(s.size), SEEK_SET) < 0) return errno_error("seek", (tmp_ / name).string());
+    return ok();
+  }
   static void start_writeback(Stream& s) {
     if (s.size == s.synced) return;
     ::sync_file_range(s.fd.get(), static_cast<off_t>(s.synced), static_cast<off_t>(s.size - s.synced),
@@ -96,12 +152,13 @@ class LocalSink final : public ImageSink {
   StagedCheck check_;
   std::map<std::string, Stream> streams_;
   BackgroundSync sync_;  // finished by the destructor before the descriptors close
+  bool direct_possible_;  // asked for, and not refused by the file system yet
   bool committed_ = false;
 };
 
 }  // namespace
 
-Result<std::unique_ptr<ImageSink>> make_local_sink(const fs::path& dir, StagedCheck check) {
+Result<std::unique_ptr<ImageSink>> make_local_sink(const fs::path& dir, StagedCheck check, bool direct_io) {
   WPCKPT_TRY_ASSIGN(TargetState target, check_image_target(dir));
   remove_abandoned_temps(dir);
   fs::path tmp;
@@ -116,7 +173,7 @@ Result<std::unique_ptr<ImageSink>> make_local_sink(const fs::path& dir, StagedCh
     // ENOENT: a cleaner took it for abandoned before we locked it.
     if (lock.error().err != ENOENT || attempt == 2) return std::move(lock).error();
   }
-  return std::unique_ptr<ImageSink>(std::make_unique<LocalSink>(dir, tmp, std::move(tmp_lock), target, std::move(check)));
+  return std::unique_ptr<ImageSink>(std::make_unique<LocalSink>(dir, tmp, std::move(tmp_lock), target, std::move(check), direct_io));
 }
 
 Result<ParentLink> link_to_parent(const fs::path& dir, const fs::path& parent) {

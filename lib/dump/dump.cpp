@@ -74,6 +74,7 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
   // a failure there leaves the process untouched.
   image::WriterOptions wopts;
   wopts.compress_level = r.compress_level;
+  wopts.direct_io = r.direct_io;
   wopts.progress = r.progress;
   // A parent written as a tree (the process had children then): its image there.
   const auto parent = r.page_server ? r.prev_images_dir : member_parent(r.prev_images_dir, r.pid, r.pid);

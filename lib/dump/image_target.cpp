@@ -17,7 +17,7 @@ Result<ImageTarget> open_image_target(const std::filesystem::path& images_dir,
   } else {
     // "out/" names the directory "out".
     const std::filesystem::path dir = images_dir.has_filename() ? images_dir : images_dir.parent_path();
-    WPCKPT_TRY_ASSIGN(sink, image::make_local_sink(dir));
+    WPCKPT_TRY_ASSIGN(sink, image::make_local_sink(dir, {}, options.direct_io));
     if (prev_images_dir) {
       WPCKPT_TRY_ASSIGN(link, image::link_to_parent(dir, *prev_images_dir));
     }

@@ -111,6 +111,7 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
   WPCKPT_TRY_ASSIGN(TreeImageDir out, TreeImageDir::create(r.images_dir));
   image::WriterOptions wopts;
   wopts.compress_level = r.compress_level;
+  wopts.direct_io = r.direct_io;
   std::vector<std::unique_ptr<Member>> members;
   for (pid_t pid : live_pids(tree)) {
     auto m = std::make_unique<Member>();
@@ -392,6 +393,7 @@ Result<PreDumpReport> pre_dump_tree(const PreDumpRequest& r) {
   WPCKPT_TRY_ASSIGN(TreeImageDir out, TreeImageDir::create(r.images_dir));
   image::WriterOptions wopts;
   wopts.compress_level = r.compress_level;
+  wopts.direct_io = r.direct_io;
   const std::vector<TreeMemberReport> listed = member_reports(tree);
   for (TreeMemberReport p : listed) {
     auto still = std::find_if(tree.processes.begin(), tree.processes.end(), [&](auto& m) { return m.pid == p.pid; });

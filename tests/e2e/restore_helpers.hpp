@@ -33,6 +33,7 @@ struct Checkpointed {
   pid_t pid = -1;
   std::filesystem::path last;  // the dump
   std::vector<std::string> dump_flags;  // extra options of the dump (e.g. --tcp-established)
+  std::vector<std::string> pre_dump_flags;  // extra options of each pre-dump
 };
 
 // Starts argv under `wpckpt run`, waits until its stdout contains `ready`,
@@ -51,6 +52,7 @@ void checkpoint(Checkpointed& c, const std::vector<std::string>& argv, const std
     std::filesystem::path img = c.dir / ("pre" + std::to_string(i));
     std::vector<std::string> args = {"pre-dump", "-t", std::to_string(c.pid), "-D", img.string()};
     if (!parent.empty()) args.insert(args.end(), {"--prev-images-dir", parent.string()});
+    args.insert(args.end(), c.pre_dump_flags.begin(), c.pre_dump_flags.end());
     CommandResult r = run_wpckpt(args);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     parent = img;
