@@ -273,9 +273,9 @@ class Writer final : public ImageWriter {
   }
 
   // The last batch is what a dump waits for after its capture: shared at
-  // frame boundaries by every worker (two halves of 217 pages compressed
-  // side by side: ~0.7 ms less stopped in a final dump here), at the cost
-  // of copying all but the first part into slots of their own.
+  // frame boundaries by every worker instead of one, at the cost of copying
+  // all but the first part into slots of their own (with pages_done(), a
+  // final 1 GiB dump's stop went from 11.8 to 10.7 ms median here).
   Result<void> submit_last_batch() {
     const size_t frames = (fill_ + frame_bytes_ - 1) / frame_bytes_;
     const size_t parts = workers_ && threads_ > 1 ? std::min<size_t>(threads_, frames / 2) : 1;
