@@ -7,7 +7,23 @@
 
 #include <string>
 
+#include "lib/base/result.hpp"
+
 namespace wpckpt {
+
+// A library's table of functions, filled by a loader that runs once.
+template <typename Table>
+struct LoadedLibrary {
+  Table table{};
+  std::string error;  // empty: loaded (it stays loaded for the process's life)
+};
+
+// The table, or an error naming the library or symbol that is missing.
+template <typename Table>
+Result<const Table*> loaded_table(const LoadedLibrary<Table>& loaded, const char* what, const char* hint) {
+  if (!loaded.error.empty()) return make_error(ELIBACC, what, loaded.error).with_hint(hint);
+  return &loaded.table;
+}
 
 // dlopen(soname) for the process's life; null with `error` set on failure.
 inline void* open_library(const char* soname, std::string& error) {

@@ -10,20 +10,15 @@ namespace {
 // The soname the headers belong to (Debian 12: libgnutls30).
 constexpr const char* kSoname = "libgnutls.so.30";
 
-struct Loaded {
-  GnutlsLibrary library{};
-  std::string error;  // empty: loaded
-};
-
 bool bind(void* handle, const char* name, auto& out, std::string& error) {
   return bind_symbol(handle, kSoname, name, out, error);
 }
 
-Loaded load() {
-  Loaded l;
+LoadedLibrary<GnutlsLibrary> load() {
+  LoadedLibrary<GnutlsLibrary> l;
   void* h = open_library(kSoname, l.error);
   if (h == nullptr) return l;
-  GnutlsLibrary& g = l.library;
+  GnutlsLibrary& g = l.table;
   std::string& e = l.error;
   bind(h, "gnutls_global_init", g.global_init, e);
   bind(h, "gnutls_strerror", g.strerror, e);
@@ -50,17 +45,15 @@ Loaded load() {
   bind(h, "gnutls_psk_free_server_credentials", g.psk_free_server_credentials, e);
   bind(h, "gnutls_psk_set_server_credentials_function", g.psk_set_server_credentials_function, e);
   bind(h, "gnutls_malloc", g.malloc, e);
-  return l;  // the library stays loaded for the process's life
+  return l;
 }
 
 }  // namespace
 
 Result<const GnutlsLibrary*> load_gnutls() {
-  static const Loaded loaded = load();
-  if (!loaded.error.empty())
-    return make_error(ELIBACC, "load GnuTLS", loaded.error)
-        .with_hint("page-server connections need GnuTLS: install libgnutls30 (setup.sh does)");
-  return &loaded.library;
+  static const LoadedLibrary<GnutlsLibrary> loaded = load();
+  return loaded_table(loaded, "load GnuTLS",
+                      "page-server connections need GnuTLS: install libgnutls30 (setup.sh does)");
 }
 
 }  // namespace wpckpt::net

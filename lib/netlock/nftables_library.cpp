@@ -10,16 +10,11 @@ namespace {
 // The soname the headers belong to (Debian 12: libnftables1).
 constexpr const char* kSoname = "libnftables.so.1";
 
-struct Loaded {
-  NftablesLibrary library{};
-  std::string error;  // empty: loaded
-};
-
-Loaded load() {
-  Loaded l;
+LoadedLibrary<NftablesLibrary> load() {
+  LoadedLibrary<NftablesLibrary> l;
   void* h = open_library(kSoname, l.error);
   if (h == nullptr) return l;
-  NftablesLibrary& n = l.library;
+  NftablesLibrary& n = l.table;
   std::string& e = l.error;
   bind_symbol(h, kSoname, "nft_ctx_new", n.ctx_new, e);
   bind_symbol(h, kSoname, "nft_ctx_free", n.ctx_free, e);
@@ -28,18 +23,16 @@ Loaded load() {
   bind_symbol(h, kSoname, "nft_ctx_get_error_buffer", n.ctx_get_error_buffer, e);
   bind_symbol(h, kSoname, "nft_ctx_set_dry_run", n.ctx_set_dry_run, e);
   bind_symbol(h, kSoname, "nft_run_cmd_from_buffer", n.run_cmd_from_buffer, e);
-  return l;  // the library stays loaded for the process's life
+  return l;
 }
 
 }  // namespace
 
 Result<const NftablesLibrary*> load_nftables() {
-  static const Loaded loaded = load();
-  if (!loaded.error.empty())
-    return make_error(ELIBACC, "load nftables", loaded.error)
-        .with_hint("the network lock (dumps of processes with TCP connections) needs libnftables: install "
-                   "libnftables1 (setup.sh does)");
-  return &loaded.library;
+  static const LoadedLibrary<NftablesLibrary> loaded = load();
+  return loaded_table(loaded, "load nftables",
+                      "the network lock (dumps of processes with TCP connections) needs libnftables: install "
+                      "libnftables1 (setup.sh does)");
 }
 
 }  // namespace wpckpt::netlock
