@@ -11,7 +11,7 @@
 // `pre-dump` with --direct-io, then a full `pre-dump`; a delta `pre-dump`;
 // after `gap` seconds the measured delta `pre-dump`; after `gap` seconds
 // the final, killing `dump` on top of it; then a one-shot killing `dump` of
-// a second target.
+// a second target, and a one-shot killing `dump --pre-copy` of a third.
 // Then the one-shot image and the four-image chain are each restored
 // (`restore -d`). `repeat` times, each with a fresh target. Wall times are the verb's whole run; peak
 // RSS is the verb process's own (wait4). "Frozen" and "stopped" are the
@@ -226,7 +226,7 @@ double fault_us() {
 // ---- one size ----
 
 struct Results {
-  Series oneshot_frozen, oneshot_wall, killing_stopped, full_pre, full_pre_direct, delta_pre, delta_pages, final_frozen, final_captured, final_wall,
+  Series oneshot_frozen, oneshot_wall, killing_stopped, pre_copy_stopped, pre_copy_wall, full_pre, full_pre_direct, delta_pre, delta_pages, final_frozen, final_captured, final_wall,
       final_pages;
   Series restore_single, restore_chain, cpu_full_pre, cpu_delta_pre, cpu_restore_single, cpu_restore_chain;
   Series rss_pre, rss_dump, rss_restore;
@@ -334,6 +334,14 @@ Results measure(const std::string& wpckpt, const fs::path& self, const fs::path&
     res.killing_stopped.add(num(k.doc, "stopped_time") / 1e6);
     stop_process(second);
     fs::remove_all(work / "killing");
+    // The same with --pre-copy: copied while running, stopped for the delta.
+    pid_t third = start_target(wpckpt, self, work, gib, rate, base);
+    Run c = run_verb({wpckpt, "dump", "-t", std::to_string(third), "-D", d("killing"), "--pre-copy", "--json"},
+                     work / "out.json");
+    res.pre_copy_stopped.add(num(c.doc, "stopped_time") / 1e6);
+    res.pre_copy_wall.add(c.wall);
+    stop_process(third);
+    fs::remove_all(work / "killing");
     restore_once(wpckpt, work / "oneshot", res.restore_single, res.cpu_restore_single, res.rss_restore);
     restore_once(wpckpt, work / "final", res.restore_chain, res.cpu_restore_chain, res.rss_restore);
   }
@@ -407,6 +415,8 @@ int main(int argc, char** argv) {
     line("one-shot dump: frozen", r.oneshot_frozen, "s");
     line("one-shot dump: wall", r.oneshot_wall, "s");
     line("one-shot killing dump: stopped", r.killing_stopped, "s");
+    line("one-shot killing --pre-copy: stopped", r.pre_copy_stopped, "s");
+    line("one-shot killing --pre-copy: wall", r.pre_copy_wall, "s");
     line("full pre-dump: wall", r.full_pre, "s");
     line("full pre-dump: cpu (user+sys)", r.cpu_full_pre, "s");
     line("full pre-dump --direct-io: wall", r.full_pre_direct, "s");
@@ -442,9 +452,13 @@ int main(int argc, char** argv) {
     if (double criu = criu_frozen_reference(gib); criu > 0)
       std::printf("   1 CRIU frozen (issue 11: %.2f s) / final stopped %7.1fx (goal >= 100)  %s\n", criu,
                   fin > 0 ? criu / fin : 0, verdict(fin > 0 && criu / fin >= 100));
-    if (double criu = criu_frozen_reference(gib); criu > 0)
+    const double pre_copy = r.pre_copy_stopped.median();
+    if (double criu = criu_frozen_reference(gib); criu > 0) {
       std::printf("   2 one-shot frozen / CRIU frozen (issue 11): -R %.2f, killing %.2f  (goal <= 1)  %s\n", one / criu,
                   kill / criu, verdict(one <= criu && kill <= criu));
+      std::printf("   2 one-shot killing --pre-copy stopped / CRIU frozen %.3f  (goal <= 1)  %s\n", pre_copy / criu,
+                  verdict(pre_copy <= criu));
+    }
     std::printf("   2 one-shot frozen / raw write of its pages at disk rate %8.2f\n",
                 disk > 0 ? one / (r.raw_bytes / (disk * 1e9)) : 0);
     std::printf("   3 scattered process_vm_readv here %.2f GB/s; full pre-dump copy rate %.2f GB/s (goal >= 2)  %s\n",

@@ -107,6 +107,12 @@ int run_dump(const DumpOptions& opts) {
       std::printf("  pre-copy: %llu pages copied in %.3f s while the process ran; merged into one image in %.3f s\n",
                   static_cast<unsigned long long>(pre_copy.pre_copy_pages), pre_copy.pre_copy_seconds,
                   pre_copy.merge_seconds);
+    // A one-shot killing dump stops the process while all of its memory is
+    // written; past half a second, say how to stop it only for what it writes.
+    else if (!report->left_running && opts.prev_images_dir.empty() && !opts.page_server.enabled &&
+             report->stopped_time > 500000)
+      std::printf("  hint: the process was stopped while all its memory was written; --pre-copy (or a pre-dump "
+                  "first) stops it only for what it writes during the copy\n");
   }
   if (opts.criu.display_stats) {
     const dump::DumpReport& r = *report;
@@ -136,7 +142,7 @@ void add_dump_command(CLI::App& app, int& exit_code) {
   add_ghost_limit_option(sub, opts->ghost_limit);
   sub->add_flag("--pre-copy", opts->pre_copy,
                 "Copy the memory while the process runs first, then freeze it only for what it wrote meanwhile "
-                "(one image at -D; the memory is compressed twice)");
+                "(one image at -D; what it wrote meanwhile is compressed twice)");
   sub->add_flag("--file-locks", opts->file_locks, "Dump file locks (flock, POSIX, OFD) held on files; restore takes them again");
   sub->add_flag("--tcp-established", opts->tcp_established, "Dump established TCP connections (TCP repair; needs CAP_NET_ADMIN)");
   sub->add_flag("--ext-unix-sk", opts->ext_unix_sk, "Allow unix datagram sockets connected to a name outside the process (reconnected by name on restore)");

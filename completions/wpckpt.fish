@@ -51,7 +51,7 @@ complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l no-cow-copy -d 'With
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l compress-level -x -d 'zstd level (negative: faster)'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l direct-io -d 'Write the image\'s bulk around the page cache (O_DIRECT): a large image costs much less CPU and evicts no other cache, but a restore soon after on this host reads it from disk'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l ghost-limit -r -F -d 'Save deleted open files up to SIZE (bytes, or with K/M/G; default 1M, as CRIU)'
-complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l pre-copy -d 'Copy the memory while the process runs first, then freeze it only for what it wrote meanwhile (one image at -D; the memory is compressed twice)'
+complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l pre-copy -d 'Copy the memory while the process runs first, then freeze it only for what it wrote meanwhile (one image at -D; what it wrote meanwhile is compressed twice)'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l file-locks -d 'Dump file locks (flock, POSIX, OFD) held on files; restore takes them again'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l tcp-established -d 'Dump established TCP connections (TCP repair; needs CAP_NET_ADMIN)'
 complete -c wpckpt -n '__fish_seen_subcommand_from dump' -l ext-unix-sk -d 'Allow unix datagram sockets connected to a name outside the process (reconnected by name on restore)'

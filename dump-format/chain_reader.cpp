@@ -123,6 +123,20 @@ Result<void> DataSource::read(const OpenImage& img, std::span<std::byte> out, ui
   return pread_exact(file->get(), out, offset, img.data_path);
 }
 
+Result<std::vector<std::byte>> read_extra_file(const ResolvedChain& chain, const std::string& name) {
+  const OpenImage& img = chain.newest();
+  const auto& files = img.doc.manifest.files;
+  if (std::find(files.begin(), files.end(), name) == files.end())
+    return make_error(ENOENT, "read image file", (img.dir / name).string() + ": not part of the image");
+  const FileRecord& record = img.doc.file_records.at(name);
+  WPCKPT_TRY_ASSIGN(UniqueFd dirfd, open_image_dir(img.dir, chain.owner()));
+  WPCKPT_TRY_ASSIGN(CheckedFile file, open_image_file(dirfd.get(), img.dir, name, chain.owner()));
+  WPCKPT_TRY_ASSIGN(std::vector<std::byte> data, read_checked_file(file, img.dir / name, record.size));
+  if (data.size() != record.size || !(digest_bytes(data) == record.digest))
+    return format_error((img.dir / name).string(), "size or digest differs from the manifest's (damaged or replaced)");
+  return data;
+}
+
 Result<ResolvedChain> ResolvedChain::open(const fs::path& dir, const OpenOptions& options) {
   ResolvedChain chain;
   std::set<fs::path> seen;

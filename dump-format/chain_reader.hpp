@@ -79,6 +79,10 @@ class ResolvedChain {
   std::unique_ptr<OpenFileCache> data_files_ = std::make_unique<OpenFileCache>();
 };
 
+// An extra file of the newest image (e.g. process.json), checked against
+// the manifest's size and digest.
+Result<std::vector<std::byte>> read_extra_file(const ResolvedChain& chain, const std::string& name);
+
 }  // namespace wpckpt::image
 
 namespace wpckpt::image {

@@ -48,6 +48,18 @@ Result<size_t> FrameCompressor::compress(std::span<const std::byte> raw, std::ve
   return n;
 }
 
+Result<void> check_frame(std::span<const std::byte> compressed, const FrameEntry& entry, const std::string& file,
+                         uint64_t frame) {
+  const std::string where = "frame " + std::to_string(frame);
+  if (compressed.size() != entry.compressed_size) return format_error(file, where + ": truncated");
+  if (checksum64(compressed) != entry.checksum) return format_error(file, where + ": checksum mismatch");
+  unsigned long long declared = ZSTD_getFrameContentSize(compressed.data(), compressed.size());
+  if (declared != uint64_t{entry.raw_pages} * kPageSize) return format_error(file, where + ": zstd frame declares a different size");
+  if (ZSTD_findFrameCompressedSize(compressed.data(), compressed.size()) != compressed.size())
+    return format_error(file, where + ": zstd frame length differs from the index");
+  return ok();
+}
+
 FrameDecompressor::FrameDecompressor() : ctx_(ZSTD_createDCtx()) {
   // Frames are at most 4 MiB; refuse window sizes a damaged header could claim.
   ZSTD_DCtx_setParameter(static_cast<ZSTD_DCtx*>(ctx_), ZSTD_d_windowLogMax, 23);
@@ -58,13 +70,8 @@ Result<void> FrameDecompressor::decompress(std::span<const std::byte> compressed
                                            std::span<std::byte> out, const std::string& file, uint64_t frame) {
   std::string where = "frame " + std::to_string(frame);
   if (!ctx_) return make_error(ENOMEM, "ZSTD_createDCtx");
-  if (compressed.size() != entry.compressed_size) return format_error(file, where + ": truncated");
   if (out.size() != uint64_t{entry.raw_pages} * kPageSize) return format_error(file, where + ": wrong output size");
-  if (checksum64(compressed) != entry.checksum) return format_error(file, where + ": checksum mismatch");
-  unsigned long long declared = ZSTD_getFrameContentSize(compressed.data(), compressed.size());
-  if (declared != out.size()) return format_error(file, where + ": zstd frame declares a different size");
-  if (ZSTD_findFrameCompressedSize(compressed.data(), compressed.size()) != compressed.size())
-    return format_error(file, where + ": zstd frame length differs from the index");
+  WPCKPT_TRY(check_frame(compressed, entry, file, frame));
   size_t n = ZSTD_decompressDCtx(static_cast<ZSTD_DCtx*>(ctx_), out.data(), out.size(), compressed.data(),
                                  compressed.size());
   if (ZSTD_isError(n)) return format_error(file, where + ": zstd: " + ZSTD_getErrorName(n));

@@ -42,6 +42,12 @@ class FrameCompressor {
   size_t scratch_size_ = 0;
 };
 
+// Checks a frame's compressed bytes against its index entry without
+// decompressing them: size, checksum, the size its zstd header declares, and
+// that it is exactly one zstd frame (a merge copies such frames as they are).
+Result<void> check_frame(std::span<const std::byte> compressed, const FrameEntry& entry, const std::string& file,
+                         uint64_t frame);
+
 // One zstd decompression context.
 class FrameDecompressor {
  public:

@@ -106,6 +106,21 @@ class ImageWriter {
   // page added before. All-zero pages are detected and stored as zero entries.
   virtual Result<void> add_pages(uint64_t addr, std::span<const std::byte> data) = 0;
   virtual Result<void> add_zero_pages(uint64_t addr, uint64_t count) = 0;
+  // One frame of another image with the same frame size, copied as it is
+  // (merge: most frames of a chain come out unchanged). `runs` are the pages
+  // it covers in address order: its stored pages (raw_pages of them, in the
+  // frame's order) and the zero runs between them. Only where a frame starts
+  // (stored_pages() a multiple of the frame size); a frame of fewer pages
+  // ends the stored pages of the image. The caller checked the bytes
+  // (check_frame in frame_codec.hpp).
+  struct FrameRun {
+    uint64_t addr = 0, pages = 0;
+    bool zero = false;
+  };
+  virtual Result<void> add_compressed_frame(std::span<const FrameRun> runs, std::span<const std::byte> compressed,
+                                            uint32_t raw_pages, uint64_t checksum) = 0;
+  // Pages stored so far (zero pages not counted).
+  virtual uint64_t stored_pages() const = 0;
   // Where the next stored pages will go: room for up to `max_pages` (at
   // least one) in the batch being filled. Pages read straight into it and
   // then handed to add_pages() in order, from its start, are not copied

@@ -231,17 +231,7 @@ class Chain final : public ImageChain {
   uid_t owner() const override { return chain_.owner(); }
 
   Result<std::vector<std::byte>> read_file(const std::string& name) const override {
-    const OpenImage& img = chain_.newest();
-    const auto& files = img.doc.manifest.files;
-    if (std::find(files.begin(), files.end(), name) == files.end())
-      return make_error(ENOENT, "read image file", (img.dir / name).string() + ": not part of the image");
-    const FileRecord& record = img.doc.file_records.at(name);
-    WPCKPT_TRY_ASSIGN(UniqueFd dirfd, open_image_dir(img.dir, chain_.owner()));
-    WPCKPT_TRY_ASSIGN(CheckedFile file, open_image_file(dirfd.get(), img.dir, name, chain_.owner()));
-    WPCKPT_TRY_ASSIGN(std::vector<std::byte> data, read_checked_file(file, img.dir / name, record.size));
-    if (data.size() != record.size || !(digest_bytes(data) == record.digest))
-      return format_error((img.dir / name).string(), "size or digest differs from the manifest's (damaged or replaced)");
-    return data;
+    return read_extra_file(chain_, name);
   }
 
   PageSource source(uint64_t page_addr) const override {

@@ -1,6 +1,7 @@
 // ImageWriter: pages arrive in address order; zero pages become zero extents,
 // the others are packed into fixed-size frames compressed on worker threads
-// and streamed to pages.dat in order; the extents of pages.idx are kept in
+// (or come as frames already compressed, from a merge) and streamed to
+// pages.dat in order; the extents of pages.idx are kept in
 // memory (a few MiB for the most scattered GiB) and written whole at commit.
 // Where the files go is the sink's business (image_sink.hpp).
 
@@ -106,6 +107,43 @@ class Writer final : public ImageWriter {
     return ok();
   }
 
+  Result<void> add_compressed_frame(std::span<const FrameRun> runs, std::span<const std::byte> compressed,
+                                    uint32_t raw_pages, uint64_t checksum) override {
+    WPCKPT_TRY(usable());
+    if (stored_pages_ % options_.frame_pages != 0 || raw_pages == 0 || raw_pages > options_.frame_pages ||
+        compressed.empty() || compressed.size() > UINT32_MAX)
+      return make_error(EINVAL, "add frame", where_ + ": a frame of " + std::to_string(raw_pages) + " pages at stored page " +
+                                                 std::to_string(stored_pages_) + " (frames start every " +
+                                                 std::to_string(options_.frame_pages) + " pages)");
+    uint64_t stored = 0;
+    for (const FrameRun& r : runs) {
+      WPCKPT_TRY(check_order(r.addr, r.pages, r.pages > 0));
+      if (!r.zero) stored += r.pages;
+      next_addr_ = r.addr + r.pages * kPageSize;
+    }
+    if (stored != raw_pages)
+      return make_error(EINVAL, "add frame", where_ + ": its runs hold " + std::to_string(stored) + " stored pages, not " +
+                                                 std::to_string(raw_pages));
+    for (const FrameRun& r : runs) {
+      append_extent(r.zero ? ExtentKind::Zero : ExtentKind::Stored, r.addr, r.pages);
+      (r.zero ? zero_pages_ : stored_pages_) += r.pages;
+    }
+    short_frame_ = raw_pages < options_.frame_pages;
+    if (!batch_) {
+      if (auto r = take_batch(); !r) return fail(std::move(r).error());
+    }
+    // The batch becomes a plan: its raw pages so far, then this frame.
+    plan_raw_frames();
+    batch_->frames.push_back(FrameEntry{batch_->in.size(), static_cast<uint32_t>(compressed.size()), raw_pages, checksum});
+    batch_->in.insert(batch_->in.end(), compressed.begin(), compressed.end());
+    if (batch_->frames.size() * frame_bytes_ >= batch_bytes_) {
+      if (auto r = submit_batch(); !r) return fail(std::move(r).error());
+    }
+    return ok();
+  }
+
+  uint64_t stored_pages() const override { return stored_pages_; }
+
   Result<void> add_zero_pages(uint64_t addr, uint64_t count) override {
     WPCKPT_TRY(usable());
     WPCKPT_TRY(check_order(addr, count, true));
@@ -145,7 +183,7 @@ class Writer final : public ImageWriter {
 
   Result<void> pages_done() override {
     WPCKPT_TRY(usable());
-    if (!batch_ || fill_ == 0) return ok();
+    if (!batch_pending()) return ok();
     if (auto r = submit_last_batch(); !r) return fail(std::move(r).error());
     return ok();
   }
@@ -204,10 +242,15 @@ class Writer final : public ImageWriter {
   }
 
   // The batch being filled: the slot's `pages` (made once per slot), fill_
-  // bytes of it used.
+  // bytes of it used. Its `frames` stay empty unless compressed frames come
+  // (add_compressed_frame): then they are the plan of the batch, frames to
+  // compress from `pages` (compressed_size 0) and frames to copy from `in`.
   Result<void> take_batch() {
     batch_ = workers_ ? workers_->take_slot() : std::make_unique<OrderedWorkers::Slot>();
     fill_ = 0;
+    planned_raw_ = 0;
+    batch_->frames.clear();
+    batch_->in.clear();
     if (!batch_->pages.reserve(batch_bytes_)) {
       batch_.reset();
       return errno_error("allocate a batch of pages", std::to_string(batch_bytes_) + " bytes");
@@ -218,6 +261,8 @@ class Writer final : public ImageWriter {
   // Puts pages into the current batch of frames (where page_room() had them
   // read they are already in place), handing full batches to the workers.
   Result<void> store(const std::byte* pages, uint64_t count) {
+    if (short_frame_ && count > 0)
+      return make_error(EINVAL, "add pages", where_ + ": pages after a short compressed frame (only the last frame is short)");
     while (count > 0) {
       if (!batch_) {
         if (auto r = take_batch(); !r) return fail(std::move(r).error());
@@ -246,27 +291,55 @@ class Writer final : public ImageWriter {
 
   void compress_batch(unsigned worker, OrderedWorkers::Slot& s) {
     s.out.clear();
-    reserve_populated(s.out, frame_compress_bound(s.pages_used));
-    s.frames.clear();
+    reserve_populated(s.out, frame_compress_bound(s.pages_used) + s.in.size());
     const std::span<const std::byte> in(s.pages.data(), s.pages_used);
-    for (size_t at = 0; at < in.size(); at += frame_bytes_) {
-      auto raw = in.subspan(at, std::min(frame_bytes_, in.size() - at));
-      size_t start = s.out.size();
-      auto n = compressors_[worker]->compress(raw, s.out);
-      if (!n) {
-        s.status = std::move(n).error();
-        return;
+    if (s.frames.empty()) {
+      for (size_t at = 0; at < in.size(); at += frame_bytes_) {
+        s.status = compress_frame(worker, in.subspan(at, std::min(frame_bytes_, in.size() - at)), s);
+        if (!s.status) return;
       }
-      s.frames.push_back(FrameEntry{start, static_cast<uint32_t>(*n), static_cast<uint32_t>(raw.size() / kPageSize),
-                                    checksum64(std::span(s.out).subspan(start, *n))});
+      return;
+    }
+    const std::vector<FrameEntry> plan = std::move(s.frames);
+    s.frames.clear();
+    size_t raw_at = 0;
+    for (const FrameEntry& f : plan) {
+      if (f.compressed_size == 0) {
+        s.status = compress_frame(worker, in.subspan(raw_at, uint64_t{f.raw_pages} * kPageSize), s);
+        if (!s.status) return;
+        raw_at += uint64_t{f.raw_pages} * kPageSize;
+        continue;
+      }
+      s.frames.push_back(FrameEntry{s.out.size(), f.compressed_size, f.raw_pages, f.checksum});
+      s.out.insert(s.out.end(), s.in.begin() + static_cast<ptrdiff_t>(f.offset),
+                   s.in.begin() + static_cast<ptrdiff_t>(f.offset + f.compressed_size));
     }
     s.status = ok();
   }
+
+  Result<void> compress_frame(unsigned worker, std::span<const std::byte> raw, OrderedWorkers::Slot& s) {
+    const size_t start = s.out.size();
+    WPCKPT_TRY_ASSIGN(size_t n, compressors_[worker]->compress(raw, s.out));
+    s.frames.push_back(FrameEntry{start, static_cast<uint32_t>(n), static_cast<uint32_t>(raw.size() / kPageSize),
+                                  checksum64(std::span(s.out).subspan(start, n))});
+    return ok();
+  }
+
+  // A batch with a plan: the raw pages not planned yet become frames to compress.
+  void plan_raw_frames() {
+    for (; planned_raw_ < fill_; planned_raw_ += frame_bytes_) {
+      const uint64_t bytes = std::min<uint64_t>(frame_bytes_, fill_ - planned_raw_);
+      batch_->frames.push_back(FrameEntry{0, 0, static_cast<uint32_t>(bytes / kPageSize), 0});
+    }
+  }
+
+  bool batch_pending() const { return batch_ && (fill_ > 0 || !batch_->frames.empty()); }
 
   Result<void> submit_batch(bool last = false) {
     if (!workers_) start_workers(!last);
     while (workers_->in_flight() >= workers_->window()) WPCKPT_TRY(write_next_batch());
     batch_->pages_used = fill_;
+    if (!batch_->frames.empty()) plan_raw_frames();
     workers_->submit(std::move(batch_));
     while (workers_->next_ready()) WPCKPT_TRY(write_next_batch());
     return ok();
@@ -278,7 +351,8 @@ class Writer final : public ImageWriter {
   // final 1 GiB dump's stop went from 11.8 to 10.7 ms median here).
   Result<void> submit_last_batch() {
     const size_t frames = (fill_ + frame_bytes_ - 1) / frame_bytes_;
-    const size_t parts = workers_ && threads_ > 1 ? std::min<size_t>(threads_, frames / 2) : 1;
+    const bool planned = !batch_->frames.empty();  // holds compressed frames: not split
+    const size_t parts = workers_ && threads_ > 1 && !planned ? std::min<size_t>(threads_, frames / 2) : 1;
     if (parts < 2) return submit_batch(true);
     std::unique_ptr<OrderedWorkers::Slot> first = std::move(batch_);
     const size_t total = fill_, per_part = (frames + parts - 1) / parts * frame_bytes_;
@@ -308,10 +382,11 @@ class Writer final : public ImageWriter {
     for (FrameEntry f : s->frames) {
       f.offset += data_size_;
       frames_.push_back(f);
+      pages_written_ += f.raw_pages;
     }
     bytes_compressed_ += s->out.size();
     WPCKPT_TRY(append_data(s->out));
-    if (options_.progress) options_.progress("write pages", (bytes_raw_done_ += s->pages_used) / kPageSize, 0);
+    if (options_.progress) options_.progress("write pages", pages_written_, 0);
     workers_->recycle(std::move(s));
     return ok();
   }
@@ -373,7 +448,7 @@ class Writer final : public ImageWriter {
   Result<CommitInfo> finish() {
     const std::string index_path = where_ + "/" + kIndexName;
     // Last partial batch, then every frame still in flight.
-    if (batch_ && fill_ > 0) WPCKPT_TRY(submit_last_batch());
+    if (batch_pending()) WPCKPT_TRY(submit_last_batch());
     while (workers_ && workers_->in_flight() > 0) WPCKPT_TRY(write_next_batch());
     WPCKPT_TRY(sink_->end_stream(kDataName));
     if (have_extent_) emit_extent();
@@ -455,8 +530,10 @@ class Writer final : public ImageWriter {
   std::unique_ptr<OrderedWorkers::Slot> batch_;
   unsigned threads_ = 1;
   size_t frame_bytes_ = 0, batch_bytes_ = 0;
-  size_t fill_ = 0;  // bytes of batch_->pages holding pages
-  uint64_t bytes_raw_done_ = 0;
+  size_t fill_ = 0;         // bytes of batch_->pages holding pages
+  size_t planned_raw_ = 0;  // of them, bytes in frames of the batch's plan
+  uint64_t pages_written_ = 0;
+  bool short_frame_ = false;  // a compressed frame of fewer pages came: no stored page may follow
   bool committed_ = false, failed_ = false;
 };
 

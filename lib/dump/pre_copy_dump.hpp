@@ -4,9 +4,11 @@
 // then freezes it only for what it wrote meanwhile (exact: the write-protect
 // tracking armed by the pre-copy), and once the process is gone (or resumed,
 // with --leave-running) the two images are merged into the standalone image
-// at -D. The price is wall time and CPU: the memory is compressed twice
-// (copy, then merge). If the merge fails after the process was killed, the
-// dump is kept as a two-image chain at -D and its hidden parent, and said.
+// at -D. The price is wall time and CPU: what the process wrote during the
+// pre-copy is copied and compressed twice, and the merge copies every frame
+// of the pre-copy it does not touch as it is (merge.cpp). If the merge fails
+// after the process was killed, the dump is kept as a two-image chain at -D
+// and its hidden parent, and said.
 #pragma once
 
 #include "lib/dump/dump.hpp"

@@ -1,7 +1,8 @@
 // Property: random chains (random areas, stored pages, zero pages, fresh
 // ranges, frame sizes) resolve exactly like a simple reference model — page by
 // page through read() and source(), run by run through for_each_run(), in
-// summary(), and after merge_chain().
+// summary(), and after merge_chain() (also at the frame size of the oldest
+// image, whose frames it then copies where they line up).
 #include <gtest/gtest.h>
 
 #include <random>
@@ -169,6 +170,7 @@ TEST(ChainProperty, RandomChainsResolveLikeTheModel) {
     wpckpt::test::TempDir tmp;
     std::vector<ImageSpec> oldest_first;
     std::vector<MemoryArea> areas;
+    uint32_t oldest_frame_pages = 0;
     int images = 1 + static_cast<int>(rng() % 7);
     for (int n = 0; n < images; ++n) {
       areas = random_areas(rng);
@@ -176,6 +178,7 @@ TEST(ChainProperty, RandomChainsResolveLikeTheModel) {
       WriterOptions options;
       options.frame_pages = static_cast<uint32_t>(1 + rng() % 24);
       options.threads = static_cast<unsigned>(rng() % 3);
+      if (n == 0) oldest_frame_pages = options.frame_pages;
       std::optional<fs::path> parent;
       if (n > 0) parent = tmp / std::to_string(n - 1);
       auto w = ImageWriter::create(tmp / std::to_string(n), n + 1 == images ? ImageKind::Dump : ImageKind::PreDump, parent, options);
@@ -221,6 +224,12 @@ TEST(ChainProperty, RandomChainsResolveLikeTheModel) {
     ASSERT_TRUE(merge_chain(top, tmp / "merged", {}));
     check_chain(tmp / "merged", newest_first, areas, false);
     ASSERT_TRUE(verify_chain(tmp / "merged"));
+    // At the oldest image's frame size, whose frames the merge may copy as they are.
+    WriterOptions same_frames;
+    same_frames.frame_pages = oldest_frame_pages;
+    ASSERT_TRUE(merge_chain(top, tmp / "merged-same", same_frames));
+    check_chain(tmp / "merged-same", newest_first, areas, false);
+    ASSERT_TRUE(verify_chain(tmp / "merged-same"));
     if (HasFailure()) return;
   }
 }
