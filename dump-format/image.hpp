@@ -127,6 +127,9 @@ class ImageWriter {
   // again (a full pre-dump spent 7% of its time in that copy). Valid until
   // the next call that adds pages. Empty after a failure.
   virtual std::span<std::byte> page_room(uint64_t max_pages) = 0;
+  // How many pages are coming (a hint, 0 = unknown): the batches are sized
+  // by it, so that a small delta populates only the memory it fills.
+  virtual void expect_pages(uint64_t pages) = 0;
   // Starts the compression workers and gives them their memory now (zstd
   // workspaces, populated batch buffers: one per worker, or as many as
   // `expected_pages` fill, up to the batches in flight), so that a freeze

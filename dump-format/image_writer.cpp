@@ -154,12 +154,16 @@ class Writer final : public ImageWriter {
     return ok();
   }
 
+  void expect_pages(uint64_t pages) override { expected_pages_ = pages; }
+
   void warm_up(uint64_t expected_pages) override {
     if (workers_ || failed_ || committed_) return;
+    if (expected_pages) expected_pages_ = expected_pages;
     start_workers(true);
     // And one more per other worker: the last batch is split among them.
     const uint64_t batches = (expected_pages * kPageSize + batch_bytes_ - 1) / batch_bytes_ + threads_ - 1;
     const size_t count = static_cast<size_t>(std::clamp<uint64_t>(batches, threads_, workers_->window()));
+    const size_t batch = batch_bytes_wanted(0);
     std::vector<std::unique_ptr<OrderedWorkers::Slot>> slots;
     for (size_t i = 0; i < count; ++i) {
       slots.push_back(workers_->take_slot());
@@ -168,12 +172,12 @@ class Writer final : public ImageWriter {
       // user mode (1 MiB: 1.0-1.4 ms, then 21 µs). Pages are read into
       // `pages` by the kernel (page_room), whose first write is dear too.
       OrderedWorkers::Slot& s = *slots.back();
-      reserve_populated(s.out, frame_compress_bound(batch_bytes_));
-      s.out.resize(frame_compress_bound(batch_bytes_));
+      reserve_populated(s.out, frame_compress_bound(batch));
+      s.out.resize(frame_compress_bound(batch));
       s.out.clear();
-      if (!s.pages.reserve(batch_bytes_)) continue;  // best effort: take_batch() reports it
-      std::memset(s.pages.data(), 0, batch_bytes_);
-      touch_from_kernel(s.pages.data(), batch_bytes_);
+      if (!s.pages.reserve(batch)) continue;  // best effort: take_batch() reports it
+      std::memset(s.pages.data(), 0, batch);
+      touch_from_kernel(s.pages.data(), batch);
     }
     for (auto& s : slots) workers_->recycle(std::move(s));
     // The workers are idle: their compressors may be used from here.
@@ -237,7 +241,7 @@ class Writer final : public ImageWriter {
   std::span<std::byte> page_room(uint64_t max_pages) override {
     if (!usable()) return {};
     if (!batch_ && !take_batch()) return {};
-    uint64_t pages = std::min<uint64_t>((batch_bytes_ - fill_) / kPageSize, std::max<uint64_t>(max_pages, 1));
+    uint64_t pages = std::min<uint64_t>((batch_cap_ - fill_) / kPageSize, std::max<uint64_t>(max_pages, 1));
     return {batch_->pages.data() + fill_, static_cast<size_t>(pages * kPageSize)};
   }
 
@@ -245,17 +249,32 @@ class Writer final : public ImageWriter {
   // bytes of it used. Its `frames` stay empty unless compressed frames come
   // (add_compressed_frame): then they are the plan of the batch, frames to
   // compress from `pages` (compressed_size 0) and frames to copy from `in`.
-  Result<void> take_batch() {
+  // At least `bytes` of room (0: as the pages expected say).
+  Result<void> take_batch(size_t bytes = 0) {
     batch_ = workers_ ? workers_->take_slot() : std::make_unique<OrderedWorkers::Slot>();
     fill_ = 0;
     planned_raw_ = 0;
     batch_->frames.clear();
     batch_->in.clear();
-    if (!batch_->pages.reserve(batch_bytes_)) {
+    const size_t want = batch_bytes_wanted(bytes);
+    if (!batch_->pages.reserve(want)) {
       batch_.reset();
-      return errno_error("allocate a batch of pages", std::to_string(batch_bytes_) + " bytes");
+      return errno_error("allocate a batch of pages", std::to_string(want) + " bytes");
     }
+    batch_cap_ = std::min(batch_bytes_, batch_->pages.capacity() / frame_bytes_ * frame_bytes_);
     return ok();
+  }
+
+  // A batch's size: whole frames, at most batch_bytes_, and no more than
+  // the pages still expected need (expect_pages): a delta of a few hundred
+  // pages populated 4 MiB of batches here, at several µs a page.
+  size_t batch_bytes_wanted(size_t at_least) const {
+    uint64_t want = batch_bytes_;
+    if (expected_pages_ > 0) {
+      const uint64_t left = expected_pages_ > stored_pages_ ? (expected_pages_ - stored_pages_) * kPageSize : 0;
+      want = std::clamp<uint64_t>((left + frame_bytes_ - 1) / frame_bytes_ * frame_bytes_, frame_bytes_, batch_bytes_);
+    }
+    return static_cast<size_t>(std::max<uint64_t>(want, at_least));
   }
 
   // Puts pages into the current batch of frames (where page_room() had them
@@ -267,7 +286,7 @@ class Writer final : public ImageWriter {
       if (!batch_) {
         if (auto r = take_batch(); !r) return fail(std::move(r).error());
       }
-      size_t room = (batch_bytes_ - fill_) / kPageSize;
+      size_t room = (batch_cap_ - fill_) / kPageSize;
       size_t n = static_cast<size_t>(std::min<uint64_t>(room, count));
       std::byte* at = batch_->pages.data() + fill_;
       // Pages of the room lie at or after `at` (zero pages before them were
@@ -277,7 +296,7 @@ class Writer final : public ImageWriter {
       count -= n;
       stored_pages_ += n;
       fill_ += n * kPageSize;
-      if (fill_ == batch_bytes_) WPCKPT_TRY(submit_batch());
+      if (fill_ == batch_cap_) WPCKPT_TRY(submit_batch());
     }
     return ok();
   }
@@ -358,7 +377,7 @@ class Writer final : public ImageWriter {
     const size_t total = fill_, per_part = (frames + parts - 1) / parts * frame_bytes_;
     std::vector<std::unique_ptr<OrderedWorkers::Slot>> rest;
     for (size_t at = per_part; at < total; at += per_part) {
-      WPCKPT_TRY(take_batch());
+      WPCKPT_TRY(take_batch(per_part));
       fill_ = std::min(per_part, total - at);
       std::memcpy(batch_->pages.data(), first->pages.data() + at, fill_);
       batch_->pages_used = fill_;
@@ -530,6 +549,8 @@ class Writer final : public ImageWriter {
   std::unique_ptr<OrderedWorkers::Slot> batch_;
   unsigned threads_ = 1;
   size_t frame_bytes_ = 0, batch_bytes_ = 0;
+  size_t batch_cap_ = 0;  // bytes of the batch being filled: whole frames, at most batch_bytes_
+  uint64_t expected_pages_ = 0;  // expect_pages(): 0 = unknown
   size_t fill_ = 0;         // bytes of batch_->pages holding pages
   size_t planned_raw_ = 0;  // of them, bytes in frames of the batch's plan
   uint64_t pages_written_ = 0;

@@ -72,13 +72,19 @@ class PageBuffer {
 
   // At least `bytes` usable bytes (contents unspecified after a growth).
   // False if the memory cannot be had; the old buffer then stays.
+  // From a huge page on, whole huge pages; below, just the pages asked for:
+  // populating is zeroing, and memory a batch never fills costs as much to
+  // zero here as memory it does (a 1 MiB batch in a 2 MiB huge page doubled
+  // it).
   bool reserve(size_t bytes) {
     if (bytes <= capacity_) return true;
-    size_t size = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+    const bool huge = bytes >= kHugePage;
+    const size_t unit = huge ? kHugePage : kSmallPage;
+    size_t size = (bytes + unit - 1) / unit * unit;
     void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return false;
-    ::madvise(p, size, MADV_HUGEPAGE);         // best effort: THP mode may be "never"
-    ::madvise(p, size, MADV_POPULATE_WRITE);   // best effort: older kernels fault on first touch
+    if (huge) ::madvise(p, size, MADV_HUGEPAGE);  // best effort: THP mode may be "never"
+    ::madvise(p, size, MADV_POPULATE_WRITE);       // best effort: older kernels fault on first touch
     release();
     data_ = static_cast<std::byte*>(p);
     capacity_ = size;
@@ -89,7 +95,7 @@ class PageBuffer {
   size_t capacity() const { return capacity_; }
 
  private:
-  static constexpr size_t kHugePage = size_t{2} << 20;
+  static constexpr size_t kHugePage = size_t{2} << 20, kSmallPage = 4096;
   void release() {
     if (data_) ::munmap(data_, capacity_);
     data_ = nullptr;

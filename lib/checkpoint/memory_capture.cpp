@@ -363,6 +363,7 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
     if (!a.fresh) stats.pages_skipped_parent += a.vma.size() / kPage - area_pages;
   }
   writer.set_areas(std::move(areas));
+  writer.expect_pages(to_copy);
   stats.pages_written = to_copy;
 
   pid_t copy_pid = pid;

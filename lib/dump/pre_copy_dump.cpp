@@ -53,6 +53,7 @@ Result<DumpReport> dump_with_pre_copy(const DumpRequest& request, PreCopyStats& 
   pre.pid = request.pid;
   pre.images_dir = scratch.pre_copy;
   pre.compress_level = request.compress_level;
+  pre.direct_io = request.direct_io;
   pre.file_locks = request.fds.file_locks;
   pre.ghost_limit = request.fds.ghost_limit;
   pre.progress = request.progress;
@@ -69,6 +70,7 @@ Result<DumpReport> dump_with_pre_copy(const DumpRequest& request, PreCopyStats& 
   auto t_merge = Clock::now();
   image::WriterOptions wopts;
   wopts.compress_level = request.compress_level;
+  wopts.direct_io = request.direct_io;
   auto merged = image::merge_chain(scratch.delta, dir, wopts);
   stats.merge_seconds = seconds_since(t_merge);
   if (merged) {
