@@ -32,7 +32,7 @@ struct DumpOptions {
   bool tcp_established = false, ext_unix_sk = false;
   uint64_t ghost_limit = 1 << 20;
   bool file_locks = false;
-  bool pre_copy = false;
+  bool pre_copy = false, no_pre_copy = false;
   bool no_cow_copy = false;
   int pid = 0;
   std::string images_dir, prev_images_dir;
@@ -44,12 +44,12 @@ struct DumpOptions {
 
 // SIGINT/SIGTERM/SIGHUP during a dump: stop at the next step, detach, leave
 // no image. Installed without SA_RESTART so a blocking wait returns early.
-void print_text(const dump::DumpReport& r, const DumpOptions& opts) {
+void print_text(const dump::DumpReport& r, const DumpOptions& opts, bool pre_copied) {
   std::printf("dump %s of process %d: %s\n", opts.images_dir.c_str(), opts.pid,
               r.left_running ? "the process runs on" : "the process was killed after the commit");
   print_attach_line(r.attach, opts.pid);
   std::printf("  state: %zu threads, %zu mappings, %zu file descriptors\n", r.threads, r.mappings, r.fds);
-  std::printf(opts.pre_copy ? "  pages: %llu scanned, %llu written while frozen, %llu from the pre-copy%s\n"
+  std::printf(pre_copied ? "  pages: %llu scanned, %llu written while frozen, %llu from the pre-copy%s\n"
                             : "  pages: %llu scanned, %llu written, %llu left to the parent%s\n",
               static_cast<unsigned long long>(r.pages_scanned), static_cast<unsigned long long>(r.pages_written),
               static_cast<unsigned long long>(r.pages_skipped_parent),
@@ -89,30 +89,31 @@ int run_dump(const DumpOptions& opts) {
   req.direct_io = opts.direct_io;
   req.progress = bar.callback();
   req.cancel = cancel;
+  // Asked for, or by default for a large process dumped and killed at once
+  // (dump::pre_copy_by_default); never with --no-pre-copy.
+  const bool automatic = !opts.pre_copy && !opts.no_pre_copy && dump::pre_copy_by_default(req);
+  const bool pre_copied = opts.pre_copy || automatic;
   dump::PreCopyStats pre_copy;
-  auto report = opts.pre_copy ? dump::dump_with_pre_copy(req, pre_copy) : dump::dump_process(req);
+  auto report = pre_copied ? dump::dump_with_pre_copy(req, pre_copy) : dump::dump_process(req);
   bar.finish();
   if (!report) return report_error(report.error(), opts.json);
   if (opts.json) {
     nlohmann::json doc = dump_json(*report, opts.images_dir, opts.prev_images_dir);
-    if (opts.pre_copy)
+    if (pre_copied)
       doc["pre_copy"] = {{"seconds", pre_copy.pre_copy_seconds},
                          {"pages_written", pre_copy.pre_copy_pages},
                          {"merge_seconds", pre_copy.merge_seconds},
-                         {"merged", pre_copy.merged}};
+                         {"merged", pre_copy.merged},
+                         {"automatic", automatic}};
     print_json(doc);
   } else {
-    print_text(*report, opts);
-    if (opts.pre_copy)
-      std::printf("  pre-copy: %llu pages copied in %.3f s while the process ran; merged into one image in %.3f s\n",
+    print_text(*report, opts, pre_copied);
+    if (pre_copied)
+      std::printf("  pre-copy%s: %llu pages copied in %.3f s while the process ran; merged into one image in %.3f s\n",
+                  automatic ? " (default for a process of 64 MiB or more; --no-pre-copy freezes it for the whole dump)"
+                            : "",
                   static_cast<unsigned long long>(pre_copy.pre_copy_pages), pre_copy.pre_copy_seconds,
                   pre_copy.merge_seconds);
-    // A one-shot killing dump stops the process while all of its memory is
-    // written; past half a second, say how to stop it only for what it writes.
-    else if (!report->left_running && opts.prev_images_dir.empty() && !opts.page_server.enabled &&
-             report->stopped_time > 500000)
-      std::printf("  hint: the process was stopped while all its memory was written; --pre-copy (or a pre-dump "
-                  "first) stops it only for what it writes during the copy\n");
   }
   if (opts.criu.display_stats) {
     const dump::DumpReport& r = *report;
@@ -140,9 +141,13 @@ void add_dump_command(CLI::App& app, int& exit_code) {
   sub->add_flag("--direct-io", opts->direct_io,
                 "Write the image's bulk around the page cache (O_DIRECT): a large image costs much less CPU and evicts no other cache, but a restore soon after on this host reads it from disk");
   add_ghost_limit_option(sub, opts->ghost_limit);
-  sub->add_flag("--pre-copy", opts->pre_copy,
-                "Copy the memory while the process runs first, then freeze it only for what it wrote meanwhile "
-                "(one image at -D; what it wrote meanwhile is compressed twice)");
+  auto* pre = sub->add_flag("--pre-copy", opts->pre_copy,
+                            "Copy the memory while the process runs first, then freeze it only for what it wrote "
+                            "meanwhile (one image at -D; what it wrote meanwhile is compressed twice). The default for "
+                            "a process of 64 MiB or more dumped and killed at once");
+  sub->add_flag("--no-pre-copy", opts->no_pre_copy,
+                "Freeze the process for the whole dump, as CRIU does, even when it is large")
+      ->excludes(pre);
   sub->add_flag("--file-locks", opts->file_locks, "Dump file locks (flock, POSIX, OFD) held on files; restore takes them again");
   sub->add_flag("--tcp-established", opts->tcp_established, "Dump established TCP connections (TCP repair; needs CAP_NET_ADMIN)");
   sub->add_flag("--ext-unix-sk", opts->ext_unix_sk, "Allow unix datagram sockets connected to a name outside the process (reconnected by name on restore)");

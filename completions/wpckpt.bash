@@ -61,7 +61,7 @@ _wpckpt() {
         --port) _wpckpt_files; return ;;
         --secret-file) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir -R --leave-running --no-cow-copy --compress-level --direct-io --ghost-limit --pre-copy --file-locks --tcp-established --ext-unix-sk --track-mem -j --shell-job --display-stats -o --log-file --network-lock --page-server --address --port --secret-file --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir -R --leave-running --no-cow-copy --compress-level --direct-io --ghost-limit --pre-copy --no-pre-copy --file-locks --tcp-established --ext-unix-sk --track-mem -j --shell-job --display-stats -o --log-file --network-lock --page-server --address --port --secret-file --json" -- "$cur"))
       ;;
     iterate)
       case $prev in

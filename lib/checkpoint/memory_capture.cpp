@@ -246,6 +246,18 @@ Result<ReadBeforeFork> read_before_fork(pid_t pid, const std::vector<PageJob>& j
 
 }  // namespace
 
+uint64_t anon_memory_bytes(pid_t pid) {
+  // RssAnon (kB): counters, no page-table walk.
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/status").c_str(), "re");
+  if (!f) return 0;
+  uint64_t rss_anon_kb = 0;
+  char line[256];
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "RssAnon: %" SCNu64, &rss_anon_kb) == 1) break;
+  std::fclose(f);
+  return rss_anon_kb * 1024;
+}
+
 // The snapshot's choice (CaptureOptions::snapshot_copy): true to read every
 // page to store while the process is frozen, no fork. Measured here
 // (docs/KERNEL.md §17): the fork copies page tables at about 0.06-0.08 us per
@@ -263,15 +275,7 @@ bool read_all_frozen(pid_t pid, const std::vector<PageJob>& jobs, CaptureOptions
     if (!j.zero) data_pages += j.pages;
   constexpr uint64_t kMaxBytes = 64ull << 20;
   if (data_pages * kPage > kMaxBytes) return false;
-  // RssAnon (kB): counters, no page-table walk.
-  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/status").c_str(), "re");
-  if (!f) return false;
-  uint64_t rss_anon_kb = 0;
-  char line[256];
-  while (std::fgets(line, sizeof line, f))
-    if (std::sscanf(line, "RssAnon: %" SCNu64, &rss_anon_kb) == 1) break;
-  std::fclose(f);
-  return data_pages * 16 <= rss_anon_kb / 4;
+  return data_pages * 16 * kPage <= anon_memory_bytes(pid);
 }
 
 Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const nlohmann::json* parent_metadata,

@@ -7,6 +7,7 @@
 #include <system_error>
 
 #include "lib/dump/pre_dump.hpp"
+#include "lib/dump/tree_dump.hpp"
 
 namespace wpckpt::dump {
 namespace {
@@ -35,6 +36,11 @@ Result<void> check_target_dir(const std::filesystem::path& dir) {
 }
 
 }  // namespace
+
+bool pre_copy_by_default(const DumpRequest& request) {
+  if (request.leave_running || request.snapshot || request.prev_images_dir || request.page_server) return false;
+  return checkpoint::anon_memory_bytes(request.pid) >= kPreCopyFromBytes && !has_children(request.pid);
+}
 
 Result<DumpReport> dump_with_pre_copy(const DumpRequest& request, PreCopyStats& stats) {
   if (request.prev_images_dir)

@@ -25,4 +25,14 @@ struct PreCopyStats {
 
 Result<DumpReport> dump_with_pre_copy(const DumpRequest& request, PreCopyStats& stats);
 
+// Whether `wpckpt dump` copies first when the user said neither --pre-copy
+// nor --no-pre-copy (as -R's copy-on-write copy is the default unless
+// --no-cow-copy): a killing one-shot dump (no parent, no page server) of a
+// process without children (a tree's images are not merged) holding at
+// least kPreCopyFromBytes of anonymous memory. Below that the whole freeze
+// is short anyway (about 1 s per GiB here, so ~60 ms), and a second image
+// and a merge would cost more wall time than the freeze they save.
+constexpr uint64_t kPreCopyFromBytes = 64ull << 20;
+bool pre_copy_by_default(const DumpRequest& request);
+
 }  // namespace wpckpt::dump

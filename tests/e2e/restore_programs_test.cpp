@@ -39,9 +39,11 @@ void write_text(const std::string& path, size_t bytes) {
 void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
 // Runs argv once uninterrupted and once checkpointed (pre_dumps pre-dumps, a
-// dump, a restore, lazy or not); compares the two outputs.
+// dump, a restore, lazy or not); compares the two outputs. The dump's
+// standard output goes to `dump_out` if given.
 void same_output_after_restore(const std::vector<std::string>& argv, const std::string& stdin_path, int pre_dumps,
-                               bool lazy, const std::vector<std::string>& dump_flags = {}) {
+                               bool lazy, const std::vector<std::string>& dump_flags = {},
+                               std::string* dump_out = nullptr) {
   TempDir dir;
   std::string expected = dir / "expected", got = dir / "got";
   auto started = std::chrono::steady_clock::now();
@@ -67,16 +69,18 @@ void same_output_after_restore(const std::vector<std::string>& argv, const std::
     if (last) args.insert(args.end(), dump_flags.begin(), dump_flags.end());
     CommandResult r = run_wpckpt(args);
     ASSERT_EQ(r.exit_code, 0) << r.err << "\n(the program may have finished too early)";
+    if (last && dump_out) *dump_out = r.out;
     parent = img;
   }
   proc.wait();
   ASSERT_TRUE(pid_gone(pid));
   KillByPid guard{pid};
-  if (std::find(dump_flags.begin(), dump_flags.end(), "--pre-copy") != dump_flags.end()) {
-    // One standalone image: no parent in the manifest, nothing hidden left beside it.
+  // Nothing hidden left beside the images (a pre-copy's or a writer's).
+  for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+    EXPECT_NE(e.path().filename().string()[0], '.') << e.path();
+  // A one-shot dump, pre-copied or not, is one standalone image: no parent.
+  if (pre_dumps == 0) {
     EXPECT_TRUE(nlohmann::json::parse(read_file(parent / "manifest.json"))["parent"].is_null());
-    for (const auto& e : std::filesystem::directory_iterator(dir.path()))
-      EXPECT_NE(e.path().filename().string()[0], '.') << e.path();
   }
   std::vector<std::string> restore_argv = {wpckpt_binary(), "restore", "-D", parent.string()};
   if (lazy) restore_argv.push_back("--lazy");
@@ -119,6 +123,38 @@ TEST_P(RestorePrograms, Python3Computation) {
 TEST(RestoreProgramsPreCopy, Python3ComputationFromAOneShotDump) {
   same_output_after_restore(kPythonComputation,
                             "", 0, false, {"--pre-copy"});
+}
+
+// A plain one-shot dump of a process with 64 MiB or more of anonymous
+// memory copies it first by default (dump::pre_copy_by_default) and freezes
+// it only for what it writes meanwhile; --no-pre-copy freezes it throughout.
+// The 80 MiB are filled at once (in C), long before the dump comes.
+const std::vector<std::string> kPythonWith80MiB = {
+    "/usr/bin/python3", "-c",
+    "import hashlib\n"
+    "buf = bytearray(b'\\x01') * (80 << 20); h = hashlib.sha256(); x = 12345\n"
+    "for r in range(4_000_000):\n"
+    "    x = (x * 6364136223846793005 + 1442695040888963407) % (1 << 64)\n"
+    "    j = x % len(buf); buf[j] = (buf[j] + r) % 256\n"
+    "    if r % 100_000 == 0: h.update(buf[j:j + 4096])\n"
+    "h.update(hashlib.sha256(buf).digest()); print(h.hexdigest())\n"};
+
+TEST(RestoreProgramsPreCopy, ALargeProcessIsCopiedFirstByDefault) {
+  std::string out;
+  same_output_after_restore(kPythonWith80MiB, "", 0, false, {"--json"}, &out);
+  nlohmann::json doc = nlohmann::json::parse(out);
+  ASSERT_TRUE(doc.contains("pre_copy")) << out;
+  EXPECT_TRUE(doc["pre_copy"]["automatic"].get<bool>());
+  EXPECT_TRUE(doc["pre_copy"]["merged"].get<bool>());
+  EXPECT_GE(doc["pre_copy"]["pages_written"].get<uint64_t>(), (80u << 20) / 4096);
+}
+
+TEST(RestoreProgramsPreCopy, NoPreCopyFreezesALargeProcessThroughout) {
+  std::string out;
+  same_output_after_restore(kPythonWith80MiB, "", 0, false, {"--no-pre-copy", "--json"}, &out);
+  nlohmann::json doc = nlohmann::json::parse(out);
+  EXPECT_FALSE(doc.contains("pre_copy")) << out;
+  EXPECT_GE(doc["pages_written"].get<uint64_t>(), (80u << 20) / 4096);
 }
 
 INSTANTIATE_TEST_SUITE_P(Restore, RestorePrograms, ::testing::Values(false, true),
