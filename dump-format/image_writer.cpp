@@ -115,15 +115,22 @@ class Writer final : public ImageWriter {
       return make_error(EINVAL, "add frame", where_ + ": a frame of " + std::to_string(raw_pages) + " pages at stored page " +
                                                  std::to_string(stored_pages_) + " (frames start every " +
                                                  std::to_string(options_.frame_pages) + " pages)");
+    // Checked in full before anything changes: a refused frame leaves the writer as it was.
+    const uint64_t before = next_addr_;
     uint64_t stored = 0;
     for (const FrameRun& r : runs) {
-      WPCKPT_TRY(check_order(r.addr, r.pages, r.pages > 0));
+      if (auto in_order = check_order(r.addr, r.pages, r.pages > 0); !in_order) {
+        next_addr_ = before;
+        return in_order;
+      }
       if (!r.zero) stored += r.pages;
       next_addr_ = r.addr + r.pages * kPageSize;
     }
-    if (stored != raw_pages)
+    if (stored != raw_pages) {
+      next_addr_ = before;
       return make_error(EINVAL, "add frame", where_ + ": its runs hold " + std::to_string(stored) + " stored pages, not " +
                                                  std::to_string(raw_pages));
+    }
     for (const FrameRun& r : runs) {
       append_extent(r.zero ? ExtentKind::Zero : ExtentKind::Stored, r.addr, r.pages);
       (r.zero ? zero_pages_ : stored_pages_) += r.pages;
