@@ -72,6 +72,7 @@ Result<DumpReport> dump_with_pre_copy(const DumpRequest& request, PreCopyStats& 
   last.images_dir = scratch.delta;
   last.prev_images_dir = scratch.pre_copy;
   WPCKPT_TRY_ASSIGN(DumpReport report, dump_process(last));
+  report.attach = pre_report.attach;  // how this command found the process: at its pre-copy
 
   auto t_merge = Clock::now();
   image::WriterOptions wopts;
