@@ -22,9 +22,14 @@ void add_page_server_options(CLI::App* verb, PageServerOptions& into, PageServer
 }
 
 std::string default_secret_file() {
-  const passwd* pw = ::getpwuid(::geteuid());
-  std::string home = pw && pw->pw_dir ? pw->pw_dir : "/root";
-  return home + "/.config/wpckpt/page-server.secret";
+  // Once per run: every verb's help names it, and each lookup reads
+  // nsswitch.conf and the passwd database (a pre-dump made six).
+  static const std::string file = [] {
+    const passwd* pw = ::getpwuid(::geteuid());
+    std::string home = pw && pw->pw_dir ? pw->pw_dir : "/root";
+    return home + "/.config/wpckpt/page-server.secret";
+  }();
+  return file;
 }
 
 Result<std::optional<net::PageServerTarget>> page_server_target(const PageServerOptions& opts) {
