@@ -263,7 +263,10 @@ class Writer final : public ImageWriter {
     planned_raw_ = 0;
     batch_->frames.clear();
     batch_->in.clear();
-    const size_t want = batch_bytes_wanted(bytes);
+    // A slot that has memory keeps it, even if smaller than wanted: a slot
+    // warmed before a freeze is not grown inside it (fresh memory is slow).
+    const size_t have = batch_->pages.capacity();
+    const size_t want = have >= std::max(bytes, frame_bytes_) ? have : batch_bytes_wanted(bytes);
     if (!batch_->pages.reserve(want)) {
       batch_.reset();
       return errno_error("allocate a batch of pages", std::to_string(want) + " bytes");
