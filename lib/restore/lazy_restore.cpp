@@ -332,12 +332,20 @@ Result<LazyOutcome> LazyRestore::wait(pid_t pid) {
     out.process_ended = report.stats.process_gone;
     out.complete = !out.process_ended;
     child_uffds_.clear();  // unregistered by the pager: nothing waits on them
-    if (out.complete) {
-      auto r = release_process(pid);
-      if (!r) log::warn("lazy restore complete, but {}", r.error().message());
-      else out.reaped_status = *r;
+    if (!out.complete) return out;
+    auto released = release_process(pid);
+    if (released) {
+      out.reaped_status = *released;
+      return out;
     }
-    return out;
+    // It would keep a uffd that no pager reads (and its death signal): a
+    // later event on it would stop the thread that raised it for good.
+    for (pid_t d : descendants(pid)) ::kill(d, SIGKILL);
+    ::kill(pid, SIGKILL);
+    return make_error(0, "lazy restore:",
+                      "all memory was in, but releasing the restored process " + std::to_string(pid) + " failed (" +
+                          released.error().message() + "); it was killed")
+        .with_hint("restore again, or without --lazy");
   }
   // Never a silent zero page: the process must not run on without its memory
   // (nor its children forked meanwhile, whose uffds we hold so they wait).

@@ -36,6 +36,7 @@ struct Target {
   UniqueFd owned;  // a fork child's uffd; the first target's belongs to the caller
   RegionMap map;
   bool gone = false;  // its mm is gone (exit, exec): ESRCH
+  bool unregistered = false;  // finish() gave its ranges back
 };
 
 struct Fault {
@@ -74,7 +75,7 @@ class Pager {
         return make_error(EIO, "lazy restore", std::to_string(left) + " pages were in no run of the image")
             .with_hint("this is a wpckpt bug");
     }
-    finish();
+    WPCKPT_TRY(settle());
     stats_.process_gone = targets_.front()->gone;
     stats_.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     percentiles();
@@ -350,12 +351,43 @@ class Pager {
   // faults in as zero without us), waiting threads are woken.
   void finish() {
     for (const auto& t : targets_) {
-      if (t->gone) continue;
+      if (t->gone || t->unregistered) continue;
+      t->unregistered = true;
       for (const LazyRegion& r : t->map.regions()) {
         uapi::UffdioRange range{r.start, r.end - r.start};
         (void)::ioctl(t->uffd, uapi::kUffdioUnregister, &range);
       }
     }
+  }
+
+  // The pager's last act: unregister, then read until no event is under way.
+  // An operation raises an event only on a registered area (it looks under
+  // the mmap lock, which UNREGISTER takes for writing), but one that looked
+  // before the unregister queues its message afterwards, maybe after our
+  // last read; its thread (fork, munmap, mremap, madvise) then waits in the
+  // kernel until the message is read or every copy of the uffd is closed
+  // (fs/userfaultfd.c, userfaultfd_event_wait_completion), and a forked
+  // child holds a copy of its parent's uffd from before that wait: a fork
+  // caught so would wait forever. The kernel counts the events under way
+  // (mmap_changing, raised under the mmap lock, lowered once the message was
+  // read); a FORK read here adds a child, given back in turn.
+  Result<void> settle() {
+    for (;;) {
+      WPCKPT_TRY(drain());
+      finish();
+      std::vector<pollfd> busy;
+      for (const auto& t : targets_)
+        if (!t->gone && event_under_way(*t)) busy.push_back({t->uffd, POLLIN, 0});
+      if (busy.empty()) return ok();
+      (void)::poll(busy.data(), busy.size(), 1);  // its message, or its thread lowering the count
+    }
+  }
+
+  // Every copy ioctl first fails with EAGAIN while the count is raised; a
+  // ZEROPAGE of length 0 asks that alone (EINVAL otherwise: nothing filled).
+  static bool event_under_way(const Target& t) {
+    uapi::UffdioZeropage z{{0, 0}, 0, 0};
+    return ::ioctl(t.uffd, uapi::kUffdioZeropage, &z) != 0 && errno == EAGAIN;
   }
 
   void percentiles() {

@@ -15,6 +15,10 @@
 //    the pager reads it and retries. A fork child's uffd is also sent to
 //    the supervisor (fork_sink), so that it outlives the pager as the
 //    parent's does (the child holds no copy of its own).
+// At the end the pager unregisters every range and reads on until no event
+// is under way (settle in pager.cpp): a fork, munmap, mremap or madvise that
+// saw a range still registered waits in the kernel for its message to be
+// read, and may have started just before the unregister.
 // Any error (unreadable image, an unexpected ioctl failure) ends the pager
 // with that error: the supervisor then kills the process (lazy_restore.hpp).
 #pragma once

@@ -281,6 +281,63 @@ TEST(LazyRestore, ForkingProcessIsServedInItsChildrenToo) {
   EXPECT_EQ(output_since(c, before).find("FAIL"), std::string::npos) << output_since(c, before);
 }
 
+// The highest "FORKS n" of lazy_pages --fork in `text` (0: none).
+uint64_t last_forks(const std::string& text) {
+  uint64_t last = 0;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("FORKS ", 0) == 0) last = std::max<uint64_t>(last, std::stoull(line.substr(6)));
+  return last;
+}
+
+// Where every thread of `pid` (and of its children) waits: wchan and kernel
+// stack, for the message of a test that found the process stalled.
+std::string where_threads_wait(pid_t pid) {
+  std::string out;
+  std::vector<pid_t> todo{pid};
+  while (!todo.empty()) {
+    const std::string base = "/proc/" + std::to_string(todo.back());
+    todo.pop_back();
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator(base + "/task", ec)) {
+      const std::string t = task.path().string();
+      out += t + " " + read_file(t + "/comm") + "  wchan " + read_file(t + "/wchan") + "\n" + read_file(t + "/stack");
+      std::istringstream kids(read_file(t + "/children"));
+      for (pid_t k; kids >> k;) todo.push_back(k);
+    }
+  }
+  return out;
+}
+
+// A fork always under way while the lazy phase ends: a FORK event raised
+// between the pager's last read and its unregister must still be read (else
+// the fork waits for it forever), and every fork after the lazy phase works.
+TEST(LazyRestore, ForkInATightLoopIsNeverLeftWaitingWhenThePagerEnds) {
+  Checkpointed c;
+  checkpoint(c, {workload("lazy_pages"), "--mib", "64", "--threads", "1", "--fork", "--fork-gap-us", "0"}, "READY", 0);
+  for (int round = 0; round < 8; ++round) {
+    ASSERT_TRUE(wait_until([&] { return pid_gone(c.pid); }));
+    const size_t before = read_file(c.out).size();
+    KillByPid guard{c.pid};
+    LazyRun run(c.last);
+    ASSERT_TRUE(wait_until([&] { return restored(c.pid); })) << read_file(run.err);
+    ASSERT_EQ(::kill(c.pid, SIGUSR1), 0);  // fork without pause, while the memory comes in and after
+    nlohmann::json doc = run.done();
+    ASSERT_TRUE(doc.is_object() && doc["lazy"]["complete"].get<bool>()) << read_file(run.out) << read_file(run.err);
+    const uint64_t at_end = last_forks(output_since(c, before));
+    const bool forking = wait_until([&] { return last_forks(output_since(c, before)) >= at_end + 100; },
+                                    std::chrono::seconds(20));
+    EXPECT_TRUE(forking) << "round " << round << ": no fork for 20 s after the lazy phase (FORKS " << at_end
+                         << ", events " << doc["lazy"]["events"] << ")\n"
+                         << where_threads_wait(c.pid);
+    EXPECT_EQ(output_since(c, before).find("FAIL"), std::string::npos) << output_since(c, before);
+    ::kill(c.pid, SIGKILL);
+    run.restore.wait(std::chrono::seconds(30));
+    if (!forking) break;
+  }
+}
+
 TEST(LazyRestore, RefusedWithDetach) {
   Checkpointed c;
   checkpoint(c, {workload("lazy_pages"), "--mib", "8", "--sleep"}, "READY", 0);

@@ -1,6 +1,6 @@
 /* A process whose memory checks itself, for the lazy restore tests and bench.
  *
- *   lazy_pages --mib N [--threads T] [--sleep] [--bench] [--pause-us U] [--fork]
+ *   lazy_pages --mib N [--threads T] [--sleep] [--bench] [--pause-us U] [--fork] [--fork-gap-us G]
  *
  * Fills an N MiB anonymous buffer: every 8th page stays untouched (zero), the
  * others hold words derived from (page, generation), the generation in the
@@ -23,6 +23,9 @@
  * "FORKS n" is printed; writers hold a
  * read lock per page and fork takes it for writing, so no page is forked
  * half-written. The parent waits for each child before the next fork.
+ * --fork-gap-us G: G us between two forks instead of 50 ms; 0 forks in a
+ * tight loop (a fork always under way: the end of a lazy restore races
+ * with one), each child checks 20 pages and "FORKS n" is printed every 100.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -48,6 +51,7 @@ static size_t g_data_words = WORDS; /* words 1..g_data_words-1 hold data, the re
 static int g_zero_every = 8;        /* every g_zero_every-th page is never written (0: none) */
 static unsigned g_pause_us;
 static pthread_rwlock_t g_fork_lock;
+static long g_fork_gap_us = 50000;
 #define BUCKETS 64
 static atomic_ulong g_hist[BUCKETS]; /* latency of non-resident accesses, log2(ns) buckets */
 
@@ -121,14 +125,18 @@ static void* forker(void* arg) {
   sigaddset(&usr1, SIGUSR1);
   int sig = 0;
   sigwait(&usr1, &sig);
+  const int checks = g_fork_gap_us > 0 ? 2000 : 20;
+  const unsigned long print_every = g_fork_gap_us > 0 ? 1 : 100;
   for (unsigned long n = 1;; ++n) {
-    struct timespec ts = {0, 50 * 1000 * 1000};
-    nanosleep(&ts, NULL);
+    if (g_fork_gap_us > 0) {
+      struct timespec ts = {g_fork_gap_us / 1000000, (g_fork_gap_us % 1000000) * 1000};
+      nanosleep(&ts, NULL);
+    }
     pthread_rwlock_wrlock(&g_fork_lock);
     pid_t child = fork();
     pthread_rwlock_unlock(&g_fork_lock);
     if (child == 0) {
-      for (int i = 0; i < 2000; ++i) {
+      for (int i = 0; i < checks; ++i) {
         s ^= s << 13, s ^= s >> 7, s ^= s << 17;
         check((size_t)(s % g_pages));
       }
@@ -141,7 +149,7 @@ static void* forker(void* arg) {
       fflush(stdout);
       _exit(3);
     }
-    printf("FORKS %lu\n", n);
+    if (n % print_every == 0) printf("FORKS %lu\n", n);
   }
   return NULL;
 }
@@ -166,6 +174,7 @@ int main(int argc, char** argv) {
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--sleep")) sleep_only = 1;
     else if (!strcmp(argv[i], "--fork")) forks = 1;
+    else if (!strcmp(argv[i], "--fork-gap-us") && i + 1 < argc) g_fork_gap_us = atol(argv[++i]);
     else if (!strcmp(argv[i], "--pause-us") && i + 1 < argc) g_pause_us = (unsigned)atoi(argv[++i]);
     else if (!strcmp(argv[i], "--bench")) g_data_words = WORDS / 2, g_zero_every = 0;
   }
