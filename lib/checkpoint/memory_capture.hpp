@@ -110,15 +110,15 @@ struct CaptureStats {
   std::string snapshot_mechanism;       // snapshot: "fork-cow" or "read-frozen"
 };
 
+// The anonymous memory the process has in RAM (RssAnon of
+// /proc/PID/status: counters, no page-table walk); 0 if unreadable.
+uint64_t anon_memory_bytes(pid_t pid);
+
 // Writes the memory part of one iteration into `writer` (set_areas,
 // add_fresh_range, add_pages/add_zero_pages, metadata "tracking"): all
 // present pages when there is no parent (`parent_metadata`, its manifest's
 // metadata, is null) or it cannot be trusted, else the pages written since
 // the parent. Does not commit.
-// The anonymous memory the process has in RAM (RssAnon of
-// /proc/PID/status: counters, no page-table walk); 0 if unreadable.
-uint64_t anon_memory_bytes(pid_t pid);
-
 Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const nlohmann::json* parent_metadata,
                                     const CaptureOptions& options);
 
