@@ -102,6 +102,7 @@ int run_dump(const DumpOptions& opts) {
     if (pre_copied)
       doc["pre_copy"] = {{"seconds", pre_copy.pre_copy_seconds},
                          {"pages_written", pre_copy.pre_copy_pages},
+                         {"rounds", pre_copy.pre_copy_rounds},
                          {"merge_seconds", pre_copy.merge_seconds},
                          {"merged", pre_copy.merged},
                          {"automatic", automatic}};
@@ -109,11 +110,12 @@ int run_dump(const DumpOptions& opts) {
   } else {
     print_text(*report, opts, pre_copied);
     if (pre_copied)
-      std::printf("  pre-copy%s: %llu pages copied in %.3f s while the process ran; merged into one image in %.3f s\n",
+      std::printf("  pre-copy%s: %llu pages copied in %zu round%s, %.3f s, while the process ran; merged into one "
+                  "image in %.3f s\n",
                   automatic ? " (default for a process of 64 MiB or more; --no-pre-copy freezes it for the whole dump)"
                             : "",
-                  static_cast<unsigned long long>(pre_copy.pre_copy_pages), pre_copy.pre_copy_seconds,
-                  pre_copy.merge_seconds);
+                  static_cast<unsigned long long>(pre_copy.pre_copy_pages), pre_copy.pre_copy_rounds,
+                  pre_copy.pre_copy_rounds == 1 ? "" : "s", pre_copy.pre_copy_seconds, pre_copy.merge_seconds);
   }
   if (opts.criu.display_stats) {
     const dump::DumpReport& r = *report;

@@ -1,6 +1,7 @@
 // `wpckpt dump --pre-copy`: a one-shot dump whose freeze lasts only as long
 // as the last delta, not as the whole memory. The memory is first copied
-// while the process runs (a pre-dump into a hidden sibling of -D), the dump
+// while the process runs (pre-dumps into hidden siblings of -D: the whole
+// memory, then, while it pays, what was written meanwhile), the dump
 // then freezes it only for what it wrote meanwhile (exact: the write-protect
 // tracking armed by the pre-copy), and once the process is gone (or resumed,
 // with --leave-running) the two images are merged into the standalone image
@@ -16,8 +17,9 @@
 namespace wpckpt::dump {
 
 struct PreCopyStats {
-  double pre_copy_seconds = 0;  // the pre-dump, the process running
-  uint64_t pre_copy_pages = 0;
+  double pre_copy_seconds = 0;  // the pre-dumps, the process running
+  uint64_t pre_copy_pages = 0;  // written by all of them
+  size_t pre_copy_rounds = 0;   // the whole memory, then what it wrote during the round before
   double merge_seconds = 0;     // after the freeze
   bool merged = false;          // false: -D is a chain with `kept_parent`
   std::filesystem::path kept_parent;
