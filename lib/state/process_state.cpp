@@ -1,6 +1,7 @@
 #include "lib/state/process_state.hpp"
 
 #include "lib/state/json_fields.hpp"
+#include "lib/state/json_text.hpp"
 
 namespace wpckpt::state {
 
@@ -193,7 +194,10 @@ Result<std::string> serialize(const ProcessState& state) {
   // dump() throws on a string that is not UTF-8 (a process name or a path may
   // be any bytes); such a process cannot be described in process.json yet.
   try {
-    return to_json(state).dump();
+    std::string text;
+    text.reserve(16384 + 256 * (state.mappings.size() + state.fds.size()));
+    append_json(text, state);
+    return text;
   } catch (const json::exception& e) {
     return make_error(EILSEQ, "describe process", std::to_string(state.pid) + " (" + e.what() + ")")
         .with_hint("a name or path of the process is not valid UTF-8, which process.json cannot hold yet: rename it");
