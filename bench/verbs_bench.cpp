@@ -466,6 +466,15 @@ int main(int argc, char** argv) {
     double pre_rate = full > 0 ? r.raw_bytes / full / 1e9 : 0;
     std::printf("   3 full pre-dump %.2f GB/s / zstd-1 on 2 cores %.2f GB/s = %.2f (goal >= 0.8)  %s\n", pre_rate, z2,
                 z2 > 0 ? pre_rate / z2 : 0, verdict(z2 > 0 && pre_rate / z2 >= 0.8));
+    // A full pre-dump cannot outrun the disk: its image at the disk's rate,
+    // in memory per second, is a ceiling of its own when below zstd's.
+    const double image_ratio = r.oneshot_bytes > 0 ? r.raw_bytes / r.oneshot_bytes : 0;
+    const double disk_ceiling = disk * image_ratio;
+    const double ceiling = std::min(z2, disk_ceiling);
+    std::printf("   3 the disk's ceiling: %.2f GB/s x %.2f (memory / image) = %.2f GB/s; full pre-dump / min(zstd, disk) "
+                "= %.2f%s\n",
+                disk, image_ratio, disk_ceiling, ceiling > 0 ? pre_rate / ceiling : 0,
+                disk_ceiling < z2 ? "  (bound by the disk here)" : "");
     double single = r.restore_single.median(), chain = r.restore_chain.median();
     std::printf("   4 restore chain / restore one image           %8.2f  (goal <= 1.0)  %s\n",
                 single > 0 ? chain / single : 0, verdict(single > 0 && chain <= single * 1.05));
