@@ -1,5 +1,6 @@
 // wpckpt: incremental checkpoint/restore of Linux processes.
 #include <CLI/CLI.hpp>
+#include <malloc.h>
 
 #include <cstdlib>
 #include <iostream>
@@ -48,6 +49,13 @@ void apply_disabled_features(const std::vector<std::string>& keys) {
 
 int main(int argc, char** argv) {
   using namespace wpckpt::cli;
+  // Large blocks from the heap, and freed memory kept: on a guest where the
+  // first touch of a fresh page costs microseconds, what a verb allocates
+  // inside a freeze (the area lists and jobs of a process with thousands
+  // of mappings) reuses pages touched before it instead of faulting in new
+  // ones. Peak RSS is unchanged: what is kept was in use before.
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
   CLI::App app{"wpckpt: incremental checkpoint/restore of Linux processes with async write-protect tracking",
                "wpckpt"};
   app.set_version_flag("--version", std::string("wpckpt ") + WPCKPT_VERSION);
