@@ -61,9 +61,10 @@ struct CaptureOptions {
   // reads /proc/PID/fd and maps the state page: 0.1-0.3 ms a frozen process
   // need not wait for); checked to be the same process. Null: made here.
   tracker::AgentLink* link = nullptr;
-  // The process's areas, read in this freeze after anything that changes
-  // them (an injector's scratch area): the scan takes them instead of
-  // reading maps again. Only with target_stopped; null: read by the scan.
+  // The process's areas, read in this freeze (before any injection: an
+  // injector's scratch area is unmapped again before the scan): the scan
+  // takes them instead of reading maps again. Only with target_stopped;
+  // null: read by the scan.
   const std::vector<tracker::Vma>* frozen_areas = nullptr;
   // false: a killing dump, the last iteration. It re-protects nothing
   // (tracker::IterationOptions::rearm): a frozen scan without page-table

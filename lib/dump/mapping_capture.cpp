@@ -98,10 +98,16 @@ state::FileIdentity mapped_file_identity(pid_t pid, const tracker::Vma& v, Inode
 
 }  // namespace
 
+Result<std::vector<tracker::Vma>> read_frozen_areas(pid_t pid, const std::vector<tracker::Vma>* smaps_before_freeze) {
+  return smaps_before_freeze ? tracker::read_maps_reusing_flags(pid, *smaps_before_freeze) : tracker::read_smaps(pid);
+}
+
 Result<std::vector<state::Mapping>> capture_mappings(pid_t pid, const MappingOptions& options) {
-  WPCKPT_TRY_ASSIGN(auto vmas, options.smaps_before_freeze
-                                    ? tracker::read_maps_reusing_flags(pid, *options.smaps_before_freeze)
-                                    : tracker::read_smaps(pid));
+  std::vector<tracker::Vma> read_here;
+  if (!options.areas) {
+    WPCKPT_TRY_ASSIGN(read_here, read_frozen_areas(pid, options.smaps_before_freeze));
+  }
+  const std::vector<tracker::Vma>& vmas = options.areas ? *options.areas : read_here;
   std::optional<tracker::PagemapScanner> scanner;
   if (probe::has_feature("pagemap_scan_category_guard")) {
     // Guard regions are few: a short output vector, resumed if it fills.
@@ -128,7 +134,6 @@ Result<std::vector<state::Mapping>> capture_mappings(pid_t pid, const MappingOpt
     }
     out.push_back(std::move(m));
   }
-  if (options.areas_read) *options.areas_read = std::move(vmas);
   return out;
 }
 

@@ -19,10 +19,15 @@ struct MappingOptions {
   // smaps read before the freeze: its VmFlags are reused for areas that are
   // still the same, so the frozen process's page tables are not walked.
   const std::vector<tracker::Vma>* smaps_before_freeze = nullptr;
-  // Where to keep the areas as read (the memory scan of the same freeze
-  // need not read maps again), or null.
-  std::vector<tracker::Vma>* areas_read = nullptr;
+  // The areas read in this freeze already (read_frozen_areas), shared with
+  // the refusals, the injector and the memory scan: used instead of reading
+  // maps again. Null: read here.
+  const std::vector<tracker::Vma>* areas = nullptr;
 };
+
+// The areas of a frozen process with their VmFlags: from smaps read before
+// the freeze where an area is still the same (or null: smaps now).
+Result<std::vector<tracker::Vma>> read_frozen_areas(pid_t pid, const std::vector<tracker::Vma>* smaps_before_freeze);
 
 Result<std::vector<state::Mapping>> capture_mappings(pid_t pid, const MappingOptions& options = {});
 

@@ -24,7 +24,7 @@ uint64_t micros(Clock::duration d) {
 Result<state::ProcessState> capture_state(pid_t pid, const fds::CaptureOptions& options,
                                           const std::atomic<bool>* cancel, const ptrace::Freezer& frozen,
                                           const std::vector<tracker::Vma>* smaps_before_freeze, FdCapture& fds,
-                                          std::vector<tracker::Vma>* areas_read) {
+                                          const std::vector<tracker::Vma>* frozen_areas) {
   auto check_cancel = [&]() -> Result<void> {
     if (cancel && cancel->load()) return interrupted_error(pid);
     return ok();
@@ -41,6 +41,7 @@ Result<state::ProcessState> capture_state(pid_t pid, const fds::CaptureOptions& 
   std::unique_ptr<ptrace::Injector> main_injector;
   ptrace::InjectorOptions injection;  // the [vdso] searched for a syscall instruction once
   injection.scratch_slots = frozen.tids().size();
+  injection.areas = frozen_areas;
   for (size_t i = 0; i < frozen.tids().size(); ++i) {
     const pid_t tid = frozen.tids()[i];
     WPCKPT_TRY(check_cancel());
@@ -57,8 +58,9 @@ Result<state::ProcessState> capture_state(pid_t pid, const fds::CaptureOptions& 
   WPCKPT_TRY(capture_process(pid, *main_injector, st, cancel));
   WPCKPT_TRY(main_injector->cure());
   auto t_process = Clock::now();
-  // After every injector is cured: no scratch area left to skip.
-  WPCKPT_TRY_ASSIGN(st.mappings, capture_mappings(pid, {.smaps_before_freeze = smaps_before_freeze, .areas_read = areas_read}));
+  // After every injector is cured (or from areas read before the first):
+  // no scratch area left to skip.
+  WPCKPT_TRY_ASSIGN(st.mappings, capture_mappings(pid, {.smaps_before_freeze = smaps_before_freeze, .areas = frozen_areas}));
   WPCKPT_TRY_ASSIGN(st.sysv_shm, capture_sysv_shm(st.mappings));
   log::debug("state capture of {} (us): fds {}, {} threads {}, process {}, mappings {}", pid, micros(t_fds - t0),
              st.threads.size(), micros(t_threads - t_fds), micros(t_process - t_threads),

@@ -21,11 +21,13 @@ namespace wpckpt::dump {
 // `fds` keeps what the descriptors add (extra files, warnings, sockets in
 // repair mode); `smaps_before_freeze`, read while the process ran, spares
 // a second walk of unchanged areas. `cancel` is polled between steps.
-// `areas_read`, if given, gets the areas as read once every injector is
-// cured: what the memory scan of this freeze would read again.
+// `frozen_areas`, if given, are the areas read in this freeze before any
+// injection (read_frozen_areas): the injector finds the [vdso] in them and
+// the mappings are made of them (an injector's scratch area, unmapped again
+// before the end, is not among them). Null: maps is read for each.
 Result<state::ProcessState> capture_state(pid_t pid, const fds::CaptureOptions& options,
                                           const std::atomic<bool>* cancel, const ptrace::Freezer& frozen,
                                           const std::vector<tracker::Vma>* smaps_before_freeze, FdCapture& fds,
-                                          std::vector<tracker::Vma>* areas_read = nullptr);
+                                          const std::vector<tracker::Vma>* frozen_areas = nullptr);
 
 }  // namespace wpckpt::dump

@@ -174,8 +174,12 @@ Result<void> refuse_deleted_paths(pid_t pid, std::string_view verb) {
 }
 
 // Mappings of kernel objects that restore would turn into plain memory.
-Result<void> refuse_kernel_object_mappings(pid_t pid, std::string_view verb) {
-  WPCKPT_TRY_ASSIGN(auto vmas, tracker::read_maps(pid));
+Result<void> refuse_kernel_object_mappings(pid_t pid, std::string_view verb, const std::vector<tracker::Vma>* areas) {
+  std::vector<tracker::Vma> read_here;
+  if (!areas) {
+    WPCKPT_TRY_ASSIGN(read_here, tracker::read_maps(pid));
+  }
+  const std::vector<tracker::Vma>& vmas = areas ? *areas : read_here;
   WPCKPT_TRY(refuse_partial_sysv_attachments(pid, verb, vmas));
   for (const auto& v : vmas) {
     std::string where = fmt::format("0x{:x}-0x{:x}", v.start, v.end);
@@ -282,13 +286,13 @@ bool is_children_refusal(const Error& e) {
 }
 
 Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb, uint64_t ghost_limit,
-                                      bool file_locks, bool tree_member) {
+                                      bool file_locks, bool tree_member, const std::vector<tracker::Vma>* areas) {
   WPCKPT_TRY(refuse_seccomp(pid, verb));
   WPCKPT_TRY(refuse_other_namespaces(pid, verb));
   if (!tree_member) WPCKPT_TRY(refuse_children(pid, verb));
   WPCKPT_TRY(refuse_deleted_paths(pid, verb));
   WPCKPT_TRY(refuse_fds(pid, verb, ghost_limit, file_locks));
-  return refuse_kernel_object_mappings(pid, verb);
+  return refuse_kernel_object_mappings(pid, verb, areas);
 }
 
 }  // namespace wpckpt::dump

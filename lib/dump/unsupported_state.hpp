@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "lib/base/result.hpp"
+#include "tracker/proc_maps.hpp"
 
 namespace wpckpt::dump {
 
@@ -52,10 +53,11 @@ constexpr uint64_t kDefaultGhostLimit = 1 << 20;
 // A child is refused at once, running or frozen: the dump of one process
 // then becomes the dump of its tree (dump.cpp, pre_dump.cpp). `tree_member`:
 // the process is dumped with its children (tree_dump.hpp), which are then no
-// reason to refuse.
+// reason to refuse. `areas`: the process's, read in this freeze (else maps
+// is read here).
 Result<void> refuse_unsupported_state(pid_t pid, std::string_view verb,
                                       uint64_t ghost_limit = kDefaultGhostLimit, bool file_locks = false,
-                                      bool tree_member = false);
+                                      bool tree_member = false, const std::vector<tracker::Vma>* areas = nullptr);
 
 // Whether `e` is the refusal of a process with children (a single process's
 // dump that met a child: the verbs then take the tree).

@@ -72,9 +72,13 @@ Result<void> resume(long request, pid_t tid, int sig, const char* name) {
 
 }  // namespace
 
-Result<uint64_t> find_vdso_syscall(pid_t pid, int mem_fd, std::vector<uint8_t>& bytes) {
-  WPCKPT_TRY_ASSIGN(auto vmas, tracker::read_maps(pid));
-  for (const auto& vma : vmas) {
+Result<uint64_t> find_vdso_syscall(pid_t pid, int mem_fd, std::vector<uint8_t>& bytes,
+                                   const std::vector<tracker::Vma>* areas) {
+  std::vector<tracker::Vma> read_here;
+  if (!areas) {
+    WPCKPT_TRY_ASSIGN(read_here, tracker::read_maps(pid));
+  }
+  for (const auto& vma : areas ? *areas : read_here) {
     if (vma.name != "[vdso]") continue;
     bytes.resize(vma.size());
     WPCKPT_TRY(read_memory(mem_fd, vma.start, bytes.data(), bytes.size()));
@@ -96,7 +100,7 @@ Result<std::unique_ptr<Injector>> Injector::prepare(pid_t tid, const InjectorOpt
   WPCKPT_TRY_ASSIGN(inj->saved_mask_, get_sigmask(tid));
   inj->site_ = options.syscall_site;
   if (inj->site_ == 0) {
-    WPCKPT_TRY_ASSIGN(inj->site_, find_vdso_syscall(tid, inj->mem_.get(), inj->vdso_));
+    WPCKPT_TRY_ASSIGN(inj->site_, find_vdso_syscall(tid, inj->mem_.get(), inj->vdso_, options.areas));
   }
   // From here on the destructor cures: registers and mask come back.
   WPCKPT_TRY(set_sigmask(tid, ~uint64_t{0}));
