@@ -3,9 +3,9 @@
 #include <fmt/core.h>
 
 #include <algorithm>
-#include <iterator>
 #include <cstring>
 #include <ctime>
+#include <iterator>
 #include <map>
 
 #include "dump-format/byte_io.hpp"
