@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstring>
 #include <ctime>
-#include <iterator>
 #include <map>
 
 #include "dump-format/byte_io.hpp"
@@ -81,11 +80,11 @@ void append_area_text(std::string& out, const MemoryArea& a) {
   out += canonical(json(a.backing));
   out += ",\"contents\":";
   out += a.contents ? "true" : "false";
-  fmt::format_to(std::back_inserter(out), ",\"end\":{},\"file_offset\":{},\"path\":", a.end, a.file_offset);
+  out += ",\"end\":" + std::to_string(a.end) + ",\"file_offset\":" + std::to_string(a.file_offset) + ",\"path\":";
   out += canonical(json(a.path));
   out += ",\"prot\":";
   out += canonical(json(a.prot));
-  fmt::format_to(std::back_inserter(out), ",\"start\":{}}}", a.start);
+  out += ",\"start\":" + std::to_string(a.start) + "}";
 }
 
 // An object's canonical text from its members' canonical texts, by key.

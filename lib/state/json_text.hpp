@@ -7,9 +7,6 @@
 // a string that is not UTF-8 throws nlohmann::json::exception as dump() does.
 #pragma once
 
-#include <fmt/core.h>
-
-#include <iterator>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -84,7 +81,7 @@ void append_json(std::string& out, const T& v) {
     out += v ? "true" : "false";
   } else if constexpr (std::is_integral_v<T>) {
     using Wide = std::conditional_t<std::is_signed_v<T>, long long, unsigned long long>;
-    fmt::format_to(std::back_inserter(out), "{}", static_cast<Wide>(v));
+    out += std::to_string(static_cast<Wide>(v));
   } else if constexpr (std::is_same_v<T, std::string>) {
     append_json_string(out, v);
   } else if constexpr (std::is_same_v<T, std::vector<uint8_t>>) {
