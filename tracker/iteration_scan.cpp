@@ -193,6 +193,94 @@ Result<void> scan_area(int uffd, VmaQuery& query, PagemapScanner& scanner, Scann
   return ok();
 }
 
+// Runs: a frozen process's areas of one kind scanned by one call
+// (IterationOptions::target_stopped). The call's range crosses the areas
+// between the members, and what it reports there is dropped.
+enum class Run {
+  None,
+  Armed,        // armed and trusted: the WRITTEN-only request every member shares
+  Inaccessible  // present-only because PROT_NONE and never registered: the present request
+};
+
+bool inaccessible(const Vma& v) { return !v.read && !v.write && !v.exec; }
+
+Run run_of(const ScannedArea& a, const IterationOptions& options) {
+  if (a.kind == AreaKind::Tracked && a.registered && !a.fresh && options.only_ranges == nullptr) return Run::Armed;
+  if (a.kind == AreaKind::PresentOnly && !a.registered && inaccessible(a.vma)) return Run::Inaccessible;
+  return Run::None;
+}
+
+// An inaccessible area at most this large holds few page tables to walk.
+constexpr uint64_t kCrossableBytes = 1ull << 30;
+
+// Whether a run's call may cross this non-member.
+// - Armed: an area without async write-protect (so no member's marks live
+//   in it) that we did not arm. With WP_MATCHING the kernel skips its VMA
+//   without a walk; without (a last iteration) it walks it and reports its
+//   pages as written, so only small inaccessible areas (guard regions,
+//   arena reserves, which hold few page tables) are crossed then.
+// - Inaccessible: an area with async write-protect when the call runs
+//   (registered before, or armed now): the call requires "not WPALLOWED",
+//   which the kernel tests per VMA, skipping these without a walk.
+bool crossable(const ScannedArea& a, Run run, const IterationOptions& options) {
+  switch (run) {
+    case Run::Armed:
+      if (a.registered || a.kind == AreaKind::Tracked) return false;
+      return options.rearm || (inaccessible(a.vma) && a.vma.size() <= kCrossableBytes);
+    case Run::Inaccessible: return a.kind == AreaKind::Tracked && (a.registered || options.rearm);
+    case Run::None: break;
+  }
+  return false;
+}
+
+// Scans the run that areas[first] leads, if it leads one of two members or
+// more, with one call: each member gets the parts of the regions inside it
+// and is marked done. false: no run; the area is scanned on its own.
+Result<bool> scan_run(PagemapScanner& scanner, std::vector<ScannedArea>& areas, std::vector<char>& done, size_t first,
+                      const IterationOptions& options, uint64_t& pages_scanned) {
+  Run run = run_of(areas[first], options);
+  if (run == Run::None) return false;
+  size_t last = first, members = 1;
+  for (size_t i = first + 1; i < areas.size(); ++i) {
+    if (run_of(areas[i], options) == run && !done[i]) {
+      last = i;
+      ++members;
+    } else if (!crossable(areas[i], run, options)) {
+      break;
+    }
+  }
+  if (members < 2) return false;
+  ScanRequest r;
+  if (run == Run::Armed) {
+    r = tracking_request(areas[first], options.return_mask, options.rearm);
+    // No CHECK_WPASYNC: the crossed areas have none; the members cannot
+    // lose theirs while the process is frozen.
+    r.check_wp_async = false;
+  } else {
+    r = present_request(areas[first].vma, options.return_mask);
+    r.category_mask = uapi::kPageIsWpallowed;
+    r.category_inverted = uapi::kPageIsWpallowed;
+  }
+  r.end = areas[last].vma.end;
+  auto member = [&](size_t i) { return run_of(areas[i], options) == run && !done[i]; };
+  size_t next = first;
+  WPCKPT_TRY(scanner.scan(r, [&](const PageRegion& reg) {
+    while (next <= last && areas[next].vma.end <= reg.start) ++next;
+    for (size_t i = next; i <= last && areas[i].vma.start < reg.end; ++i) {
+      if (!member(i)) continue;
+      uint64_t start = std::max(reg.start, areas[i].vma.start), end = std::min(reg.end, areas[i].vma.end);
+      if (start < end) areas[i].regions.push_back({start, end, reg.categories});
+    }
+  }));
+  for (size_t i = first; i <= last; ++i) {
+    if (!member(i)) continue;
+    if (run == Run::Armed) pages_scanned += areas[i].vma.size() / kPageSize;
+    if (run == Run::Inaccessible) areas[i].fresh = true;  // as scan_area marks a present-only area
+    done[i] = 1;
+  }
+  return true;
+}
+
 // Which address ranges lie in areas without async write-protect, i.e. not
 // (or no longer) registered with the agent's uffd: one PAGEMAP_SCAN that
 // selects pages NOT write-protect-allowed. Registered areas are skipped by
@@ -257,7 +345,14 @@ Result<IterationScan> scan_iteration(pid_t pid, int uffd, PagemapScanner& scanne
     out.areas.push_back(std::move(area));
   }
   // All scans before any copy: each page is re-protected before it is read.
-  for (ScannedArea& area : out.areas) {
+  std::vector<char> done(out.areas.size(), 0);  // scanned by a run
+  for (size_t i = 0; i < out.areas.size(); ++i) {
+    if (done[i]) continue;
+    if (options.target_stopped) {
+      WPCKPT_TRY_ASSIGN(bool in_run, scan_run(scanner, out.areas, done, i, options, out.pages_scanned));
+      if (in_run) continue;
+    }
+    ScannedArea& area = out.areas[i];
     uint64_t scanned = 0;
     WPCKPT_TRY(scan_area(uffd, query, scanner, area, options, out.areas_registered, scanned));
     if (area.kind == AreaKind::Tracked) out.pages_scanned += scanned;

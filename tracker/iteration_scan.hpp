@@ -72,6 +72,14 @@ struct IterationOptions {
   // The process's areas as read in this freeze (it cannot have changed
   // them since); null: /proc/PID/maps is read here.
   const std::vector<Vma>* areas = nullptr;
+  // The process is frozen: no area can be unmapped, replaced or
+  // unregistered during the scan. Consecutive armed areas are then scanned
+  // by one PAGEMAP_SCAN (a call costs ~2.5 us of fixed cost per area
+  // otherwise: 80 ms of the freeze at 32,000 areas). A running process
+  // keeps one call per area: a batch whose range lost an area's
+  // registration mid-walk would have re-protected, and lost, the pages of
+  // the areas before it.
+  bool target_stopped = false;
 };
 
 Result<IterationScan> scan_iteration(pid_t pid, int uffd, PagemapScanner& scanner, const IterationOptions& options);

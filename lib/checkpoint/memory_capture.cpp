@@ -327,7 +327,8 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
                                          .only_ranges = plan.events ? &plan.ranges : nullptr,
                                          .return_mask = scan_return_mask(),
                                          .rearm = options.rearm,
-                                         .areas = options.target_stopped ? options.frozen_areas : nullptr};
+                                         .areas = options.target_stopped ? options.frozen_areas : nullptr,
+                                         .target_stopped = options.target_stopped};
   WPCKPT_TRY_ASSIGN(tracker::IterationScan scan, tracker::scan_iteration(pid, link.uffd(), scanner, scan_options));
   if (options.events) {
     options.events->previous = plan.window;

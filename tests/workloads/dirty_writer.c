@@ -2,7 +2,7 @@
  *
  *   dirty_writer --ready FILE [--mib N] [--threads T] [--pattern random|seq]
  *                [--read-into-heap] [--churn] [--thp] [--fork] [--discard]
- *                [--pause-us U]
+ *                [--pause-us U] [--split-areas N]
  *
  * Allocates and fills an N MiB buffer (2 MiB aligned; --thp asks for
  * transparent huge pages), writes "buf ADDR SIZE" to FILE, then runs:
@@ -16,7 +16,10 @@
  *    while the parent keeps writing (copy-on-write); at least 20 ms pass
  *    without a child between two forks;
  *  - --shared: shared anonymous memory and a memfd that the writers (and
- *    fork children) also write, plus a read-only shared mapping of a file.
+ *    fork children) also write, plus a read-only shared mapping of a file;
+ *  - --split-areas N: 3N more pages, adjacent, alternately writable,
+ *    read-only and inaccessible (3N areas no thread touches), whose address
+ *    is written as "split ADDR N".
  * Stop it with SIGSTOP to compare its memory; it never exits on its own.
  * No stdio or malloc after start: other threads move the program break.
  */
@@ -234,6 +237,7 @@ int main(int argc, char** argv) {
   const char* ready = NULL;
   size_t mib = 16;
   int threads = 2, with_reader = 0, with_churn = 0, thp = 0, with_fork = 0, with_shared = 0;
+  size_t split_areas = 0;
   for (int i = 1; i < argc; i++) {
     const char* a = argv[i];
     const char* v = i + 1 < argc ? argv[i + 1] : "";
@@ -248,6 +252,7 @@ int main(int argc, char** argv) {
     else if (!strcmp(a, "--fork")) with_fork = 1;
     else if (!strcmp(a, "--discard")) g_discard = 1;
     else if (!strcmp(a, "--shared")) with_shared = 1;
+    else if (!strcmp(a, "--split-areas")) split_areas = strtoul(v, NULL, 10), i++;
     else {
       fprintf(stderr, "dirty_writer: unknown argument %s\n", a);
       return 2;
@@ -276,6 +281,16 @@ int main(int argc, char** argv) {
   char* heap = malloc(256 * PAGE + PAGE); /* above the mmap threshold: its own area */
   if (!heap) return 1;
   memset(heap, 0x5a, 256 * PAGE + PAGE);
+  char* split = NULL;
+  if (split_areas) {
+    split = mmap(NULL, 3 * split_areas * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (split == MAP_FAILED) return 1;
+    memset(split, 0x3c, 3 * split_areas * PAGE);
+    for (size_t i = 0; i < split_areas; i++) {
+      if (mprotect(split + (3 * i + 1) * PAGE, PAGE, PROT_READ) != 0) return 1;
+      if (mprotect(split + (3 * i + 2) * PAGE, PAGE, PROT_NONE) != 0) return 1;
+    }
+  }
 
   if (ready) {
     char tmp[4096];
@@ -283,6 +298,7 @@ int main(int argc, char** argv) {
     FILE* f = fopen(tmp, "w");
     if (!f) return 1;
     fprintf(f, "buf %#lx %zu\nheap %#lx\n", (unsigned long)(uintptr_t)g_buf, g_size, (unsigned long)(uintptr_t)heap);
+    if (split) fprintf(f, "split %#lx %zu\n", (unsigned long)(uintptr_t)split, split_areas);
     fclose(f);
     rename(tmp, ready);
   }

@@ -32,6 +32,7 @@ struct PmScanArg {
 };
 struct PageRegion {
   uint64_t start, end, categories;  // end exclusive
+  bool operator==(const PageRegion&) const = default;
 };
 static_assert(sizeof(PmScanArg) == 96);
 static_assert(sizeof(PageRegion) == 24);

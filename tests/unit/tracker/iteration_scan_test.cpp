@@ -5,11 +5,13 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/uio.h>
 
 #include <algorithm>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 #include "tests/support/test_support.hpp"
 #include "tracker/agent_link.hpp"
@@ -119,6 +121,83 @@ TEST(IterationScan, SmallOutputVectorStillCoversEverything) {
   }
   EXPECT_EQ(reported, t.size / kPageSize / 2);
   EXPECT_GT(tiny.ioctl_calls(), 100u);
+}
+
+// What a scan found, area by area, for comparing two ways of scanning.
+using AreaFindings = std::vector<std::tuple<uint64_t, uint64_t, AreaKind, bool, std::vector<uapi::PageRegion>>>;
+AreaFindings findings(const IterationScan& scan) {
+  AreaFindings out;
+  for (const ScannedArea& a : scan.areas) out.emplace_back(a.vma.start, a.vma.end, a.kind, a.fresh, a.regions);
+  return out;
+}
+
+uint64_t written_pages_in(const IterationScan& scan, uint64_t lo, uint64_t hi) {
+  uint64_t pages = 0;
+  for (const ScannedArea& a : scan.areas) {
+    if (a.kind != AreaKind::Tracked) continue;
+    for (const auto& r : a.regions) {
+      uint64_t s = std::max(r.start, lo), e = std::min(r.end, hi);
+      if (s < e) pages += (e - s) / kPageSize;
+    }
+  }
+  return pages;
+}
+
+// A frozen process's consecutive armed areas are scanned by one call, and
+// so are its inaccessible ones; each area must still get exactly what a
+// scan of its own would report, with and without re-arming.
+TEST(IterationScan, FrozenProcessScansConsecutiveAreasTogether) {
+  Target t;
+  const uint64_t triples = 400;  // writable, read-only, inaccessible: 1,200 areas
+  start_target(t, {"--split-areas", std::to_string(triples)});
+  std::istringstream ready(test::read_file(t.dir / "ready"));
+  std::string line;
+  uint64_t split = 0;
+  while (std::getline(ready, line))
+    if (line.rfind("split ", 0) == 0) split = std::stoull(line.substr(6), nullptr, 16);
+  ASSERT_NE(split, 0u);
+  const uint64_t split_end = split + 3 * triples * kPageSize;
+  auto link = AgentLink::attach(t.child.pid());
+  ASSERT_TRUE(link.ok()) << link.error().message();
+  auto scanner = PagemapScanner::open(t.child.pid());
+  ASSERT_TRUE(scanner.ok());
+  ASSERT_TRUE(scan_iteration(t.child.pid(), link->uffd(), *scanner, {.trust_marks = false}).ok());
+  ASSERT_EQ(kill(t.child.pid(), SIGSTOP), 0);  // its one thread sleeps anyway; now it is frozen
+
+  const std::vector<uint64_t> written = {0, 1, 2, 97, 211, 398, 399};
+  for (uint64_t i : written) remote_write(t.child.pid(), split + 3 * i * kPageSize + 5, 'w');
+  remote_write(t.child.pid(), t.buf + 9 * kPageSize, 'b');
+
+  auto one_by_one = scan_iteration(t.child.pid(), link->uffd(), *scanner, {.trust_marks = true, .rearm = false});
+  ASSERT_TRUE(one_by_one.ok()) << one_by_one.error().message();
+  EXPECT_EQ(written_pages_in(*one_by_one, split, split_end), written.size());
+  EXPECT_EQ(written_pages_in(*one_by_one, t.buf, t.buf + t.size), 1u);
+  EXPECT_GT(one_by_one->scan_calls, 3 * triples);
+
+  // A last iteration: nothing re-armed, the crossed areas walked and dropped.
+  auto last = scan_iteration(t.child.pid(), link->uffd(), *scanner,
+                             {.trust_marks = true, .rearm = false, .target_stopped = true});
+  ASSERT_TRUE(last.ok()) << last.error().message();
+  EXPECT_EQ(findings(*last), findings(*one_by_one));
+  // The 800 armed areas take one call, the 400 inaccessible ones another.
+  EXPECT_LT(last->scan_calls + 3 * triples - 20, one_by_one->scan_calls);
+  EXPECT_EQ(last->pages_scanned, one_by_one->pages_scanned);
+  // Resumed walks across the crossed areas (two regions per call) change nothing.
+  PagemapScanner tiny(UniqueFd(::open(("/proc/" + std::to_string(t.child.pid()) + "/pagemap").c_str(), O_RDONLY)), 2);
+  auto resumed = scan_iteration(t.child.pid(), link->uffd(), tiny,
+                                {.trust_marks = true, .rearm = false, .target_stopped = true});
+  ASSERT_TRUE(resumed.ok()) << resumed.error().message();
+  EXPECT_EQ(findings(*resumed), findings(*one_by_one));
+
+  // Re-arming: the same findings, and the next scan finds nothing left.
+  auto rearmed = scan_iteration(t.child.pid(), link->uffd(), *scanner, {.trust_marks = true, .target_stopped = true});
+  ASSERT_TRUE(rearmed.ok()) << rearmed.error().message();
+  EXPECT_EQ(findings(*rearmed), findings(*one_by_one));
+  auto after = scan_iteration(t.child.pid(), link->uffd(), *scanner, {.trust_marks = true, .rearm = false});
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(written_pages_in(*after, split, split_end), 0u);
+  EXPECT_EQ(written_pages_in(*after, t.buf, t.buf + t.size), 0u);
+  kill(t.child.pid(), SIGCONT);
 }
 
 TEST(AgentLink, ProcessWithoutAgentGetsAHint) {
