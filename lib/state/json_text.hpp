@@ -2,9 +2,9 @@
 // by the same `fields()` lists, without a JSON document in between: the
 // process.json of a process with 16,000 mappings took 120 ms to make as a
 // document and dump, inside a final dump's freeze. Members are in the order
-// of `fields()` (readers look keys up); strings are escaped by nlohmann's
-// own serializer whenever they hold anything but plain printable ASCII, so
-// a string that is not UTF-8 throws nlohmann::json::exception as dump() does.
+// of `fields()` (readers look keys up); strings and numbers are written as
+// lib/base/json_text.hpp writes them, so a string that is not UTF-8 throws
+// nlohmann::json::exception as dump() does.
 #pragma once
 
 #include <optional>
@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "lib/base/json_text.hpp"
 #include "lib/state/json_fields.hpp"
 
 namespace wpckpt::state {
@@ -27,18 +28,6 @@ struct is_pair : std::false_type {};
 template <typename A, typename B>
 struct is_pair<std::pair<A, B>> : std::true_type {};
 }  // namespace json_text_detail
-
-inline void append_json_string(std::string& out, const std::string& s) {
-  for (char c : s) {
-    if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
-      out += nlohmann::json(s).dump();
-      return;
-    }
-  }
-  out += '"';
-  out += s;
-  out += '"';
-}
 
 template <typename T>
 void append_json(std::string& out, const T& v);
@@ -80,14 +69,13 @@ void append_json(std::string& out, const T& v) {
   if constexpr (std::is_same_v<T, bool>) {
     out += v ? "true" : "false";
   } else if constexpr (std::is_integral_v<T>) {
-    using Wide = std::conditional_t<std::is_signed_v<T>, long long, unsigned long long>;
-    out += std::to_string(static_cast<Wide>(v));
+    append_json_integer(out, v);
   } else if constexpr (std::is_same_v<T, std::string>) {
     append_json_string(out, v);
   } else if constexpr (std::is_same_v<T, std::vector<uint8_t>>) {
     append_json_string(out, to_hex(v));
   } else if constexpr (std::is_same_v<T, nlohmann::json>) {
-    out += v.dump();
+    append_json_value(out, v);
   } else if constexpr (is_vector<T>::value) {
     out += '[';
     for (size_t i = 0; i < v.size(); ++i) {
