@@ -364,10 +364,16 @@ Result<IterationScan> scan_iteration(pid_t pid, int uffd, PagemapScanner& scanne
 
 std::vector<PageJob> page_jobs(const ScannedArea& area) {
   std::vector<PageJob> jobs;
+  append_page_jobs(area, jobs);
+  return jobs;
+}
+
+void append_page_jobs(const ScannedArea& area, std::vector<PageJob>& jobs) {
+  const size_t first = jobs.size();  // jobs of earlier areas are never extended
   auto add = [&](uint64_t start, uint64_t end, bool zero) {
     uint64_t pages = (end - start) / kPageSize;
     if (pages == 0) return;
-    if (!jobs.empty() && jobs.back().zero == zero && jobs.back().addr + jobs.back().pages * kPageSize == start) {
+    if (jobs.size() > first && jobs.back().zero == zero && jobs.back().addr + jobs.back().pages * kPageSize == start) {
       jobs.back().pages += pages;
     } else {
       jobs.push_back({start, pages, zero});
@@ -391,7 +397,6 @@ std::vector<PageJob> page_jobs(const ScannedArea& area) {
       }
       break;
   }
-  return jobs;
 }
 
 }  // namespace wpckpt::tracker

@@ -89,7 +89,9 @@ struct PageJob {
   uint64_t addr = 0, pages = 0;
   bool zero = false;
 };
-// The jobs of one area (GUARD regions are skipped; they are not memory).
+// The jobs of one area (GUARD regions are skipped; they are not memory),
+// appended to `jobs` (one vector for all areas: no allocation per area).
+void append_page_jobs(const ScannedArea& area, std::vector<PageJob>& jobs);
 std::vector<PageJob> page_jobs(const ScannedArea& area);
 
 }  // namespace wpckpt::tracker
