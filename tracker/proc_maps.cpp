@@ -2,10 +2,10 @@
 
 #include <unistd.h>
 
-#include <cinttypes>
-#include <cstdio>
-#include <cstring>
-#include <sstream>
+#include <algorithm>
+#include <charconv>
+#include <optional>
+#include <string_view>
 
 #include "lib/base/text_file.hpp"
 
@@ -31,17 +31,52 @@ std::string Vma::prot_string() const {
   return s;
 }
 
-bool parse_maps_line(const std::string& line, Vma& out) {
+namespace {
+
+// The front of `s` as a number in `base`, taken off it.
+template <typename T>
+bool take_number(std::string_view& s, int base, T& v) {
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v, base);
+  if (ec != std::errc() || end == s.data()) return false;
+  s.remove_prefix(static_cast<size_t>(end - s.data()));
+  return true;
+}
+
+bool take_char(std::string_view& s, char c) {
+  if (s.empty() || s.front() != c) return false;
+  s.remove_prefix(1);
+  return true;
+}
+
+// Calls fn on each line of `text` (without its newline).
+template <typename Fn>
+void for_each_line(std::string_view text, Fn&& fn) {
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    fn(text.substr(0, nl));
+    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+  }
+}
+
+}  // namespace
+
+// By hand rather than sscanf: a freeze reads maps once, and at 32,000
+// areas sscanf and a string stream took 4 ms of it.
+bool parse_maps_line(std::string_view line, Vma& out) {
   // start-end perms offset major:minor inode   name
   if (line.empty() || !is_hex(line[0])) return false;
-  char perms[5] = {};
-  int name_pos = -1;
-  uint64_t start, end, offset, inode;
-  unsigned major, minor;
-  if (std::sscanf(line.c_str(), "%" SCNx64 "-%" SCNx64 " %4s %" SCNx64 " %x:%x %" SCNu64 " %n", &start, &end, perms,
-                  &offset, &major, &minor, &inode, &name_pos) < 7)
+  uint64_t start = 0, end = 0, offset = 0, inode = 0;
+  uint32_t major = 0, minor = 0;
+  std::string_view s = line;
+  if (!take_number(s, 16, start) || !take_char(s, '-') || !take_number(s, 16, end) || !take_char(s, ' ')) return false;
+  if (s.size() < 5 || s[4] != ' ' || s.substr(0, 4).find(' ') != std::string_view::npos) return false;
+  std::string_view perms = s.substr(0, 4);
+  s.remove_prefix(5);
+  if (!take_number(s, 16, offset) || !take_char(s, ' ') || !take_number(s, 16, major) || !take_char(s, ':') ||
+      !take_number(s, 16, minor) || !take_char(s, ' ') || !take_number(s, 10, inode))
     return false;
-  if (std::strlen(perms) != 4 || start >= end) return false;
+  if (start >= end) return false;
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);  // the name's padding
   out = Vma{};
   out.start = start;
   out.end = end;
@@ -53,7 +88,7 @@ bool parse_maps_line(const std::string& line, Vma& out) {
   out.dev_major = major;
   out.dev_minor = minor;
   out.inode = inode;
-  if (name_pos > 0 && static_cast<size_t>(name_pos) < line.size()) out.name = line.substr(static_cast<size_t>(name_pos));
+  out.name.assign(s);
   return true;
 }
 
@@ -61,12 +96,15 @@ Result<std::vector<Vma>> read_maps(pid_t pid) {
   std::string path = "/proc/" + std::to_string(pid) + "/maps";
   WPCKPT_TRY_ASSIGN(std::string text, read_text_file(path));
   std::vector<Vma> vmas;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
+  vmas.reserve(static_cast<size_t>(std::count(text.begin(), text.end(), '\n')));
+  std::optional<Error> bad;
+  for_each_line(text, [&](std::string_view line) {
     Vma v;
-    if (!parse_maps_line(line, v)) return make_error(EINVAL, "parse", path + ": " + line);
-    vmas.push_back(std::move(v));
-  }
+    if (bad) return;
+    if (!parse_maps_line(line, v)) bad = make_error(EINVAL, "parse", path + ": " + std::string(line));
+    else vmas.push_back(std::move(v));
+  });
+  if (bad) return std::move(*bad);
   return vmas;
 }
 
@@ -74,16 +112,19 @@ Result<std::vector<Vma>> read_smaps(pid_t pid) {
   std::string path = "/proc/" + std::to_string(pid) + "/smaps";
   WPCKPT_TRY_ASSIGN(std::string text, read_text_file(path));
   std::vector<Vma> vmas;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
+  for_each_line(text, [&](std::string_view line) {
     Vma v;
     if (parse_maps_line(line, v)) {
       vmas.push_back(std::move(v));
-    } else if (line.rfind("VmFlags:", 0) == 0 && !vmas.empty()) {
-      std::istringstream flags(line.substr(8));
-      for (std::string f; flags >> f;) vmas.back().vm_flags.push_back(f);
+    } else if (line.starts_with("VmFlags:") && !vmas.empty()) {
+      line.remove_prefix(8);
+      while (!line.empty()) {
+        size_t space = line.find(' ');
+        if (space != 0) vmas.back().vm_flags.emplace_back(line.substr(0, space));
+        line.remove_prefix(space == std::string_view::npos ? line.size() : space + 1);
+      }
     }
-  }
+  });
   return vmas;
 }
 

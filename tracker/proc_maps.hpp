@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lib/base/result.hpp"
@@ -28,7 +29,7 @@ struct Vma {
 };
 
 // Parses one line of /proc/PID/maps; false if it is not one.
-bool parse_maps_line(const std::string& line, Vma& out);
+bool parse_maps_line(std::string_view line, Vma& out);
 // /proc/PID/maps, in address order.
 Result<std::vector<Vma>> read_maps(pid_t pid);
 // /proc/PID/smaps: the same areas with VmFlags filled.

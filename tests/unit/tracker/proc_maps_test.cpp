@@ -4,6 +4,7 @@
 #include "tests/support/test_support.hpp"
 
 #include <gtest/gtest.h>
+#include <cstdio>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -28,6 +29,38 @@ TEST(ProcMaps, ParsesLinesWithAndWithoutNames) {
   EXPECT_EQ(v.name, "/memfd:x (deleted)");
   EXPECT_FALSE(parse_maps_line("garbage", v));
   EXPECT_FALSE(parse_maps_line("2000-1000 rw-p 0 00:00 0", v));
+  EXPECT_FALSE(parse_maps_line("1000-2000 rw-p", v));
+  EXPECT_FALSE(parse_maps_line("1000-2000 rw 0 00:00 0", v));
+  EXPECT_FALSE(parse_maps_line("1000-2000 rw-pX 0 00:00 0", v));
+  EXPECT_FALSE(parse_maps_line("1000-2000 rw-p 0 00-00 0", v));
+  EXPECT_FALSE(parse_maps_line("1000-2000 rw-p 0 00:00 x", v));
+  EXPECT_FALSE(parse_maps_line("1000 2000 rw-p 0 00:00 0", v));
+  ASSERT_TRUE(parse_maps_line("1000-2000 ---p 0 fd:1 18446744073709551615 /a b\\012c", v));
+  EXPECT_EQ(v.inode, UINT64_MAX);
+  EXPECT_EQ(v.dev_major, 0xfdu);
+  EXPECT_EQ(v.name, "/a b\\012c");
+}
+
+// Every line the kernel writes parses, and says what the line says.
+TEST(ProcMaps, ParsesEveryLineOfThisProcess) {
+  std::string text = test::read_file("/proc/self/maps");
+  size_t lines = 0;
+  for (size_t pos = 0; pos < text.size(); ++lines) {
+    size_t nl = text.find('\n', pos);
+    std::string line = text.substr(pos, nl - pos);
+    pos = nl + 1;
+    Vma v;
+    ASSERT_TRUE(parse_maps_line(line, v)) << line;
+    char head[128];
+    std::snprintf(head, sizeof head, "%08llx-%08llx %s %08llx %02x:%02x %llu", (unsigned long long)v.start,
+                  (unsigned long long)v.end, v.prot_string().c_str(), (unsigned long long)v.offset, v.dev_major,
+                  v.dev_minor, (unsigned long long)v.inode);
+    EXPECT_EQ(line.rfind(head, 0), 0u) << line << " vs " << head;
+    if (!v.name.empty()) {
+      EXPECT_EQ(line.substr(line.size() - v.name.size()), v.name);
+    }
+  }
+  EXPECT_GT(lines, 5u);
 }
 
 TEST(ProcMaps, SeesOwnMappingWithFlags) {
