@@ -11,6 +11,7 @@
 
 #include "lib/base/uapi/memory.hpp"
 #include "lib/base/uapi/process.hpp"
+#include "lib/ptrace/call_batch.hpp"
 #include "lib/restore/sysv_shm.hpp"
 #include "tracker/memory_kind.hpp"
 #include "tracker/proc_maps.hpp"
@@ -159,7 +160,9 @@ Result<void> attach_sysv(ptrace::Injector& inj, const state::Mapping& m, const s
   return ok();
 }
 
-Result<void> map_one(ptrace::Injector& inj, const state::Mapping& m, const MappingFiles& files) {
+// Queues the calls that map `m` (a System V segment is attached at once,
+// after what is queued).
+Result<void> map_one(ptrace::Injector& inj, ptrace::CallBatch& calls, const state::Mapping& m, const MappingFiles& files) {
   std::string ctx = hex_range(m.start, m.end) + (m.name.empty() ? "" : " " + m.name);
   int fd = -1;
   bool anonymous = true;
@@ -183,11 +186,13 @@ Result<void> map_one(ptrace::Injector& inj, const state::Mapping& m, const Mappi
   uint64_t offset = anonymous ? 0 : m.file_offset;
   const uint32_t prot = m.prot | (widened_for_fill(m) ? PROT_WRITE : 0);
   if (is_sysv_mapping(m)) {
+    WPCKPT_TRY(calls.flush());
     WPCKPT_TRY(attach_sysv(inj, m, ctx, prot));
   } else {
-    WPCKPT_TRY_ASSIGN(long got, inj.checked_syscall("mmap", ctx, SYS_mmap, m.start, m.end - m.start, prot,
-                                     static_cast<uint64_t>(mmap_flags(m, anonymous)), static_cast<uint64_t>(fd), offset));
-    if (static_cast<uint64_t>(got) != m.start) return make_error(EFAULT, "mmap", ctx + ": placed elsewhere");
+    WPCKPT_TRY(calls.add("mmap", ctx, SYS_mmap,
+                         {m.start, m.end - m.start, prot, static_cast<uint64_t>(mmap_flags(m, anonymous)),
+                          static_cast<uint64_t>(fd), offset},
+                         static_cast<long>(m.start)));
   }
   struct {
     const char* flag;
@@ -196,7 +201,7 @@ Result<void> map_one(ptrace::Injector& inj, const state::Mapping& m, const Mappi
                  {"dc", MADV_DONTFORK}, {"wf", MADV_WIPEONFORK}};
   for (const auto& a : advices) {
     if (!has_flag(m, a.flag)) continue;
-    WPCKPT_TRY(inj.checked_syscall("madvise", ctx, SYS_madvise, m.start, m.end - m.start, static_cast<uint64_t>(a.advice)));
+    WPCKPT_TRY(calls.add("madvise", ctx, SYS_madvise, {m.start, m.end - m.start, static_cast<uint64_t>(a.advice), 0, 0, 0}));
   }
   return ok();
 }
@@ -261,20 +266,25 @@ Result<void> build_mappings(ptrace::Injector& inj, const state::ProcessState& st
   const std::vector<state::Mapping> mappings = regular_mappings(state);
   MappingFiles with_aliases = files;
   WPCKPT_TRY_ASSIGN(std::vector<int> aliases, make_aliased_shmem(inj, mappings, with_aliases));
-  for (const auto& m : mappings) WPCKPT_TRY(map_one(inj, m, with_aliases));
+  ptrace::CallBatch calls(inj);
+  for (const auto& m : mappings) WPCKPT_TRY(map_one(inj, calls, m, with_aliases));
+  WPCKPT_TRY(calls.flush());
   for (int fd : aliases) WPCKPT_TRY(inj.checked_syscall("close", "shared memory descriptor", SYS_close, static_cast<uint64_t>(fd)));
   return ok();
 }
 
 Result<void> finish_mm(ptrace::Injector& inj, const state::ProcessState& state, const MappingFiles& files) {
+  ptrace::CallBatch calls(inj);
   for (const auto& m : state.mappings) {
     if (widened_for_fill(m))
-      WPCKPT_TRY(inj.checked_syscall("mprotect", hex_range(m.start, m.end) + " back to its protection", SYS_mprotect,
-                                     m.start, m.end - m.start, m.prot));
+      WPCKPT_TRY(calls.add("mprotect", hex_range(m.start, m.end) + " back to its protection", SYS_mprotect,
+                           {m.start, m.end - m.start, m.prot, 0, 0, 0}));
     for (const auto& [gs, ge] : m.guards) {
-      WPCKPT_TRY(inj.checked_syscall("install guard region", hex_range(gs, ge), SYS_madvise, gs, ge - gs, uapi::kMadvGuardInstall));
+      WPCKPT_TRY(calls.add("install guard region", hex_range(gs, ge), SYS_madvise,
+                           {gs, ge - gs, static_cast<uint64_t>(uapi::kMadvGuardInstall), 0, 0, 0}));
     }
   }
+  WPCKPT_TRY(calls.flush());
 
   const auto& mm = state.mm;
   uapi::PrctlMmMap map{};
