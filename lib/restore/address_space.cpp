@@ -56,6 +56,7 @@ Result<uint64_t> pick_scratch_address(pid_t pid, const state::ProcessState& stat
 
 std::vector<state::Mapping> regular_mappings(const state::ProcessState& state) {
   std::vector<state::Mapping> out;
+  out.reserve(state.mappings.size());  // no copies of copies when it grows: 32,000 areas are common enough
   for (const auto& m : state.mappings)
     if (!tracker::is_kernel_provided(m.kind)) out.push_back(m);
   return out;
