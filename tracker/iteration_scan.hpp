@@ -75,10 +75,9 @@ struct IterationOptions {
   // The process is frozen: no area can be unmapped, replaced or
   // unregistered during the scan. Consecutive armed areas are then scanned
   // by one PAGEMAP_SCAN (a call costs ~2.5 us of fixed cost per area
-  // otherwise: 80 ms of the freeze at 32,000 areas). A running process
-  // keeps one call per area: a batch whose range lost an area's
-  // registration mid-walk would have re-protected, and lost, the pages of
-  // the areas before it.
+  // otherwise: 80 ms of the freeze at 32,000 areas) also in a last
+  // iteration (rearm false). A re-arming scan batches whether frozen or
+  // not (scan_iteration says why that is exact for a running process).
   bool target_stopped = false;
 };
 

@@ -125,9 +125,10 @@ TEST(IterationScan, SmallOutputVectorStillCoversEverything) {
 
 // What a scan found, area by area, for comparing two ways of scanning.
 using AreaFindings = std::vector<std::tuple<uint64_t, uint64_t, AreaKind, bool, std::vector<uapi::PageRegion>>>;
-AreaFindings findings(const IterationScan& scan) {
+AreaFindings findings(const IterationScan& scan, uint64_t lo = 0, uint64_t hi = UINT64_MAX) {
   AreaFindings out;
-  for (const ScannedArea& a : scan.areas) out.emplace_back(a.vma.start, a.vma.end, a.kind, a.fresh, a.regions);
+  for (const ScannedArea& a : scan.areas)
+    if (lo <= a.vma.start && a.vma.end <= hi) out.emplace_back(a.vma.start, a.vma.end, a.kind, a.fresh, a.regions);
   return out;
 }
 
@@ -143,9 +144,9 @@ uint64_t written_pages_in(const IterationScan& scan, uint64_t lo, uint64_t hi) {
   return pages;
 }
 
-// A frozen process's consecutive armed areas are scanned by one call, and
-// so are its inaccessible ones; each area must still get exactly what a
-// scan of its own would report, with and without re-arming.
+// Consecutive armed areas are scanned by one call, and so are the
+// inaccessible ones; each area must still get exactly what a scan of its
+// own would report: frozen with and without re-arming, and running.
 TEST(IterationScan, FrozenProcessScansConsecutiveAreasTogether) {
   Target t;
   const uint64_t triples = 400;  // writable, read-only, inaccessible: 1,200 areas
@@ -197,7 +198,21 @@ TEST(IterationScan, FrozenProcessScansConsecutiveAreasTogether) {
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(written_pages_in(*after, split, split_end), 0u);
   EXPECT_EQ(written_pages_in(*after, t.buf, t.buf + t.size), 0u);
-  kill(t.child.pid(), SIGCONT);
+
+  // A re-arming scan of a running process batches too, with the same
+  // findings in the areas only we write (its agent thread may write its own).
+  ASSERT_EQ(kill(t.child.pid(), SIGCONT), 0);
+  for (uint64_t i : written) remote_write(t.child.pid(), split + 3 * i * kPageSize + 5, 'v');
+  remote_write(t.child.pid(), t.buf + 9 * kPageSize, 'c');
+  auto running = scan_iteration(t.child.pid(), link->uffd(), *scanner, {.trust_marks = true});
+  ASSERT_TRUE(running.ok()) << running.error().message();
+  EXPECT_EQ(findings(*running, split, split_end), findings(*one_by_one, split, split_end));
+  EXPECT_EQ(written_pages_in(*running, t.buf, t.buf + t.size), 1u);
+  EXPECT_EQ(written_pages_in(*running, split, split_end), written.size());
+  EXPECT_LT(running->scan_calls + 3 * triples - 20, one_by_one->scan_calls);
+  auto settled = scan_iteration(t.child.pid(), link->uffd(), *scanner, {.trust_marks = true, .rearm = false});
+  ASSERT_TRUE(settled.ok());
+  EXPECT_EQ(written_pages_in(*settled, split, split_end), 0u);
 }
 
 TEST(AgentLink, ProcessWithoutAgentGetsAHint) {
