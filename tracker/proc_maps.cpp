@@ -128,6 +128,12 @@ Result<std::vector<Vma>> read_smaps(pid_t pid) {
   return vmas;
 }
 
+Result<const std::vector<Vma>*> given_or_read_maps(pid_t pid, const std::vector<Vma>* given, std::vector<Vma>& storage) {
+  if (given) return given;
+  WPCKPT_TRY_ASSIGN(storage, read_maps(pid));
+  return &storage;
+}
+
 Result<std::vector<Vma>> read_maps_reusing_flags(pid_t pid, const std::vector<Vma>& earlier) {
   WPCKPT_TRY_ASSIGN(std::vector<Vma> now, read_maps(pid));
   auto same = [](const Vma& a, const Vma& b) {

@@ -42,5 +42,8 @@ Result<std::vector<Vma>> read_smaps(pid_t pid);
 // Limit: a flag change that splits nothing (madvise or mlock of a whole
 // area) between the two reads is not seen.
 Result<std::vector<Vma>> read_maps_reusing_flags(pid_t pid, const std::vector<Vma>& earlier);
+// `given` (the areas a caller read already, e.g. once per freeze) when not
+// null; else read_maps(pid) kept in `storage`. The result points at one of them.
+Result<const std::vector<Vma>*> given_or_read_maps(pid_t pid, const std::vector<Vma>* given, std::vector<Vma>& storage);
 
 }  // namespace wpckpt::tracker

@@ -176,10 +176,8 @@ Result<void> refuse_deleted_paths(pid_t pid, std::string_view verb) {
 // Mappings of kernel objects that restore would turn into plain memory.
 Result<void> refuse_kernel_object_mappings(pid_t pid, std::string_view verb, const std::vector<tracker::Vma>* areas) {
   std::vector<tracker::Vma> read_here;
-  if (!areas) {
-    WPCKPT_TRY_ASSIGN(read_here, tracker::read_maps(pid));
-  }
-  const std::vector<tracker::Vma>& vmas = areas ? *areas : read_here;
+  WPCKPT_TRY_ASSIGN(const std::vector<tracker::Vma>* given_or_read, tracker::given_or_read_maps(pid, areas, read_here));
+  const std::vector<tracker::Vma>& vmas = *given_or_read;
   WPCKPT_TRY(refuse_partial_sysv_attachments(pid, verb, vmas));
   for (const auto& v : vmas) {
     std::string where = fmt::format("0x{:x}-0x{:x}", v.start, v.end);

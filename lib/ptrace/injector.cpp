@@ -75,10 +75,8 @@ Result<void> resume(long request, pid_t tid, int sig, const char* name) {
 Result<uint64_t> find_vdso_syscall(pid_t pid, int mem_fd, std::vector<uint8_t>& bytes,
                                    const std::vector<tracker::Vma>* areas) {
   std::vector<tracker::Vma> read_here;
-  if (!areas) {
-    WPCKPT_TRY_ASSIGN(read_here, tracker::read_maps(pid));
-  }
-  for (const auto& vma : areas ? *areas : read_here) {
+  WPCKPT_TRY_ASSIGN(const std::vector<tracker::Vma>* vmas, tracker::given_or_read_maps(pid, areas, read_here));
+  for (const auto& vma : *vmas) {
     if (vma.name != "[vdso]") continue;
     bytes.resize(vma.size());
     WPCKPT_TRY(read_memory(mem_fd, vma.start, bytes.data(), bytes.size()));
