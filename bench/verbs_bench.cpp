@@ -14,7 +14,7 @@
 // --no-pre-copy` (frozen throughout, as CRIU) of a second target, and a
 // one-shot killing `dump` of a third (by default copied while running first).
 // Then the one-shot image and the four-image chain are each restored
-// (`restore -d`). `repeat` times, each with a fresh target. Wall times are the verb's whole run; peak
+// (`restore -d`), the one first in even repetitions, the other in odd ones. `repeat` times, each with a fresh target. Wall times are the verb's whole run; peak
 // RSS is the verb process's own (wait4). "Frozen" and "stopped" are the
 // dump's stopped_time: from the freeze until the process runs again or is
 // killed, a killing dump's commit included, as CRIU's frozen_time. Limits measured in the same run:
@@ -343,8 +343,14 @@ Results measure(const std::string& wpckpt, const fs::path& self, const fs::path&
     res.pre_copy_wall.add(c.wall);
     stop_process(third);
     fs::remove_all(work / "killing");
-    restore_once(wpckpt, work / "oneshot", res.restore_single, res.cpu_restore_single, res.rss_restore);
-    restore_once(wpckpt, work / "final", res.restore_chain, res.cpu_restore_chain, res.rss_restore);
+    // Each first in every other repetition: on this guest the memory a
+    // restore gets depends on what ran just before it (memory the previous
+    // restore's process freed a moment ago is cheap, memory the host took
+    // back is not), and the same order every time made the ratio a bias.
+    auto single = [&] { restore_once(wpckpt, work / "oneshot", res.restore_single, res.cpu_restore_single, res.rss_restore); };
+    auto chain = [&] { restore_once(wpckpt, work / "final", res.restore_chain, res.cpu_restore_chain, res.rss_restore); };
+    if (i % 2 == 0) single(), chain();
+    else chain(), single();
   }
   for (const char* name : {"oneshot", "pre0", "pre1", "pre2", "pre3", "final"}) fs::remove_all(work / name);
   return res;
