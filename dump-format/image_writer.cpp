@@ -27,6 +27,14 @@ namespace {
 
 // Pages handed to a worker at once (several frames): 1 MiB.
 constexpr uint32_t kBatchPages = 256;
+// A delta of up to this many pages whose buffers were not warmed before a
+// freeze (warm_up) goes through batches of kReusedBatchPages and a short
+// window, so that a few batches are filled again and again: on this guest
+// every page of a fresh buffer costs ~15 us the first time the kernel
+// (process_vm_readv) and then user mode (the zero check, zstd) touch it, and
+// a 661-page delta in 1 MiB batches touched all 661 of them for nothing.
+constexpr uint64_t kReuseUpToPages = 16384;
+constexpr uint32_t kReusedBatchPages = 32;
 
 const std::byte kZeroPage[kPageSize] = {};
 
@@ -166,6 +174,7 @@ class Writer final : public ImageWriter {
   void warm_up(uint64_t expected_pages) override {
     if (workers_ || failed_ || committed_) return;
     if (expected_pages) expected_pages_ = expected_pages;
+    warmed_ = true;
     start_workers(true);
     // And one more per other worker: the last batch is split among them.
     const uint64_t batches = (expected_pages * kPageSize + batch_bytes_ - 1) / batch_bytes_ + threads_ - 1;
@@ -284,8 +293,17 @@ class Writer final : public ImageWriter {
       const uint64_t left = expected_pages_ > stored_pages_ ? (expected_pages_ - stored_pages_) * kPageSize : 0;
       want = std::clamp<uint64_t>((left + frame_bytes_ - 1) / frame_bytes_ * frame_bytes_, frame_bytes_, batch_bytes_);
     }
+    if (reuses_batches()) {
+      const uint64_t reused = std::max<uint64_t>(frame_bytes_, uint64_t{kReusedBatchPages} * kPageSize / frame_bytes_ * frame_bytes_);
+      want = std::min(want, reused);
+    }
     return static_cast<size_t>(std::max<uint64_t>(want, at_least));
   }
+
+  // Small batches, used again and again (kReuseUpToPages): a delta that
+  // was not warmed before a freeze (there, more batches would mean more
+  // hand-overs inside it; warm_up made its buffers already).
+  bool reuses_batches() const { return !warmed_ && expected_pages_ > 0 && expected_pages_ <= kReuseUpToPages; }
 
   // Puts pages into the current batch of frames (where page_room() had them
   // read they are already in place), handing full batches to the workers.
@@ -314,7 +332,9 @@ class Writer final : public ImageWriter {
   // Workers start with the first full batch: an image smaller than one batch
   // is compressed by the caller, without waking other threads.
   void start_workers(bool threaded) {
-    workers_ = std::make_unique<OrderedWorkers>(threaded ? threads_ : 0, 2 * threads_ + 2,
+    // Reused batches: one being filled and one per worker plus one queued.
+    const size_t window = reuses_batches() ? threads_ + 1 : 2 * threads_ + 2;
+    workers_ = std::make_unique<OrderedWorkers>(threaded ? threads_ : 0, window,
                                                 [this](unsigned w, OrderedWorkers::Slot& s) { compress_batch(w, s); });
   }
 
@@ -561,6 +581,7 @@ class Writer final : public ImageWriter {
   size_t frame_bytes_ = 0, batch_bytes_ = 0;
   size_t batch_cap_ = 0;  // bytes of the batch being filled: whole frames, at most batch_bytes_
   uint64_t expected_pages_ = 0;  // expect_pages(): 0 = unknown
+  bool warmed_ = false;          // warm_up() made the buffers
   size_t fill_ = 0;         // bytes of batch_->pages holding pages
   size_t planned_raw_ = 0;  // of them, bytes in frames of the batch's plan
   uint64_t pages_written_ = 0;

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <set>
 
 #include "dump-format/image.hpp"
 #include "tests/support/test_support.hpp"
@@ -125,6 +126,54 @@ TEST(ImageRoundTrip, PagesReadIntoTheWritersRoomComeBack) {
   ASSERT_TRUE(chain) << chain.error().message();
   expect_matches_model(**chain, model, areas);
   ASSERT_TRUE(verify_chain(tmp / "img"));
+}
+
+// A delta announced with expect_pages() (and not warmed before a freeze) is
+// read into a few small batches filled again and again, not into fresh
+// memory for each of its pages (kReuseUpToPages in image_writer.cpp), and
+// still comes back exactly; a warmed one keeps its large batches.
+TEST(ImageRoundTrip, ASmallDeltaIsReadIntoTheSameFewBatchesAgain) {
+  for (bool warmed : {false, true}) {
+    SCOPED_TRACE(warmed ? "warmed" : "not warmed");
+    wpckpt::test::TempDir tmp;
+    const uint64_t total = 900;
+    std::vector<MemoryArea> areas{area(kBase, kBase + total * kPageSize)};
+    Model model;
+    WriterOptions options;
+    options.threads = 2;
+    auto w = writer_for(tmp / "img", std::nullopt, ImageKind::PreDump, options);
+    ASSERT_TRUE(w);
+    w->set_areas(areas);
+    if (warmed) w->warm_up(total);
+    w->expect_pages(total);
+    std::set<uintptr_t> room_pages;  // every distinct page of memory handed out as room
+    for (uint64_t at = 0; at < total;) {
+      std::span<std::byte> room = w->page_room(total - at);
+      ASSERT_GE(room.size(), kPageSize);
+      const uint64_t n = room.size() / kPageSize;
+      for (uint64_t i = 0; i < n; ++i) {
+        const uint64_t addr = kBase + (at + i) * kPageSize;
+        auto page = make_page(5, addr, static_cast<int>(1 + (at + i) % 2));
+        model[addr] = page;
+        std::memcpy(room.data() + i * kPageSize, page.data(), kPageSize);
+        room_pages.insert(reinterpret_cast<uintptr_t>(room.data()) + i * kPageSize);
+      }
+      ASSERT_TRUE(w->add_pages(kBase + at * kPageSize, room));
+      at += n;
+    }
+    auto info = w->commit();
+    ASSERT_TRUE(info) << info.error().message();
+    EXPECT_EQ(info->pages_stored, total);
+    if (warmed) {
+      EXPECT_GE(room_pages.size(), total / 2);  // 1 MiB batches, enough of them for the delta
+    } else {
+      // One batch being filled, two compressing, one queued: 4 x 32 pages.
+      EXPECT_LE(room_pages.size(), 4u * 32u);
+    }
+    auto chain = ImageChain::open(tmp / "img");
+    ASSERT_TRUE(chain) << chain.error().message();
+    expect_matches_model(**chain, model, areas);
+  }
 }
 
 TEST(ImageRoundTrip, ANonEmptyDirectoryOrAFileIsNeverOverwritten) {
