@@ -55,6 +55,7 @@ class LocalSink final : public ImageSink {
     if (s.direct) {
       WPCKPT_TRY(s.direct->append(bytes));
       s.size += bytes.size();
+      ask_durable(s, name);
       return ok();
     }
     const uint64_t from = (std::max(s.size, kDirectAfter) + DirectStream::kAlign - 1) / DirectStream::kAlign *
@@ -69,6 +70,7 @@ class LocalSink final : public ImageSink {
         s.direct = std::move(direct).value();
         WPCKPT_TRY(s.direct->append(bytes));
         s.size += bytes.size();
+        ask_durable(s, name);
         return ok();
       }
       // The file system refuses it: the page cache, as for a small image.
@@ -122,11 +124,19 @@ class LocalSink final : public ImageSink {
     WPCKPT_TRY(write_all(s.fd.get(), bytes, tmp_ / name));
     s.size += bytes.size();
     if (s.size - s.synced >= kWritebackEvery) start_writeback(s);
-    if (s.size - s.durable >= kSyncEvery) {
-      sync_.request(s.fd.get(), tmp_ / name);
-      s.durable = s.size;
-    }
+    ask_durable(s, name);
     return ok();
+  }
+
+  // Every kSyncEvery bytes, an fdatasync on the sync thread. Written with
+  // O_DIRECT too: the host persists what it was given only on a flush, and
+  // a full pre-dump of 1 GiB waited 196 ms in commit() for the flush of all
+  // of it. (The direct writes still in flight are covered by the next one,
+  // or by commit()'s fsync.)
+  void ask_durable(Stream& s, const std::string& name) {
+    if (s.size - s.durable < kSyncEvery) return;
+    sync_.request(s.fd.get(), tmp_ / name);
+    s.durable = s.size;
   }
 
   // The direct part's last partial block goes through the page cache.
