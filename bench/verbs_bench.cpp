@@ -349,8 +349,13 @@ Results measure(const std::string& wpckpt, const fs::path& self, const fs::path&
     // back is not), and the same order every time made the ratio a bias.
     auto single = [&] { restore_once(wpckpt, work / "oneshot", res.restore_single, res.cpu_restore_single, res.rss_restore); };
     auto chain = [&] { restore_once(wpckpt, work / "final", res.restore_chain, res.cpu_restore_chain, res.rss_restore); };
-    if (i % 2 == 0) single(), chain();
-    else chain(), single();
+    if (i % 2 == 0) {
+      single();
+      chain();
+    } else {
+      chain();
+      single();
+    }
   }
   for (const char* name : {"oneshot", "pre0", "pre1", "pre2", "pre3", "final"}) fs::remove_all(work / name);
   return res;

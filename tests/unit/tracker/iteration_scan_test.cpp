@@ -147,7 +147,7 @@ uint64_t written_pages_in(const IterationScan& scan, uint64_t lo, uint64_t hi) {
 // Consecutive armed areas are scanned by one call, and so are the
 // inaccessible ones; each area must still get exactly what a scan of its
 // own would report: frozen with and without re-arming, and running.
-TEST(IterationScan, FrozenProcessScansConsecutiveAreasTogether) {
+TEST(IterationScan, ConsecutiveAreasAreScannedTogetherFrozenOrRunning) {
   Target t;
   const uint64_t triples = 400;  // writable, read-only, inaccessible: 1,200 areas
   start_target(t, {"--split-areas", std::to_string(triples)});
