@@ -132,6 +132,7 @@ nlohmann::json report_json(const restore::RestoreReport& r, bool detached) {
           {"images", r.images},
           {"pages_restored", r.pages_stored},
           {"pages_zero", r.pages_zero},
+          {"pages_uffd_copied", r.pages_copied},
           {"bytes", r.pages_stored * image::kPageSize},
           {"fill_seconds", r.fill_seconds},
           {"seconds", r.seconds},

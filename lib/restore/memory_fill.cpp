@@ -32,16 +32,19 @@ Result<void> write_all(int mem_fd, uint64_t addr, const std::byte* data, size_t 
 
 }  // namespace
 
-Result<FillStats> fill_memory(const image::ImageChain& chain, int mem_fd,
+Result<FillStats> fill_memory(const image::ImageChain& chain, int mem_fd, UffdFill* uffd,
                               const std::vector<state::Mapping>& mappings, const ProgressFn& progress) {
   FillStats stats;
   auto t0 = std::chrono::steady_clock::now();
   static const std::vector<std::byte> zeros(1 << 20);
   size_t cursor = 0;  // mappings before it end at or before the current run
 
+  auto through_mem = [&](uint64_t addr, std::span<const std::byte> data) {
+    return write_all(mem_fd, addr, data.data(), data.size());
+  };
   auto fn = [&](uint64_t addr, std::span<const std::byte> data, uint64_t zero_pages) -> Result<void> {
     if (!data.empty()) {
-      WPCKPT_TRY(write_all(mem_fd, addr, data.data(), data.size()));
+      WPCKPT_TRY(uffd ? uffd->place(addr, data, through_mem) : through_mem(addr, data));
       stats.pages_stored += data.size() / image::kPageSize;
       stats.bytes_written += data.size();
       return ok();
@@ -65,6 +68,7 @@ Result<FillStats> fill_memory(const image::ImageChain& chain, int mem_fd,
   // Each frame of the chain read once: the order of the writes into the new
   // process does not matter, each page has one source.
   WPCKPT_TRY(chain.for_each_run(fn, progress, image::ImageChain::RunOrder::FramesOnce));
+  if (uffd) stats.pages_copied = uffd->pages_copied();
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return stats;
 }

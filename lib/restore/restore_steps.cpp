@@ -176,7 +176,10 @@ Result<FillStats> rebuild_address_space(ptrace::Injector& inj, const state::Proc
   if (options.lazy) {
     WPCKPT_TRY_ASSIGN(report.lazy, LazyRestore::start(inj, chain, st, fill, options.pages_complete));
   } else {
-    WPCKPT_TRY_ASSIGN(fill, fill_memory(chain, inj.mem_fd(), regular_mappings(st), options.progress));
+    const std::vector<state::Mapping> mappings = regular_mappings(st);
+    // Unregistered (destroyed) before anything else runs in the process.
+    std::unique_ptr<UffdFill> uffd = UffdFill::start(inj, st.pid, mappings);
+    WPCKPT_TRY_ASSIGN(fill, fill_memory(chain, inj.mem_fd(), uffd.get(), mappings, options.progress));
     if (options.pages_complete) options.pages_complete();
   }
   WPCKPT_TRY(finish_mm(inj, st, files));
