@@ -31,8 +31,9 @@ namespace wpckpt::restore {
 
 class UffdFill {
  public:
-  // Registers the mappings restore just created as fresh private anonymous
-  // memory where a fault would not get a transparent huge page. Null when there are none, or where the process or kernel does
+  // Registers the mappings (in address order) that restore just created as
+  // fresh private anonymous memory where a fault would not get a transparent
+  // huge page. Null when there are none, or where the process or kernel does
   // not allow it (the reason logged): the caller writes every page itself.
   static std::unique_ptr<UffdFill> start(ptrace::Injector& inj, pid_t pid, const std::vector<state::Mapping>& mappings);
   // The same with a userfaultfd the process made itself (no UFFDIO_API yet).
@@ -64,7 +65,7 @@ class UffdFill {
   void unregister_all();
 
   UniqueFd uffd_;
-  std::vector<Range> ranges_;  // sorted, disjoint; empty once unregistered
+  std::vector<Range> ranges_;  // one per mapping, sorted, disjoint; empty once unregistered
   uint64_t pages_copied_ = 0;
 };
 
