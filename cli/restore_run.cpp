@@ -133,6 +133,7 @@ nlohmann::json report_json(const restore::RestoreReport& r, bool detached) {
           {"pages_restored", r.pages_stored},
           {"pages_zero", r.pages_zero},
           {"pages_uffd_copied", r.pages_copied},
+          {"pages_kept_from_file", r.pages_kept},
           {"bytes", r.pages_stored * image::kPageSize},
           {"fill_seconds", r.fill_seconds},
           {"seconds", r.seconds},

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 
 #include "lib/base/page_buffer.hpp"
 
@@ -30,6 +31,44 @@ Result<void> write_all(int mem_fd, uint64_t addr, const std::byte* data, size_t 
   return ok();
 }
 
+// Private file memory reads the file's bytes where the process never wrote.
+bool holds_file_data(const state::Mapping& m) { return !m.shared && !starts_zeroed(m); }
+
+// Writes the pages of `data` that differ from what [addr, ...) reads now,
+// and counts the others in `kept`. Over a private file mapping a written
+// page becomes a private copy: a library page written with its own bytes
+// would lose its sharing with the page cache (every restored process its
+// own copy of the code it maps), and cost the restore a page allocation
+// and a copy. Where the current bytes cannot be read, everything is written.
+// The bytes are exact either way. What differs: a page the process had
+// copied (written) with bytes equal to the file's is the file's again, so
+// a later change of the file through another mapping shows there, as it
+// does in every page of the mapping the process never wrote.
+Result<void> write_changed(int mem_fd, uint64_t addr, std::span<const std::byte> data, PageBuffer& now, uint64_t& kept) {
+  constexpr size_t kChunk = 1 << 20;
+  if (!now.reserve(std::min(data.size(), kChunk))) return write_all(mem_fd, addr, data.data(), data.size());
+  for (size_t off = 0; off < data.size();) {
+    const size_t len = std::min(data.size() - off, kChunk);
+    const std::byte* want = data.data() + off;
+    if (::pread(mem_fd, now.data(), len, static_cast<off_t>(addr + off)) != static_cast<ssize_t>(len)) {
+      WPCKPT_TRY(write_all(mem_fd, addr + off, want, len));
+      off += len;
+      continue;
+    }
+    for (size_t p = 0; p < len;) {
+      size_t q = p;  // [p, q): pages that differ
+      while (q < len && std::memcmp(want + q, now.data() + q, image::kPageSize) != 0) q += image::kPageSize;
+      if (q > p) WPCKPT_TRY(write_all(mem_fd, addr + off + p, want + p, q - p));
+      size_t same = q;
+      while (same < len && std::memcmp(want + same, now.data() + same, image::kPageSize) == 0) same += image::kPageSize;
+      kept += (same - q) / image::kPageSize;
+      p = same;
+    }
+    off += len;
+  }
+  return ok();
+}
+
 }  // namespace
 
 Result<FillStats> fill_memory(const image::ImageChain& chain, int mem_fd, UffdFill* uffd,
@@ -39,14 +78,34 @@ Result<FillStats> fill_memory(const image::ImageChain& chain, int mem_fd, UffdFi
   static const std::vector<std::byte> zeros(1 << 20);
   size_t cursor = 0;  // mappings before it end at or before the current run
 
-  auto through_mem = [&](uint64_t addr, std::span<const std::byte> data) {
-    return write_all(mem_fd, addr, data.data(), data.size());
+  PageBuffer now;  // what a private file mapping reads before it is written
+  // Stored pages that no userfaultfd placed: written, except those a private
+  // file mapping already holds.
+  auto through_mem = [&](uint64_t addr, std::span<const std::byte> data) -> Result<void> {
+    const uint64_t end = addr + data.size();
+    auto it = std::upper_bound(mappings.begin(), mappings.end(), addr,
+                               [](uint64_t a, const state::Mapping& m) { return a < m.end; });
+    for (uint64_t at = addr; at < end;) {
+      if (it == mappings.end() || it->start >= end) return write_all(mem_fd, at, data.data() + (at - addr), end - at);
+      if (it->start > at) {
+        WPCKPT_TRY(write_all(mem_fd, at, data.data() + (at - addr), it->start - at));
+        at = it->start;
+      }
+      const uint64_t stop = std::min(end, it->end);
+      std::span<const std::byte> part = data.subspan(at - addr, stop - at);
+      if (holds_file_data(*it)) WPCKPT_TRY(write_changed(mem_fd, at, part, now, stats.pages_kept));
+      else WPCKPT_TRY(write_all(mem_fd, at, part.data(), part.size()));
+      at = stop;
+      ++it;
+    }
+    return ok();
   };
   auto fn = [&](uint64_t addr, std::span<const std::byte> data, uint64_t zero_pages) -> Result<void> {
     if (!data.empty()) {
+      const uint64_t kept_before = stats.pages_kept;
       WPCKPT_TRY(uffd ? uffd->place(addr, data, through_mem) : through_mem(addr, data));
       stats.pages_stored += data.size() / image::kPageSize;
-      stats.bytes_written += data.size();
+      stats.bytes_written += data.size() - (stats.pages_kept - kept_before) * image::kPageSize;
       return ok();
     }
     stats.pages_zero += zero_pages;
@@ -58,8 +117,10 @@ Result<FillStats> fill_memory(const image::ImageChain& chain, int mem_fd, UffdFi
       uint64_t a = std::max(addr, m.start), b = std::min(end, m.end);
       while (a < b) {
         size_t len = std::min<uint64_t>(b - a, zeros.size());
-        WPCKPT_TRY(write_all(mem_fd, a, zeros.data(), len));
-        stats.bytes_written += len;
+        const uint64_t kept_before = stats.pages_kept;
+        if (holds_file_data(m)) WPCKPT_TRY(write_changed(mem_fd, a, std::span(zeros).first(len), now, stats.pages_kept));
+        else WPCKPT_TRY(write_all(mem_fd, a, zeros.data(), len));
+        stats.bytes_written += len - (stats.pages_kept - kept_before) * image::kPageSize;
         a += len;
       }
     }

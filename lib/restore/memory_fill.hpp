@@ -1,8 +1,10 @@
 // Fills the rebuilt address space with the chain's contents: stored runs are
 // placed with UFFDIO_COPY in fresh anonymous memory (uffd_fill.hpp) and
 // written through /proc/PID/mem elsewhere (it writes read-only private pages
-// too, so no protection change is needed); zero runs cost nothing in fresh anonymous
-// memory and are written as zeros over file-backed private pages.
+// too, so no protection change is needed), except pages that a private file
+// mapping already holds: those stay the file's, shared with the page cache.
+// Zero runs cost nothing in fresh anonymous memory and are written as zeros
+// over file-backed private pages.
 #pragma once
 
 #include <sys/types.h>
@@ -22,6 +24,7 @@ struct FillStats {
   uint64_t pages_stored = 0;  // pages written from the image
   uint64_t pages_zero = 0;    // zero pages (written only over file pages)
   uint64_t pages_copied = 0;  // of pages_stored, placed with UFFDIO_COPY (uffd_fill.hpp)
+  uint64_t pages_kept = 0;    // stored or zero pages a private file mapping already held: not written
   uint64_t bytes_written = 0;
   double seconds = 0;
 };

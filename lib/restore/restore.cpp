@@ -120,6 +120,7 @@ Result<RestoreReport> restore_process(image::ImageChain& chain_ref, const Restor
   report.pages_stored = fill.pages_stored;
   report.pages_zero = fill.pages_zero;
   report.pages_copied = fill.pages_copied;
+  report.pages_kept = fill.pages_kept;
   report.bytes_written = fill.bytes_written;
   report.fill_seconds = fill.seconds;
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

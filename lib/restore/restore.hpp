@@ -53,6 +53,7 @@ struct RestoreReport {
   uint64_t pages_stored = 0;    // pages written from the images
   uint64_t pages_zero = 0;
   uint64_t pages_copied = 0;    // of pages_stored, placed with UFFDIO_COPY (uffd_fill.hpp)
+  uint64_t pages_kept = 0;      // image pages left to the private file mapping that held them (memory_fill.hpp)
   uint64_t bytes_written = 0;
   double fill_seconds = 0;      // memory fill alone
   double seconds = 0;           // the whole restore

@@ -404,6 +404,7 @@ Result<RestoreReport> restore_tree(const fs::path& dir, const RestoreOptions& op
     report.pages_stored += fill.pages_stored;
     report.pages_zero += fill.pages_zero;
     report.pages_copied += fill.pages_copied;
+    report.pages_kept += fill.pages_kept;
     report.bytes_written += fill.bytes_written;
     report.fill_seconds += fill.seconds;
     // Its parent is restored too: the signal it asked for when that one exits.

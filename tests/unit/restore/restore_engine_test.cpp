@@ -5,7 +5,10 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <cctype>
 #include <iostream>
+#include <sstream>
+#include <string>
 
 #include "lib/restore/restore.hpp"
 #include "tests/support/test_support.hpp"
@@ -13,6 +16,24 @@
 
 namespace wpckpt::restore {
 namespace {
+
+// kB of private copies (smaps "Anonymous") in the code mappings of libc.
+uint64_t anonymous_kib_in_libc_code(pid_t pid) {
+  std::istringstream smaps(test::read_file("/proc/" + std::to_string(pid) + "/smaps"));
+  std::string line;
+  bool in_code = false;
+  uint64_t kib = 0, mappings = 0;
+  while (std::getline(smaps, line)) {
+    if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && line.find('-') < line.find(' ')) {
+      in_code = line.find(" r-xp ") != std::string::npos && line.find("/libc.so") != std::string::npos;
+      mappings += in_code;
+    } else if (in_code && line.rfind("Anonymous:", 0) == 0) {
+      kib += std::stoull(line.substr(10));
+    }
+  }
+  EXPECT_EQ(mappings, 1u) << "libc's code mapping not found";
+  return kib;
+}
 
 void restore_counter(int threads, int heap_mib) {
   test::TempDir dir;
@@ -34,6 +55,10 @@ void restore_counter(int threads, int heap_mib) {
   EXPECT_GT(r->pages_stored, static_cast<uint64_t>(heap_mib) * 256);
   // The heap is fresh anonymous memory: placed with UFFDIO_COPY, unless any
   // anonymous fault may get a huge page (uffd_fill.hpp).
+  // libc's code was stored with the rest and is what the file holds: the
+  // restore leaves it to the file (shared), no private copy of it.
+  EXPECT_GT(r->pages_kept, 0u);
+  EXPECT_EQ(anonymous_kib_in_libc_code(pid), 0u);
   if (test::read_file("/sys/kernel/mm/transparent_hugepage/enabled").find("[always]") == std::string::npos)
     EXPECT_GT(r->pages_copied, static_cast<uint64_t>(heap_mib) * 256);
   else
