@@ -1,7 +1,9 @@
 #include "lib/dump/state_capture.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
+#include <vector>
 
 #include "lib/base/log.hpp"
 #include "lib/dump/fault_point.hpp"
@@ -38,20 +40,39 @@ Result<state::ProcessState> capture_state(pid_t pid, const fds::CaptureOptions& 
   // One injector per thread; the main thread's serves the process-wide
   // queries too, and maps one scratch slot per thread: the others use
   // theirs without an mmap and a munmap each (ptrace::InjectorOptions).
+  // The threads of a window run their injected calls at once: one after the
+  // other, a redis-server's 5 threads took 0.1-0.26 ms each, mostly waking
+  // the thread and the tracer. A window bounds the descriptors held (each
+  // injector has the thread's /proc/TID/mem open).
+  constexpr size_t kThreadWindow = 16;
   std::unique_ptr<ptrace::Injector> main_injector;
   ptrace::InjectorOptions injection;  // the [vdso] searched for a syscall instruction once
-  injection.scratch_slots = frozen.tids().size();
+  const std::vector<pid_t>& tids = frozen.tids();
+  injection.scratch_slots = tids.size();
   injection.areas = frozen_areas;
-  for (size_t i = 0; i < frozen.tids().size(); ++i) {
-    const pid_t tid = frozen.tids()[i];
-    WPCKPT_TRY(check_cancel());
-    if (main_injector) injection.slot = main_injector->slot_address(i);
-    WPCKPT_TRY_ASSIGN(auto inj, ptrace::Injector::prepare(tid, injection));
-    injection.syscall_site = inj->syscall_site();
-    WPCKPT_TRY_ASSIGN(auto t, capture_thread(pid, tid, *inj));
-    st.threads.push_back(std::move(t));
-    if (!main_injector) main_injector = std::move(inj);  // cured last: it unmaps every slot
-    else WPCKPT_TRY(inj->cure());
+  for (size_t first = 0; first < tids.size(); first += kThreadWindow) {
+    // Cured before main_injector (declared outside) on every path, as slots must be.
+    std::vector<std::unique_ptr<ptrace::Injector>> injectors;  // null: main_injector
+    std::vector<state::ThreadState> threads;
+    for (size_t i = first; i < std::min(tids.size(), first + kThreadWindow); ++i) {
+      WPCKPT_TRY(check_cancel());
+      if (main_injector) injection.slot = main_injector->slot_address(i);
+      WPCKPT_TRY_ASSIGN(auto inj, ptrace::Injector::prepare(tids[i], injection));
+      injection.syscall_site = inj->syscall_site();
+      WPCKPT_TRY_ASSIGN(auto t, begin_thread_capture(pid, tids[i], *inj));
+      threads.push_back(std::move(t));
+      if (!main_injector) main_injector = std::move(inj);  // cured last: it unmaps every slot
+      injectors.push_back(std::move(inj));
+    }
+    auto injector = [&](size_t k) -> ptrace::Injector& { return injectors[k] ? *injectors[k] : *main_injector; };
+    // Every thread asked to stop before the first stop is waited for.
+    for (size_t k = 0; k < threads.size(); ++k) WPCKPT_TRY(injector(k).interrupt_batch());
+    for (size_t k = 0; k < threads.size(); ++k) {
+      WPCKPT_TRY(finish_thread_capture(injector(k), threads[k]));
+      st.threads.push_back(std::move(threads[k]));
+    }
+    for (auto& inj : injectors)
+      if (inj) WPCKPT_TRY(inj->cure());
   }
   WPCKPT_TRY(check_cancel());
   auto t_threads = Clock::now();

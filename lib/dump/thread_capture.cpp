@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "lib/base/log.hpp"
@@ -14,7 +15,20 @@
 
 namespace wpckpt::dump {
 
-Result<state::ThreadState> capture_thread(pid_t pid, pid_t tid, ptrace::Injector& inj) {
+namespace {
+
+// Where the injected calls leave their results, in the thread's slot.
+struct ResultsAt {
+  uint64_t altstack, tid_address, name;
+};
+ResultsAt results_at(const ptrace::Injector& inj) {
+  const uint64_t altstack = inj.data();
+  return {altstack, altstack + 32, altstack + 48};
+}
+
+}  // namespace
+
+Result<state::ThreadState> begin_thread_capture(pid_t pid, pid_t tid, ptrace::Injector& inj) {
   state::ThreadState t;
   t.tid = tid;
   t.is_main = tid == pid;
@@ -32,25 +46,32 @@ Result<state::ThreadState> capture_thread(pid_t pid, pid_t tid, ptrace::Injector
 
   // sigaltstack(NULL, &old); prctl(PR_GET_TID_ADDRESS) (glibc's pthread_join
   // relies on it); prctl(PR_GET_NAME): 16 bytes, NUL-terminated.
-  const uint64_t altstack = inj.data(), tid_address = altstack + 32, name_at = tid_address + 16;
-  const ptrace::Injector::Call calls[] = {{SYS_sigaltstack, {0, altstack}},
-                                          {SYS_prctl, {PR_GET_TID_ADDRESS, tid_address}},
-                                          {SYS_prctl, {PR_GET_NAME, name_at}}};
-  WPCKPT_TRY_ASSIGN(std::vector<long> rc, inj.batch(calls));
-  const std::string context = "thread " + std::to_string(tid);
+  const ResultsAt at = results_at(inj);
+  const ptrace::Injector::Call calls[] = {{SYS_sigaltstack, {0, at.altstack}},
+                                          {SYS_prctl, {PR_GET_TID_ADDRESS, at.tid_address}},
+                                          {SYS_prctl, {PR_GET_NAME, at.name}}};
+  WPCKPT_TRY(inj.begin_batch(calls));
+  return t;
+}
+
+Result<void> finish_thread_capture(ptrace::Injector& inj, state::ThreadState& t) {
+  WPCKPT_TRY_ASSIGN(std::vector<long> rc, inj.end_batch());
+  const std::string context = "thread " + std::to_string(t.tid);
+  if (rc.size() != 3) return make_error(EPROTO, "injected calls", context + ": " + std::to_string(rc.size()) + " results");
   if (rc[0] != 0) return make_error(static_cast<int>(-rc[0]), "injected sigaltstack", context);
   if (rc[2] != 0) return make_error(static_cast<int>(-rc[2]), "injected prctl(PR_GET_NAME)", context);
   // One read for all three results.
+  const ResultsAt at = results_at(inj);
   static_assert(sizeof(stack_t) <= 32);
   std::array<char, 64> out{};
-  WPCKPT_TRY(inj.read(altstack, out.data(), out.size()));
+  WPCKPT_TRY(inj.read(at.altstack, out.data(), out.size()));
   stack_t ss{};
   std::memcpy(&ss, out.data(), sizeof ss);
   t.altstack = {reinterpret_cast<uint64_t>(ss.ss_sp), ss.ss_flags, ss.ss_size};
-  if (rc[1] == 0) std::memcpy(&t.clear_child_tid, out.data() + (tid_address - altstack), sizeof t.clear_child_tid);
-  const char* name = out.data() + (name_at - altstack);
+  if (rc[1] == 0) std::memcpy(&t.clear_child_tid, out.data() + (at.tid_address - at.altstack), sizeof t.clear_child_tid);
+  const char* name = out.data() + (at.name - at.altstack);
   t.name.assign(name, ::strnlen(name, 16));
-  return t;
+  return ok();
 }
 
 }  // namespace wpckpt::dump

@@ -18,6 +18,12 @@ namespace wpckpt::dump {
 // handler, as the kernel would do on return to user mode.
 // `inj` is prepared on `tid` (its saved registers and mask are the thread's
 // own); the caller cures it.
-Result<state::ThreadState> capture_thread(pid_t pid, pid_t tid, ptrace::Injector& inj);
+//
+// In two halves, so that several threads run their injected calls at once
+// (Injector::begin_batch): begin reads what ptrace reads directly and starts
+// the calls; finish (on the same injector, before any other use of it)
+// waits for them and fills in their results.
+Result<state::ThreadState> begin_thread_capture(pid_t pid, pid_t tid, ptrace::Injector& inj);
+Result<void> finish_thread_capture(ptrace::Injector& inj, state::ThreadState& t);
 
 }  // namespace wpckpt::dump

@@ -13,6 +13,8 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "lib/base/log.hpp"
 #include "lib/base/uapi/process.hpp"
@@ -205,8 +207,14 @@ Result<long> Injector::checked_syscall(const char* what, const std::string& cont
 }
 
 Result<std::vector<long>> Injector::batch(std::span<const Call> calls) {
+  WPCKPT_TRY(begin_batch(calls));
+  return end_batch();
+}
+
+Result<void> Injector::begin_batch(std::span<const Call> calls) {
   if (cured_ || scratch_ == 0)
     return make_error(EINVAL, "injected batch", thread_context(tid_)).with_hint("the injector is cured");
+  if (batch_calls_ != 0) return make_error(EBUSY, "injected batch", thread_context(tid_) + ": one is running");
   if (calls.size() > kBatchMaxCalls)
     return make_error(E2BIG, "injected batch", fmt::format("{} calls (at most {})", calls.size(), kBatchMaxCalls));
   // Layout at batch_table(): the done flag, the wait's timespec, the entries.
@@ -226,11 +234,28 @@ Result<std::vector<long>> Injector::batch(std::span<const Call> calls) {
   r.r12 = table, r.r13 = calls.size(), r.r14 = flag, r.r15 = timeout;
   WPCKPT_TRY(set_regs(tid_, r));
   WPCKPT_TRY(resume(PTRACE_CONT, tid_, 0, "PTRACE_CONT"));
-  WPCKPT_TRY(wait_batch_done(flag));
-  WPCKPT_TRY(read(table, words.data() + 4, calls.size() * stub::kBatchEntryWords * sizeof(uint64_t)));
-  std::vector<long> results(calls.size());
-  for (size_t i = 0; i < calls.size(); ++i)
-    results[i] = static_cast<long>(words[4 + i * stub::kBatchEntryWords + 7]);
+  batch_calls_ = calls.size();
+  return ok();
+}
+
+Result<void> Injector::interrupt_batch() {
+  if (batch_calls_ == 0) return make_error(EINVAL, "injected batch", thread_context(tid_) + ": none was begun");
+  if (batch_interrupted_) return ok();
+  WPCKPT_TRY(wait_batch_done(batch_table()));
+  batch_interrupted_ = true;
+  return ok();
+}
+
+Result<std::vector<long>> Injector::end_batch() {
+  WPCKPT_TRY(interrupt_batch());
+  const size_t n = std::exchange(batch_calls_, 0);
+  batch_interrupted_ = false;
+  const uint64_t table = batch_table() + 32;
+  WPCKPT_TRY(wait_interrupted());
+  std::vector<uint64_t> words(n * stub::kBatchEntryWords);
+  WPCKPT_TRY(read(table, words.data(), words.size() * sizeof(uint64_t)));
+  std::vector<long> results(n);
+  for (size_t i = 0; i < n; ++i) results[i] = static_cast<long>(words[i * stub::kBatchEntryWords + 7]);
   return results;
 }
 
@@ -253,9 +278,14 @@ Result<void> Injector::wait_batch_done(uint64_t flag) {
     }
     ::sched_yield();
   }
-  // Out of its sleep and into an event stop, letting other stops pass.
+  // Out of its sleep and into an event stop (wait_interrupted).
   if (::ptrace(static_cast<__ptrace_request>(uapi::kPtraceInterrupt), tid_, nullptr, nullptr) != 0)
     return errno_error("PTRACE_INTERRUPT", thread_context(tid_));
+  return ok();
+}
+
+Result<void> Injector::wait_interrupted() {
+  // Other stops pass on the way.
   for (;;) {
     WPCKPT_TRY_ASSIGN(Stop stop, wait_stop(tid_));
     if (stop.kind == StopKind::EventStop) return ok();
@@ -272,8 +302,13 @@ Result<void> Injector::read(uint64_t addr, void* out, size_t len) { return read_
 
 Result<void> Injector::cure() {
   if (cured_ || tid_ < 0) return ok();
-  cured_ = true;
   Result<void> result;
+  // A batch still running (its caller failed elsewhere) ends first: the
+  // thread is back in a stop before its registers are.
+  if (batch_calls_ != 0) {
+    if (auto ended = end_batch(); !ended) result = std::move(ended).error();
+  }
+  cured_ = true;
   if (scratch_ != 0 && scratch_bytes_ == 0) scratch_ = 0;  // a slot: its owner unmaps
   if (scratch_ != 0) {
     auto unmapped = call_at(site_, SYS_munmap, {scratch_, scratch_bytes_, 0, 0, 0, 0});

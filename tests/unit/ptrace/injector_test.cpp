@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "lib/base/uapi/process.hpp"
@@ -218,6 +219,47 @@ TEST(Injector, BatchRunsEveryCallInOrder) {
   }
   EXPECT_EQ(maps_of(w.pid()).find("rwxp"), std::string::npos);
   EXPECT_TRUE(same_regs(*before, *get_regs(tid)));
+  frozen->detach();
+  EXPECT_TRUE(w.keeps_computing()) << w.output();
+}
+
+// The batches of all threads begun before any ends (as state capture runs
+// them), each with its own results; a batch left running is ended by cure.
+TEST(Injector, BatchesOfEveryThreadRunAtOnce) {
+  test::SelfcheckWorkload w({"-t", "3"});
+  auto frozen = Freezer::freeze(w.pid());
+  ASSERT_TRUE(frozen.ok()) << frozen.error().message();
+  const std::vector<pid_t>& tids = frozen->tids();
+  ASSERT_GE(tids.size(), 4u);  // -t 3: the main thread, 3 workers, and the workload's helpers
+  std::vector<Registers> before;
+  for (pid_t tid : tids) before.push_back(*get_regs(tid));
+  {
+    std::vector<std::unique_ptr<Injector>> injectors;
+    InjectorOptions options;
+    options.scratch_slots = tids.size();
+    for (size_t i = 0; i < tids.size(); ++i) {
+      if (i > 0) options.slot = injectors.front()->slot_address(i);
+      auto inj = Injector::prepare(tids[i], options);
+      ASSERT_TRUE(inj.ok()) << inj.error().message();
+      injectors.push_back(std::move(*inj));
+    }
+    const Injector::Call calls[] = {{SYS_gettid, {}}, {SYS_getpid, {}}};
+    for (auto& inj : injectors) ASSERT_TRUE(inj->begin_batch(calls).ok());
+    EXPECT_EQ(injectors[0]->begin_batch(calls).error().err, EBUSY);
+    for (auto& inj : injectors) ASSERT_TRUE(inj->interrupt_batch().ok());
+    for (size_t i = 0; i < tids.size(); ++i) {
+      auto rc = injectors[i]->end_batch();
+      ASSERT_TRUE(rc.ok()) << rc.error().message();
+      EXPECT_EQ(*rc, (std::vector<long>{tids[i], w.pid()}));
+    }
+    EXPECT_EQ(injectors[1]->end_batch().error().err, EINVAL);
+    // Begun and never ended, as after a failure elsewhere: cure ends them.
+    for (size_t i = 1; i < tids.size(); ++i) ASSERT_TRUE(injectors[i]->begin_batch(calls).ok());
+    ASSERT_TRUE(injectors[1]->interrupt_batch().ok());
+    for (size_t i = tids.size(); i-- > 0;) EXPECT_TRUE(injectors[i]->cure().ok()) << "thread " << tids[i];
+  }
+  for (size_t i = 0; i < tids.size(); ++i) EXPECT_TRUE(same_regs(before[i], *get_regs(tids[i]))) << "thread " << tids[i];
+  EXPECT_EQ(maps_of(w.pid()).find("rwxp"), std::string::npos);
   frozen->detach();
   EXPECT_TRUE(w.keeps_computing()) << w.output();
 }
