@@ -142,6 +142,15 @@ Result<FillStats> fill_mappings(const image::ImageChain& chain, int mem_fd,
   PageBuffer buf;  // populated by the kernel in one call, not zero-filled page by page
   if (!buf.reserve(kRunPages * image::kPageSize))
     return errno_error("allocate the restore buffer", std::to_string(kRunPages * image::kPageSize) + " bytes");
+  PageBuffer now;  // what a private file mapping reads before it is written
+  // Written where the mapping does not already hold these bytes (write_changed).
+  auto write = [&](const state::Mapping& m, uint64_t addr, size_t len) -> Result<void> {
+    const uint64_t kept_before = stats.pages_kept;
+    if (holds_file_data(m)) WPCKPT_TRY(write_changed(mem_fd, addr, std::span<const std::byte>(buf.data(), len), now, stats.pages_kept));
+    else WPCKPT_TRY(write_all(mem_fd, addr, buf.data(), len));
+    stats.bytes_written += len - (stats.pages_kept - kept_before) * image::kPageSize;
+    return ok();
+  };
   for (const auto& m : mappings) {
     for (uint64_t p = m.start; p < m.end;) {
       const image::PageSource first = chain.source(p);
@@ -151,15 +160,13 @@ Result<FillStats> fill_mappings(const image::ImageChain& chain, int mem_fd,
       const size_t len = e - p;
       if (first.kind == image::PageSource::Stored) {
         WPCKPT_TRY(chain.read(p, std::span<std::byte>(buf.data(), len)));
-        WPCKPT_TRY(write_all(mem_fd, p, buf.data(), len));
+        WPCKPT_TRY(write(m, p, len));
         stats.pages_stored += len / image::kPageSize;
-        stats.bytes_written += len;
       } else if (first.kind == image::PageSource::Zero) {
         stats.pages_zero += len / image::kPageSize;
         if (!starts_zeroed(m)) {
           std::fill(buf.data(), buf.data() + len, std::byte{0});
-          WPCKPT_TRY(write_all(mem_fd, p, buf.data(), len));
-          stats.bytes_written += len;
+          WPCKPT_TRY(write(m, p, len));
         }
       }
       p = e;

@@ -178,6 +178,7 @@ TEST(RestoreCli, DetachedPrintsThePidAndRefusesAPidInUse) {
   auto doc = nlohmann::json::parse(read_file(out));
   EXPECT_EQ(doc["pid"].get<int>(), c.pid);
   EXPECT_GT(doc["pages_restored"].get<uint64_t>(), 2048u);
+  EXPECT_GT(doc["pages_kept_from_file"].get<uint64_t>(), 0u) << doc.dump();  // libc's code, left to the file
   EXPECT_GT(doc["gb_per_s"].get<double>(), 0.0);
   EXPECT_EQ(waitpid(c.pid, nullptr, WNOHANG), -1);  // re-parented: not our child
   // A second restore while it runs: the pid is in use, named in the error, nothing is created.
