@@ -34,19 +34,23 @@ Result<void> write_all(int mem_fd, uint64_t addr, const std::byte* data, size_t 
 // Private file memory reads the file's bytes where the process never wrote.
 bool holds_file_data(const state::Mapping& m) { return !m.shared && !starts_zeroed(m); }
 
-// Writes the pages of `data` that differ from what [addr, ...) reads now,
-// and counts the others in `kept`. Over a private file mapping a written
-// page becomes a private copy: a library page written with its own bytes
-// would lose its sharing with the page cache (every restored process its
-// own copy of the code it maps), and cost the restore a page allocation
-// and a copy. Where the current bytes cannot be read, everything is written.
+// Writes the pages of `data` that differ from what [addr, ...) reads now;
+// returns how many were kept. Over a private file mapping a written page
+// becomes a private copy: a library page written with its own bytes would
+// lose its sharing with the page cache (every restored process its own
+// copy of the code it maps), and cost the restore a page allocation and a
+// copy. Where the current bytes cannot be read, everything is written.
 // The bytes are exact either way. What differs: a page the process had
 // copied (written) with bytes equal to the file's is the file's again, so
 // a later change of the file through another mapping shows there, as it
 // does in every page of the mapping the process never wrote.
-Result<void> write_changed(int mem_fd, uint64_t addr, std::span<const std::byte> data, PageBuffer& now, uint64_t& kept) {
+Result<uint64_t> write_changed(int mem_fd, uint64_t addr, std::span<const std::byte> data, PageBuffer& now) {
   constexpr size_t kChunk = 1 << 20;
-  if (!now.reserve(std::min(data.size(), kChunk))) return write_all(mem_fd, addr, data.data(), data.size());
+  if (!now.reserve(std::min(data.size(), kChunk))) {
+    WPCKPT_TRY(write_all(mem_fd, addr, data.data(), data.size()));
+    return 0;
+  }
+  uint64_t kept = 0;
   for (size_t off = 0; off < data.size();) {
     const size_t len = std::min(data.size() - off, kChunk);
     const std::byte* want = data.data() + off;
@@ -55,17 +59,33 @@ Result<void> write_changed(int mem_fd, uint64_t addr, std::span<const std::byte>
       off += len;
       continue;
     }
+    auto same = [&](size_t at) { return std::memcmp(want + at, now.data() + at, image::kPageSize) == 0; };
     for (size_t p = 0; p < len;) {
-      size_t q = p;  // [p, q): pages that differ
-      while (q < len && std::memcmp(want + q, now.data() + q, image::kPageSize) != 0) q += image::kPageSize;
+      size_t q = p;  // [p, q): pages that differ, then [q, r): pages that do not
+      while (q < len && !same(q)) q += image::kPageSize;
       if (q > p) WPCKPT_TRY(write_all(mem_fd, addr + off + p, want + p, q - p));
-      size_t same = q;
-      while (same < len && std::memcmp(want + same, now.data() + same, image::kPageSize) == 0) same += image::kPageSize;
-      kept += (same - q) / image::kPageSize;
-      p = same;
+      size_t r = q;
+      while (r < len && same(r)) r += image::kPageSize;
+      kept += (r - q) / image::kPageSize;
+      p = r;
     }
     off += len;
   }
+  return kept;
+}
+
+// `data` at `addr` inside `m`: only what differs where m holds file data.
+// Counted in `stats` (bytes written, pages kept).
+Result<void> write_into(const state::Mapping& m, int mem_fd, uint64_t addr, std::span<const std::byte> data,
+                        PageBuffer& now, FillStats& stats) {
+  uint64_t kept = 0;
+  if (holds_file_data(m)) {
+    WPCKPT_TRY_ASSIGN(kept, write_changed(mem_fd, addr, data, now));
+  } else {
+    WPCKPT_TRY(write_all(mem_fd, addr, data.data(), data.size()));
+  }
+  stats.pages_kept += kept;
+  stats.bytes_written += data.size() - kept * image::kPageSize;
   return ok();
 }
 
@@ -85,16 +105,18 @@ Result<FillStats> fill_memory(const image::ImageChain& chain, int mem_fd, UffdFi
     const uint64_t end = addr + data.size();
     auto it = std::upper_bound(mappings.begin(), mappings.end(), addr,
                                [](uint64_t a, const state::Mapping& m) { return a < m.end; });
+    auto plain = [&](uint64_t from, uint64_t to) {
+      stats.bytes_written += to - from;
+      return write_all(mem_fd, from, data.data() + (from - addr), to - from);
+    };
     for (uint64_t at = addr; at < end;) {
-      if (it == mappings.end() || it->start >= end) return write_all(mem_fd, at, data.data() + (at - addr), end - at);
+      if (it == mappings.end() || it->start >= end) return plain(at, end);
       if (it->start > at) {
-        WPCKPT_TRY(write_all(mem_fd, at, data.data() + (at - addr), it->start - at));
+        WPCKPT_TRY(plain(at, it->start));
         at = it->start;
       }
       const uint64_t stop = std::min(end, it->end);
-      std::span<const std::byte> part = data.subspan(at - addr, stop - at);
-      if (holds_file_data(*it)) WPCKPT_TRY(write_changed(mem_fd, at, part, now, stats.pages_kept));
-      else WPCKPT_TRY(write_all(mem_fd, at, part.data(), part.size()));
+      WPCKPT_TRY(write_into(*it, mem_fd, at, data.subspan(at - addr, stop - at), now, stats));
       at = stop;
       ++it;
     }
@@ -102,10 +124,10 @@ Result<FillStats> fill_memory(const image::ImageChain& chain, int mem_fd, UffdFi
   };
   auto fn = [&](uint64_t addr, std::span<const std::byte> data, uint64_t zero_pages) -> Result<void> {
     if (!data.empty()) {
-      const uint64_t kept_before = stats.pages_kept;
+      const uint64_t copied_before = uffd ? uffd->pages_copied() : 0;
       WPCKPT_TRY(uffd ? uffd->place(addr, data, through_mem) : through_mem(addr, data));
       stats.pages_stored += data.size() / image::kPageSize;
-      stats.bytes_written += data.size() - (stats.pages_kept - kept_before) * image::kPageSize;
+      if (uffd) stats.bytes_written += (uffd->pages_copied() - copied_before) * image::kPageSize;
       return ok();
     }
     stats.pages_zero += zero_pages;
@@ -117,10 +139,7 @@ Result<FillStats> fill_memory(const image::ImageChain& chain, int mem_fd, UffdFi
       uint64_t a = std::max(addr, m.start), b = std::min(end, m.end);
       while (a < b) {
         size_t len = std::min<uint64_t>(b - a, zeros.size());
-        const uint64_t kept_before = stats.pages_kept;
-        if (holds_file_data(m)) WPCKPT_TRY(write_changed(mem_fd, a, std::span(zeros).first(len), now, stats.pages_kept));
-        else WPCKPT_TRY(write_all(mem_fd, a, zeros.data(), len));
-        stats.bytes_written += len - (stats.pages_kept - kept_before) * image::kPageSize;
+        WPCKPT_TRY(write_into(m, mem_fd, a, std::span(zeros).first(len), now, stats));
         a += len;
       }
     }
@@ -143,14 +162,6 @@ Result<FillStats> fill_mappings(const image::ImageChain& chain, int mem_fd,
   if (!buf.reserve(kRunPages * image::kPageSize))
     return errno_error("allocate the restore buffer", std::to_string(kRunPages * image::kPageSize) + " bytes");
   PageBuffer now;  // what a private file mapping reads before it is written
-  // Written where the mapping does not already hold these bytes (write_changed).
-  auto write = [&](const state::Mapping& m, uint64_t addr, size_t len) -> Result<void> {
-    const uint64_t kept_before = stats.pages_kept;
-    if (holds_file_data(m)) WPCKPT_TRY(write_changed(mem_fd, addr, std::span<const std::byte>(buf.data(), len), now, stats.pages_kept));
-    else WPCKPT_TRY(write_all(mem_fd, addr, buf.data(), len));
-    stats.bytes_written += len - (stats.pages_kept - kept_before) * image::kPageSize;
-    return ok();
-  };
   for (const auto& m : mappings) {
     for (uint64_t p = m.start; p < m.end;) {
       const image::PageSource first = chain.source(p);
@@ -160,13 +171,13 @@ Result<FillStats> fill_mappings(const image::ImageChain& chain, int mem_fd,
       const size_t len = e - p;
       if (first.kind == image::PageSource::Stored) {
         WPCKPT_TRY(chain.read(p, std::span<std::byte>(buf.data(), len)));
-        WPCKPT_TRY(write(m, p, len));
+        WPCKPT_TRY(write_into(m, mem_fd, p, std::span<const std::byte>(buf.data(), len), now, stats));
         stats.pages_stored += len / image::kPageSize;
       } else if (first.kind == image::PageSource::Zero) {
         stats.pages_zero += len / image::kPageSize;
         if (!starts_zeroed(m)) {
           std::fill(buf.data(), buf.data() + len, std::byte{0});
-          WPCKPT_TRY(write(m, p, len));
+          WPCKPT_TRY(write_into(m, mem_fd, p, std::span<const std::byte>(buf.data(), len), now, stats));
         }
       }
       p = e;
