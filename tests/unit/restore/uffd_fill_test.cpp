@@ -130,6 +130,12 @@ std::vector<uint64_t> pages(uint64_t from, uint64_t to) {
   return out;
 }
 
+// The fill ended (unregistered): the child holds every byte of `data`.
+void expect_all_in(std::unique_ptr<UffdFill>& fill, const Child& child, const std::vector<std::byte>& data) {
+  fill.reset();
+  EXPECT_EQ(child.read_back(), data);
+}
+
 TEST(UffdFill, CopiesRegisteredPagesAndWritesThePresentOneAndTheRest) {
   Child child;
   ASSERT_NE(child.base(), 0u);
@@ -141,8 +147,7 @@ TEST(UffdFill, CopiesRegisteredPagesAndWritesThePresentOneAndTheRest) {
   for (uint64_t p : pages(48, 64)) expected.push_back(p);
   EXPECT_EQ(place(*fill, child, data), expected);
   EXPECT_EQ(fill->pages_copied(), 47u);
-  fill.reset();
-  EXPECT_EQ(child.read_back(), data);
+  expect_all_in(fill, child, data);
 }
 
 TEST(UffdFill, AdjacentMappingsAreCopiedEachInsideItsOwnVma) {
@@ -158,8 +163,7 @@ TEST(UffdFill, AdjacentMappingsAreCopiedEachInsideItsOwnVma) {
   const std::vector<std::byte> data = pattern();
   EXPECT_EQ(place(*fill, child, data), std::vector<uint64_t>{5});
   EXPECT_EQ(fill->pages_copied(), 63u);
-  fill.reset();
-  EXPECT_EQ(child.read_back(), data);
+  expect_all_in(fill, child, data);
 }
 
 TEST(UffdFill, ARefusedCopyUnregistersAndWritesTheRest) {
@@ -175,8 +179,7 @@ TEST(UffdFill, ARefusedCopyUnregistersAndWritesTheRest) {
   ASSERT_TRUE(child.remap_middle());
   EXPECT_EQ(place(*fill, child, data, 16, kPages), pages(16, kPages));
   EXPECT_EQ(fill->pages_copied(), 15u);
-  fill.reset();
-  EXPECT_EQ(child.read_back(), data);
+  expect_all_in(fill, child, data);
 }
 
 TEST(UffdFill, LeavesHugePageMemoryToTheWriter) {
@@ -189,8 +192,7 @@ TEST(UffdFill, LeavesHugePageMemoryToTheWriter) {
   const std::vector<std::byte> data = pattern();
   EXPECT_EQ(place(*fill, child, data), pages(0, kPages));
   EXPECT_EQ(fill->pages_copied(), 0u);
-  fill.reset();
-  EXPECT_EQ(child.read_back(), data);
+  expect_all_in(fill, child, data);
 }
 
 }  // namespace
