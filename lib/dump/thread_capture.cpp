@@ -57,7 +57,8 @@ Result<state::ThreadState> begin_thread_capture(pid_t pid, pid_t tid, ptrace::In
 Result<void> finish_thread_capture(ptrace::Injector& inj, state::ThreadState& t) {
   WPCKPT_TRY_ASSIGN(std::vector<long> rc, inj.end_batch());
   const std::string context = "thread " + std::to_string(t.tid);
-  if (rc.size() != 3) return make_error(EPROTO, "injected calls", context + ": " + std::to_string(rc.size()) + " results");
+  if (rc.size() != 3)
+    return make_error(EPROTO, "injected calls", context + ": " + std::to_string(rc.size()) + " results");
   if (rc[0] != 0) return make_error(static_cast<int>(-rc[0]), "injected sigaltstack", context);
   if (rc[2] != 0) return make_error(static_cast<int>(-rc[2]), "injected prctl(PR_GET_NAME)", context);
   // One read for all three results.
@@ -68,7 +69,8 @@ Result<void> finish_thread_capture(ptrace::Injector& inj, state::ThreadState& t)
   stack_t ss{};
   std::memcpy(&ss, out.data(), sizeof ss);
   t.altstack = {reinterpret_cast<uint64_t>(ss.ss_sp), ss.ss_flags, ss.ss_size};
-  if (rc[1] == 0) std::memcpy(&t.clear_child_tid, out.data() + (at.tid_address - at.altstack), sizeof t.clear_child_tid);
+  if (rc[1] == 0)
+    std::memcpy(&t.clear_child_tid, out.data() + (at.tid_address - at.altstack), sizeof t.clear_child_tid);
   const char* name = out.data() + (at.name - at.altstack);
   t.name.assign(name, ::strnlen(name, 16));
   return ok();

@@ -42,8 +42,8 @@ bool thp_always() {
 // would run on those.
 bool fresh_private_anon(const state::Mapping& m, bool thp_always) {
   if (m.shared) return false;
-  if (m.kind != tracker::MemoryKind::Anon && m.kind != tracker::MemoryKind::Heap && m.kind != tracker::MemoryKind::Stack)
-    return false;
+  using tracker::MemoryKind;
+  if (m.kind != MemoryKind::Anon && m.kind != MemoryKind::Heap && m.kind != MemoryKind::Stack) return false;
   return !has_flag(m, "hg") && (!thp_always || has_flag(m, "nh"));
 }
 
@@ -56,7 +56,8 @@ Result<UniqueFd> take_uffd(ptrace::Injector& inj, pid_t pid) {
   UniqueFd pidfd(static_cast<int>(::syscall(uapi::kNrPidfdOpen, pid, 0)));
   UniqueFd uffd(pidfd ? static_cast<int>(::syscall(uapi::kNrPidfdGetfd, pidfd.get(), static_cast<int>(fd), 0)) : -1);
   const int err = errno;
-  WPCKPT_TRY(inj.checked_syscall("close", "the userfaultfd in the restored process", SYS_close, static_cast<uint64_t>(fd)));
+  WPCKPT_TRY(inj.checked_syscall("close", "the userfaultfd in the restored process", SYS_close,
+                                 static_cast<uint64_t>(fd)));
   if (!uffd) return make_error(err, "pidfd_getfd", "the userfaultfd of the restored process");
   return uffd;
 }
@@ -74,7 +75,8 @@ std::vector<UffdFill::Range> fill_ranges(const std::vector<state::Mapping>& mapp
 
 }  // namespace
 
-std::unique_ptr<UffdFill> UffdFill::start(ptrace::Injector& inj, pid_t pid, const std::vector<state::Mapping>& mappings) {
+std::unique_ptr<UffdFill> UffdFill::start(ptrace::Injector& inj, pid_t pid,
+                                          const std::vector<state::Mapping>& mappings) {
   std::vector<Range> ranges = fill_ranges(mappings);
   if (ranges.empty()) return nullptr;
   Result<UniqueFd> uffd = take_uffd(inj, pid);
@@ -124,7 +126,8 @@ UffdFill::Copy UffdFill::copy(uint64_t addr, const std::byte* src, uint64_t len,
     if (r == 0) continue;
     if (errno == EAGAIN && c.copy > 0) continue;  // partly done; the rest again
     if (errno == EEXIST) return Copy::Present;
-    log::debug("memory fill at {:#x}: UFFDIO_COPY: {}; the rest through /proc/PID/mem", addr + done, std::strerror(errno));
+    log::debug("memory fill at {:#x}: UFFDIO_COPY: {}; the rest through /proc/PID/mem", addr + done,
+               std::strerror(errno));
     return Copy::Refused;
   }
   return Copy::Done;

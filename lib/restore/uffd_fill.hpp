@@ -75,7 +75,8 @@ Result<void> UffdFill::place(uint64_t addr, std::span<const std::byte> data, Wri
   auto bytes = [&](uint64_t from, uint64_t to) { return data.subspan(from - addr, to - from); };
   uint64_t at = addr;
   while (at < end) {
-    auto it = std::upper_bound(ranges_.begin(), ranges_.end(), at, [](uint64_t a, const Range& r) { return a < r.end; });
+    auto it = std::upper_bound(ranges_.begin(), ranges_.end(), at,
+                               [](uint64_t a, const Range& r) { return a < r.end; });
     if (it == ranges_.end() || it->start >= end) return write(at, bytes(at, end));
     if (it->start > at) {
       WPCKPT_TRY(write(at, bytes(at, it->start)));

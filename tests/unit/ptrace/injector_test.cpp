@@ -258,7 +258,8 @@ TEST(Injector, BatchesOfEveryThreadRunAtOnce) {
     ASSERT_TRUE(injectors[1]->interrupt_batch().ok());
     for (size_t i = tids.size(); i-- > 0;) EXPECT_TRUE(injectors[i]->cure().ok()) << "thread " << tids[i];
   }
-  for (size_t i = 0; i < tids.size(); ++i) EXPECT_TRUE(same_regs(before[i], *get_regs(tids[i]))) << "thread " << tids[i];
+  for (size_t i = 0; i < tids.size(); ++i)
+    EXPECT_TRUE(same_regs(before[i], *get_regs(tids[i]))) << "thread " << tids[i];
   EXPECT_EQ(maps_of(w.pid()).find("rwxp"), std::string::npos);
   frozen->detach();
   EXPECT_TRUE(w.keeps_computing()) << w.output();

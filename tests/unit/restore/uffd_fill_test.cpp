@@ -69,7 +69,8 @@ class Child {
   [[noreturn]] void run() {
     close(to_[1]);
     close(from_[0]);
-    auto* p = static_cast<char*>(mmap(nullptr, kPages * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    auto* p = static_cast<char*>(
+        mmap(nullptr, kPages * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     int fd = static_cast<int>(syscall(uapi::kNrUserfaultfd, O_CLOEXEC | uapi::kUffdUserModeOnly));
     if (p == MAP_FAILED || fd < 0 || dup2(fd, kChildUffd) < 0) _exit(1);
     p[5 * kPage] = 'x';
@@ -118,7 +119,8 @@ std::vector<uint64_t> place(UffdFill& fill, const Child& child, const std::vecto
       return errno_error("pwrite", "/proc/PID/mem");
     return ok();
   };
-  Result<void> r = fill.place(child.base() + from * kPage, std::span(data).subspan(from * kPage, (to - from) * kPage), write);
+  auto bytes = std::span(data).subspan(from * kPage, (to - from) * kPage);
+  Result<void> r = fill.place(child.base() + from * kPage, bytes, write);
   close(mem);
   EXPECT_TRUE(r.ok()) << (r ? "" : r.error().message());
   return written;
