@@ -296,7 +296,8 @@ class Writer final : public ImageWriter {
       want = std::clamp<uint64_t>((left + frame_bytes_ - 1) / frame_bytes_ * frame_bytes_, frame_bytes_, batch_bytes_);
     }
     if (reuses_batches()) {
-      const uint64_t reused = std::max<uint64_t>(frame_bytes_, uint64_t{kReusedBatchPages} * kPageSize / frame_bytes_ * frame_bytes_);
+      const uint64_t reused =
+          std::max<uint64_t>(frame_bytes_, uint64_t{kReusedBatchPages} * kPageSize / frame_bytes_ * frame_bytes_);
       want = std::min(want, reused);
     }
     return static_cast<size_t>(std::max<uint64_t>(want, at_least));

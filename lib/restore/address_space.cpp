@@ -23,9 +23,6 @@ namespace {
 
 using tracker::MemoryKind;
 
-bool has_flag(const state::Mapping& m, const char* flag) {
-  return std::find(m.vm_flags.begin(), m.vm_flags.end(), flag) != m.vm_flags.end();
-}
 
 std::string hex_range(uint64_t a, uint64_t b) {
   char buf[64];
@@ -135,8 +132,8 @@ Result<void> move_vdso_group(ptrace::Injector& inj, const state::ProcessState& s
 int mmap_flags(const state::Mapping& m, bool anonymous) {
   int flags = MAP_FIXED | (m.shared ? MAP_SHARED : MAP_PRIVATE);
   if (anonymous) flags |= MAP_ANONYMOUS;
-  if (has_flag(m, "gd")) flags |= MAP_GROWSDOWN;
-  if (has_flag(m, "nr")) flags |= MAP_NORESERVE;
+  if (m.has_vm_flag("gd")) flags |= MAP_GROWSDOWN;
+  if (m.has_vm_flag("nr")) flags |= MAP_NORESERVE;
   return flags;
 }
 
@@ -144,7 +141,8 @@ int mmap_flags(const state::Mapping& m, bool anonymous) {
 // cannot write it (the kernel refuses a forced write to a shared mapping),
 // so it is mapped writable and finish_mm() gives it its protection back.
 bool widened_for_fill(const state::Mapping& m) {
-  return m.shared && m.kind == MemoryKind::Shmem && !(m.prot & PROT_WRITE) && (has_flag(m, "mw") || is_sysv_mapping(m));
+  return m.shared && m.kind == MemoryKind::Shmem && !(m.prot & PROT_WRITE) &&
+         (m.has_vm_flag("mw") || is_sysv_mapping(m));
 }
 
 // A SysV segment (made by SysvSegments) is attached whole at its first
@@ -201,7 +199,7 @@ Result<void> map_one(ptrace::Injector& inj, ptrace::CallBatch& calls, const stat
   } advices[] = {{"hg", MADV_HUGEPAGE}, {"nh", MADV_NOHUGEPAGE}, {"dd", MADV_DONTDUMP},
                  {"dc", MADV_DONTFORK}, {"wf", MADV_WIPEONFORK}};
   for (const auto& a : advices) {
-    if (!has_flag(m, a.flag)) continue;
+    if (!m.has_vm_flag(a.flag)) continue;
     WPCKPT_TRY(calls.add("madvise", ctx, SYS_madvise, {m.start, m.end - m.start, static_cast<uint64_t>(a.advice), 0, 0, 0}));
   }
   return ok();

@@ -44,9 +44,6 @@ struct PagerReport {
 };
 static_assert(sizeof(PagerReport) < PIPE_BUF);
 
-bool has_flag(const state::Mapping& m, const char* flag) {
-  return std::find(m.vm_flags.begin(), m.vm_flags.end(), flag) != m.vm_flags.end();
-}
 
 // Restore creates it as private anonymous memory (address_space.cpp map_one),
 // the only kind MISSING mode can fill page by page.
@@ -66,7 +63,7 @@ std::vector<LazyRegion> lazy_regions(const std::vector<state::Mapping>& mappings
       LazyRegion r;
       r.start = r.image_start = lo;
       r.end = hi;
-      r.wipe_on_fork = has_flag(m, "wf");
+      r.wipe_on_fork = m.has_vm_flag("wf");
       r.state.assign((hi - lo) / image::kPageSize, PageState::Pending);
       out.push_back(std::move(r));
     }

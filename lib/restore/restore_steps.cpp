@@ -26,14 +26,6 @@ namespace wpckpt::restore {
 
 using fds::RecordedFile;
 
-namespace {
-
-bool has_vm_flag(const state::Mapping& m, const char* flag) {
-  return std::find(m.vm_flags.begin(), m.vm_flags.end(), flag) != m.vm_flags.end();
-}
-
-}  // namespace
-
 // Opens the files the mappings and PR_SET_MM need, checks each is the
 // recorded one, and places them above every number the plan uses: the new
 // process inherits them and maps them by these numbers.
@@ -46,7 +38,7 @@ Result<MappingFiles> open_mapping_files(const state::ProcessState& st, ChildPlan
   for (const auto& m : mappings) {
     if (!m.file || m.file->deleted || !tracker::maps_file_again(m.kind)) continue;
     first.emplace(m.file->path, &m);
-    writable[m.file->path] |= m.shared && ((m.prot & PROT_WRITE) || has_vm_flag(m, "mw"));
+    writable[m.file->path] |= m.shared && ((m.prot & PROT_WRITE) || m.has_vm_flag("mw"));
   }
   int floor = plan_fd_floor(plan);
   auto place = [&](int fd) -> Result<int> {

@@ -21,9 +21,6 @@ namespace wpckpt::restore {
 
 namespace {
 
-bool has_flag(const state::Mapping& m, const char* flag) {
-  return std::find(m.vm_flags.begin(), m.vm_flags.end(), flag) != m.vm_flags.end();
-}
 
 // transparent_hugepage/enabled is "always": every anonymous fault may get a
 // huge page.
@@ -44,7 +41,7 @@ bool fresh_private_anon(const state::Mapping& m, bool thp_always) {
   if (m.shared) return false;
   using tracker::MemoryKind;
   if (m.kind != MemoryKind::Anon && m.kind != MemoryKind::Heap && m.kind != MemoryKind::Stack) return false;
-  return !has_flag(m, "hg") && (!thp_always || has_flag(m, "nh"));
+  return !m.has_vm_flag("hg") && (!thp_always || m.has_vm_flag("nh"));
 }
 
 // The userfaultfd of the process, in our hands, closed in the process.

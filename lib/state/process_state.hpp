@@ -10,11 +10,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lib/base/result.hpp"
@@ -106,6 +108,10 @@ struct Mapping {
   std::optional<FileIdentity> file;
   std::vector<std::string> vm_flags;                  // smaps VmFlags, e.g. "gd" (growsdown), "lo", "hg"
   std::vector<std::pair<uint64_t, uint64_t>> guards;  // guard regions inside it, [start, end)
+
+  bool has_vm_flag(std::string_view flag) const {
+    return std::find(vm_flags.begin(), vm_flags.end(), flag) != vm_flags.end();
+  }
 };
 
 // One open file description behind a descriptor number.
