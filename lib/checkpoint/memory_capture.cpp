@@ -75,14 +75,6 @@ std::string distrust_reason(const nlohmann::json* parent_metadata, const tracker
   return {};
 }
 
-// The categories a scan may ask for on this kernel (and with these switches).
-uint64_t scan_return_mask() {
-  uint64_t mask = tracker::kScanReturnMask;
-  if (!probe::has_feature("pagemap_scan_category_pfnzero")) mask &= ~uapi::kPageIsPfnzero;
-  if (!probe::has_feature("pagemap_scan_category_guard")) mask &= ~uapi::kPageIsGuard;
-  return mask;
-}
-
 image::MemoryArea memory_area(const ScannedArea& a) {
   const tracker::Vma& v = a.vma;
   image::MemoryArea m;
@@ -249,6 +241,13 @@ Result<ReadBeforeFork> read_before_fork(pid_t pid, const std::vector<PageJob>& j
 }
 
 }  // namespace
+
+uint64_t scan_return_mask() {
+  uint64_t mask = tracker::kScanReturnMask;
+  if (!probe::has_feature("pagemap_scan_category_pfnzero")) mask &= ~uapi::kPageIsPfnzero;
+  if (!probe::has_feature("pagemap_scan_category_guard")) mask &= ~uapi::kPageIsGuard;
+  return mask;
+}
 
 uint64_t anon_memory_bytes(pid_t pid) {
   // RssAnon (kB): counters, no page-table walk.

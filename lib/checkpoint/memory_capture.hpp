@@ -123,6 +123,9 @@ uint64_t anon_memory_bytes(pid_t pid);
 Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const nlohmann::json* parent_metadata,
                                     const CaptureOptions& options);
 
+// The categories a scan may ask for on this kernel (and with these switches).
+uint64_t scan_return_mask();
+
 // Runs the kernel probes capture_memory asks (each once per wpckpt process):
 // called before a freeze so that they do not run inside it.
 void probe_capture_features();

@@ -20,6 +20,8 @@
 //   memdump_time   scanning and copying pages (capture_memory)
 //   memwrite_time  compressing and writing them (while frozen)
 //   commit_time    fsync and rename of the image (--json only, not in the manifest)
+//   prefetch_time  before the freeze: reading the pages written since the
+//                  parent once (page_prefetch.hpp), pages_prefetched of them
 #pragma once
 
 #include <sys/types.h>
@@ -83,6 +85,7 @@ struct DumpReport {
   uint64_t stopped_time = 0;  // µs
   std::chrono::steady_clock::time_point freeze_began;  // the process stopped running here (migration's downtime)
   uint64_t pages_scanned = 0, pages_skipped_parent = 0, pages_written = 0;
+  uint64_t pages_prefetched = 0, prefetch_time = 0;  // µs
   checkpoint::CaptureStats capture;
   image::CommitInfo commit;
   size_t threads = 0, mappings = 0, fds = 0;

@@ -1,0 +1,41 @@
+// Reads, while the process still runs, the pages that an incremental dump
+// is about to read in its freeze: those written since the last scan.
+//
+// Why: on a guest whose page tables are shadowed by the hypervisor (this
+// machine's), the first read of a page the process wrote, by another
+// process, costs a shadow fault: 2,700 freshly written pages took 15-25 ms
+// to read with process_vm_readv the first time and 4-6 ms the second (even
+// after the process wrote them again). Read once before the freeze, the
+// freeze's own read of them is the fast one. Elsewhere it costs little: a
+// scan that changes nothing and a read before the freeze, never in it.
+//
+// Best effort and read-only: nothing is registered, protected or
+// unprotected (the scan of a last iteration, IterationOptions::rearm
+// false), nothing is kept, and a failure only means no prefetch.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "lib/base/result.hpp"
+#include "tracker/proc_maps.hpp"
+
+namespace wpckpt::checkpoint {
+
+struct PrefetchStats {
+  uint64_t pages_read = 0;  // at most max_pages
+  double seconds = 0;
+};
+
+// `areas`: the process's, read just before (null: read here); `uffd`: the
+// tracking descriptor (tracker::AgentLink::uffd()). Reads at most
+// `max_pages`, in address order: a bound on the time added before the freeze.
+Result<PrefetchStats> prefetch_written_pages(pid_t pid, int uffd, const std::vector<tracker::Vma>* areas,
+                                             uint64_t max_pages);
+
+// The bound dump uses: 64 MiB of pages, ~0.5 s here at the worst.
+constexpr uint64_t kPrefetchMaxPages = 16384;
+
+}  // namespace wpckpt::checkpoint
