@@ -19,7 +19,8 @@
 // (arguments and results of injected calls), the recovery block in the last
 // 256 bytes (stub_x86_64.hpp).
 // The area is mapped RWX, MAP_PRIVATE|MAP_ANONYMOUS, and named
-// "[anon:wpckpt-scratch]" when the kernel allows it.
+// "[anon:wpckpt-scratch]" when the kernel allows it (by the first batch,
+// as a call of its own: an injector that runs no batch leaves it unnamed).
 //
 // The threads of one process share one mapping of per-thread slots
 // (InjectorOptions::scratch_slots, slot).
@@ -169,6 +170,8 @@ class Injector {
   uint64_t scratch_ = 0;
   size_t scratch_bytes_ = 0;  // what cure() unmaps: 0 for a slot of another injector's area
   bool cured_ = false;
+  bool name_pending_ = false;       // the scratch area's name: given by the next batch
+  bool batch_named_ = false;        // the running batch's first call names the area
   size_t batch_calls_ = 0;          // of the batch begun and not ended yet
   bool batch_interrupted_ = false;  // its calls done, PTRACE_INTERRUPT sent
   std::vector<pid_t> new_threads_;

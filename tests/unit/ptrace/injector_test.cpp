@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,6 +25,14 @@ namespace {
 std::string maps_of(pid_t pid) { return test::read_file("/proc/" + std::to_string(pid) + "/maps"); }
 
 bool same_regs(const Registers& a, const Registers& b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+// Whether this kernel names anonymous areas (CONFIG_ANON_VMA_NAME), asked on a page of ours.
+bool kernel_names_areas() {
+  void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  const bool names = p != MAP_FAILED && ::prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, p, 4096, "probe") == 0;
+  if (p != MAP_FAILED) ::munmap(p, 4096);
+  return names;
+}
 
 TEST(Injector, GetpidMmapAndSigactionThenCure) {
   test::SelfcheckWorkload w({"-t", "2"});
@@ -190,9 +199,14 @@ TEST(Injector, BatchRunsEveryCallInOrder) {
         {SYS_rt_sigaction, {SIGUSR2, 0, usr2, 8}},
         {SYS_mmap, {0, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, static_cast<uint64_t>(-1), 0}},
     };
+    // The scratch area is named by the first batch (its own first call), not before.
+    EXPECT_EQ(maps_of(w.pid()).find("[anon:wpckpt-scratch]"), std::string::npos);
     auto rc = in.batch(calls);
     ASSERT_TRUE(rc.ok()) << rc.error().message();
     ASSERT_EQ(rc->size(), calls.size());
+    if (kernel_names_areas()) {
+      EXPECT_NE(maps_of(w.pid()).find("[anon:wpckpt-scratch]"), std::string::npos);
+    }
     EXPECT_EQ((*rc)[0], w.pid());
     EXPECT_EQ((*rc)[1], tid);
     EXPECT_EQ((*rc)[2], -EBADF);
