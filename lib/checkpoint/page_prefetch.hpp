@@ -35,7 +35,8 @@ struct PrefetchStats {
 Result<PrefetchStats> prefetch_written_pages(pid_t pid, int uffd, const std::vector<tracker::Vma>* areas,
                                              uint64_t max_pages);
 
-// The bound dump uses: 64 MiB of pages, ~0.5 s here at the worst.
+// The bound a dump uses (a tree's members share it): 64 MiB of pages,
+// ~0.15 s here at the worst.
 constexpr uint64_t kPrefetchMaxPages = 16384;
 
 }  // namespace wpckpt::checkpoint

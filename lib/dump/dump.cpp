@@ -98,8 +98,9 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
   PageBuffer frozen_read_buffer;
   if (r.snapshot) frozen_read_buffer.reserve(kFrozenReadBufferBeforeFreeze);
   WPCKPT_TRY_ASSIGN(tracker::AgentLink link, tracker::AgentLink::attach(r.pid));
-  // The pages the freeze will read, read once before it (page_prefetch.hpp).
-  if (target.parent() && !r.snapshot) {
+  // The pages the freeze will read, read once before it (page_prefetch.hpp);
+  // a snapshot reads them in the freeze too when they are few (read-frozen).
+  if (target.parent()) {
     auto warmed = checkpoint::prefetch_written_pages(r.pid, link.uffd(), smaps ? &*smaps : nullptr,
                                                      checkpoint::kPrefetchMaxPages);
     if (warmed) {

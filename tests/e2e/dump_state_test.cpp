@@ -54,6 +54,9 @@ TEST(DumpState, MatchesProcAndTheWorkload) {
     EXPECT_TRUE(doc.contains(key)) << key << " missing in " << r.out;
   EXPECT_EQ(doc.value("stopped_time", -1), doc.value("frozen_time", 0)) << "-R: it ran on right after the capture";
   EXPECT_GT(doc.value("pages_skipped_parent", 0), 0) << "a delta against the pre-dump";
+  // The workload computes on: what it wrote since the pre-dump was read once before the freeze.
+  EXPECT_GT(doc.value("pages_prefetched", 0), 0) << r.out;
+  EXPECT_GT(doc.value("prefetch_time", 0), 0) << r.out;
   EXPECT_TRUE(doc.value("incremental", false)) << r.out;
 
   state::ProcessState st = load_state(dir / "d1");
@@ -192,6 +195,7 @@ TEST(DumpState, KillsTheProcessAfterTheCommit) {
   // then the commit. Whole microseconds each: 2 of rounding.
   auto doc = json_of(r);
   EXPECT_GE(doc.value("stopped_time", 0) + 2, doc.value("frozen_time", 0) + doc.value("commit_time", 0)) << r.out;
+  EXPECT_EQ(doc.value("pages_prefetched", -1), 0) << "no parent: every page is read anyway, nothing to read first";
   EXPECT_EQ(run_wpckpt({"verify", "-D", (dir / "d").string()}).exit_code, 0);
   EXPECT_EQ(load_state(dir / "d").pid, w.pid());
 }

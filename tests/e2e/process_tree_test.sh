@@ -89,6 +89,8 @@ def checkpoint_and_restore(name, argv, working, cwd):
     doc = wpckpt_json("dump", "-t", str(proc.pid), "-D", dump, "--prev-images-dir", parent)
     members = doc.get("processes", [])
     ours.extend(p["pid"] for p in members)
+    if not isinstance(doc.get("pages_prefetched"), int):
+        fail(f"{name}: the tree's dump reports no pages_prefetched: {doc}")
     if len(members) < 2 or not os.path.exists(os.path.join(dump, "tree.json")):
         fail(f"{name}: the dump is not a tree's image: {doc}")
     if proc.wait(timeout=60) != -9:
