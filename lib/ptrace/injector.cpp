@@ -244,7 +244,7 @@ Result<void> Injector::begin_batch(std::span<const Call> calls) {
   WPCKPT_TRY(resume(PTRACE_CONT, tid_, 0, "PTRACE_CONT"));
   batch_calls_ = total;
   batch_named_ = name;
-  name_pending_ = name_pending_ && !name;
+  if (name) name_pending_ = false;
   return ok();
 }
 

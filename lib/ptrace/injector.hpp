@@ -19,8 +19,8 @@
 // (arguments and results of injected calls), the recovery block in the last
 // 256 bytes (stub_x86_64.hpp).
 // The area is mapped RWX, MAP_PRIVATE|MAP_ANONYMOUS, and named
-// "[anon:wpckpt-scratch]" when the kernel allows it (by the first batch,
-// as a call of its own: an injector that runs no batch leaves it unnamed).
+// "[anon:wpckpt-scratch]" when the kernel allows it, by the first call of
+// the first batch (an injector that runs no batch leaves it unnamed).
 //
 // The threads of one process share one mapping of per-thread slots
 // (InjectorOptions::scratch_slots, slot).
