@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "lib/base/log.hpp"
 #include "lib/checkpoint/memory_capture.hpp"
 #include "lib/probe/features.hpp"
 #include "tracker/iteration_scan.hpp"
@@ -28,11 +29,13 @@ Result<PrefetchStats> prefetch_written_pages(pid_t pid, int uffd, const std::vec
     jobs.clear();
     tracker::append_page_jobs(a, jobs);
     for (const tracker::PageJob& j : jobs) {
-      if (j.zero || pages >= max_pages) continue;
+      if (pages == max_pages) break;
+      if (j.zero) continue;
       const uint64_t take = std::min(j.pages, max_pages - pages);
       runs.push_back({j.addr, take});
       pages += take;
     }
+    if (pages == max_pages) break;
   }
   // A small buffer read into again and again: its own first touches are few.
   constexpr size_t kBufferBytes = 256 << 10;
@@ -47,6 +50,14 @@ Result<PrefetchStats> prefetch_written_pages(pid_t pid, int uffd, const std::vec
       [](uint64_t, uint64_t) -> Result<void> { return ok(); }));
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return stats;
+}
+
+PrefetchStats prefetch_before_freeze(pid_t pid, int uffd, const std::vector<tracker::Vma>* areas,
+                                     uint64_t max_pages) {
+  auto warmed = prefetch_written_pages(pid, uffd, areas, max_pages);
+  if (warmed) return *warmed;
+  log::debug("no prefetch of {}'s written pages: {}", pid, warmed.error().message());
+  return {};
 }
 
 }  // namespace wpckpt::checkpoint

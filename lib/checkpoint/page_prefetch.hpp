@@ -35,6 +35,11 @@ struct PrefetchStats {
 Result<PrefetchStats> prefetch_written_pages(pid_t pid, int uffd, const std::vector<tracker::Vma>* areas,
                                              uint64_t max_pages);
 
+// The same as a step of a dump, best effort: a failure is logged (debug)
+// and counts as nothing read.
+PrefetchStats prefetch_before_freeze(pid_t pid, int uffd, const std::vector<tracker::Vma>* areas,
+                                     uint64_t max_pages);
+
 // The bound a dump uses (a tree's members share it): 64 MiB of pages,
 // ~0.15 s here at the worst.
 constexpr uint64_t kPrefetchMaxPages = 16384;

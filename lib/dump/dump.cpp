@@ -101,14 +101,10 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
   // The pages the freeze will read, read once before it (page_prefetch.hpp);
   // a snapshot reads them in the freeze too when they are few (read-frozen).
   if (target.parent()) {
-    auto warmed = checkpoint::prefetch_written_pages(r.pid, link.uffd(), smaps ? &*smaps : nullptr,
-                                                     checkpoint::kPrefetchMaxPages);
-    if (warmed) {
-      rep.pages_prefetched = warmed->pages_read;
-      rep.prefetch_time = micros(warmed->seconds);
-    } else {
-      log::debug("no prefetch of {}'s written pages: {}", r.pid, warmed.error().message());
-    }
+    const checkpoint::PrefetchStats warmed = checkpoint::prefetch_before_freeze(
+        r.pid, link.uffd(), smaps ? &*smaps : nullptr, checkpoint::kPrefetchMaxPages);
+    rep.pages_prefetched = warmed.pages_read;
+    rep.prefetch_time = micros(warmed.seconds);
   }
   auto t_freeze = Clock::now();
   rep.freeze_began = t_freeze;

@@ -136,10 +136,10 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
     if (!m->target.parent() || !ptrace::check_may_trace(m->pid)) continue;
     auto link = tracker::AgentLink::attach(m->pid);
     if (!link) continue;
-    auto warmed = checkpoint::prefetch_written_pages(m->pid, link->uffd(), m->smaps ? &*m->smaps : nullptr, share);
-    if (!warmed) continue;  // best effort: the freeze reads them all the same
-    rep.pages_prefetched += warmed->pages_read;
-    rep.prefetch_time += static_cast<uint64_t>(warmed->seconds * 1e6);
+    const checkpoint::PrefetchStats warmed =
+        checkpoint::prefetch_before_freeze(m->pid, link->uffd(), m->smaps ? &*m->smaps : nullptr, share);
+    rep.pages_prefetched += warmed.pages_read;
+    rep.prefetch_time += static_cast<uint64_t>(warmed.seconds * 1e6);
   }
   if (r.cancel && r.cancel->load()) return interrupted_error(r.pid);
   probe_mapping_features();
