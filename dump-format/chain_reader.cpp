@@ -202,6 +202,51 @@ const MemoryArea* ResolvedChain::area_at(uint64_t addr) const {
   return a && a->contents ? a : nullptr;
 }
 
+Span ChainSweep::resolve(uint64_t addr, uint64_t limit) {
+  uint64_t bound = limit;
+  const auto& images = chain_.images();
+  if (addr < last_) {  // backwards (areas out of order): search the cursors' places again
+    for (size_t i = 0; i < images.size(); ++i) {
+      const PageIndex& idx = images[i]->index;
+      extent_[i] = static_cast<size_t>(std::partition_point(idx.extents.begin(), idx.extents.end(),
+                                                            [addr](const Extent& x) { return x.end() <= addr; }) -
+                                       idx.extents.begin());
+      fresh_[i] = static_cast<size_t>(std::partition_point(idx.fresh.begin(), idx.fresh.end(),
+                                                           [addr](const FreshRange& r) { return r.end <= addr; }) -
+                                      idx.fresh.begin());
+    }
+  }
+  last_ = addr;
+  for (size_t i = 0; i < images.size(); ++i) {
+    const PageIndex& idx = images[i]->index;
+    size_t& e = extent_[i];
+    while (e < idx.extents.size() && idx.extents[e].end() <= addr) ++e;
+    if (e < idx.extents.size()) {
+      const Extent& x = idx.extents[e];
+      if (x.start <= addr) {
+        bound = std::min(bound, x.end());
+        Span s;
+        s.image = i;
+        s.pages = (bound - addr) / kPageSize;
+        if (x.kind == ExtentKind::Stored) {
+          s.kind = PageSource::Stored;
+          s.data_page = x.data_page + (addr - x.start) / kPageSize;
+        }
+        return s;
+      }
+      bound = std::min(bound, x.start);  // a newer image's entry further on overrides
+    }
+    size_t& f = fresh_[i];
+    while (f < idx.fresh.size() && idx.fresh[f].end <= addr) ++f;
+    if (f < idx.fresh.size()) {
+      const FreshRange& r = idx.fresh[f];
+      if (r.start <= addr) return Span{PageSource::Zero, i, 0, (std::min(bound, r.end) - addr) / kPageSize};
+      bound = std::min(bound, r.start);
+    }
+  }
+  return Span{PageSource::Zero, images.size(), 0, (bound - addr) / kPageSize};
+}
+
 Span ResolvedChain::resolve(uint64_t addr, uint64_t limit) const {
   uint64_t bound = limit;
   for (size_t i = 0; i < images_.size(); ++i) {

@@ -38,8 +38,9 @@ class Merger {
  public:
   Merger(const ResolvedChain& chain, ImageWriter& writer, uint32_t frame_pages, const ProgressFn& progress)
       : chain_(chain), writer_(writer), frame_pages_(frame_pages), progress_(progress) {
+    ChainSweep sweep(chain);
     for (const MemoryArea& area : chain.newest().doc.manifest.areas)
-      if (area.contents) collect(area);
+      if (area.contents) collect(area, sweep);
   }
 
   Result<void> run() {
@@ -59,9 +60,9 @@ class Merger {
   }
 
  private:
-  void collect(const MemoryArea& area) {
+  void collect(const MemoryArea& area, ChainSweep& sweep) {
     for (uint64_t p = area.start; p < area.end;) {
-      Span s = chain_.resolve(p, area.end);
+      Span s = sweep.resolve(p, area.end);
       const bool stored = s.kind == PageSource::Stored;
       segments_.push_back(Segment{p, s.pages, stored, s.image, s.data_page});
       if (stored) last_stored_ = segments_.size() - 1;

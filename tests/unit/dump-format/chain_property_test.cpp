@@ -8,6 +8,7 @@
 #include <random>
 #include <set>
 
+#include "dump-format/chain_reader.hpp"
 #include "tests/support/test_support.hpp"
 #include "tests/unit/dump-format/image_test_util.hpp"
 
@@ -163,6 +164,28 @@ void check_chain(const fs::path& dir, const std::vector<ImageSpec>& newest_first
   EXPECT_EQ(seen.size(), want_sum.pages_covered);
 }
 
+// ChainSweep gives resolve()'s answers: every page in ascending order, then
+// random addresses (ascending runs, and jumps back).
+void check_sweep(const fs::path& dir, std::mt19937_64& rng) {
+  auto chain = ResolvedChain::open(dir, {});
+  ASSERT_TRUE(chain) << chain.error().message();
+  auto same = [&](ChainSweep& sweep, uint64_t addr, uint64_t limit) {
+    Span want = chain->resolve(addr, limit), got = sweep.resolve(addr, limit);
+    EXPECT_EQ(got.kind, want.kind) << std::hex << addr;
+    EXPECT_EQ(got.image, want.image) << std::hex << addr;
+    EXPECT_EQ(got.data_page, want.data_page) << std::hex << addr;
+    EXPECT_EQ(got.pages, want.pages) << std::hex << addr;
+  };
+  const uint64_t end = page_addr(kSpacePages + 2);
+  ChainSweep forward(*chain);
+  for (uint64_t i = 0; i < kSpacePages + 2; ++i) same(forward, page_addr(i), end);
+  ChainSweep jumping(*chain);
+  for (int k = 0; k < 400; ++k) {
+    uint64_t at = rng() % (kSpacePages + 2);
+    same(jumping, page_addr(at), page_addr(at + 1 + rng() % 8));
+  }
+}
+
 TEST(ChainProperty, RandomChainsResolveLikeTheModel) {
   for (uint64_t seed = 1; seed <= 25; ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
@@ -219,6 +242,7 @@ TEST(ChainProperty, RandomChainsResolveLikeTheModel) {
     std::vector<ImageSpec> newest_first(oldest_first.rbegin(), oldest_first.rend());
     fs::path top = tmp / std::to_string(images - 1);
     check_chain(top, newest_first, areas, true);
+    check_sweep(top, rng);
     ASSERT_TRUE(verify_chain(top));
     // A merged image has the same content (its sources are all "here").
     ASSERT_TRUE(merge_chain(top, tmp / "merged", {}));
