@@ -202,44 +202,34 @@ const MemoryArea* ResolvedChain::area_at(uint64_t addr) const {
   return a && a->contents ? a : nullptr;
 }
 
-Span ChainSweep::resolve(uint64_t addr, uint64_t limit) {
+namespace {
+
+// What the chain holds at `addr`, up to `limit`: the newest image with an
+// entry there, or with a fresh range (zero) there; `at(i)` is where `addr`
+// stands in image i's index.
+template <class At>
+Span resolve_through(const std::vector<std::unique_ptr<OpenImage>>& images, uint64_t addr, uint64_t limit, At&& at) {
   uint64_t bound = limit;
-  const auto& images = chain_.images();
-  if (addr < last_) {  // backwards (areas out of order): search the cursors' places again
-    for (size_t i = 0; i < images.size(); ++i) {
-      const PageIndex& idx = images[i]->index;
-      extent_[i] = static_cast<size_t>(std::partition_point(idx.extents.begin(), idx.extents.end(),
-                                                            [addr](const Extent& x) { return x.end() <= addr; }) -
-                                       idx.extents.begin());
-      fresh_[i] = static_cast<size_t>(std::partition_point(idx.fresh.begin(), idx.fresh.end(),
-                                                           [addr](const FreshRange& r) { return r.end <= addr; }) -
-                                      idx.fresh.begin());
-    }
-  }
-  last_ = addr;
   for (size_t i = 0; i < images.size(); ++i) {
     const PageIndex& idx = images[i]->index;
-    size_t& e = extent_[i];
-    while (e < idx.extents.size() && idx.extents[e].end() <= addr) ++e;
-    if (e < idx.extents.size()) {
-      const Extent& x = idx.extents[e];
-      if (x.start <= addr) {
-        bound = std::min(bound, x.end());
+    const IndexPosition pos = at(i);
+    if (pos.extent < idx.extents.size()) {
+      const Extent& e = idx.extents[pos.extent];
+      if (e.start <= addr) {
+        bound = std::min(bound, e.end());
         Span s;
         s.image = i;
         s.pages = (bound - addr) / kPageSize;
-        if (x.kind == ExtentKind::Stored) {
+        if (e.kind == ExtentKind::Stored) {
           s.kind = PageSource::Stored;
-          s.data_page = x.data_page + (addr - x.start) / kPageSize;
+          s.data_page = e.data_page + (addr - e.start) / kPageSize;
         }
         return s;
       }
-      bound = std::min(bound, x.start);  // a newer image's entry further on overrides
+      bound = std::min(bound, e.start);  // a newer image's entry further on overrides what older images say there
     }
-    size_t& f = fresh_[i];
-    while (f < idx.fresh.size() && idx.fresh[f].end <= addr) ++f;
-    if (f < idx.fresh.size()) {
-      const FreshRange& r = idx.fresh[f];
+    if (pos.fresh < idx.fresh.size()) {
+      const FreshRange& r = idx.fresh[pos.fresh];
       if (r.start <= addr) return Span{PageSource::Zero, i, 0, (std::min(bound, r.end) - addr) / kPageSize};
       bound = std::min(bound, r.start);
     }
@@ -247,32 +237,26 @@ Span ChainSweep::resolve(uint64_t addr, uint64_t limit) {
   return Span{PageSource::Zero, images.size(), 0, (bound - addr) / kPageSize};
 }
 
+}  // namespace
+
+ChainSweep::ChainSweep(const ResolvedChain& chain) : chain_(chain), positions_(chain.images().size()) {}
+
+Span ChainSweep::resolve(uint64_t addr, uint64_t limit) {
+  const auto& images = chain_.images();
+  if (addr < last_)  // backwards: every cursor searched again (an image not asked now may be asked next)
+    for (size_t i = 0; i < images.size(); ++i) positions_[i] = images[i]->index.position_at(addr);
+  last_ = addr;
+  return resolve_through(images, addr, limit, [&](size_t i) {
+    const PageIndex& idx = images[i]->index;
+    IndexPosition& pos = positions_[i];
+    while (pos.extent < idx.extents.size() && idx.extents[pos.extent].end() <= addr) ++pos.extent;
+    while (pos.fresh < idx.fresh.size() && idx.fresh[pos.fresh].end <= addr) ++pos.fresh;
+    return pos;
+  });
+}
+
 Span ResolvedChain::resolve(uint64_t addr, uint64_t limit) const {
-  uint64_t bound = limit;
-  for (size_t i = 0; i < images_.size(); ++i) {
-    const PageIndex& idx = images_[i]->index;
-    if (const Extent* e = idx.find(addr)) {
-      bound = std::min(bound, e->end());
-      Span s;
-      s.image = i;
-      s.pages = (bound - addr) / kPageSize;
-      if (e->kind == ExtentKind::Stored) {
-        s.kind = PageSource::Stored;
-        s.data_page = e->data_page + (addr - e->start) / kPageSize;
-      }
-      return s;
-    }
-    // A newer image's entry further on overrides what older images say there.
-    bound = std::min(bound, idx.next_start_after(addr));
-    if (idx.in_fresh(addr)) {
-      auto it = std::upper_bound(idx.fresh.begin(), idx.fresh.end(), addr,
-                                 [](uint64_t a, const FreshRange& r) { return a < r.start; });
-      bound = std::min(bound, std::prev(it)->end);
-      return Span{PageSource::Zero, i, 0, (bound - addr) / kPageSize};
-    }
-    bound = std::min(bound, idx.next_fresh_start_after(addr));
-  }
-  return Span{PageSource::Zero, images_.size(), 0, (bound - addr) / kPageSize};
+  return resolve_through(images_, addr, limit, [&](size_t i) { return images_[i]->index.position_at(addr); });
 }
 
 }  // namespace wpckpt::image

@@ -82,19 +82,18 @@ class ResolvedChain {
 // Resolves ascending addresses through a chain in one pass: per image a
 // cursor into its extents and one into its fresh ranges that only move
 // forward, so a walk over the areas costs the entries it passes instead of
-// up to four binary searches per image per run (ResolvedChain::resolve).
+// two binary searches per image per run (ResolvedChain::resolve).
 // Summing up a 4 GiB chain whose delta replaced 107,000 scattered pages:
 // 13.7 -> 1.1 ms. The same answers as resolve(); an address below the one
 // before costs a search.
 class ChainSweep {
  public:
-  explicit ChainSweep(const ResolvedChain& chain)
-      : chain_(chain), extent_(chain.images().size(), 0), fresh_(chain.images().size(), 0) {}
+  explicit ChainSweep(const ResolvedChain& chain);
   Span resolve(uint64_t addr, uint64_t limit);
 
  private:
   const ResolvedChain& chain_;
-  std::vector<size_t> extent_, fresh_;  // per image: the first entry that ends above the last address
+  std::vector<IndexPosition> positions_;  // per image, of the last address
   uint64_t last_ = 0;
 };
 

@@ -124,14 +124,18 @@ Plan plan_frames_once(const ResolvedChain& chain) {
   std::vector<size_t> at(images + 1, 0);  // first the counts, then where the next item of each kind goes
   {
     ChainSweep sweep(chain);
-    uint64_t zero_end = 0;  // of the last zero run, 0 before the first
+    RunItem last_zero;  // as the second pass will have made it
     for (const MemoryArea& area : areas) {
       if (!area.contents) continue;
       walk_runs(
           chain, sweep, area,
           [&](uint64_t addr, uint64_t pages) {
-            if (at[0] == 0 || zero_end != addr) ++at[0];
-            zero_end = addr + pages * kPageSize;
+            if (at[0] > 0 && extends(last_zero, addr)) {
+              last_zero.pages += pages;
+            } else {
+              ++at[0];
+              last_zero = RunItem{addr, pages};
+            }
           },
           [&](const RunItem& it) { ++at[1 + it.image]; });
     }

@@ -1,7 +1,6 @@
 #include "dump-format/page_index.hpp"
 
 #include <algorithm>
-#include <limits>
 
 #include "dump-format/byte_io.hpp"
 #include "dump-format/digest.hpp"
@@ -10,32 +9,10 @@
 
 namespace wpckpt::image {
 
-const Extent* PageIndex::find(uint64_t addr) const {
-  auto it = std::upper_bound(extents.begin(), extents.end(), addr,
-                             [](uint64_t a, const Extent& e) { return a < e.start; });
-  if (it == extents.begin()) return nullptr;
-  --it;
-  return addr < it->end() ? &*it : nullptr;
-}
-
-uint64_t PageIndex::next_start_after(uint64_t addr) const {
-  auto it = std::upper_bound(extents.begin(), extents.end(), addr,
-                             [](uint64_t a, const Extent& e) { return a < e.start; });
-  return it == extents.end() ? std::numeric_limits<uint64_t>::max() : it->start;
-}
-
-bool PageIndex::in_fresh(uint64_t addr) const {
-  auto it = std::upper_bound(fresh.begin(), fresh.end(), addr,
-                             [](uint64_t a, const FreshRange& r) { return a < r.start; });
-  if (it == fresh.begin()) return false;
-  --it;
-  return addr < it->end;
-}
-
-uint64_t PageIndex::next_fresh_start_after(uint64_t addr) const {
-  auto it = std::upper_bound(fresh.begin(), fresh.end(), addr,
-                             [](uint64_t a, const FreshRange& r) { return a < r.start; });
-  return it == fresh.end() ? std::numeric_limits<uint64_t>::max() : it->start;
+IndexPosition PageIndex::position_at(uint64_t addr) const {
+  auto extent = std::partition_point(extents.begin(), extents.end(), [addr](const Extent& e) { return e.end() <= addr; });
+  auto range = std::partition_point(fresh.begin(), fresh.end(), [addr](const FreshRange& r) { return r.end <= addr; });
+  return {static_cast<size_t>(extent - extents.begin()), static_cast<size_t>(range - fresh.begin())};
 }
 
 uint64_t PageIndex::data_file_size() const {

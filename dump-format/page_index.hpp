@@ -38,6 +38,12 @@ struct FreshRange {
   uint64_t start = 0, end = 0;
 };
 
+// Where an address stands in an index: its first extent and its first fresh
+// range that end above it (the one holding it, or the next; size() if none).
+struct IndexPosition {
+  size_t extent = 0, fresh = 0;
+};
+
 struct FrameEntry {
   uint64_t offset = 0;           // in pages.dat
   uint32_t compressed_size = 0;
@@ -52,12 +58,7 @@ struct PageIndex {
   std::vector<FreshRange> fresh;
   std::vector<FrameEntry> frames;
 
-  // The extent holding `addr`, or nullptr.
-  const Extent* find(uint64_t addr) const;
-  // Start of the first extent that begins above `addr` (UINT64_MAX if none).
-  uint64_t next_start_after(uint64_t addr) const;
-  bool in_fresh(uint64_t addr) const;
-  uint64_t next_fresh_start_after(uint64_t addr) const;
+  IndexPosition position_at(uint64_t addr) const;  // two binary searches
   // Size pages.dat must have (header + all frames).
   uint64_t data_file_size() const;
 };
