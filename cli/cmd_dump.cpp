@@ -15,8 +15,9 @@
 #include "cli/commands.hpp"
 #include "cli/criu_compat.hpp"
 #include "cli/dump_output.hpp"
-#include "cli/log_file.hpp"
+#include "cli/image_io_options.hpp"
 #include "cli/image_paths.hpp"
+#include "cli/log_file.hpp"
 #include "cli/output.hpp"
 #include "cli/page_server_options.hpp"
 #include "cli/progress.hpp"
@@ -38,7 +39,7 @@ struct DumpOptions {
   std::string images_dir, prev_images_dir;
   PageServerOptions page_server;
   int compress_level = 1;
-  bool direct_io = false;
+  bool buffered_io = false;  // --buffered-io
   CriuOptions criu;
 };
 
@@ -86,7 +87,7 @@ int run_dump(const DumpOptions& opts) {
   req.fds.file_locks = opts.file_locks;
   req.fds.network_lock = opts.criu.network_lock == "nftables";
   req.compress_level = opts.compress_level;
-  req.direct_io = opts.direct_io;
+  req.direct_io = !opts.buffered_io;
   req.progress = bar.callback();
   req.cancel = cancel;
   // Asked for, or by default for a large process dumped and killed at once
@@ -140,8 +141,7 @@ void add_dump_command(CLI::App& app, int& exit_code) {
                 "With -R: keep the process frozen for the whole dump (as CRIU) instead of letting it run once a "
                 "copy-on-write copy holds its memory");
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
-  sub->add_flag("--direct-io", opts->direct_io,
-                "Write the image's bulk around the page cache (O_DIRECT): a large image costs much less CPU and evicts no other cache, but a restore soon after on this host reads it from disk");
+  add_image_io_options(sub, opts->buffered_io);
   add_ghost_limit_option(sub, opts->ghost_limit);
   auto* pre = sub->add_flag("--pre-copy", opts->pre_copy,
                             "Copy the memory while the process runs first, then freeze it only for what it wrote "

@@ -10,6 +10,7 @@
 
 #include "cli/cancel.hpp"
 #include "cli/commands.hpp"
+#include "cli/image_io_options.hpp"
 #include "cli/iterate_output.hpp"
 #include "cli/output.hpp"
 #include "lib/iterate/iterate.hpp"
@@ -29,6 +30,7 @@ struct IterateOptions {
   bool no_events = false;
   bool cross_check = false;
   int compress_level = 1;
+  bool buffered_io = false;  // --buffered-io
 };
 
 int run_iterate(const IterateOptions& opts) {
@@ -51,6 +53,7 @@ int run_iterate(const IterateOptions& opts) {
   req.use_events = !opts.no_events;
   req.cross_check = opts.cross_check;
   req.compress_level = opts.compress_level;
+  req.direct_io = !opts.buffered_io;
   req.cancel = cancel;
   auto report = iterate::iterate(req, [&](const iterate::IterationFigures& f) { print_iteration(f, opts.json); });
   if (!report) return report_error(report.error(), opts.json);
@@ -85,6 +88,7 @@ void add_iterate_command(CLI::App& app, int& exit_code) {
   sub->add_flag("--cross-check", opts->cross_check,
                 "Confirm every events-mode pre-dump with a full read-only scan; fail on a page the events missed");
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
+  add_image_io_options(sub, opts->buffered_io);
   sub->add_flag("--json", opts->json, "Print one JSON object per iteration and one for the result, one per line");
   sub->callback([opts, &exit_code] { exit_code = run_iterate(*opts); });
 }

@@ -10,6 +10,7 @@
 #include "cli/commands.hpp"
 #include "cli/criu_compat.hpp"
 #include "cli/dump_output.hpp"
+#include "cli/image_io_options.hpp"
 #include "cli/image_paths.hpp"
 #include "cli/log_file.hpp"
 #include "cli/output.hpp"
@@ -27,7 +28,7 @@ struct PreDumpOptions {
   std::string images_dir, prev_images_dir;
   PageServerOptions page_server;
   int compress_level = 1;
-  bool direct_io = false;
+  bool buffered_io = false;  // --buffered-io
   uint64_t ghost_limit = 1 << 20;
   bool file_locks = false;
   CriuOptions criu;
@@ -102,7 +103,7 @@ int pre_dump(const PreDumpOptions& opts) {
   if (auto set = set_image_destination(req, opts.images_dir, opts.prev_images_dir, opts.page_server); !set)
     return report_error(set.error(), opts.json);
   req.compress_level = opts.compress_level;
-  req.direct_io = opts.direct_io;
+  req.direct_io = !opts.buffered_io;
   req.ghost_limit = opts.ghost_limit;
   req.file_locks = opts.file_locks;
   req.progress = bar.callback();
@@ -137,8 +138,7 @@ void add_pre_dump_command(CLI::App& app, int& exit_code) {
   sub->add_option("-D,--images-dir", opts->images_dir, "Directory of the new image: new, or an empty directory")->required();
   sub->add_option("--prev-images-dir", opts->prev_images_dir, "Parent image, relative to -D unless absolute (default: none, a full first iteration)");
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
-  sub->add_flag("--direct-io", opts->direct_io,
-                "Write the image's bulk around the page cache (O_DIRECT): a large image costs much less CPU and evicts no other cache, but a restore soon after on this host reads it from disk");
+  add_image_io_options(sub, opts->buffered_io);
   add_ghost_limit_option(sub, opts->ghost_limit);
   sub->add_flag("--file-locks", opts->file_locks, "Accept file locks on files (the dump records them; as CRIU)");
   sub->add_flag("-R,--leave-running", opts->leave_running,

@@ -14,6 +14,7 @@
 #include "cli/commands.hpp"
 #include "cli/criu_compat.hpp"
 #include "cli/dump_output.hpp"
+#include "cli/image_io_options.hpp"
 #include "cli/log_file.hpp"
 #include "cli/output.hpp"
 #include "cli/page_server_options.hpp"
@@ -28,7 +29,7 @@ struct SnapshotOptions {
   std::string images_dir, prev_images_dir, log_file, mechanism = "auto";
   uint64_t ghost_limit = 1 << 20;
   int compress_level = 1;
-  bool direct_io = false;
+  bool buffered_io = false;  // --buffered-io
   PageServerOptions page_server;
 };
 
@@ -47,7 +48,7 @@ int run_snapshot(const SnapshotOptions& opts) {
   req.fds.ghost_limit = opts.ghost_limit;
   req.fds.file_locks = opts.file_locks;
   req.compress_level = opts.compress_level;
-  req.direct_io = opts.direct_io;
+  req.direct_io = !opts.buffered_io;
   req.progress = bar.callback();
   req.cancel = install_cancel_handlers();
   auto report = dump::dump_process(req);
@@ -87,8 +88,7 @@ void add_snapshot_command(CLI::App& app, int& exit_code) {
                   "process is stopped), auto (read-frozen when the delta is small against the memory; the default)")
       ->check(CLI::IsMember({"auto", "fork-cow", "read-frozen"}));
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
-  sub->add_flag("--direct-io", opts->direct_io,
-                "Write the image's bulk around the page cache (O_DIRECT): a large image costs much less CPU and evicts no other cache, but a restore soon after on this host reads it from disk");
+  add_image_io_options(sub, opts->buffered_io);
   add_ghost_limit_option(sub, opts->ghost_limit);
   sub->add_flag("--file-locks", opts->file_locks, "Record file locks (flock, POSIX, OFD) held on files");
   sub->add_flag("--ext-unix-sk", opts->ext_unix_sk, "Allow unix datagram sockets connected to a name outside the process");

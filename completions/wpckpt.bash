@@ -61,7 +61,7 @@ _wpckpt() {
         --port) _wpckpt_files; return ;;
         --secret-file) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir -R --leave-running --no-cow-copy --compress-level --direct-io --ghost-limit --pre-copy --no-pre-copy --file-locks --tcp-established --ext-unix-sk --track-mem -j --shell-job --display-stats -o --log-file --network-lock --page-server --address --port --secret-file --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir -R --leave-running --no-cow-copy --compress-level --direct-io --buffered-io --ghost-limit --pre-copy --no-pre-copy --file-locks --tcp-established --ext-unix-sk --track-mem -j --shell-job --display-stats -o --log-file --network-lock --page-server --address --port --secret-file --json" -- "$cur"))
       ;;
     iterate)
       case $prev in
@@ -73,7 +73,7 @@ _wpckpt() {
         --interval) :; return ;;
         --compress-level) :; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --max-iterations --target-downtime-ms --final -R --leave-running --interval --no-events --cross-check --compress-level --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --max-iterations --target-downtime-ms --final -R --leave-running --interval --no-events --cross-check --compress-level --direct-io --buffered-io --json" -- "$cur"))
       ;;
     merge)
       case $prev in
@@ -116,7 +116,7 @@ _wpckpt() {
         --port) _wpckpt_files; return ;;
         --secret-file) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir --compress-level --direct-io --ghost-limit --file-locks -R --leave-running --track-mem -j --shell-job --display-stats -o --log-file --page-server --address --port --secret-file --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir --compress-level --direct-io --buffered-io --ghost-limit --file-locks -R --leave-running --track-mem -j --shell-job --display-stats -o --log-file --page-server --address --port --secret-file --json" -- "$cur"))
       ;;
     restore)
       case $prev in
@@ -166,7 +166,7 @@ _wpckpt() {
         --port) _wpckpt_files; return ;;
         --secret-file) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir --mechanism --compress-level --direct-io --ghost-limit --file-locks --ext-unix-sk -o --log-file --page-server --address --port --secret-file --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir --mechanism --compress-level --direct-io --buffered-io --ghost-limit --file-locks --ext-unix-sk -o --log-file --page-server --address --port --secret-file --json" -- "$cur"))
       ;;
     untrack)
       case $prev in

@@ -38,12 +38,26 @@ void DirectStream::run() {
     const std::span<const std::byte> bytes(buffers_[job_index_].data(), job_bytes_);
     const uint64_t at = job_offset_;
     lock.unlock();
-    Result<void> r = pwrite_all(fd_.get(), bytes, static_cast<off_t>(at), path_);
+    Result<void> r = write_chunk(bytes, at);
     lock.lock();
     if (!r && status_) status_ = std::move(r);
     busy_ = false;
     cv_.notify_all();
   }
+}
+
+// Some file systems open a file with O_DIRECT and then refuse the write
+// (EINVAL: an alignment they need, or no direct I/O after all). The chunk
+// and every later one then go through the page cache on a descriptor of
+// their own: the image is written either way.
+Result<void> DirectStream::write_chunk(std::span<const std::byte> bytes, uint64_t at) {
+  if (!buffered_fd_) {
+    Result<void> r = pwrite_all(fd_.get(), bytes, static_cast<off_t>(at), path_);
+    if (r || r.error().err != EINVAL) return r;
+    buffered_fd_.reset(::open(path_.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!buffered_fd_) return errno_error("open again without O_DIRECT", path_.string());
+  }
+  return pwrite_all(buffered_fd_.get(), bytes, static_cast<off_t>(at), path_);
 }
 
 Result<void> DirectStream::wait_idle() {

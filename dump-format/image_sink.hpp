@@ -56,7 +56,7 @@ struct ParentLink {
 // `direct_io`: WriterOptions::direct_io.
 using StagedCheck = std::function<Result<void>(const std::filesystem::path& staged)>;
 Result<std::unique_ptr<ImageSink>> make_local_sink(const std::filesystem::path& dir, StagedCheck check = {},
-                                                   bool direct_io = false);
+                                                   bool direct_io = true);
 
 // The parent link of a new image at `dir` to the readable chain at `parent`.
 Result<ParentLink> link_to_parent(const std::filesystem::path& dir, const std::filesystem::path& parent);

@@ -54,7 +54,7 @@ struct DumpRequest {
   bool leave_running = false;
   fds::CaptureOptions fds;  // --tcp-established, --ext-unix-sk, --ghost-limit
   int compress_level = 1;
-  bool direct_io = false;  // image::WriterOptions::direct_io
+  bool direct_io = true;  // image::WriterOptions::direct_io
   ProgressFn progress;
   // Polled between steps (e.g. set by a SIGINT handler): abort, detach, no image.
   const std::atomic<bool>* cancel = nullptr;

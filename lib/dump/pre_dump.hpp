@@ -26,7 +26,7 @@ struct PreDumpRequest {
   std::optional<std::filesystem::path> prev_images_dir;  // with page_server: relative, resolved by the server
   std::optional<net::PageServerTarget> page_server;      // --page-server: nothing is written locally
   int compress_level = 1;
-  bool direct_io = false;  // image::WriterOptions::direct_io
+  bool direct_io = true;  // image::WriterOptions::direct_io
   bool file_locks = false;         // --file-locks: locks on files are accepted (the dump records them)
   uint64_t ghost_limit = 1 << 20;  // deleted open files up to this size are accepted (the dump saves them)
   ProgressFn progress;  // phases of the writer and "scan", "copy"

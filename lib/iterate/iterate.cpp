@@ -46,6 +46,7 @@ Result<checkpoint::CaptureStats> pre_dump_once(const IterateRequest& req, const 
   r.prev_images_dir = parent;
   r.page_server = req.page_server;
   r.compress_level = req.compress_level;
+  r.direct_io = req.direct_io;
   r.events = events;
   WPCKPT_TRY_ASSIGN(dump::PreDumpReport report, dump::pre_dump_process(r));
   return report.capture;
@@ -174,6 +175,7 @@ Result<IterateReport> iterate(const IterateRequest& req,
     d.reap_later = req.reap_final_later;
     d.leave_running = req.leave_running;
     d.compress_level = req.compress_level;
+    d.direct_io = req.direct_io;
     d.cancel = req.cancel;
     WPCKPT_TRY_ASSIGN(dump::DumpReport r, dump::dump_process(d));
     report.final_dump.ran = true;

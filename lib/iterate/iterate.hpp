@@ -47,6 +47,7 @@ struct IterateRequest {
   // false: only max_iterations and cancel end the loop (periodic checkpoints, tests).
   bool stop_when_converged = true;
   int compress_level = 1;
+  bool direct_io = true;  // image::WriterOptions::direct_io
   const std::atomic<bool>* cancel = nullptr;
   // Images go to a page server (nothing written here) as NAME_PREFIX1,
   // NAME_PREFIX2, ... each linked to the one before; images_dir is unused.

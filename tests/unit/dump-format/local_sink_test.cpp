@@ -1,6 +1,7 @@
-// The local sink with direct_io: a large stream (its bulk written with
-// O_DIRECT from the sink's own buffers) comes back byte for byte, whatever
-// the sizes of the appends, and leaves that bulk out of the page cache.
+// The local sink, by default with direct_io: a large stream (its bulk
+// written with O_DIRECT from the sink's own buffers) comes back byte for
+// byte, whatever the sizes of the appends, and leaves that bulk out of the
+// page cache; without direct_io (--buffered-io) the bulk stays cached.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
@@ -46,7 +47,7 @@ bool file_system_takes_o_direct(const std::filesystem::path& dir) {
 
 TEST(LocalSink, ALargeStreamComesBackWholeAndItsBulkBypassesThePageCache) {
   wpckpt::test::TempDir tmp;
-  auto sink = make_local_sink(tmp / "img", {}, true);
+  auto sink = make_local_sink(tmp / "img");  // the default
   ASSERT_TRUE(sink) << sink.error().message();
   // 21 MiB and a bit in appends of uneven sizes, as compressed frames come.
   const auto data = random_bytes((21u << 20) + 777, 7);
@@ -72,6 +73,22 @@ TEST(LocalSink, ALargeStreamComesBackWholeAndItsBulkBypassesThePageCache) {
     EXPECT_EQ(resident_pages(path, 9u << 20, 21u << 20), 0u);
     EXPECT_GT(resident_pages(path, 0, 4u << 20), 0u);
   }
+  std::string back = wpckpt::test::read_file(path.string());
+  ASSERT_EQ(back.size(), data.size());
+  EXPECT_EQ(std::memcmp(back.data(), data.data(), data.size()), 0) << "the stream came back different";
+}
+
+TEST(LocalSink, WithoutDirectIoTheBulkGoesThroughThePageCache) {
+  wpckpt::test::TempDir tmp;
+  auto sink = make_local_sink(tmp / "img", {}, false);
+  ASSERT_TRUE(sink) << sink.error().message();
+  const auto data = random_bytes(16u << 20, 9);
+  for (size_t at = 0; at < data.size(); at += 1u << 20)
+    ASSERT_TRUE((*sink)->append("pages.dat", std::span(data).subspan(at, 1u << 20)));
+  ASSERT_TRUE((*sink)->end_stream("pages.dat"));
+  ASSERT_TRUE((*sink)->commit());
+  const auto path = tmp / "img" / "pages.dat";
+  EXPECT_GT(resident_pages(path, 9u << 20, 16u << 20), 0u) << "the bulk went around the page cache";
   std::string back = wpckpt::test::read_file(path.string());
   ASSERT_EQ(back.size(), data.size());
   EXPECT_EQ(std::memcmp(back.data(), data.data(), data.size()), 0) << "the stream came back different";
