@@ -169,7 +169,10 @@ double disk_write_gbps(const fs::path& dir, size_t bytes) {
   fill_pages(buf, kChunk, 7);
   int fd = open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0600);
   if (fd < 0) fd = open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return std::free(buf), 0;
+  if (fd < 0) {
+    std::free(buf);
+    return 0;
+  }
   auto t0 = Clock::now();
   for (size_t done = 0; done < bytes; done += kChunk)
     if (write(fd, buf, kChunk) != static_cast<ssize_t>(kChunk)) break;
