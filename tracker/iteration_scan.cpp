@@ -173,6 +173,11 @@ Result<void> scan_area(int uffd, VmaQuery& query, PagemapScanner& scanner, Scann
     WPCKPT_TRY_ASSIGN(area.regions, whole_without_arming(scanner, area, mask));
     return ok();
   }
+  if (area.kind == AreaKind::Tracked && area.fresh && options.defer_fresh && options.rearm && !options.target_stopped) {
+    area.deferred = true;  // FreshAreaChunks, during the copy
+    pages_scanned += area.vma.size() / kPageSize;
+    return ok();
+  }
   if (area.kind == AreaKind::Tracked) {
     const std::vector<AddressRange>* only_ranges = options.only_ranges;
     bool named = only_ranges != nullptr && !area.fresh;
@@ -382,6 +387,37 @@ Result<IterationScan> scan_iteration(pid_t pid, int uffd, PagemapScanner& scanne
   out.scan_calls = scanner.ioctl_calls() - calls_before;
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
+}
+
+FreshAreaChunks::FreshAreaChunks(PagemapScanner& scanner, const ScannedArea& area, uint64_t return_mask)
+    : scanner_(scanner), area_(area), return_mask_(return_mask), at_(area.vma.start) {
+  area_.regions.clear();
+}
+
+Result<void> FreshAreaChunks::next(std::vector<PageJob>& jobs) {
+  if (done()) return ok();
+  const uint64_t start = at_;
+  uint64_t end = std::min(area_.vma.end, start + kChunkBytes);
+  ScanRequest r = tracking_request(area_, return_mask_, true);
+  r.start = start;
+  r.end = end;
+  auto regions = scanner_.scan(r);
+  if (!regions && regions.error().err == EPERM) {
+    changed_ = true;
+    end = area_.vma.end;
+    if (area_.file_backed) {
+      regions = std::vector<PageRegion>{{start, end, uapi::kPageIsWritten}};
+    } else {
+      ScanRequest present = present_request(area_.vma, return_mask_);
+      present.start = start;
+      regions = scanner_.scan(present);
+    }
+  }
+  if (!regions) return std::move(regions).error();
+  area_.regions = std::move(regions).value();
+  append_page_jobs(area_, jobs);
+  at_ = end;
+  return ok();
 }
 
 std::vector<PageJob> page_jobs(const ScannedArea& area) {

@@ -331,7 +331,8 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
                                          .return_mask = scan_return_mask(),
                                          .rearm = options.rearm,
                                          .areas = options.target_stopped ? options.frozen_areas : nullptr,
-                                         .target_stopped = options.target_stopped};
+                                         .target_stopped = options.target_stopped,
+                                         .defer_fresh = !options.copy_from_fork};
   WPCKPT_TRY_ASSIGN(tracker::IterationScan scan, tracker::scan_iteration(pid, link.uffd(), scanner, scan_options));
   if (options.events) {
     options.events->previous = plan.window;
@@ -349,11 +350,15 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
   std::vector<image::MemoryArea> areas;
   std::vector<PageJob> jobs;
   std::vector<char> before_fork;  // per job: read from the frozen process (snapshot)
+  // Deferred areas (scanned as they are copied): where their jobs would be, and which.
+  std::vector<std::pair<size_t, size_t>> deferred;
+  uint64_t deferred_pages = 0;  // their size: what they may hold
   uint64_t to_copy = 0;
   areas.reserve(scan.areas.size());
   jobs.reserve(scan.areas.size());
   before_fork.reserve(scan.areas.size());
-  for (const ScannedArea& a : scan.areas) {
+  for (size_t k = 0; k < scan.areas.size(); ++k) {
+    const ScannedArea& a = scan.areas[k];
     areas.push_back(memory_area(a));
     if (a.kind != AreaKind::Tracked) {
       ++stats.areas_untracked;
@@ -361,6 +366,11 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
     }
     if (a.kind == AreaKind::NoContents) continue;
     if (a.fresh) WPCKPT_TRY(writer.add_fresh_range(a.vma.start, a.vma.end));
+    if (a.deferred) {
+      deferred.emplace_back(jobs.size(), k);
+      deferred_pages += a.vma.size() / kPage;
+      continue;
+    }
     uint64_t area_pages = 0;
     // A fork shares shared memory (the process may write it once it runs
     // on) and leaves out or zeroes MADV_DONTFORK/WIPEONFORK areas.
@@ -373,7 +383,11 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
     if (!a.fresh) stats.pages_skipped_parent += a.vma.size() / kPage - area_pages;
   }
   writer.set_areas(std::move(areas));
-  writer.expect_pages(to_copy);
+  // Deferred areas hold at most their resident anonymous pages: the
+  // writer sizes its batches by this, the progress bar counts to it.
+  const uint64_t expected =
+      to_copy + (deferred.empty() ? 0 : std::min(deferred_pages, anon_memory_bytes(pid) / kPage));
+  writer.expect_pages(expected);
   stats.pages_written = to_copy;
 
   pid_t copy_pid = pid;
@@ -402,16 +416,45 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
   WPCKPT_TRY_ASSIGN(tracker::PageReader reader,
                     tracker::PageReader::open(copy_pid, tracker::PageReader::kDefaultBatchBytes,
                                               copy_pid == pid && probe::has_feature("process_vm_readv")));
-  PageStreamer streamer(writer, reader, stats, options.progress, to_copy);
-  for (const PageJob& j : jobs) {
+  PageStreamer streamer(writer, reader, stats, options.progress, expected);
+  // The deferred areas in their place in the address order: each chunk's
+  // scan, then its pages read at once (not gathered with the next chunks').
+  size_t next_deferred = 0;
+  auto copy_deferred_up_to = [&](size_t job_index) -> Result<void> {
+    for (; next_deferred < deferred.size() && deferred[next_deferred].first <= job_index; ++next_deferred) {
+      const ScannedArea& a = scan.areas[deferred[next_deferred].second];
+      tracker::FreshAreaChunks chunks(scanner, a, scan_options.return_mask);
+      std::vector<PageJob> part;
+      while (!chunks.done()) {
+        part.clear();
+        auto t = Clock::now();
+        WPCKPT_TRY(chunks.next(part));
+        stats.scan_seconds += seconds_since(t);
+        for (const PageJob& j : part) {
+          stats.pages_written += j.pages;
+          WPCKPT_TRY(streamer.add(j));
+        }
+        WPCKPT_TRY(streamer.flush());
+      }
+      if (chunks.changed())
+        log::info("pid {}: area {:#x}-{:#x} changed while copied: its rest was read unprotected; the next iteration "
+                  "takes it whole",
+                  pid, a.vma.start, a.vma.end);
+    }
+    return ok();
+  };
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    WPCKPT_TRY(copy_deferred_up_to(i));
+    const PageJob& j = jobs[i];
     auto it = early.jobs.find(j.addr);
     WPCKPT_TRY(it != early.jobs.end() ? streamer.add_read(j.addr, it->second) : streamer.add(j));
   }
+  WPCKPT_TRY(copy_deferred_up_to(jobs.size()));
   WPCKPT_TRY(streamer.flush());
   WPCKPT_TRY(writer.pages_done());
   log::debug("memory capture of {} (us): link+plan {}, scan {} ({} pages), jobs {}, copy {} ({} pages)", pid,
              micros_between(t_begin, t_scan), micros_between(t_scan, t_jobs), stats.pages_scanned,
-             micros_between(t_jobs, t_copy), micros_between(t_copy, Clock::now()), to_copy);
+             micros_between(t_jobs, t_copy), micros_between(t_copy, Clock::now()), stats.pages_written);
 
   if (stats.incremental && scan_ns > parent_ns && parent_ns != 0)
     stats.dirty_rate_pages_per_s = static_cast<double>(stats.pages_written) / (static_cast<double>(scan_ns - parent_ns) / 1e9);

@@ -238,9 +238,12 @@ TEST(Attach, WorkloadStartedPlainlyIsRestoredAndStaysAttached) {
 const char kLifecycle[] =
     "import os, sys, time\n"
     "d = sys.argv[1]\n"
+    "parent = os.getppid()\n"
     "def wait(name):\n"
     "    p = os.path.join(d, name)\n"
-    "    while not os.path.exists(p + '.done'): time.sleep(0.01)\n"
+    "    while not os.path.exists(p + '.done'):\n"
+    "        if os.getppid() != parent: os._exit(1)  # a fork child whose parent was killed\n"
+    "        time.sleep(0.01)\n"
     "    return open(p).read()\n"
     "buf = bytearray(4 << 20)\n"
     "print('READY', flush=True)\n"
@@ -251,7 +254,8 @@ const char kLifecycle[] =
     "elif what == 'fork':\n"
     "    pid = os.fork()\n"
     "    if pid == 0:\n"
-    "        print('CHILD', os.getpid(), flush=True)\n"
+    "        parent = os.getppid()\n"
+    "        print(f'CHILD {os.getpid()}', flush=True)\n"
     "        wait('child-exit')\n"
     "        os._exit(0)\n"
     "    os.waitpid(pid, 0)\n"
@@ -342,9 +346,14 @@ TEST(AttachLifecycle, AForkChildIsAttachedAnewAndItsParentStaysTracked) {
   if (HasFatalFailure()) return;
   const pid_t parent = l.proc.pid();
   l.say("go", "fork");
-  wait_for_output(l.out, "CHILD");
-  const std::string text = read_file(l.out);
-  const pid_t child = std::stoi(text.substr(text.find("CHILD") + 6));
+  // The whole line: the pid may be written after the word.
+  std::string text;
+  ASSERT_TRUE(wait_until([&] {
+    text = read_file(l.out);
+    size_t at = text.find("CHILD ");
+    return at != std::string::npos && text.find('\n', at) != std::string::npos;
+  })) << read_file(l.out);
+  const pid_t child = std::stoi(text.substr(text.find("CHILD ") + 6));
   // The child inherited the parent's two descriptors.
   auto inherited = fd_table(child);
   EXPECT_EQ(count_links(inherited, kPageLink), 1);

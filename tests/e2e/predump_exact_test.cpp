@@ -78,6 +78,10 @@ INSTANTIATE_TEST_SUITE_P(
         Scenario{"sparse_random_writers", {"--mib", "32", "--threads", "2", "--pattern", "random", "--pause-us", "3000"},
                  2, 6},
         Scenario{"sequential_writers", {"--mib", "32", "--threads", "2", "--pattern", "seq", "--pause-us", "20"}, 2, 6},
+        // Areas of several chunks: the first, whole iteration protects each
+        // chunk just before its copy while the writers run (FreshAreaChunks).
+        Scenario{"writers_during_a_chunked_first_copy",
+                 {"--mib", "112", "--threads", "2", "--pattern", "random", "--pause-us", "20"}, 2, 4},
         Scenario{"areas_appear_grow_move_shrink_vanish",
                  {"--mib", "16", "--threads", "2", "--churn", "--discard", "--pause-us", "20"}, 4, 8},
         Scenario{"transparent_huge_pages", {"--mib", "32", "--threads", "2", "--thp", "--pause-us", "20"}, 2, 6},

@@ -15,6 +15,7 @@
 
 #include "tests/support/test_support.hpp"
 #include "tracker/agent_link.hpp"
+#include "tracker/uffd_ops.hpp"
 
 namespace wpckpt::tracker {
 namespace {
@@ -121,6 +122,90 @@ TEST(IterationScan, SmallOutputVectorStillCoversEverything) {
   }
   EXPECT_EQ(reported, t.size / kPageSize / 2);
   EXPECT_GT(tiny.ioctl_calls(), 100u);
+}
+
+// Pages of [lo, hi) that jobs say to read.
+uint64_t pages_to_read(const std::vector<PageJob>& jobs, uint64_t lo, uint64_t hi) {
+  uint64_t pages = 0;
+  for (const PageJob& j : jobs) {
+    uint64_t s = std::max(j.addr, lo), e = std::min(j.addr + j.pages * kPageSize, hi);
+    if (!j.zero && s < e) pages += (e - s) / kPageSize;
+  }
+  return pages;
+}
+
+// A deferred area is armed but left unscanned; scanned chunk by chunk, a
+// page is protected only from its chunk's scan on: one written before that
+// is read in this iteration and not reported again, one written after it
+// is reported by the next iteration.
+TEST(IterationScan, ADeferredAreaIsProtectedChunkByChunk) {
+  Target t;
+  start_target(t, {"--mib", "80"});  // three chunks
+  auto link = AgentLink::attach(t.child.pid());
+  ASSERT_TRUE(link.ok()) << link.error().message();
+  auto scanner = PagemapScanner::open(t.child.pid());
+  ASSERT_TRUE(scanner.ok());
+  auto first = scan_iteration(t.child.pid(), link->uffd(), *scanner, {.trust_marks = false, .defer_fresh = true});
+  ASSERT_TRUE(first.ok()) << first.error().message();
+  const ScannedArea* buf = area_at(*first, t.buf);
+  ASSERT_NE(buf, nullptr);
+  ASSERT_TRUE(buf->deferred);
+  EXPECT_TRUE(buf->fresh);
+  EXPECT_TRUE(buf->regions.empty());
+  ASSERT_GT(buf->vma.end - t.buf, 2 * FreshAreaChunks::kChunkBytes);
+
+  const uint64_t in_first_chunk = t.buf + kPageSize, in_last_chunk = t.buf + 2 * FreshAreaChunks::kChunkBytes + kPageSize;
+  ASSERT_LT(in_first_chunk, buf->vma.start + FreshAreaChunks::kChunkBytes);
+  FreshAreaChunks chunks(*scanner, *buf, kScanReturnMask);
+  std::vector<PageJob> jobs;
+  ASSERT_TRUE(chunks.next(jobs).ok());
+  remote_write(t.child.pid(), in_first_chunk, 'a');  // after its chunk's scan: the next iteration's
+  remote_write(t.child.pid(), in_last_chunk, 'b');   // before its chunk's scan: this iteration's
+  while (!chunks.done()) ASSERT_TRUE(chunks.next(jobs).ok());
+  EXPECT_FALSE(chunks.changed());
+  EXPECT_EQ(pages_to_read(jobs, t.buf, t.buf + t.size), t.size / kPageSize);  // all filled: all read
+
+  auto second = scan_iteration(t.child.pid(), link->uffd(), *scanner, {.trust_marks = true, .defer_fresh = true});
+  ASSERT_TRUE(second.ok()) << second.error().message();
+  buf = area_at(*second, t.buf);
+  ASSERT_NE(buf, nullptr);
+  EXPECT_FALSE(buf->deferred);  // armed before: scanned as always
+  std::vector<uint64_t> written;
+  for (const auto& r : buf->regions)
+    for (uint64_t a = std::max(r.start, t.buf); a < std::min(r.end, t.buf + t.size); a += kPageSize) written.push_back(a);
+  EXPECT_EQ(written, std::vector<uint64_t>{in_first_chunk});
+}
+
+// A deferred area that loses its registration while it is copied (the
+// program replaced part of it): its rest is read by presence, unprotected.
+TEST(IterationScan, ADeferredAreaChangedWhileCopiedIsReadByPresence) {
+  Target t;
+  start_target(t, {"--mib", "80"});
+  auto link = AgentLink::attach(t.child.pid());
+  ASSERT_TRUE(link.ok()) << link.error().message();
+  auto scanner = PagemapScanner::open(t.child.pid());
+  ASSERT_TRUE(scanner.ok());
+  auto first = scan_iteration(t.child.pid(), link->uffd(), *scanner, {.trust_marks = false, .defer_fresh = true});
+  ASSERT_TRUE(first.ok()) << first.error().message();
+  const ScannedArea* buf = area_at(*first, t.buf);
+  ASSERT_NE(buf, nullptr);
+  ASSERT_TRUE(buf->deferred);
+  FreshAreaChunks chunks(*scanner, *buf, kScanReturnMask);
+  std::vector<PageJob> jobs;
+  ASSERT_TRUE(chunks.next(jobs).ok());
+  // What munmap and mmap of the same range would do to the tracking: the
+  // second chunk's range has no async write-protect any more.
+  const uint64_t lost = buf->vma.start + FreshAreaChunks::kChunkBytes;
+  ASSERT_TRUE(unregister(link->uffd(), lost, lost + 4 * kPageSize).ok());
+  while (!chunks.done()) ASSERT_TRUE(chunks.next(jobs).ok());
+  EXPECT_TRUE(chunks.changed());
+  EXPECT_EQ(pages_to_read(jobs, t.buf, t.buf + t.size), t.size / kPageSize);
+  // The unregistered range is what the next iteration takes whole.
+  auto second = scan_iteration(t.child.pid(), link->uffd(), *scanner, {.trust_marks = true});
+  ASSERT_TRUE(second.ok()) << second.error().message();
+  const ScannedArea* again = area_at(*second, lost);
+  ASSERT_NE(again, nullptr);
+  EXPECT_TRUE(again->fresh);
 }
 
 // What a scan found, area by area, for comparing two ways of scanning.
