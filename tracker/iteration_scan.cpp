@@ -54,7 +54,11 @@ void classify(ScannedArea& area) {
 // of the area: 0.37 s of an 8 GiB full pre-dump, before any copy could
 // start. When the area changed under us so that registration fails, it is
 // left unregistered and copied by presence.
-void arm_whole(int uffd, VmaQuery& query, ScannedArea& area, std::string reason, uint64_t& registered) {
+// With `defer_unprotect`, an area registered before keeps its protection
+// here: FreshAreaChunks unprotects each chunk right before scanning it
+// (a deferred area; the pass costs per page table entry like the scan).
+void arm_whole(int uffd, VmaQuery& query, ScannedArea& area, std::string reason, uint64_t& registered,
+               bool defer_unprotect = false) {
   const Vma& v = area.vma;
   bool was_registered = area.registered;
   if (!query.edges_clean(v.start, v.end)) {
@@ -65,7 +69,7 @@ void arm_whole(int uffd, VmaQuery& query, ScannedArea& area, std::string reason,
     return;
   }
   auto r = register_write_protect(uffd, v.start, v.end);
-  if (r && was_registered) r = unprotect(uffd, v.start, v.end);
+  if (r && was_registered && !defer_unprotect) r = unprotect(uffd, v.start, v.end);
   if (!r) {
     area.kind = AreaKind::PresentOnly;
     area.reason = "cannot be tracked (" + r.error().message() + "): present pages every time";
@@ -85,9 +89,14 @@ void mark_whole(ScannedArea& area, std::string reason) {
 // Before the scan: an area the uffd does not cover yet (new, moved, grown by
 // brk, re-created) is registered and captured whole; so is every area when
 // the marks cannot be trusted.
-void arm(int uffd, VmaQuery& query, ScannedArea& area, bool trust_marks, uint64_t& registered) {
+void arm(int uffd, VmaQuery& query, ScannedArea& area, bool trust_marks, uint64_t& registered, bool defer) {
   if (!area.registered) arm_whole(uffd, query, area, "new or changed area", registered);
-  else if (!trust_marks) arm_whole(uffd, query, area, "write-protect marks not trusted", registered);
+  else if (!trust_marks) arm_whole(uffd, query, area, "write-protect marks not trusted", registered, defer);
+}
+
+// Whether fresh tracked areas are left to FreshAreaChunks (IterationOptions::defer_fresh).
+bool defers_fresh(const IterationOptions& options) {
+  return options.defer_fresh && options.rearm && !options.target_stopped;
 }
 
 // A fresh area asks for every category so that never-touched and discarded
@@ -173,7 +182,7 @@ Result<void> scan_area(int uffd, VmaQuery& query, PagemapScanner& scanner, Scann
     WPCKPT_TRY_ASSIGN(area.regions, whole_without_arming(scanner, area, mask));
     return ok();
   }
-  if (area.kind == AreaKind::Tracked && area.fresh && options.defer_fresh && options.rearm && !options.target_stopped) {
+  if (area.kind == AreaKind::Tracked && area.fresh && defers_fresh(options)) {
     area.deferred = true;  // FreshAreaChunks, during the copy
     pages_scanned += area.vma.size() / kPageSize;
     return ok();
@@ -359,7 +368,8 @@ Result<IterationScan> scan_iteration(pid_t pid, int uffd, PagemapScanner& scanne
     area.vma = std::move(v);
     area.registered = !overlaps_any(unregistered, area.vma.start, area.vma.end);
     classify(area);
-    if (area.kind == AreaKind::Tracked && options.rearm) arm(uffd, query, area, options.trust_marks, out.areas_registered);
+    if (area.kind == AreaKind::Tracked && options.rearm)
+      arm(uffd, query, area, options.trust_marks, out.areas_registered, defers_fresh(options));
     else if (area.kind == AreaKind::Tracked && !area.registered) mark_whole(area, "new or changed area");
     else if (area.kind == AreaKind::Tracked && !options.trust_marks) mark_whole(area, "write-protect marks not trusted");
     out.areas.push_back(std::move(area));
@@ -389,19 +399,27 @@ Result<IterationScan> scan_iteration(pid_t pid, int uffd, PagemapScanner& scanne
   return out;
 }
 
-FreshAreaChunks::FreshAreaChunks(PagemapScanner& scanner, const ScannedArea& area, uint64_t return_mask)
-    : scanner_(scanner), area_(area), return_mask_(return_mask), at_(area.vma.start) {
+FreshAreaChunks::FreshAreaChunks(int uffd, PagemapScanner& scanner, const ScannedArea& area, uint64_t return_mask)
+    : uffd_(uffd), scanner_(scanner), area_(area), return_mask_(return_mask), at_(area.vma.start) {
   area_.regions.clear();
 }
 
 Result<void> FreshAreaChunks::next(std::vector<PageJob>& jobs) {
   if (done()) return ok();
   const uint64_t start = at_;
-  uint64_t end = std::min(area_.vma.end, start + kChunkBytes);
-  ScanRequest r = tracking_request(area_, return_mask_, true);
-  r.start = start;
-  r.end = end;
-  auto regions = scanner_.scan(r);
+  // Chunks end on a huge-page boundary: a scan that protects part of a
+  // transparent huge page splits it.
+  constexpr uint64_t kHugePage = 2ull << 20;
+  uint64_t end = std::min(area_.vma.end, (start + kChunkBytes) / kHugePage * kHugePage);
+  // Registered before this iteration (arm_whole left it protected): its
+  // never-touched pages hold markers that would read as pages to copy.
+  Result<std::vector<PageRegion>> regions = make_error(EPERM, "scan", "not scanned");
+  if (!area_.registered || unprotect(uffd_, start, end)) {
+    ScanRequest r = tracking_request(area_, return_mask_, true);
+    r.start = start;
+    r.end = end;
+    regions = scanner_.scan(r);
+  }
   if (!regions && regions.error().err == EPERM) {
     changed_ = true;
     end = area_.vma.end;

@@ -110,16 +110,19 @@ struct PageJob {
 class FreshAreaChunks {
  public:
   static constexpr uint64_t kChunkBytes = 32ull << 20;  // a scan of ~0.6 ms here, ~30 ms of copying
-  FreshAreaChunks(PagemapScanner& scanner, const ScannedArea& area, uint64_t return_mask);
+  FreshAreaChunks(int uffd, PagemapScanner& scanner, const ScannedArea& area, uint64_t return_mask);
   bool done() const { return at_ >= area_.vma.end; }
   // Scans the next chunk and appends its jobs to `jobs`.
   Result<void> next(std::vector<PageJob>& jobs);
   // The program replaced part of the area after it was armed (the scan found
-  // a range without async write-protect): the rest was read by presence,
-  // unprotected, and the next iteration finds it unregistered and takes it whole.
+  // a range without async write-protect, or it could not be unprotected):
+  // the rest was read by presence, without protecting it; the next
+  // iteration finds it unregistered and takes it whole, or finds what was
+  // written since as written.
   bool changed() const { return changed_; }
 
  private:
+  int uffd_;
   PagemapScanner& scanner_;
   ScannedArea area_;  // its regions: the chunk's
   uint64_t return_mask_;

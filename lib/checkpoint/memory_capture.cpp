@@ -423,7 +423,7 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
   auto copy_deferred_up_to = [&](size_t job_index) -> Result<void> {
     for (; next_deferred < deferred.size() && deferred[next_deferred].first <= job_index; ++next_deferred) {
       const ScannedArea& a = scan.areas[deferred[next_deferred].second];
-      tracker::FreshAreaChunks chunks(scanner, a, scan_options.return_mask);
+      tracker::FreshAreaChunks chunks(link.uffd(), scanner, a, scan_options.return_mask);
       std::vector<PageJob> part;
       while (!chunks.done()) {
         part.clear();

@@ -156,7 +156,7 @@ TEST(IterationScan, ADeferredAreaIsProtectedChunkByChunk) {
 
   const uint64_t in_first_chunk = t.buf + kPageSize, in_last_chunk = t.buf + 2 * FreshAreaChunks::kChunkBytes + kPageSize;
   ASSERT_LT(in_first_chunk, buf->vma.start + FreshAreaChunks::kChunkBytes);
-  FreshAreaChunks chunks(*scanner, *buf, kScanReturnMask);
+  FreshAreaChunks chunks(link->uffd(), *scanner, *buf, kScanReturnMask);
   std::vector<PageJob> jobs;
   ASSERT_TRUE(chunks.next(jobs).ok());
   remote_write(t.child.pid(), in_first_chunk, 'a');  // after its chunk's scan: the next iteration's
@@ -174,6 +174,30 @@ TEST(IterationScan, ADeferredAreaIsProtectedChunkByChunk) {
   for (const auto& r : buf->regions)
     for (uint64_t a = std::max(r.start, t.buf); a < std::min(r.end, t.buf + t.size); a += kPageSize) written.push_back(a);
   EXPECT_EQ(written, std::vector<uint64_t>{in_first_chunk});
+
+  // Marks not trusted: the area, registered before, is taken whole again,
+  // each chunk unprotected just before its scan (its write before that
+  // faults, and is reported by that scan).
+  auto third = scan_iteration(t.child.pid(), link->uffd(), *scanner, {.trust_marks = false, .defer_fresh = true});
+  ASSERT_TRUE(third.ok()) << third.error().message();
+  buf = area_at(*third, t.buf);
+  ASSERT_NE(buf, nullptr);
+  ASSERT_TRUE(buf->deferred);
+  EXPECT_TRUE(buf->registered);
+  FreshAreaChunks again(link->uffd(), *scanner, *buf, kScanReturnMask);
+  jobs.clear();
+  ASSERT_TRUE(again.next(jobs).ok());
+  remote_write(t.child.pid(), in_first_chunk + kPageSize, 'c');
+  remote_write(t.child.pid(), in_last_chunk + kPageSize, 'd');
+  while (!again.done()) ASSERT_TRUE(again.next(jobs).ok());
+  EXPECT_FALSE(again.changed());
+  EXPECT_EQ(pages_to_read(jobs, t.buf, t.buf + t.size), t.size / kPageSize);
+  auto fourth = scan_iteration(t.child.pid(), link->uffd(), *scanner, {.trust_marks = true});
+  ASSERT_TRUE(fourth.ok()) << fourth.error().message();
+  written.clear();
+  for (const auto& r : area_at(*fourth, t.buf)->regions)
+    for (uint64_t a = std::max(r.start, t.buf); a < std::min(r.end, t.buf + t.size); a += kPageSize) written.push_back(a);
+  EXPECT_EQ(written, std::vector<uint64_t>{in_first_chunk + kPageSize});
 }
 
 // A deferred area that loses its registration while it is copied (the
@@ -190,7 +214,7 @@ TEST(IterationScan, ADeferredAreaChangedWhileCopiedIsReadByPresence) {
   const ScannedArea* buf = area_at(*first, t.buf);
   ASSERT_NE(buf, nullptr);
   ASSERT_TRUE(buf->deferred);
-  FreshAreaChunks chunks(*scanner, *buf, kScanReturnMask);
+  FreshAreaChunks chunks(link->uffd(), *scanner, *buf, kScanReturnMask);
   std::vector<PageJob> jobs;
   ASSERT_TRUE(chunks.next(jobs).ok());
   // What munmap and mmap of the same range would do to the tracking: the
