@@ -441,7 +441,13 @@ class Writer final : public ImageWriter {
     }
     bytes_compressed_ += s->out.size();
     WPCKPT_TRY(append_data(s->out));
-    if (options_.progress) options_.progress("write pages", pages_written_, 0);
+    if (options_.progress) {
+      // Out of the pages expected (expect_pages), which may be an estimate
+      // that falls short: then a total a little ahead of the count. (A total
+      // of 0 drew an empty bar for the whole of a full pre-dump.)
+      const uint64_t total = std::max(expected_pages_, pages_written_ + pages_written_ / 8);
+      options_.progress("write pages", pages_written_, total);
+    }
     workers_->recycle(std::move(s));
     return ok();
   }

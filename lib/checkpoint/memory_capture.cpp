@@ -161,6 +161,8 @@ class PageStreamer {
   }
   void done(uint64_t pages) {
     done_ += pages;
+    // An estimate (deferred areas) that fell short grows ahead of the count.
+    if (done_ > total_) total_ = done_ + done_ / 8;
     if (progress_) progress_("copy", done_, total_);
   }
 
@@ -383,8 +385,10 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
     if (!a.fresh) stats.pages_skipped_parent += a.vma.size() / kPage - area_pages;
   }
   writer.set_areas(std::move(areas));
-  // Deferred areas hold at most their resident anonymous pages: the
-  // writer sizes its batches by this, the progress bar counts to it.
+  // Deferred areas hold about their resident anonymous pages (more when
+  // private file mappings hold present file pages: the progress total
+  // then grows as the count passes it). The writer sizes its batches by
+  // this, the progress bar counts to it.
   const uint64_t expected =
       to_copy + (deferred.empty() ? 0 : std::min(deferred_pages, anon_memory_bytes(pid) / kPage));
   writer.expect_pages(expected);
