@@ -19,9 +19,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Start writeback every so often, and make what was written durable on a
-// thread of its own as often (background_sync.hpp), so that commit()'s
-// fsync has little left. Small steps: a write issued while the device
+// Start writeback every so often, and make what was written durable every
+// kSyncEvery bytes on a thread of its own (background_sync.hpp), so that
+// commit()'s fsync has little left. Small steps: a write issued while the device
 // flushes waits for the flush (here 35-40 ms for 64 MiB, and every direct
 // write behind it stalled as long), and a stall longer than the writer's
 // window of batches (~5 ms of compression) idles every compressor. At

@@ -129,6 +129,7 @@ class FreshAreaChunks {
   uint64_t at_;
   bool changed_ = false;
 };
+
 // The jobs of one area (GUARD regions are skipped; they are not memory),
 // appended to `jobs` (one vector for all areas: no allocation per area).
 void append_page_jobs(const ScannedArea& area, std::vector<PageJob>& jobs);
