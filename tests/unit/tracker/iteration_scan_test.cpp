@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <tuple>
 
@@ -138,18 +139,41 @@ uint64_t pages_to_read(const std::vector<PageJob>& jobs, uint64_t lo, uint64_t h
 // page is protected only from its chunk's scan on: one written before that
 // is read in this iteration and not reported again, one written after it
 // is reported by the next iteration.
-TEST(IterationScan, ADeferredAreaIsProtectedChunkByChunk) {
+// A target whose buffer spans three chunks, attached, after a first scan
+// that deferred the buffer's area.
+class DeferredArea : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    start_target(t, {"--mib", "80"});
+    auto attached = AgentLink::attach(t.child.pid());
+    ASSERT_TRUE(attached.ok()) << attached.error().message();
+    link.emplace(std::move(attached).value());
+    auto opened = PagemapScanner::open(t.child.pid());
+    ASSERT_TRUE(opened.ok());
+    scanner.emplace(std::move(opened).value());
+    auto scan = scan_iteration(t.child.pid(), link->uffd(), *scanner, {.trust_marks = false, .defer_fresh = true});
+    ASSERT_TRUE(scan.ok()) << scan.error().message();
+    first = std::move(scan).value();
+    buf = area_at(first, t.buf);
+    ASSERT_NE(buf, nullptr);
+    ASSERT_TRUE(buf->deferred);
+  }
   Target t;
-  start_target(t, {"--mib", "80"});  // three chunks
-  auto link = AgentLink::attach(t.child.pid());
-  ASSERT_TRUE(link.ok()) << link.error().message();
-  auto scanner = PagemapScanner::open(t.child.pid());
-  ASSERT_TRUE(scanner.ok());
-  auto first = scan_iteration(t.child.pid(), link->uffd(), *scanner, {.trust_marks = false, .defer_fresh = true});
-  ASSERT_TRUE(first.ok()) << first.error().message();
-  const ScannedArea* buf = area_at(*first, t.buf);
-  ASSERT_NE(buf, nullptr);
-  ASSERT_TRUE(buf->deferred);
+  std::optional<AgentLink> link;
+  std::optional<PagemapScanner> scanner;
+  IterationScan first;
+  const ScannedArea* buf = nullptr;
+};
+
+// The pages of [lo, hi) an area's regions report.
+std::vector<uint64_t> reported_pages(const ScannedArea& a, uint64_t lo, uint64_t hi) {
+  std::vector<uint64_t> pages;
+  for (const auto& r : a.regions)
+    for (uint64_t p = std::max(r.start, lo); p < std::min(r.end, hi); p += kPageSize) pages.push_back(p);
+  return pages;
+}
+
+TEST_F(DeferredArea, IsProtectedChunkByChunk) {
   EXPECT_TRUE(buf->fresh);
   EXPECT_TRUE(buf->regions.empty());
   ASSERT_GT(buf->vma.end - t.buf, 2 * FreshAreaChunks::kChunkBytes);
@@ -170,10 +194,7 @@ TEST(IterationScan, ADeferredAreaIsProtectedChunkByChunk) {
   buf = area_at(*second, t.buf);
   ASSERT_NE(buf, nullptr);
   EXPECT_FALSE(buf->deferred);  // armed before: scanned as always
-  std::vector<uint64_t> written;
-  for (const auto& r : buf->regions)
-    for (uint64_t a = std::max(r.start, t.buf); a < std::min(r.end, t.buf + t.size); a += kPageSize) written.push_back(a);
-  EXPECT_EQ(written, std::vector<uint64_t>{in_first_chunk});
+  EXPECT_EQ(reported_pages(*buf, t.buf, t.buf + t.size), std::vector<uint64_t>{in_first_chunk});
 
   // Marks not trusted: the area, registered before, is taken whole again,
   // each chunk unprotected just before its scan (its write before that
@@ -194,26 +215,13 @@ TEST(IterationScan, ADeferredAreaIsProtectedChunkByChunk) {
   EXPECT_EQ(pages_to_read(jobs, t.buf, t.buf + t.size), t.size / kPageSize);
   auto fourth = scan_iteration(t.child.pid(), link->uffd(), *scanner, {.trust_marks = true});
   ASSERT_TRUE(fourth.ok()) << fourth.error().message();
-  written.clear();
-  for (const auto& r : area_at(*fourth, t.buf)->regions)
-    for (uint64_t a = std::max(r.start, t.buf); a < std::min(r.end, t.buf + t.size); a += kPageSize) written.push_back(a);
-  EXPECT_EQ(written, std::vector<uint64_t>{in_first_chunk + kPageSize});
+  EXPECT_EQ(reported_pages(*area_at(*fourth, t.buf), t.buf, t.buf + t.size),
+            std::vector<uint64_t>{in_first_chunk + kPageSize});
 }
 
 // A deferred area that loses its registration while it is copied (the
 // program replaced part of it): its rest is read by presence, unprotected.
-TEST(IterationScan, ADeferredAreaChangedWhileCopiedIsReadByPresence) {
-  Target t;
-  start_target(t, {"--mib", "80"});
-  auto link = AgentLink::attach(t.child.pid());
-  ASSERT_TRUE(link.ok()) << link.error().message();
-  auto scanner = PagemapScanner::open(t.child.pid());
-  ASSERT_TRUE(scanner.ok());
-  auto first = scan_iteration(t.child.pid(), link->uffd(), *scanner, {.trust_marks = false, .defer_fresh = true});
-  ASSERT_TRUE(first.ok()) << first.error().message();
-  const ScannedArea* buf = area_at(*first, t.buf);
-  ASSERT_NE(buf, nullptr);
-  ASSERT_TRUE(buf->deferred);
+TEST_F(DeferredArea, ChangedWhileCopiedIsReadByPresence) {
   FreshAreaChunks chunks(link->uffd(), *scanner, *buf, kScanReturnMask);
   std::vector<PageJob> jobs;
   ASSERT_TRUE(chunks.next(jobs).ok());
