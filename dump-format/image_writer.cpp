@@ -196,6 +196,9 @@ class Writer final : public ImageWriter {
       reserve_populated(s.out, frame_compress_bound(batch));
       s.out.resize(frame_compress_bound(batch));
       s.out.clear();
+      // The worker's entries: grown there, they made its thread's first
+      // allocation, and glibc gave it an arena inside the freeze.
+      s.frames.reserve(batch / frame_bytes_ + 1);
       if (!s.pages.reserve(batch)) continue;  // best effort: take_batch() reports it
       std::memset(s.pages.data(), 0, batch);
       touch_from_kernel(s.pages.data(), batch);

@@ -102,6 +102,7 @@ struct Member {
   std::optional<ForkedCopy> copy;  // dump -R's copy-on-write copy: released after the commit
   state::ProcessState st;
   checkpoint::CaptureStats capture;
+  uint64_t prefetched = 0;  // its pages read before the freeze
 };
 
 Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
@@ -120,9 +121,6 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
     m->pid = pid;
     WPCKPT_TRY_ASSIGN(m->target, open_image_target(out.member(pid), member_parent(r.prev_images_dir, pid, r.pid),
                                                    std::nullopt, image::ImageKind::Dump, wopts));
-    // Workers warmed before the freeze for a small tree only: each costs
-    // two threads and ~6 MiB, and a large tree's freeze is its copy anyway.
-    if (live_pids(tree).size() <= kWarmMembers) m->target.writer->warm_up(m->target.parent_pages_written());
     auto attached = attach::ensure_tracked(pid);
     if (!attached) return member_failed(std::move(attached).error(), "dump", pid, r.pid, last_attempt);
     m->attach = *attached;
@@ -140,7 +138,13 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
         checkpoint::prefetch_before_freeze(m->pid, link->uffd(), m->smaps ? &*m->smaps : nullptr, share);
     rep.pages_prefetched += warmed.pages_read;
     rep.prefetch_time += static_cast<uint64_t>(warmed.seconds * 1e6);
+    m->prefetched = warmed.pages_read;
   }
+  // Workers warmed before the freeze for a small tree only: each costs
+  // two threads and ~6 MiB, and a large tree's freeze is its copy anyway.
+  if (members.size() <= kWarmMembers)
+    for (auto& m : members)
+      m->target.writer->warm_up(checkpoint::expected_delta_pages(m->target.parent_pages_written(), m->prefetched));
   if (r.cancel && r.cancel->load()) return interrupted_error(r.pid);
   probe_mapping_features();
   checkpoint::probe_capture_features();
