@@ -399,6 +399,12 @@ Result<IterationScan> scan_iteration(pid_t pid, int uffd, PagemapScanner& scanne
   return out;
 }
 
+bool left_unprotected(const ScannedArea& area) {
+  // classify() makes an area present-only only when it is not registered;
+  // a registered one becomes present-only only when arm_whole fails.
+  return area.registered && area.kind == AreaKind::PresentOnly;
+}
+
 FreshAreaChunks::FreshAreaChunks(int uffd, PagemapScanner& scanner, const ScannedArea& area, uint64_t return_mask)
     : uffd_(uffd), scanner_(scanner), area_(area), return_mask_(return_mask), at_(area.vma.start) {
   area_.regions.clear();

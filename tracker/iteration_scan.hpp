@@ -95,6 +95,15 @@ struct IterationOptions {
 
 Result<IterationScan> scan_iteration(pid_t pid, int uffd, PagemapScanner& scanner, const IterationOptions& options);
 
+// Whether the scan left the area (or part of it) registered without
+// write-protecting it: an area registered before that arm_whole could not
+// take whole again (it changed, or unprotecting it failed), read by
+// presence instead. Its pages written since their last protection stay
+// unprotected: the kernel reports them written at every scan until one
+// re-protects them, but writing them again raises no fault, so an
+// events-mode scan must cover such an area whole (EventTracking).
+bool left_unprotected(const ScannedArea& area);
+
 // What to copy, in address order: pages to read and pages known to be zero.
 struct PageJob {
   uint64_t addr = 0, pages = 0;
@@ -118,7 +127,9 @@ class FreshAreaChunks {
   // a range without async write-protect, or it could not be unprotected):
   // the rest was read by presence, without protecting it; the next
   // iteration finds it unregistered and takes it whole, or finds what was
-  // written since as written.
+  // written since as written — by a full scan only: what stays registered
+  // is unprotected, its writes raise no fault, and no event names them
+  // (the caller tells the next events-mode scan, EventTracking::unprotected).
   bool changed() const { return changed_; }
 
  private:

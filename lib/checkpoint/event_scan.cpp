@@ -30,6 +30,11 @@ ScanPlan plan_scan(EventTracking* tracking, const std::string& distrust, uint64_
     return plan;
   }
   plan.window = tracking->reader->take_window();
+  // Any scan about to run covers what the parent left unprotected: a full
+  // one scans (and re-protects) every armed area, an events-mode one adds
+  // them below, a distrusting one arms everything again.
+  std::vector<tracker::AddressRange> unprotected = std::move(tracking->unprotected);
+  tracking->unprotected.clear();
   bool same_boundary = tracking->taken_before_epoch != 0 && tracking->taken_before_epoch + 1 == epoch;
   if (!distrust.empty()) {
     plan.reason = "every area is captured whole: " + distrust;
@@ -44,6 +49,12 @@ ScanPlan plan_scan(EventTracking* tracking, const std::string& distrust, uint64_
     plan.ranges = tracker::ranges_to_scan(plan.window, tracking->previous);
     plan.reason = "events complete since the parent: " + std::to_string(plan.window.pages.size()) +
                   " pages and " + std::to_string(plan.window.ranges.size()) + " ranges named";
+    if (!unprotected.empty()) {
+      plan.ranges.insert(plan.ranges.end(), unprotected.begin(), unprotected.end());
+      plan.ranges = tracker::merge_ranges(std::move(plan.ranges));
+      plan.reason += "; " + std::to_string(unprotected.size()) +
+                     " areas the parent's iteration left unprotected (changed while armed or copied) scanned whole";
+    }
   }
   return plan;
 }

@@ -8,7 +8,8 @@
 //  - this window and the previous one are complete (no lost record, no
 //    outside access, no pinning writer, no exec: event_reader.hpp);
 //  - the scan covers this window's pages and ranges and the previous one's
-//    (a fault that began before the last take may end after that scan).
+//    (a fault that began before the last take may end after that scan),
+//    and the areas the parent's iteration left unprotected (whole).
 // Otherwise the full scan runs as always, and says why.
 #pragma once
 
@@ -35,6 +36,14 @@ struct EventTracking {
   // Kept by capture_memory between iterations.
   tracker::EventWindow previous;
   uint64_t taken_before_epoch = 0;  // the scan that followed the last take (0: none yet)
+  // Areas the last iteration left registered but not (wholly) write-
+  // protected: a fresh area that changed while it was copied
+  // (FreshAreaChunks::changed) or a registered one it could not arm again
+  // (tracker::left_unprotected). A write to an unprotected page raises no
+  // fault, so no event will ever name it, yet the kernel reports it as
+  // written until a scan re-protects it: the next events-mode scan covers
+  // these whole, as a full scan would. Consumed by plan_scan.
+  std::vector<tracker::AddressRange> unprotected;
 };
 
 struct ScanPlan {

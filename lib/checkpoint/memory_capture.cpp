@@ -338,6 +338,8 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
   WPCKPT_TRY_ASSIGN(tracker::IterationScan scan, tracker::scan_iteration(pid, link.uffd(), scanner, scan_options));
   if (options.events) {
     options.events->previous = plan.window;
+    for (const ScannedArea& a : scan.areas)
+      if (tracker::left_unprotected(a)) options.events->unprotected.push_back({a.vma.start, a.vma.end});
     if (plan.events && options.events->cross_check) {
       WPCKPT_TRY(cross_check_scan(scanner, scan, plan, *options.events));
       stats.cross_checked = true;
@@ -440,10 +442,14 @@ Result<CaptureStats> capture_memory(pid_t pid, image::ImageWriter& writer, const
         }
         WPCKPT_TRY(streamer.flush());
       }
-      if (chunks.changed())
+      if (chunks.changed()) {
         log::info("pid {}: area {:#x}-{:#x} changed while copied: its rest was read unprotected; the next iteration "
                   "takes it whole",
                   pid, a.vma.start, a.vma.end);
+        // What stays registered of it is unprotected: no write fault, no
+        // event. The next events-mode scan must look at all of it.
+        if (options.events) options.events->unprotected.push_back({a.vma.start, a.vma.end});
+      }
     }
     return ok();
   };
