@@ -13,8 +13,9 @@
 // the final, killing `dump` on top of it; then a one-shot killing `dump
 // --no-pre-copy` (frozen throughout, as CRIU) of a second target, and a
 // one-shot killing `dump` of a third (by default copied while running first).
-// Then the one-shot image and the four-image chain are each restored
-// (`restore -d`), the one first in even repetitions, the other in odd ones. `repeat` times, each with a fresh target. Wall times are the verb's whole run; peak
+// Then the one-shot image and the four-image chain are each restored twice
+// (`restore -d`), in the orders ABBA and BAAB in turn. `repeat` times, each
+// with a fresh target. Wall times are the verb's whole run; peak
 // RSS is the verb process's own (wait4). "Frozen" and "stopped" are the
 // dump's stopped_time: from the freeze until the process runs again or is
 // killed, a killing dump's commit included, as CRIU's frozen_time. Limits measured in the same run:
@@ -359,18 +360,20 @@ Results measure(const std::string& wpckpt, const fs::path& self, const fs::path&
     // back is not), and the same order every time made the ratio a bias.
     auto single = [&] { restore_once(wpckpt, work / "oneshot", res.restore_single, res.cpu_restore_single, res.rss_restore); };
     auto chain = [&] { restore_once(wpckpt, work / "final", res.restore_chain, res.cpu_restore_chain, res.rss_restore); };
+    // Each restored twice per repetition, in both orders (ABBA, then BAAB
+    // in the next): with one restore of each per repetition, three
+    // repetitions at 2 GiB gave the chain 0.75 and 1.39 of one image in two
+    // runs of the same binary, a verdict decided by the host's noise.
     if (i % 2 == 0) {
       single();
       chain();
+      chain();
+      single();
     } else {
       chain();
       single();
-    }
-    // A single repetition (as at 8 GiB) restores each twice, in both orders:
-    // there, one order only gave the chain 1.11 and 1.44 of one image.
-    if (repeat == 1) {
-      chain();
       single();
+      chain();
     }
   }
   for (const char* name : {"oneshot", "pre0", "pre1", "pre2", "pre3", "final"}) fs::remove_all(work / name);

@@ -135,7 +135,8 @@ class ImageWriter {
   // `expected_pages` fill, up to the batches in flight), so that a freeze
   // that follows spends none of it: ~2.5 ms here, fresh memory being slow to
   // touch (1-1.4 ms per MiB of batch). Optional; without it the workers
-  // start with the first batch.
+  // start with the first batch. Called again with more pages (before any
+  // page is added), it adds what the larger number needs.
   virtual void warm_up(uint64_t expected_pages = 0) = 0;
   // No more pages: the last partial batch goes to the compression workers
   // now, so that what the caller does before commit() (a dump writes its

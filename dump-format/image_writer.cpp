@@ -174,10 +174,13 @@ class Writer final : public ImageWriter {
   void expect_pages(uint64_t pages) override { expected_pages_ = pages; }
 
   void warm_up(uint64_t expected_pages) override {
-    if (workers_ || failed_ || committed_) return;
+    if (failed_ || committed_ || stored_pages_ > 0) return;
+    if (workers_ && !warmed_) return;                          // started by pages already
+    if (warmed_ && expected_pages <= expected_pages_) return;  // as warm as asked
     if (expected_pages) expected_pages_ = expected_pages;
+    const bool first = !warmed_;
     warmed_ = true;
-    start_workers(true);
+    if (!workers_) start_workers(true);
     // And one more per other worker: the last batch is split among them.
     // At most a full window in flight, the batch being filled and the
     // parts of the last one: a slot made fresh inside the freeze cost 256
@@ -193,6 +196,7 @@ class Writer final : public ImageWriter {
       // user mode (1 MiB: 1.0-1.4 ms, then 21 µs). Pages are read into
       // `pages` by the kernel (page_room), whose first write is dear too.
       OrderedWorkers::Slot& s = *slots.back();
+      if (s.out.capacity() >= frame_compress_bound(batch) && s.pages.capacity() >= batch) continue;  // warmed before
       reserve_populated(s.out, frame_compress_bound(batch));
       s.out.resize(frame_compress_bound(batch));
       s.out.clear();
@@ -204,6 +208,7 @@ class Writer final : public ImageWriter {
       touch_from_kernel(s.pages.data(), batch);
     }
     for (auto& s : slots) workers_->recycle(std::move(s));
+    if (!first) return;
     // The workers are idle: their compressors may be used from here.
     std::vector<std::byte> frame(frame_bytes_), out;
     for (auto& c : compressors_) (void)c->compress(frame, out);

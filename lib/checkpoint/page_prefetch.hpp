@@ -49,7 +49,10 @@ constexpr uint64_t kPrefetchMaxPages = 16384;
 // plus what the process may write until the freeze (an eighth more), or the
 // parent's delta when that is larger. Sized by the parent's delta alone, a
 // final dump that found more pages (828 against 669) made a batch's buffers
-// inside its freeze: ~2 ms of first touches there.
+// inside its freeze: ~2 ms of first touches there. The writer is warmed by
+// the parent's delta before the prefetch and topped up after it: warming
+// between the prefetch and the freeze delays the freeze, and what the
+// process writes meanwhile is read there without a prefetch.
 constexpr uint64_t expected_delta_pages(uint64_t parent_delta, uint64_t prefetched) {
   const uint64_t from_prefetch = prefetched > 0 ? prefetched + prefetched / 8 + 32 : 0;
   return parent_delta > from_prefetch ? parent_delta : from_prefetch;

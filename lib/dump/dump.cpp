@@ -83,6 +83,10 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
   const auto parent = r.page_server ? r.prev_images_dir : member_parent(r.prev_images_dir, r.pid, r.pid);
   WPCKPT_TRY_ASSIGN(ImageTarget target, open_image_target(r.images_dir, parent, r.page_server, image::ImageKind::Dump, wopts));
   image::ImageWriter* writer = target.writer.get();
+  // Its threads and buffers, before the freeze rather than in it: as many as
+  // the parent's delta filled, this one being taken at about the same pace
+  // (more below if the prefetch finds more).
+  writer->warm_up(target.parent_pages_written());
   // A process without tracking is attached (a brief freeze of its own).
   WPCKPT_TRY_ASSIGN(rep.attach, attach::ensure_tracked(r.pid));
   WPCKPT_TRY(check_cancel(r));
@@ -103,7 +107,6 @@ Result<DumpReport> dump_one(const DumpRequest& r) {
     rep.pages_prefetched = warmed.pages_read;
     rep.prefetch_time = micros(warmed.seconds);
   }
-  // The writer's threads and buffers, before the freeze rather than in it.
   writer->warm_up(checkpoint::expected_delta_pages(target.parent_pages_written(), rep.pages_prefetched));
   auto t_freeze = Clock::now();
   rep.freeze_began = t_freeze;

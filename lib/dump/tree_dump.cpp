@@ -121,6 +121,9 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
     m->pid = pid;
     WPCKPT_TRY_ASSIGN(m->target, open_image_target(out.member(pid), member_parent(r.prev_images_dir, pid, r.pid),
                                                    std::nullopt, image::ImageKind::Dump, wopts));
+    // Workers warmed before the freeze for a small tree only: each costs
+    // two threads and ~6 MiB, and a large tree's freeze is its copy anyway.
+    if (live_pids(tree).size() <= kWarmMembers) m->target.writer->warm_up(m->target.parent_pages_written());
     auto attached = attach::ensure_tracked(pid);
     if (!attached) return member_failed(std::move(attached).error(), "dump", pid, r.pid, last_attempt);
     m->attach = *attached;
@@ -140,8 +143,7 @@ Result<DumpReport> dump_tree_once(const DumpRequest& r, bool last_attempt) {
     rep.prefetch_time += static_cast<uint64_t>(warmed.seconds * 1e6);
     m->prefetched = warmed.pages_read;
   }
-  // Workers warmed before the freeze for a small tree only: each costs
-  // two threads and ~6 MiB, and a large tree's freeze is its copy anyway.
+  // And more where the prefetch found more than the parent's delta.
   if (members.size() <= kWarmMembers)
     for (auto& m : members)
       m->target.writer->warm_up(checkpoint::expected_delta_pages(m->target.parent_pages_written(), m->prefetched));

@@ -180,6 +180,49 @@ TEST(ImageRoundTrip, ASmallDeltaIsReadIntoTheSameFewBatchesAgain) {
   }
 }
 
+// A dump warms its writer by the parent's delta, then tops it up by what
+// the prefetch found (lib/dump/dump.cpp): warm_up called again with more
+// pages adds to the warm slots, with fewer changes nothing, and once pages
+// came it is ignored. The image comes back exactly either way.
+TEST(ImageRoundTrip, AWriterWarmedTwiceThenLateStillWritesEveryPage) {
+  wpckpt::test::TempDir tmp;
+  const uint64_t total = 900;
+  std::vector<MemoryArea> areas{area(kBase, kBase + total * kPageSize)};
+  Model model;
+  WriterOptions options;
+  options.threads = 2;
+  auto w = writer_for(tmp / "img", std::nullopt, ImageKind::PreDump, options);
+  ASSERT_TRUE(w);
+  w->set_areas(areas);
+  w->warm_up(10);
+  w->warm_up(total);  // topped up: the batches are 1 MiB from here
+  w->warm_up(5);      // fewer: nothing
+  uint64_t largest_room = 0;
+  for (uint64_t at = 0; at < total;) {
+    std::span<std::byte> room = w->page_room(total - at);
+    ASSERT_GE(room.size(), kPageSize);
+    const uint64_t n = room.size() / kPageSize;
+    largest_room = std::max(largest_room, n);
+    for (uint64_t i = 0; i < n; ++i) {
+      const uint64_t addr = kBase + (at + i) * kPageSize;
+      auto page = make_page(9, addr, static_cast<int>(1 + (at + i) % 2));
+      model[addr] = page;
+      std::memcpy(room.data() + i * kPageSize, page.data(), kPageSize);
+    }
+    ASSERT_TRUE(w->add_pages(kBase + at * kPageSize, room));
+    at += n;
+    w->warm_up(4 * total);  // after pages: ignored
+  }
+  auto info = w->commit();
+  ASSERT_TRUE(info) << info.error().message();
+  EXPECT_EQ(info->pages_stored, total);
+  EXPECT_EQ(largest_room, 256u);
+  auto chain = ImageChain::open(tmp / "img");
+  ASSERT_TRUE(chain) << chain.error().message();
+  expect_matches_model(**chain, model, areas);
+  ASSERT_TRUE(verify_chain(tmp / "img"));
+}
+
 TEST(ImageRoundTrip, ANonEmptyDirectoryOrAFileIsNeverOverwritten) {
   wpckpt::test::TempDir tmp;
   std::filesystem::create_directory(tmp / "img");
