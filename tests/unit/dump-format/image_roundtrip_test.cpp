@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <set>
 
 #include "dump-format/image.hpp"
@@ -129,6 +130,33 @@ TEST(ImageRoundTrip, PagesReadIntoTheWritersRoomComeBack) {
   ASSERT_TRUE(verify_chain(tmp / "img"));
 }
 
+// Pages [kBase, kBase + total pages) written as a capture does: read into
+// the room the writer hands out (page_room), then added in place; each page
+// recorded in `model`. `after_each` runs after every room added.
+struct RoomFill {
+  uint64_t largest_room = 0;         // pages
+  std::set<uintptr_t> room_pages;    // every distinct page of memory handed out as room
+};
+void fill_through_rooms(ImageWriter& w, uint64_t total, int seed, Model& model, RoomFill& fill,
+                        const std::function<void()>& after_each = {}) {
+  for (uint64_t at = 0; at < total;) {
+    std::span<std::byte> room = w.page_room(total - at);
+    ASSERT_GE(room.size(), kPageSize);
+    const uint64_t n = room.size() / kPageSize;
+    fill.largest_room = std::max(fill.largest_room, n);
+    for (uint64_t i = 0; i < n; ++i) {
+      const uint64_t addr = kBase + (at + i) * kPageSize;
+      auto page = make_page(seed, addr, static_cast<int>(1 + (at + i) % 2));
+      model[addr] = page;
+      std::memcpy(room.data() + i * kPageSize, page.data(), kPageSize);
+      fill.room_pages.insert(reinterpret_cast<uintptr_t>(room.data()) + i * kPageSize);
+    }
+    ASSERT_TRUE(w.add_pages(kBase + at * kPageSize, room));
+    at += n;
+    if (after_each) after_each();
+  }
+}
+
 // A delta announced with expect_pages() (and not warmed before a freeze) is
 // read into a few small batches filled again and again, not into fresh
 // memory for each of its pages (kReuseUpToPages in image_writer.cpp), and
@@ -147,23 +175,10 @@ TEST(ImageRoundTrip, ASmallDeltaIsReadIntoTheSameFewBatchesAgain) {
     w->set_areas(areas);
     if (warmed) w->warm_up(total);
     w->expect_pages(total);
-    std::set<uintptr_t> room_pages;  // every distinct page of memory handed out as room
-    uint64_t largest_room = 0;
-    for (uint64_t at = 0; at < total;) {
-      std::span<std::byte> room = w->page_room(total - at);
-      ASSERT_GE(room.size(), kPageSize);
-      const uint64_t n = room.size() / kPageSize;
-      largest_room = std::max(largest_room, n);
-      for (uint64_t i = 0; i < n; ++i) {
-        const uint64_t addr = kBase + (at + i) * kPageSize;
-        auto page = make_page(5, addr, static_cast<int>(1 + (at + i) % 2));
-        model[addr] = page;
-        std::memcpy(room.data() + i * kPageSize, page.data(), kPageSize);
-        room_pages.insert(reinterpret_cast<uintptr_t>(room.data()) + i * kPageSize);
-      }
-      ASSERT_TRUE(w->add_pages(kBase + at * kPageSize, room));
-      at += n;
-    }
+    RoomFill fill;
+    ASSERT_NO_FATAL_FAILURE(fill_through_rooms(*w, total, 5, model, fill));
+    const uint64_t largest_room = fill.largest_room;
+    const std::set<uintptr_t>& room_pages = fill.room_pages;
     auto info = w->commit();
     ASSERT_TRUE(info) << info.error().message();
     EXPECT_EQ(info->pages_stored, total);
@@ -197,22 +212,9 @@ TEST(ImageRoundTrip, AWriterWarmedTwiceThenLateStillWritesEveryPage) {
   w->warm_up(10);
   w->warm_up(total);  // topped up: the batches are 1 MiB from here
   w->warm_up(5);      // fewer: nothing
-  uint64_t largest_room = 0;
-  for (uint64_t at = 0; at < total;) {
-    std::span<std::byte> room = w->page_room(total - at);
-    ASSERT_GE(room.size(), kPageSize);
-    const uint64_t n = room.size() / kPageSize;
-    largest_room = std::max(largest_room, n);
-    for (uint64_t i = 0; i < n; ++i) {
-      const uint64_t addr = kBase + (at + i) * kPageSize;
-      auto page = make_page(9, addr, static_cast<int>(1 + (at + i) % 2));
-      model[addr] = page;
-      std::memcpy(room.data() + i * kPageSize, page.data(), kPageSize);
-    }
-    ASSERT_TRUE(w->add_pages(kBase + at * kPageSize, room));
-    at += n;
-    w->warm_up(4 * total);  // after pages: ignored
-  }
+  RoomFill fill;
+  ASSERT_NO_FATAL_FAILURE(fill_through_rooms(*w, total, 9, model, fill, [&] { w->warm_up(4 * total); }));  // after pages: ignored
+  const uint64_t largest_room = fill.largest_room;
   auto info = w->commit();
   ASSERT_TRUE(info) << info.error().message();
   EXPECT_EQ(info->pages_stored, total);
