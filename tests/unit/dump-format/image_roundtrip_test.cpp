@@ -157,6 +157,20 @@ void fill_through_rooms(ImageWriter& w, uint64_t total, int seed, Model& model, 
   }
 }
 
+// A pre-dump writer with two workers over one area of `total` pages at kBase.
+struct SmallDelta {
+  explicit SmallDelta(uint64_t total) : areas{area(kBase, kBase + total * kPageSize)} {
+    WriterOptions options;
+    options.threads = 2;
+    w = writer_for(tmp / "img", std::nullopt, ImageKind::PreDump, options);
+    if (w) w->set_areas(areas);
+  }
+  wpckpt::test::TempDir tmp;
+  std::vector<MemoryArea> areas;
+  Model model;
+  std::unique_ptr<ImageWriter> w;
+};
+
 // A delta announced with expect_pages() (and not warmed before a freeze) is
 // read into a few small batches filled again and again, not into fresh
 // memory for each of its pages (kReuseUpToPages in image_writer.cpp), and
@@ -164,15 +178,10 @@ void fill_through_rooms(ImageWriter& w, uint64_t total, int seed, Model& model, 
 TEST(ImageRoundTrip, ASmallDeltaIsReadIntoTheSameFewBatchesAgain) {
   for (bool warmed : {false, true}) {
     SCOPED_TRACE(warmed ? "warmed" : "not warmed");
-    wpckpt::test::TempDir tmp;
     const uint64_t total = 900;
-    std::vector<MemoryArea> areas{area(kBase, kBase + total * kPageSize)};
-    Model model;
-    WriterOptions options;
-    options.threads = 2;
-    auto w = writer_for(tmp / "img", std::nullopt, ImageKind::PreDump, options);
+    SmallDelta d(total);
+    auto& [tmp, areas, model, w] = d;
     ASSERT_TRUE(w);
-    w->set_areas(areas);
     if (warmed) w->warm_up(total);
     w->expect_pages(total);
     RoomFill fill;
@@ -200,15 +209,10 @@ TEST(ImageRoundTrip, ASmallDeltaIsReadIntoTheSameFewBatchesAgain) {
 // pages adds to the warm slots, with fewer changes nothing, and once pages
 // came it is ignored. The image comes back exactly either way.
 TEST(ImageRoundTrip, AWriterWarmedTwiceThenLateStillWritesEveryPage) {
-  wpckpt::test::TempDir tmp;
   const uint64_t total = 900;
-  std::vector<MemoryArea> areas{area(kBase, kBase + total * kPageSize)};
-  Model model;
-  WriterOptions options;
-  options.threads = 2;
-  auto w = writer_for(tmp / "img", std::nullopt, ImageKind::PreDump, options);
+  SmallDelta d(total);
+  auto& [tmp, areas, model, w] = d;
   ASSERT_TRUE(w);
-  w->set_areas(areas);
   w->warm_up(10);
   w->warm_up(total);  // topped up: the batches are 1 MiB from here
   w->warm_up(5);      // fewer: nothing
