@@ -180,7 +180,10 @@ TEST(ImageRoundTrip, ASmallDeltaIsReadIntoTheSameFewBatchesAgain) {
     SCOPED_TRACE(warmed ? "warmed" : "not warmed");
     const uint64_t total = 900;
     SmallDelta d(total);
-    auto& [tmp, areas, model, w] = d;
+    auto& w = d.w;
+    Model& model = d.model;
+    const std::vector<MemoryArea>& areas = d.areas;
+    const wpckpt::test::TempDir& tmp = d.tmp;
     ASSERT_TRUE(w);
     if (warmed) w->warm_up(total);
     w->expect_pages(total);
@@ -211,7 +214,10 @@ TEST(ImageRoundTrip, ASmallDeltaIsReadIntoTheSameFewBatchesAgain) {
 TEST(ImageRoundTrip, AWriterWarmedTwiceThenLateStillWritesEveryPage) {
   const uint64_t total = 900;
   SmallDelta d(total);
-  auto& [tmp, areas, model, w] = d;
+  auto& w = d.w;
+  Model& model = d.model;
+  const std::vector<MemoryArea>& areas = d.areas;
+  const wpckpt::test::TempDir& tmp = d.tmp;
   ASSERT_TRUE(w);
   w->warm_up(10);
   w->warm_up(total);  // topped up: the batches are 1 MiB from here
