@@ -181,14 +181,11 @@ TEST(ImageRoundTrip, ASmallDeltaIsReadIntoTheSameFewBatchesAgain) {
     const uint64_t total = 900;
     SmallDelta d(total);
     auto& w = d.w;
-    Model& model = d.model;
-    const std::vector<MemoryArea>& areas = d.areas;
-    const wpckpt::test::TempDir& tmp = d.tmp;
     ASSERT_TRUE(w);
     if (warmed) w->warm_up(total);
     w->expect_pages(total);
     RoomFill fill;
-    ASSERT_NO_FATAL_FAILURE(fill_through_rooms(*w, total, 5, model, fill));
+    ASSERT_NO_FATAL_FAILURE(fill_through_rooms(*w, total, 5, d.model, fill));
     const uint64_t largest_room = fill.largest_room;
     const std::set<uintptr_t>& room_pages = fill.room_pages;
     auto info = w->commit();
@@ -201,9 +198,9 @@ TEST(ImageRoundTrip, ASmallDeltaIsReadIntoTheSameFewBatchesAgain) {
       EXPECT_LE(largest_room, 32u);
       EXPECT_LE(room_pages.size(), 4u * 32u);
     }
-    auto chain = ImageChain::open(tmp / "img");
+    auto chain = ImageChain::open(d.tmp / "img");
     ASSERT_TRUE(chain) << chain.error().message();
-    expect_matches_model(**chain, model, areas);
+    expect_matches_model(**chain, d.model, d.areas);
   }
 }
 
@@ -215,24 +212,21 @@ TEST(ImageRoundTrip, AWriterWarmedTwiceThenLateStillWritesEveryPage) {
   const uint64_t total = 900;
   SmallDelta d(total);
   auto& w = d.w;
-  Model& model = d.model;
-  const std::vector<MemoryArea>& areas = d.areas;
-  const wpckpt::test::TempDir& tmp = d.tmp;
   ASSERT_TRUE(w);
   w->warm_up(10);
   w->warm_up(total);  // topped up: the batches are 1 MiB from here
   w->warm_up(5);      // fewer: nothing
   RoomFill fill;
-  ASSERT_NO_FATAL_FAILURE(fill_through_rooms(*w, total, 9, model, fill, [&] { w->warm_up(4 * total); }));  // after pages: ignored
+  ASSERT_NO_FATAL_FAILURE(fill_through_rooms(*w, total, 9, d.model, fill, [&] { w->warm_up(4 * total); }));  // after pages: ignored
   const uint64_t largest_room = fill.largest_room;
   auto info = w->commit();
   ASSERT_TRUE(info) << info.error().message();
   EXPECT_EQ(info->pages_stored, total);
   EXPECT_EQ(largest_room, 256u);
-  auto chain = ImageChain::open(tmp / "img");
+  auto chain = ImageChain::open(d.tmp / "img");
   ASSERT_TRUE(chain) << chain.error().message();
-  expect_matches_model(**chain, model, areas);
-  ASSERT_TRUE(verify_chain(tmp / "img"));
+  expect_matches_model(**chain, d.model, d.areas);
+  ASSERT_TRUE(verify_chain(d.tmp / "img"));
 }
 
 TEST(ImageRoundTrip, ANonEmptyDirectoryOrAFileIsNeverOverwritten) {
