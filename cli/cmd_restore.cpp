@@ -20,6 +20,14 @@ void add_restore_command(CLI::App& app, int& exit_code) {
       sub->add_flag("--tcp-established", opts->tcp_established, "Restore established TCP connections (TCP repair; root)");
   sub->add_flag("--tcp-close", opts->tcp_close, "Restore established TCP connections as closed sockets")
       ->excludes(tcp_established);
+  // CRIU wants these on restore as well; here the image says what the dump
+  // took, and all of it is restored.
+  sub->add_flag(std::string("--file-locks"))
+      ->description("Accepted for CRIU scripts: the file locks the dump recorded (its --file-locks) are always taken "
+                    "again");
+  sub->add_flag(std::string("--ext-unix-sk"))
+      ->description("Accepted for CRIU scripts: sockets the dump recorded as external (its --ext-unix-sk) are always "
+                    "reconnected by name");
   add_criu_options(sub, opts->criu,
                    "Give the process this terminal in place of the one it had on fd 0-2; refused if wpckpt's "
                    "fd 0-2 is not a terminal",

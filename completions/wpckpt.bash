@@ -116,7 +116,7 @@ _wpckpt() {
         --port) _wpckpt_files; return ;;
         --secret-file) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir --compress-level --direct-io --buffered-io --ghost-limit --file-locks -R --leave-running --track-mem -j --shell-job --display-stats -o --log-file --page-server --address --port --secret-file --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --prev-images-dir --compress-level --direct-io --buffered-io --ghost-limit --file-locks -R --leave-running --tcp-established --ext-unix-sk --track-mem -j --shell-job --display-stats -o --log-file --page-server --address --port --secret-file --json" -- "$cur"))
       ;;
     restore)
       case $prev in
@@ -128,7 +128,7 @@ _wpckpt() {
         --port) _wpckpt_files; return ;;
         --secret-file) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -D --images-dir -d --restore-detached --lazy --lazy-pages --allow-other-owner --pidfile --tcp-established --tcp-close -j --shell-job --display-stats -o --log-file --network-lock --page-server --address --port --secret-file --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -D --images-dir -d --restore-detached --lazy --lazy-pages --allow-other-owner --pidfile --tcp-established --tcp-close --file-locks --ext-unix-sk -j --shell-job --display-stats -o --log-file --network-lock --page-server --address --port --secret-file --json" -- "$cur"))
       ;;
     run)
       for ((i = verb_at + 1; i < COMP_CWORD; i++)); do

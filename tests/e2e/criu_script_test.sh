@@ -2,8 +2,9 @@
 # A CRIU-style pre-dump iteration script (tests/e2e/criu_style/) against a
 # real workload: zdtm_counter (threads counting under a mutex, a heap pattern)
 # is pre-dumped three times with ../N parents in directories made by mkdir,
-# dumped, and restored detached with --pidfile; the pid file must name the
-# restored process, which must then pass its own check. Also: the errors a
+# dumped, and restored detached with --pidfile, each step given the same
+# CRIU options (--tcp-established --file-locks --ext-unix-sk); the pid file
+# must name the restored process, which must then pass its own check. Also: the errors a
 # CRIU user meets first (a non-empty -D, a parent given relative to the
 # working directory) and where --log-file puts the log.
 # Every process started here is killed by pid when the test ends.

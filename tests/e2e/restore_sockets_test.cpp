@@ -9,6 +9,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 
 #include "tests/e2e/restore_helpers.hpp"
 
@@ -68,6 +69,57 @@ TEST(RestoreSockets, RestoreRefusesEstablishedTcpWithoutAPolicy) {
   const std::string table = "inet wpckpt_lock_" + std::to_string(c.pid);
   EXPECT_EQ(std::system(("nft list table " + table + " >/dev/null").c_str()), 0) << "the dump left no network lock";
   EXPECT_EQ(std::system(("nft delete table " + table).c_str()), 0);
+}
+
+// A unix datagram socket connected to a name outside the process (a log
+// socket, say): refused without --ext-unix-sk, reconnected to that name by
+// the restore with it. Every step takes the option, as CRIU scripts pass it.
+TEST(RestoreSockets, ADatagramSocketConnectedOutsideIsReconnectedByName) {
+  TempDir dir;
+  const std::string path = (dir / "log.sock").string(), go = (dir / "go").string();
+  int receiver = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(receiver, 0);
+  sockaddr_un un{};
+  un.sun_family = AF_UNIX;
+  std::strcpy(un.sun_path, path.c_str());
+  ASSERT_EQ(::bind(receiver, reinterpret_cast<sockaddr*>(&un), sizeof un), 0);
+  timeval wait_at_most{30, 0};
+  ASSERT_EQ(::setsockopt(receiver, SOL_SOCKET, SO_RCVTIMEO, &wait_at_most, sizeof wait_at_most), 0);
+  auto received = [&] {
+    char buf[64] = {};
+    ssize_t n = ::recv(receiver, buf, sizeof buf - 1, 0);
+    return std::string(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  };
+  const std::string out = (dir / "out.txt").string();
+  ChildProcess proc = ChildProcess::start(
+      {wpckpt_binary(), "run", "--", "python3", "-c",
+       "import os,socket,sys,time\n"
+       "s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.connect(sys.argv[1])\ns.send(b'before')\n"
+       "print('READY',flush=True)\n"
+       "while not os.path.exists(sys.argv[2]): time.sleep(0.02)\n"
+       "s.send(b'after restore')",
+       path, go},
+      {}, out);
+  KillByPid guard{proc.pid()};
+  ASSERT_TRUE(wait_until([&] { return read_file(out).find("READY") != std::string::npos; })) << read_file(out);
+  EXPECT_EQ(received(), "before");
+  const std::string pid = std::to_string(proc.pid());
+  CommandResult r = run_wpckpt({"dump", "-t", pid, "-D", (dir / "refused").string()});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("unix dgram socket connected to"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--ext-unix-sk"), std::string::npos) << r.err;
+  EXPECT_FALSE(pid_gone(proc.pid()));
+
+  r = run_wpckpt({"pre-dump", "-t", pid, "-D", (dir / "pre").string(), "--ext-unix-sk"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_wpckpt({"dump", "-t", pid, "-D", (dir / "dump").string(), "--prev-images-dir", "../pre", "--ext-unix-sk"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  proc.wait();  // killed by the dump; reaped so that its pid is free
+  ChildProcess restore = start_restore(dir / "dump", proc.pid(), {"--ext-unix-sk"});
+  std::ofstream{go}.flush();
+  EXPECT_EQ(received(), "after restore");
+  EXPECT_EQ(exit_code_of(restore.wait(std::chrono::seconds(30))), 0) << read_file(out);
+  ::close(receiver);
 }
 
 TEST(RestoreSockets, AConnectionToAnotherProcessIsRefusedByName) {

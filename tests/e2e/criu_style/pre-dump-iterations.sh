@@ -7,15 +7,19 @@ set -e
 pid=$1
 n=$2
 pidfile=$3
+# One set of options for every step, as scripts for servers pass them (CRIU
+# takes any option on any command; a pre-dump or a restore ignores what is
+# not its business).
+opts="--tcp-established --file-locks --ext-unix-sk"
 
 mkdir -p imgs/1
-wpckpt pre-dump -t "$pid" -D imgs/1 --track-mem -v4 -o pre-dump.log
+wpckpt pre-dump -t "$pid" -D imgs/1 --track-mem $opts -v4 -o pre-dump.log
 i=1
 while [ "$i" -lt "$n" ]; do
 	i=$((i + 1))
 	mkdir imgs/$i
-	wpckpt pre-dump -t "$pid" -D imgs/$i --prev-images-dir ../$((i - 1)) --track-mem -v4 -o pre-dump.log
+	wpckpt pre-dump -t "$pid" -D imgs/$i --prev-images-dir ../$((i - 1)) --track-mem $opts -v4 -o pre-dump.log
 done
 mkdir imgs/$((n + 1))
-wpckpt dump -t "$pid" -D imgs/$((n + 1)) --prev-images-dir ../$n --track-mem -v4 -o dump.log --display-stats
-wpckpt restore -D imgs/$((n + 1)) -d --pidfile "$pidfile" -v4 -o restore.log --display-stats
+wpckpt dump -t "$pid" -D imgs/$((n + 1)) --prev-images-dir ../$n --track-mem $opts -v4 -o dump.log --display-stats
+wpckpt restore -D imgs/$((n + 1)) -d --pidfile "$pidfile" $opts -v4 -o restore.log --display-stats
