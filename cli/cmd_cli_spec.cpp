@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/criu_compat.hpp"
 #include "cli/output.hpp"
 
 namespace wpckpt::cli {
@@ -35,6 +36,9 @@ void add_cli_spec_command(CLI::App& app, int& exit_code) {
       verbs[verb->get_name()] = {{"description", verb->get_description()}, {"options", options_of(*verb)}};
     }
     spec["verbs"] = verbs;
+    // Refused with a hint (criu_compat.hpp): names the man pages may use.
+    spec["criu_options_refused"] = nlohmann::json::array();
+    for (std::string_view name : criu_options_with_hints()) spec["criu_options_refused"].push_back(name);
     print_json(spec);
     exit_code = kExitOk;
   });

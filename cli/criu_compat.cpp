@@ -29,6 +29,78 @@ void add_ghost_limit_option(CLI::App* verb, uint64_t& into) {
       ->transform(CLI::AsSizeValue(false));
 }
 
+namespace {
+
+struct CriuOptionHint {
+  const char* option;
+  const char* hint;
+};
+
+constexpr const char* kMounts =
+    "mounts are not checkpointed (a process in a mount namespace other than wpckpt's is refused): leave it out";
+
+// CRIU options that scripts pass and wpckpt does not take, with what to do instead.
+constexpr CriuOptionHint kCriuOptionHints[] = {
+    {"--auto-dedup",
+     "a delta never rewrites its parent image, so there is nothing to deduplicate; `wpckpt merge -D DIR -o OUT` "
+     "squashes a chain into one image"},
+    {"--link-remap",
+     "deleted open files are saved by their contents up to --ghost-limit (default 1M); raise it instead"},
+    {"--manage-cgroups",
+     "cgroups are not checkpointed: the restored process joins the cgroup of `wpckpt restore`; leave it out"},
+    {"--cgroup-root", "cgroups are not checkpointed; leave it out"},
+    {"--freeze-cgroup",
+     "wpckpt freezes the process itself (ptrace), and a pre-dump does not freeze it at all; leave it out"},
+    {"-W", "there is no work directory: -o FILE is written inside -D unless FILE is absolute, and --pidfile is a "
+           "path as given"},
+    {"--work-dir", "there is no work directory: -o FILE is written inside -D unless FILE is absolute, and "
+                   "--pidfile is a path as given"},
+    {"--root", "a process is restored under the root of `wpckpt restore`; run wpckpt in that root instead"},
+    {"--inherit-fd", "descriptors are re-created from the image; an fd cannot be passed in"},
+    {"--restore-sibling",
+     "the restored process is a child of `wpckpt restore`, or detached from it with -d"},
+    {"--leave-stopped", "a dump kills the process or lets it run on (-R); it cannot leave it stopped"},
+    {"--skip-in-flight",
+     "a listener with connections waiting to be accepted is refused by name; dump again once they are accepted"},
+    {"--lazy-pages",
+     "post-copy here: a plain dump, then `wpckpt page-server --lazy` on the source and `wpckpt restore --lazy "
+     "--page-server` on the destination (wpckpt-page-server(1)), or `wpckpt migrate` for all of it"},
+    {"--external", kMounts},
+    {"--ext-mount-map", kMounts},
+    {"--skip-mnt", kMounts},
+    {"--enable-fs", kMounts},
+    {"--evasive-devices", kMounts},
+    {"--action-script", "no hooks are run; run the commands before and after wpckpt in the script itself"},
+};
+
+// "--opt=value" -> "--opt".
+std::string_view option_name(std::string_view word) { return word.substr(0, word.find('=')); }
+
+}  // namespace
+
+std::string_view criu_option_hint(std::string_view option) {
+  for (const CriuOptionHint& h : kCriuOptionHints)
+    if (option == h.option) return h.hint;
+  return {};
+}
+
+std::vector<std::string_view> criu_options_with_hints() {
+  std::vector<std::string_view> out;
+  for (const CriuOptionHint& h : kCriuOptionHints) out.push_back(h.option);
+  return out;
+}
+
+void print_criu_option_hints(const std::vector<std::string>& words, std::string_view error) {
+  for (size_t i = 1; i < words.size(); ++i) {
+    if (words[i] == "--") break;  // the rest belongs to a command
+    std::string_view name = option_name(words[i]);
+    std::string_view hint = criu_option_hint(name);
+    if (hint.empty() || error.find(name) == std::string_view::npos) continue;
+    std::fprintf(stderr, "wpckpt: hint: %.*s (CRIU's): %.*s\n", static_cast<int>(name.size()), name.data(),
+                 static_cast<int>(hint.size()), hint.data());
+  }
+}
+
 std::vector<std::string> numeric_verbosity_as_option(int argc, char** argv) {
   std::vector<std::string> out;
   bool rewrite = true;

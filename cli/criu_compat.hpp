@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace wpckpt::cli {
@@ -37,6 +38,20 @@ void add_ghost_limit_option(CLI::App* verb, uint64_t& into);
 // Returns argv with each such word before "--" (and before the command of
 // `run`) replaced by "--verbosity=N".
 std::vector<std::string> numeric_verbosity_as_option(int argc, char** argv);
+
+// What to do instead of a CRIU option that wpckpt does not have (`option`
+// is its name, e.g. "--auto-dedup"); empty for any other word. The command
+// line is refused as CRIU would refuse an unknown option, and this hint
+// follows the error.
+std::string_view criu_option_hint(std::string_view option);
+
+// The CRIU options criu_option_hint() knows (for `wpckpt __cli-spec`: the
+// man pages may name them).
+std::vector<std::string_view> criu_options_with_hints();
+
+// The hints for the words of a command line that CLI11 refused as "not
+// expected" (`error` is its message): one line each, on stderr.
+void print_criu_option_hints(const std::vector<std::string>& words, std::string_view error);
 
 // CRIU's "Displaying dump stats" lines (its names and units: scripts parse
 // them). On stdout, or on stderr when stdout carries a --json document.

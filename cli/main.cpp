@@ -140,6 +140,7 @@ int main(int argc, char** argv) {
     app.parse(static_cast<int>(args.size()), args.data());
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
+    if (dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr) print_criu_option_hints(words, e.what());
     return rc == 0 ? kExitOk : kExitUsage;
   } catch (const std::exception& e) {
     // A bug (libraries return errors, they do not throw): say so, never abort.

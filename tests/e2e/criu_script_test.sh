@@ -6,7 +6,8 @@
 # CRIU options (--tcp-established --file-locks --ext-unix-sk); the pid file
 # must name the restored process, which must then pass its own check. Also: the errors a
 # CRIU user meets first (a non-empty -D, a parent given relative to the
-# working directory) and where --log-file puts the log.
+# working directory, a CRIU option wpckpt does not have) and where
+# --log-file puts the log.
 # Every process started here is killed by pid when the test ends.
 set -u
 W=${WPCKPT:?}
@@ -57,6 +58,18 @@ wpckpt pre-dump -t "$workload" -D imgs0/2 --prev-images-dir other/1 2>err.txt
 grep -q "exists relative to the working directory" err.txt || fail "relative parent: unclear error: $(cat err.txt)"
 grep -q -- "--prev-images-dir ../../other/1" err.txt || fail "relative parent: the hint does not give the path relative to -D: $(cat err.txt)"
 [ ! -e imgs0/2 ] || fail "a refused pre-dump left imgs0/2"
+
+# A CRIU option wpckpt does not have: a usage error, with what to do instead, nothing touched.
+wpckpt pre-dump -t "$workload" -D dedup --auto-dedup 2>err.txt
+[ $? -eq 2 ] || fail "an unknown CRIU option must be a usage error (exit 2)"
+grep -q "hint: --auto-dedup (CRIU's): .*wpckpt merge" err.txt || fail "--auto-dedup: no hint: $(cat err.txt)"
+wpckpt dump -t "$workload" -D lazy --lazy-pages --manage-cgroups=soft 2>err.txt
+[ $? -eq 2 ] || fail "dump --lazy-pages must be a usage error (exit 2)"
+grep -q "hint: --lazy-pages (CRIU's): .*page-server --lazy" err.txt || fail "--lazy-pages: no hint: $(cat err.txt)"
+grep -q "hint: --manage-cgroups (CRIU's): cgroups are not checkpointed" err.txt \
+  || fail "--manage-cgroups=soft: no hint: $(cat err.txt)"
+[ ! -e dedup ] && [ ! -e lazy ] || fail "a refused command line created its -D"
+kill -0 "$workload" || fail "a refused command line harmed the workload"
 
 # --- The script itself.
 # The workload is our child: the dump kills it, and we must reap it at once
