@@ -143,15 +143,11 @@ void add_pre_dump_command(CLI::App& app, int& exit_code) {
   sub->add_flag("--file-locks", opts->file_locks, "Accept file locks on files (the dump records them; as CRIU)");
   sub->add_flag("-R,--leave-running", opts->leave_running,
                 "Accepted for CRIU scripts: a pre-dump always leaves the process running");
-  // CRIU takes every option on every command, and scripts pass one set to
-  // pre-dump, dump and restore. A pre-dump saves memory only: sockets are
-  // checked and saved by the dump, under its own options.
-  sub->add_flag(std::string("--tcp-established"))
-      ->description("Accepted for CRIU scripts: a pre-dump saves memory only; the dump's --tcp-established takes the "
-                    "connections");
-  sub->add_flag(std::string("--ext-unix-sk"))
-      ->description("Accepted for CRIU scripts: a pre-dump saves memory only; the dump's --ext-unix-sk takes the "
-                    "sockets");
+  // A pre-dump saves memory only: sockets are checked and saved by the dump,
+  // under its own options.
+  add_ignored_criu_flag(sub, "--tcp-established",
+                        "a pre-dump saves memory only; the dump's --tcp-established takes the connections");
+  add_ignored_criu_flag(sub, "--ext-unix-sk", "a pre-dump saves memory only; the dump's --ext-unix-sk takes the sockets");
   add_criu_options(sub, opts->criu, "Accepted for CRIU scripts: a pre-dump does not capture terminals", true);
   add_page_server_options(sub, opts->page_server, PageServerRole::Send);
   sub->add_flag("--json", opts->json, "Print a JSON document");

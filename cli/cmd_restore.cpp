@@ -2,6 +2,7 @@
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "cli/criu_compat.hpp"
 #include "cli/log_file.hpp"
 #include "cli/page_server_options.hpp"
 #include "cli/restore_run.hpp"
@@ -22,12 +23,10 @@ void add_restore_command(CLI::App& app, int& exit_code) {
       ->excludes(tcp_established);
   // CRIU wants these on restore as well; here the image says what the dump
   // took, and all of it is restored.
-  sub->add_flag(std::string("--file-locks"))
-      ->description("Accepted for CRIU scripts: the file locks the dump recorded (its --file-locks) are always taken "
-                    "again");
-  sub->add_flag(std::string("--ext-unix-sk"))
-      ->description("Accepted for CRIU scripts: sockets the dump recorded as external (its --ext-unix-sk) are always "
-                    "reconnected by name");
+  add_ignored_criu_flag(sub, "--file-locks",
+                        "the file locks the dump recorded (its --file-locks) are always taken again");
+  add_ignored_criu_flag(sub, "--ext-unix-sk",
+                        "sockets the dump recorded as external (its --ext-unix-sk) are always reconnected by name");
   add_criu_options(sub, opts->criu,
                    "Give the process this terminal in place of the one it had on fd 0-2; refused if wpckpt's "
                    "fd 0-2 is not a terminal",

@@ -13,6 +13,10 @@ void add_criu_options(CLI::App* verb, CriuOptions& into, const char* shell_job_h
   verb->add_option("-o,--log-file", into.log_file, "Write the log to FILE, inside -D unless absolute (as CRIU)");
 }
 
+void add_ignored_criu_flag(CLI::App* verb, const std::string& name, const std::string& why) {
+  verb->add_flag(name)->description("Accepted for CRIU scripts: " + why);
+}
+
 void add_network_lock_option(CLI::App* verb, CriuOptions& into) {
   verb->add_option("--network-lock", into.network_lock,
                    "Drop the packets of established TCP connections between dump and restore: nftables "
@@ -36,6 +40,9 @@ struct CriuOptionHint {
   const char* hint;
 };
 
+constexpr const char* kWorkDir =
+    "there is no work directory: -o FILE is written inside -D unless FILE is absolute, and --pidfile is a path as "
+    "given";
 constexpr const char* kMounts =
     "mounts are not checkpointed (a process in a mount namespace other than wpckpt's is refused): leave it out";
 
@@ -51,10 +58,8 @@ constexpr CriuOptionHint kCriuOptionHints[] = {
     {"--cgroup-root", "cgroups are not checkpointed; leave it out"},
     {"--freeze-cgroup",
      "wpckpt freezes the process itself (ptrace), and a pre-dump does not freeze it at all; leave it out"},
-    {"-W", "there is no work directory: -o FILE is written inside -D unless FILE is absolute, and --pidfile is a "
-           "path as given"},
-    {"--work-dir", "there is no work directory: -o FILE is written inside -D unless FILE is absolute, and "
-                   "--pidfile is a path as given"},
+    {"-W", kWorkDir},
+    {"--work-dir", kWorkDir},
     {"--root", "a process is restored under the root of `wpckpt restore`; run wpckpt in that root instead"},
     {"--inherit-fd", "descriptors are re-created from the image; an fd cannot be passed in"},
     {"--restore-sibling",

@@ -25,6 +25,11 @@ struct CriuOptions {
 // -o/--log-file on `verb`.
 void add_criu_options(CLI::App* verb, CriuOptions& into, const char* shell_job_help, bool track_mem);
 
+// A CRIU option that `verb` accepts and ignores (CRIU takes every option on
+// every command, and scripts pass one set to every step); `why` is its help,
+// after "Accepted for CRIU scripts: ".
+void add_ignored_criu_flag(CLI::App* verb, const std::string& name, const std::string& why);
+
 // --network-lock nftables|skip on dump and restore (lib/netlock): CRIU's
 // option. Its default there, iptables, is refused by name: wpckpt locks with
 // nftables only.
