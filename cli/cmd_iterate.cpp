@@ -10,9 +10,11 @@
 
 #include "cli/cancel.hpp"
 #include "cli/commands.hpp"
+#include "cli/criu_compat.hpp"
 #include "cli/image_io_options.hpp"
 #include "cli/iterate_output.hpp"
 #include "cli/output.hpp"
+#include "lib/dump/unsupported_state.hpp"
 #include "lib/iterate/iterate.hpp"
 
 namespace wpckpt::cli {
@@ -31,6 +33,10 @@ struct IterateOptions {
   bool cross_check = false;
   int compress_level = 1;
   bool buffered_io = false;  // --buffered-io
+  // What the final dump takes (as `wpckpt dump`'s options).
+  bool tcp_established = false, ext_unix_sk = false, file_locks = false;
+  uint64_t ghost_limit = dump::kDefaultGhostLimit;
+  CriuOptions criu;  // --network-lock only
 };
 
 int run_iterate(const IterateOptions& opts) {
@@ -54,6 +60,11 @@ int run_iterate(const IterateOptions& opts) {
   req.cross_check = opts.cross_check;
   req.compress_level = opts.compress_level;
   req.direct_io = !opts.buffered_io;
+  req.fds.tcp_established = opts.tcp_established;
+  req.fds.ext_unix_sk = opts.ext_unix_sk;
+  req.fds.file_locks = opts.file_locks;
+  req.fds.ghost_limit = opts.ghost_limit;
+  req.fds.network_lock = opts.criu.network_lock == "nftables";
   req.cancel = cancel;
   auto report = iterate::iterate(req, [&](const iterate::IterationFigures& f) { print_iteration(f, opts.json); });
   if (!report) return report_error(report.error(), opts.json);
@@ -89,6 +100,14 @@ void add_iterate_command(CLI::App& app, int& exit_code) {
                 "Confirm every events-mode pre-dump with a full read-only scan; fail on a page the events missed");
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
   add_image_io_options(sub, opts->buffered_io);
+  sub->add_flag("--tcp-established", opts->tcp_established,
+                "The final dump takes established TCP connections (TCP repair; as `dump --tcp-established`)");
+  sub->add_flag("--ext-unix-sk", opts->ext_unix_sk,
+                "The final dump takes unix datagram sockets connected to a name outside (as `dump --ext-unix-sk`)");
+  sub->add_flag("--file-locks", opts->file_locks,
+                "Pre-dumps accept file locks and the final dump records them (as `dump --file-locks`)");
+  add_ghost_limit_option(sub, opts->ghost_limit);
+  add_network_lock_option(sub, opts->criu);
   sub->add_flag("--json", opts->json, "Print one JSON object per iteration and one for the result, one per line");
   sub->callback([opts, &exit_code] { exit_code = run_iterate(*opts); });
 }

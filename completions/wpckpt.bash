@@ -72,8 +72,10 @@ _wpckpt() {
         --final) :; return ;;
         --interval) :; return ;;
         --compress-level) :; return ;;
+        --ghost-limit) _wpckpt_files; return ;;
+        --network-lock) _wpckpt_files; return ;;
       esac
-      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --max-iterations --target-downtime-ms --final -R --leave-running --interval --no-events --cross-check --compress-level --direct-io --buffered-io --json" -- "$cur"))
+      COMPREPLY=($(compgen -W "-h --help -t --tree -D --images-dir --max-iterations --target-downtime-ms --final -R --leave-running --interval --no-events --cross-check --compress-level --direct-io --buffered-io --tcp-established --ext-unix-sk --file-locks --ghost-limit --network-lock --json" -- "$cur"))
       ;;
     merge)
       case $prev in

@@ -82,6 +82,11 @@ complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -l cross-check -d 'C
 complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -l compress-level -x -d 'zstd level (negative: faster)'
 complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -l direct-io -d 'The default: write the image\'s bulk around the page cache (O_DIRECT): less CPU, no other program\'s cache evicted; a restore reads the image from the disk'
 complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -l buffered-io -d 'Write the image through the page cache, for a restore that follows at once on a host whose disk is much slower than its memory (costs a fresh page-cache page per 4 KiB written)'
+complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -l tcp-established -d 'The final dump takes established TCP connections (TCP repair; as `dump --tcp-established`)'
+complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -l ext-unix-sk -d 'The final dump takes unix datagram sockets connected to a name outside (as `dump --ext-unix-sk`)'
+complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -l file-locks -d 'Pre-dumps accept file locks and the final dump records them (as `dump --file-locks`)'
+complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -l ghost-limit -r -F -d 'Save deleted open files up to SIZE (bytes, or with K/M/G; default 1M, as CRIU)'
+complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -l network-lock -r -F -d 'Drop the packets of established TCP connections between dump and restore: nftables (default) or skip'
 complete -c wpckpt -n '__fish_seen_subcommand_from iterate' -l json -d 'Print one JSON object per iteration and one for the result, one per line'
 
 # wpckpt merge

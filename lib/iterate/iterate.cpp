@@ -47,6 +47,8 @@ Result<checkpoint::CaptureStats> pre_dump_once(const IterateRequest& req, const 
   r.page_server = req.page_server;
   r.compress_level = req.compress_level;
   r.direct_io = req.direct_io;
+  r.file_locks = req.fds.file_locks;
+  r.ghost_limit = req.fds.ghost_limit;
   r.events = events;
   WPCKPT_TRY_ASSIGN(dump::PreDumpReport report, dump::pre_dump_process(r));
   return report.capture;
@@ -176,6 +178,7 @@ Result<IterateReport> iterate(const IterateRequest& req,
     d.leave_running = req.leave_running;
     d.compress_level = req.compress_level;
     d.direct_io = req.direct_io;
+    d.fds = req.fds;
     d.cancel = req.cancel;
     WPCKPT_TRY_ASSIGN(dump::DumpReport r, dump::dump_process(d));
     report.final_dump.ran = true;

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "lib/base/result.hpp"
+#include "lib/fds/fd_handler.hpp"
 #include "lib/net/remote_sink.hpp"
 #include "lib/ptrace/freezer.hpp"
 
@@ -54,6 +55,9 @@ struct IterateRequest {
   std::optional<net::PageServerTarget> page_server;
   std::string name_prefix;
   bool reap_final_later = false;  // DumpRequest::reap_later for the final dump
+  // The final dump's (--tcp-established, --ext-unix-sk, --network-lock);
+  // file_locks and ghost_limit also let the pre-dumps accept what it will take.
+  fds::CaptureOptions fds;
 };
 
 struct IterationFigures {

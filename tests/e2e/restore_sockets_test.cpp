@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -36,6 +37,28 @@ TEST(RestoreSockets, EstablishedTcpWithTcpRepair) {
   Checkpointed c;
   c.dump_flags = {"--tcp-established"};
   checkpoint(c, {workload("zdtm_sockets"), c.dir.path().string(), "tcp"}, "READY", 1);
+  restore_and_check(c, {"--tcp-established"});
+}
+
+// `wpckpt iterate` passes --tcp-established to its final dump (it once had
+// no such option, and the dump's refusal told the user to pass it).
+TEST(RestoreSockets, IterateTakesEstablishedTcpToItsFinalDump) {
+  Checkpointed c;
+  c.out = (c.dir / "out.txt").string();
+  ChildProcess proc = ChildProcess::start(
+      {wpckpt_binary(), "run", "--", workload("zdtm_sockets"), c.dir.path().string(), "tcp"}, {}, c.out);
+  c.pid = proc.pid();
+  ASSERT_TRUE(wait_until([&] { return read_file(c.out).find("READY") != std::string::npos; })) << read_file(c.out);
+  const std::filesystem::path dir = c.dir / "it";
+  CommandResult r = run_wpckpt({"iterate", "-t", std::to_string(c.pid), "-D", dir.string(), "--max-iterations", "2",
+                                "--tcp-established", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  proc.wait();  // killed by the final dump
+  ASSERT_TRUE(pid_gone(c.pid));
+  int last = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) last = std::max(last, std::stoi(e.path().filename()));
+  c.last = dir / std::to_string(last);
+  ASSERT_TRUE(std::filesystem::exists(c.last / "manifest.json"));
   restore_and_check(c, {"--tcp-established"});
 }
 
