@@ -44,6 +44,7 @@ int run_snapshot(const SnapshotOptions& opts) {
   req.snapshot = true;
   using Copy = checkpoint::CaptureOptions::SnapshotCopy;
   req.snapshot_copy = opts.mechanism == "fork-cow" ? Copy::Fork : opts.mechanism == "read-frozen" ? Copy::ReadFrozen : Copy::Auto;
+  req.fds.snapshot = true;
   req.fds.ext_unix_sk = opts.ext_unix_sk;
   req.fds.ghost_limit = opts.ghost_limit;
   req.fds.file_locks = opts.file_locks;

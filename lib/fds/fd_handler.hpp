@@ -35,6 +35,7 @@ struct CaptureOptions {
   uint64_t ghost_limit = 1 << 20;  // --ghost-limit: contents of deleted open files up to this size are saved
   bool file_locks = false;         // --file-locks: record file locks (lib/fds/file_locks.hpp)
   bool network_lock = true;        // --network-lock nftables (default) or skip (lib/netlock/network_lock.hpp)
+  bool snapshot = false;           // `wpckpt snapshot`: the process runs on, so TCP repair is out (refusal hints)
   // A process tree's other members: a unix socket whose peer one of them
   // holds is a pair inside the tree, not a connection to the outside.
   std::vector<pid_t> tree_pids;

@@ -84,7 +84,12 @@ Result<void> capture_tcp_state(const FdSource& src, int sock, const Names& n, st
       if (!src.options || !src.options->tcp_established)
         return refuse(src, fmt::format("an established TCP connection {} -> {}", endpoint(n.local, n.local_len),
                                        endpoint(n.peer, n.peer_len)),
-                      "pass --tcp-established to dump it with TCP repair (and to restore it), or close it first");
+                      src.options && src.options->snapshot
+                          ? "a snapshot leaves the process running, and TCP repair cannot take the connections of "
+                            "a running process: close them first, or take `wpckpt dump -R --tcp-established` "
+                            "(frozen for the whole dump)"
+                          : "pass --tcp-established to dump it with TCP repair (and to restore it), or close it "
+                            "first");
       f.details["state"] = "established";
       // Locked before its queues are read: nothing arrives (and is
       // acknowledged) after the read, and the peer never sees a reset.

@@ -73,6 +73,12 @@ TEST(RestoreSockets, EstablishedTcpNeedsTheFlagAndTheProcessRunsOn) {
   EXPECT_NE(r.err.find("established TCP connection 127.0.0.1:"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("--tcp-established"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir / "img" / "manifest.json"));
+  // A snapshot cannot take it at all (the process runs on): it says what can.
+  r = run_wpckpt({"snapshot", "-t", std::to_string(proc.pid()), "-D", (dir / "snap").string()});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("established TCP connection 127.0.0.1:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("dump -R --tcp-established"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "snap" / "manifest.json"));
   // Nothing was harmed: the process runs on and its connection still works.
   ASSERT_EQ(::kill(proc.pid(), SIGUSR1), 0);
   EXPECT_EQ(exit_code_of(proc.wait(std::chrono::seconds(30))), 0) << read_file(out);
