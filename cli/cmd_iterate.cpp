@@ -14,7 +14,7 @@
 #include "cli/image_io_options.hpp"
 #include "cli/iterate_output.hpp"
 #include "cli/output.hpp"
-#include "lib/dump/unsupported_state.hpp"
+#include "lib/fds/fd_handler.hpp"
 #include "lib/iterate/iterate.hpp"
 
 namespace wpckpt::cli {
@@ -33,10 +33,8 @@ struct IterateOptions {
   bool cross_check = false;
   int compress_level = 1;
   bool buffered_io = false;  // --buffered-io
-  // What the final dump takes (as `wpckpt dump`'s options).
-  bool tcp_established = false, ext_unix_sk = false, file_locks = false;
-  uint64_t ghost_limit = dump::kDefaultGhostLimit;
-  CriuOptions criu;  // --network-lock only
+  fds::CaptureOptions fds;  // what the final dump takes (as `wpckpt dump`'s options)
+  CriuOptions criu;         // --network-lock only
 };
 
 int run_iterate(const IterateOptions& opts) {
@@ -60,10 +58,7 @@ int run_iterate(const IterateOptions& opts) {
   req.cross_check = opts.cross_check;
   req.compress_level = opts.compress_level;
   req.direct_io = !opts.buffered_io;
-  req.fds.tcp_established = opts.tcp_established;
-  req.fds.ext_unix_sk = opts.ext_unix_sk;
-  req.fds.file_locks = opts.file_locks;
-  req.fds.ghost_limit = opts.ghost_limit;
+  req.fds = opts.fds;
   req.fds.network_lock = opts.criu.network_lock == "nftables";
   req.cancel = cancel;
   auto report = iterate::iterate(req, [&](const iterate::IterationFigures& f) { print_iteration(f, opts.json); });
@@ -100,13 +95,13 @@ void add_iterate_command(CLI::App& app, int& exit_code) {
                 "Confirm every events-mode pre-dump with a full read-only scan; fail on a page the events missed");
   sub->add_option("--compress-level", opts->compress_level, "zstd level (negative: faster)");
   add_image_io_options(sub, opts->buffered_io);
-  sub->add_flag("--tcp-established", opts->tcp_established,
+  sub->add_flag("--tcp-established", opts->fds.tcp_established,
                 "The final dump takes established TCP connections (TCP repair; as `dump --tcp-established`)");
-  sub->add_flag("--ext-unix-sk", opts->ext_unix_sk,
+  sub->add_flag("--ext-unix-sk", opts->fds.ext_unix_sk,
                 "The final dump takes unix datagram sockets connected to a name outside (as `dump --ext-unix-sk`)");
-  sub->add_flag("--file-locks", opts->file_locks,
+  sub->add_flag("--file-locks", opts->fds.file_locks,
                 "Pre-dumps accept file locks and the final dump records them (as `dump --file-locks`)");
-  add_ghost_limit_option(sub, opts->ghost_limit);
+  add_ghost_limit_option(sub, opts->fds.ghost_limit);
   add_network_lock_option(sub, opts->criu);
   sub->add_flag("--json", opts->json, "Print one JSON object per iteration and one for the result, one per line");
   sub->callback([opts, &exit_code] { exit_code = run_iterate(*opts); });
